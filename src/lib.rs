@@ -1,0 +1,27 @@
+//! Cairn: a replicated JSON key/value store.
+//!
+//! # Layout
+//! - `server`: runs a node until shutdown (the binary's `serve` calls this)
+//! - `node`: storage + Raft wired together; the core write/read/status operations
+//! - `api/`: the HTTP edge (axum): validation, error table, forwarding, Raft RPC endpoints
+//! - `net/`: outgoing Raft RPCs (reqwest) and their wire format
+//! - `wal/`: the Raft log and vote in a segmented, fsync'd write-ahead log
+//! - `sm/`: the state machine in sled, deterministic apply, snapshot files
+//! - `command`: the replicated command model
+//! - `codec`, `frame`: the bincode codec and the length+CRC record framing
+//! - `ttl`: the leader's expiry ticker
+//! - `client/`: the HTTP client and the `cairn kv` / `cairn cluster` CLI
+
+pub mod api;
+pub mod codec;
+pub mod command;
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod net;
+pub mod node;
+pub mod server;
+pub mod sm;
+pub mod ttl;
+pub mod types;
+pub mod wal;

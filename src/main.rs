@@ -1,1 +1,185 @@
-fn main() {}
+//! The `cairn` binary: parses flags, sets up logging, and calls the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use cairn::config::{parse_peers, NodeConfig};
+use cairn::sm::SmOptions;
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "A replicated JSON key/value store")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a node.
+    Serve(Box<ServeArgs>),
+}
+
+/// A wrapper so clap treats the peer list as one value, not a repeated flag.
+#[derive(Clone)]
+struct Peers(Vec<(u64, String)>);
+
+fn parse_peer_list(s: &str) -> Result<Peers, String> {
+    parse_peers(s).map(Peers)
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// This node's id; fixed for the life of its data dir.
+    #[arg(long, env = "CAIRN_ID", default_value_t = 1)]
+    id: u64,
+    /// Address to serve the client API and peer RPCs on.
+    #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:7001")]
+    listen: SocketAddr,
+    /// Address peers and redirects use for this node [default: --listen].
+    #[arg(long, env = "CAIRN_ADVERTISE")]
+    advertise: Option<String>,
+    #[arg(long, env = "CAIRN_DATA_DIR", default_value = "./cairn-data")]
+    data_dir: PathBuf,
+    /// Initial voters, this node included: 1=host:port,2=host:port,3=host:port. Absent: a
+    /// single-node cluster.
+    #[arg(long, env = "CAIRN_PEERS", value_parser = parse_peer_list)]
+    peers: Option<Peers>,
+    #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Leader heartbeat interval.
+    #[arg(long, env = "CAIRN_HEARTBEAT_MS", default_value_t = 100)]
+    heartbeat_ms: u64,
+    /// Election timeout range; kept well above the heartbeat so a busy 2-core machine running
+    /// HTTP and fsync does not trigger spurious elections.
+    #[arg(long, env = "CAIRN_ELECTION_MIN_MS", default_value_t = 600)]
+    election_min_ms: u64,
+    #[arg(long, env = "CAIRN_ELECTION_MAX_MS", default_value_t = 1200)]
+    election_max_ms: u64,
+    /// Build a snapshot (and allow purging the WAL behind it) every N applied entries.
+    #[arg(long, env = "CAIRN_SNAPSHOT_LOGS", default_value_t = 10_000)]
+    snapshot_logs: u64,
+    /// After this long a write's outcome is reported unknown (504).
+    #[arg(long, env = "CAIRN_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    write_timeout_ms: u64,
+    /// sled page cache size in MiB.
+    #[arg(long, env = "CAIRN_SLED_CACHE_MB", default_value_t = 256)]
+    sled_cache_mb: u64,
+    /// sled background flush interval in ms (0 = only on shutdown). The WAL is the durability
+    /// point; this only shortens replay after a crash.
+    #[arg(long, env = "CAIRN_SLED_FLUSH_MS", default_value_t = 1000)]
+    sled_flush_ms: u64,
+    /// Tokio worker threads [default: number of CPUs].
+    #[arg(long, env = "CAIRN_WORKER_THREADS")]
+    worker_threads: Option<usize>,
+}
+
+impl ServeArgs {
+    fn node_config(&self) -> Result<NodeConfig, String> {
+        if self.election_min_ms >= self.election_max_ms || self.heartbeat_ms >= self.election_min_ms {
+            return Err("need --heartbeat-ms < --election-min-ms < --election-max-ms".into());
+        }
+        let mut c = NodeConfig::new(self.id, self.listen, self.data_dir.clone());
+        if let Some(a) = &self.advertise {
+            c.advertise = a.clone();
+        }
+        c.peers = self.peers.clone().map(|p| p.0).unwrap_or_default();
+        if let Some((_, addr)) = c.peers.iter().find(|(i, _)| *i == self.id) {
+            if self.advertise.is_none() {
+                c.advertise = addr.clone();
+            }
+        }
+        c.heartbeat = Duration::from_millis(self.heartbeat_ms);
+        c.election_min = Duration::from_millis(self.election_min_ms);
+        c.election_max = Duration::from_millis(self.election_max_ms);
+        c.snapshot_logs = self.snapshot_logs.max(1);
+        c.write_timeout = Duration::from_millis(self.write_timeout_ms.max(1));
+        c.sm = SmOptions {
+            cache_bytes: self.sled_cache_mb << 20,
+            flush_every_ms: Some(self.sled_flush_ms).filter(|&ms| ms > 0),
+        };
+        Ok(c)
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n.max(1));
+    }
+    b.enable_all().build()
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    init_tracing(args.log_format);
+    let config = match args.node_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match runtime(args.worker_threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(cairn::server::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "node failed");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve(args) => serve(&args),
+    }
+}

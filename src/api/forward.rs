@@ -1,0 +1,74 @@
+//! One-hop proxy from a follower to the leader, for writes and strong reads. A request that
+//! already carries the loop-guard header is never forwarded again. When the proxied request
+//! may have reached the leader but no answer came back, a write is reported as 504
+//! `unknown_outcome`, never retried and never called a failure.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::{AppState, H_FORWARDED_BY};
+
+/// The parts of an incoming request needed to replay it at the leader.
+pub struct Replay {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+const HOP_BY_HOP: &[&str] = &["host", "connection", "content-length", "transfer-encoding", "keep-alive", "upgrade"];
+
+pub async fn to_leader(st: &AppState, req: Replay) -> Response {
+    if req.headers.contains_key(H_FORWARDED_BY) {
+        return ApiError::no_leader("a forwarded request reached a node that is not the leader").into_response();
+    }
+    let Some((_, addr)) = st.node.leader().filter(|(id, _)| *id != st.node.id) else {
+        return ApiError::no_leader("no leader is known").into_response();
+    };
+    let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut rb = st
+        .forward_http
+        .request(req.method.clone(), format!("http://{addr}{path}"))
+        .timeout(st.node.config.write_timeout + Duration::from_secs(2))
+        .header(H_FORWARDED_BY, st.node.id)
+        .body(req.body);
+    for (k, v) in req.headers.iter() {
+        if !HOP_BY_HOP.contains(&k.as_str()) {
+            rb = rb.header(k, v);
+        }
+    }
+    let is_read = req.method == Method::GET;
+    let lost = |why: String| {
+        if is_read {
+            ApiError::no_leader(format!("leader unreachable: {why}")).into_response()
+        } else {
+            ApiError::unknown_outcome(format!("the leader did not answer: {why}")).into_response()
+        }
+    };
+    let resp = match rb.send().await {
+        Ok(r) => r,
+        // Nothing reached the leader: definitely not applied.
+        Err(e) if e.is_connect() => return ApiError::no_leader(format!("leader unreachable: {e}")).into_response(),
+        Err(e) => return lost(e.to_string()),
+    };
+    let status = resp.status();
+    let mut headers = HeaderMap::new();
+    for (k, v) in resp.headers() {
+        if !HOP_BY_HOP.contains(&k.as_str()) {
+            headers.insert(k.clone(), v.clone());
+        }
+    }
+    match resp.bytes().await {
+        Ok(b) => {
+            let mut out = Response::new(Body::from(b));
+            *out.status_mut() = status;
+            *out.headers_mut() = headers;
+            out
+        }
+        Err(e) => lost(e.to_string()),
+    }
+}

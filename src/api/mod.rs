@@ -1,0 +1,76 @@
+//! The HTTP surface: one axum router per node serving the client API, cluster status and the
+//! internal Raft RPCs on one port. Validation happens here, at the edge; the core never
+//! imports axum.
+//!
+//! - `kv.rs`: `/kv/items` handlers
+//! - `forward.rs`: one-hop proxy to the leader
+//! - `cluster.rs`: `/cluster/status`, `/health`
+//! - `raft_rpc.rs`: `/raft/*` peer RPCs
+//! - `error.rs`: error → status table
+
+mod cluster;
+pub mod error;
+mod forward;
+mod kv;
+mod raft_rpc;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::node::Node;
+use error::ApiError;
+
+pub const H_NODE: &str = "x-cairn-node";
+pub const H_LEADER: &str = "x-cairn-leader";
+pub const H_CONSISTENCY: &str = "x-cairn-consistency";
+pub const H_APPLIED: &str = "x-cairn-applied-index";
+pub const H_FORWARDED_BY: &str = "x-cairn-forwarded-by";
+
+/// Largest request body accepted: a 1 MiB value plus an equally large `ifValue` and slack.
+/// Larger bodies get 413 `value_too_large` (see `kv.rs`).
+const BODY_LIMIT: usize = 3 << 20;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub node: Arc<Node>,
+    /// Separate from the Raft RPC client so proxied traffic cannot crowd out heartbeats.
+    pub forward_http: reqwest::Client,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/kv/items/{key}", get(kv::get_item).put(kv::put_item).delete(kv::delete_item))
+        .route("/kv/items/{key}/increment", post(kv::increment_item))
+        .route("/cluster/status", get(cluster::status))
+        .route("/health", get(cluster::health))
+        .route("/raft/append", post(raft_rpc::append))
+        .route("/raft/vote", post(raft_rpc::vote))
+        .route("/raft/snapshot", post(raft_rpc::snapshot))
+        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such route").into_response() })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response_with_state(state.clone(), node_headers))
+        .with_state(state)
+}
+
+/// Stamps every response with who answered and what it knew. A proxied response already
+/// carries the leader's stamp, which is the truthful one, so existing headers are kept.
+async fn node_headers(State(st): State<AppState>, mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    if h.contains_key(H_NODE) {
+        return resp;
+    }
+    let (leader, applied) = st.node.leader_and_applied();
+    h.insert(H_NODE, HeaderValue::from(st.node.id));
+    h.insert(H_LEADER, leader.map(HeaderValue::from).unwrap_or(HeaderValue::from_static("none")));
+    h.insert(H_APPLIED, HeaderValue::from(applied));
+    if !h.contains_key(H_CONSISTENCY) {
+        // Writes and strong reads are linearizable; stale reads set the header themselves.
+        h.insert(H_CONSISTENCY, HeaderValue::from_static("linearizable"));
+    }
+    resp
+}

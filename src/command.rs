@@ -1,0 +1,91 @@
+//! The replicated command model: what a Raft entry carries and what applying it returns.
+//!
+//! JSON values travel as JSON text (`String`), because bincode cannot encode
+//! `serde_json::Value`; the API layer validates and canonicalises the text before proposing.
+
+use serde::{Deserialize, Serialize};
+
+/// One Raft entry's payload: commands stamped by the leader with its wall clock. Several
+/// independent client commands may share one entry (write batching); each gets its own result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Proposal {
+    /// Leader wall-clock milliseconds since the Unix epoch when the proposal was made. `apply`
+    /// never reads a clock; it advances the replicated logical clock to this value.
+    pub now_ms: u64,
+    pub cmds: Vec<Command>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Command {
+    Set {
+        key: String,
+        /// JSON text.
+        value: String,
+        ttl_ms: Option<u64>,
+        cond: Condition,
+    },
+    Delete {
+        key: String,
+        cond: Condition,
+    },
+    Increment {
+        key: String,
+        delta: Number,
+        /// Applies only when the increment creates the key.
+        ttl_ms: Option<u64>,
+    },
+    /// Deletes every key whose expiry is at or before the logical clock, in key order.
+    Expire,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Condition {
+    None,
+    IfAbsent,
+    IfVersion(u64),
+    /// JSON text; compared as parsed JSON, so key order and whitespace do not matter.
+    IfValue(String),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+/// The state of one key as the state machine holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Item {
+    pub key: String,
+    /// JSON text.
+    pub value: String,
+    /// Log index of the key's last change.
+    pub version: u64,
+    /// Absolute expiry in logical-clock milliseconds.
+    pub expires_at: Option<u64>,
+}
+
+/// Why a command was refused. These are business outcomes, not storage errors: the entry was
+/// still applied (and changed nothing).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Refusal {
+    KeyExists,
+    VersionMismatch,
+    ValueMismatch,
+    NotFound,
+    NotANumber,
+    Overflow,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum CmdResult {
+    Item(Item),
+    Deleted { key: String },
+    Refused(Refusal),
+    Expired { count: u64 },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProposalResult {
+    pub results: Vec<CmdResult>,
+}

@@ -1,0 +1,230 @@
+//! A running node: storage opened, Raft started, and the core operations the API layer calls
+//! (write, read at a consistency level, wait for an index, status). Nothing here knows HTTP.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+
+use crate::command::{CmdResult, Command, Item, Proposal};
+use crate::config::NodeConfig;
+use crate::error::{Error, StartError};
+use crate::net::{self, Network};
+use crate::sm::{SmReader, StateMachine};
+use crate::types::{NodeId, Raft};
+use crate::wal::LogStore;
+
+const IDENTITY_FILE: &str = "cairn-node-id";
+
+pub struct Node {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub reader: SmReader,
+    pub config: NodeConfig,
+}
+
+/// What a node reports about itself on every response and in `/cluster/status`.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: &'static str,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub members: Vec<(NodeId, String, bool)>,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Pins a data dir to one node id, so a misconfigured restart cannot impersonate another node.
+fn check_identity(dir: &Path, id: NodeId) -> Result<(), StartError> {
+    let path = dir.join(IDENTITY_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let found: NodeId = text
+                .trim()
+                .parse()
+                .map_err(|_| StartError::Config(format!("{} is not a node id file", path.display())))?;
+            if found != id {
+                return Err(StartError::IdentityMismatch { dir: dir.display().to_string(), found, given: id });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut f = fs::File::create(&path).map_err(StartError::io("create node id file"))?;
+            writeln!(f, "{id}").map_err(StartError::io("write node id file"))?;
+            f.sync_all().map_err(StartError::io("sync node id file"))?;
+            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(StartError::io("sync data dir"))
+        }
+        Err(e) => Err(StartError::Io { what: format!("read {}", path.display()), source: e }),
+    }
+}
+
+impl Node {
+    pub async fn start(config: NodeConfig) -> Result<Arc<Node>, StartError> {
+        let id = config.id;
+        if !config.peers.is_empty() && !config.peers.iter().any(|(p, _)| *p == id) {
+            return Err(StartError::Config(format!("--peers does not list this node's id {id}")));
+        }
+        fs::create_dir_all(&config.data_dir).map_err(StartError::io("create data dir"))?;
+        check_identity(&config.data_dir, id)?;
+
+        let log = LogStore::open(&config.data_dir.join("wal")).map_err(StartError::io("open WAL"))?;
+        let pristine = log.last_log_id().is_none() && log.current_vote().is_none();
+        let sm = StateMachine::open(&config.data_dir, &config.sm).map_err(StartError::io("open state machine"))?;
+        let reader = sm.reader();
+
+        let raft_config = openraft::Config {
+            cluster_name: "cairn".into(),
+            heartbeat_interval: config.heartbeat.as_millis() as u64,
+            election_timeout_min: config.election_min.as_millis() as u64,
+            election_timeout_max: config.election_max.as_millis() as u64,
+            // Per chunk; the 200 ms default makes large snapshots retry forever.
+            install_snapshot_timeout: 30_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+
+        let local_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified());
+        let http = net::http_client(local_ip).map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft = Raft::new(id, Arc::new(raft_config), Network::new(http), log, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        if pristine {
+            let members: BTreeMap<NodeId, BasicNode> = if config.peers.is_empty() {
+                BTreeMap::from([(id, BasicNode::new(config.advertise.clone()))])
+            } else {
+                config.peers.iter().map(|(i, a)| (*i, BasicNode::new(a.clone()))).collect()
+            };
+            // Every initial voter initializes with the same membership; openraft makes that
+            // safe, and it means any start order forms one cluster.
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!("initialized a new cluster"),
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(StartError::Raft(e.to_string())),
+            }
+        }
+        Ok(Arc::new(Node { id, raft, reader, config }))
+    }
+
+    pub fn status(&self) -> Status {
+        let m = self.raft.metrics().borrow().clone();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Follower => "follower",
+            ServerState::Shutdown => "shutdown",
+        };
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let members = membership.nodes().map(|(i, n)| (*i, n.addr.clone(), voters.contains(i))).collect();
+        Status {
+            id: self.id,
+            role,
+            term: m.current_term,
+            leader: m.current_leader,
+            members,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+        }
+    }
+
+    /// The cheap subset of [`Node::status`] stamped on every response.
+    pub fn leader_and_applied(&self) -> (Option<NodeId>, u64) {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        (m.current_leader, m.last_applied.map(|l| l.index).unwrap_or(0))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// The leader's id and address, when one is known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+        Some((id, addr))
+    }
+
+    fn not_leader(&self) -> Error {
+        match self.leader() {
+            Some(l) if l.0 != self.id => Error::NotLeader { leader: Some(l) },
+            _ => Error::NoLeader,
+        }
+    }
+
+    /// Proposes commands through Raft and returns each one's result. Only the leader stamps the
+    /// wall clock; a follower never proposes (the API layer forwards instead).
+    pub async fn write(&self, cmds: Vec<Command>) -> Result<(u64, Vec<CmdResult>), Error> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        let proposal = Proposal { now_ms: now_ms(), cmds };
+        let res = tokio::time::timeout(self.config.write_timeout, self.raft.client_write(proposal)).await;
+        match res {
+            Err(_) => Err(Error::UnknownOutcome("timed out waiting for commit".into())),
+            Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data.results)),
+            // Leadership can be lost after the entry was appended; openraft then answers
+            // ForwardToLeader although the entry may still commit. Never call that a failure.
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(Error::UnknownOutcome("leadership changed while the write was in flight".into()))
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => Err(Error::Storage(e.to_string())),
+            Ok(Err(RaftError::Fatal(f))) => Err(Error::UnknownOutcome(format!("node stopping: {f}"))),
+        }
+    }
+
+    /// Confirms leadership with a quorum (ReadIndex) and waits until the state machine has
+    /// applied up to the read index; a local read after this is linearizable.
+    pub async fn linearizable_barrier(&self) -> Result<(), Error> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        match tokio::time::timeout(self.config.write_timeout, self.raft.ensure_linearizable()).await {
+            Err(_) => Err(Error::NoLeader),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Err(self.not_leader()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => Err(Error::NoLeader),
+            Ok(Err(RaftError::Fatal(_))) => Err(Error::NoLeader),
+        }
+    }
+
+    /// Waits (bounded) until this node has applied `index`.
+    pub async fn wait_applied(&self, index: u64, bound: Duration) -> Result<(), Error> {
+        self.raft
+            .wait(Some(bound))
+            .applied_index_at_least(Some(index), "minVersion")
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::NotCaughtUp(index))
+    }
+
+    /// Reads the local state machine, with no consistency guarantee of its own.
+    pub fn read_local(&self, key: &str) -> Result<Option<Item>, Error> {
+        self.reader.get(key).map_err(|e| Error::Storage(e.to_string()))
+    }
+
+    /// Stops Raft and flushes the state machine; called after the HTTP server drained.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        self.reader.flush();
+    }
+}

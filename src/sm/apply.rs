@@ -1,0 +1,267 @@
+//! Deterministic application of committed entries. This is the only code that mutates state.
+//! It never reads a clock or randomness: time comes from the leader's stamp on each proposal,
+//! folded into the replicated logical clock. A run of entries is applied through an overlay and
+//! committed as one atomic sled batch, together with `last_applied`, so a crash can never apply
+//! an entry twice or half-apply it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use openraft::{EntryPayload, StoredMembership};
+
+use super::keys::{self, StoredItem};
+use crate::codec;
+use crate::command::{CmdResult, Command, Condition, Item, Number, Proposal, ProposalResult, Refusal};
+use crate::types::{Entry, LogId};
+
+/// Storage failure while applying: fatal for the node (openraft stops it).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+}
+
+/// Pending writes over the tree; reads see them first.
+pub struct Overlay<'a> {
+    tree: &'a sled::Tree,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> Overlay<'a> {
+    pub fn new(tree: &'a sled::Tree) -> Self {
+        Overlay { tree, writes: BTreeMap::new() }
+    }
+
+    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, ApplyError> {
+        match self.writes.get(k) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(self.tree.get(k)?.map(|v| v.to_vec())),
+        }
+    }
+
+    fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        self.writes.insert(k, Some(v));
+    }
+
+    fn del(&mut self, k: Vec<u8>) {
+        self.writes.insert(k, None);
+    }
+
+    /// Keys in `[lo, hi)` as the overlay sees them, in order.
+    fn keys_in(&self, lo: &[u8], hi: &[u8]) -> Result<BTreeSet<Vec<u8>>, ApplyError> {
+        let mut out = BTreeSet::new();
+        for kv in self.tree.range(lo..hi) {
+            out.insert(kv?.0.to_vec());
+        }
+        for (k, v) in self.writes.range(lo.to_vec()..hi.to_vec()) {
+            match v {
+                Some(_) => out.insert(k.clone()),
+                None => out.remove(k),
+            };
+        }
+        Ok(out)
+    }
+
+    pub fn into_batch(self) -> sled::Batch {
+        let mut b = sled::Batch::default();
+        for (k, v) in self.writes {
+            match v {
+                Some(v) => b.insert(k, v),
+                None => b.remove(k),
+            }
+        }
+        b
+    }
+}
+
+/// Applies entries in order; call [`Applier::finish`] to get the batch to commit.
+pub struct Applier<'a> {
+    ov: Overlay<'a>,
+    pub clock: u64,
+    pub last_applied: Option<LogId>,
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(tree: &'a sled::Tree) -> Result<Self, ApplyError> {
+        let ov = Overlay::new(tree);
+        let clock = match ov.get(keys::META_CLOCK)? {
+            Some(b) => codec::decode(&b)?,
+            None => 0,
+        };
+        Ok(Applier { ov, clock, last_applied: None })
+    }
+
+    pub fn apply_entry(&mut self, entry: &Entry) -> Result<ProposalResult, ApplyError> {
+        self.last_applied = Some(entry.log_id);
+        match &entry.payload {
+            EntryPayload::Blank => Ok(ProposalResult::default()),
+            EntryPayload::Membership(m) => {
+                let stored = StoredMembership::new(Some(entry.log_id), m.clone());
+                self.ov.put(keys::META_MEMBERSHIP.to_vec(), codec::encode(&stored)?);
+                Ok(ProposalResult::default())
+            }
+            EntryPayload::Normal(p) => self.apply_proposal(entry.log_id.index, p),
+        }
+    }
+
+    fn apply_proposal(&mut self, index: u64, p: &Proposal) -> Result<ProposalResult, ApplyError> {
+        self.clock = self.clock.max(p.now_ms);
+        let mut results = Vec::with_capacity(p.cmds.len());
+        for cmd in &p.cmds {
+            results.push(self.apply_cmd(index, cmd)?);
+        }
+        Ok(ProposalResult { results })
+    }
+
+    /// The stored item, physically present or not-yet-deleted-but-expired.
+    fn stored(&self, key: &str) -> Result<Option<StoredItem>, ApplyError> {
+        match self.ov.get(&keys::data_key(key))? {
+            Some(b) => Ok(Some(codec::decode(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn write(&mut self, key: &str, old: Option<&StoredItem>, new: &StoredItem) -> Result<(), ApplyError> {
+        if let Some(at) = old.and_then(|o| o.expires_at) {
+            self.ov.del(keys::expiry_key(at, key));
+        }
+        if let Some(at) = new.expires_at {
+            self.ov.put(keys::expiry_key(at, key), Vec::new());
+        }
+        self.ov.put(keys::data_key(key), codec::encode(new)?);
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &str, old: &StoredItem) {
+        if let Some(at) = old.expires_at {
+            self.ov.del(keys::expiry_key(at, key));
+        }
+        self.ov.del(keys::data_key(key));
+    }
+
+    fn apply_cmd(&mut self, index: u64, cmd: &Command) -> Result<CmdResult, ApplyError> {
+        match cmd {
+            Command::Set { key, value, ttl_ms, cond } => {
+                let old = self.stored(key)?;
+                let live = old.as_ref().filter(|o| o.is_live(self.clock));
+                if let Some(refusal) = check(cond, live) {
+                    return Ok(CmdResult::Refused(refusal));
+                }
+                let new = StoredItem {
+                    value: value.clone(),
+                    version: index,
+                    expires_at: ttl_ms.map(|t| self.clock.saturating_add(t)),
+                };
+                self.write(key, old.as_ref(), &new)?;
+                Ok(CmdResult::Item(item(key, new)))
+            }
+            Command::Delete { key, cond } => {
+                let old = self.stored(key)?;
+                let Some(live) = old.as_ref().filter(|o| o.is_live(self.clock)) else {
+                    return Ok(CmdResult::Refused(Refusal::NotFound));
+                };
+                if let Some(refusal) = check(cond, Some(live)) {
+                    return Ok(CmdResult::Refused(refusal));
+                }
+                let live = live.clone();
+                self.remove(key, &live);
+                Ok(CmdResult::Deleted { key: key.clone() })
+            }
+            Command::Increment { key, delta, ttl_ms } => {
+                let old = self.stored(key)?;
+                let live = old.as_ref().filter(|o| o.is_live(self.clock));
+                let (current, expires_at) = match live {
+                    Some(o) => match parse_number(&o.value) {
+                        Some(n) => (n, o.expires_at),
+                        None => return Ok(CmdResult::Refused(Refusal::NotANumber)),
+                    },
+                    None => (Number::Int(0), ttl_ms.map(|t| self.clock.saturating_add(t))),
+                };
+                let Some(value) = add(current, *delta) else {
+                    return Ok(CmdResult::Refused(Refusal::Overflow));
+                };
+                let new = StoredItem { value, version: index, expires_at };
+                self.write(key, old.as_ref(), &new)?;
+                Ok(CmdResult::Item(item(key, new)))
+            }
+            Command::Expire => {
+                let due = self.ov.keys_in(&[keys::EXPIRY], &keys::expiry_upper_bound(self.clock))?;
+                let mut count = 0;
+                for xk in due {
+                    self.ov.del(xk.clone());
+                    let Some((at, key)) = keys::parse_expiry_key(&xk) else { continue };
+                    if let Some(old) = self.stored(key)? {
+                        if old.expires_at == Some(at) {
+                            self.ov.del(keys::data_key(key));
+                            count += 1;
+                        }
+                    }
+                }
+                Ok(CmdResult::Expired { count })
+            }
+        }
+    }
+
+    /// The batch holding every change plus the new clock and `last_applied`.
+    pub fn finish(mut self) -> Result<sled::Batch, ApplyError> {
+        self.ov.put(keys::META_CLOCK.to_vec(), codec::encode(&self.clock)?);
+        if self.last_applied.is_some() {
+            self.ov.put(keys::META_LAST_APPLIED.to_vec(), codec::encode(&self.last_applied)?);
+        }
+        Ok(self.ov.into_batch())
+    }
+}
+
+fn item(key: &str, s: StoredItem) -> Item {
+    Item { key: key.to_string(), value: s.value, version: s.version, expires_at: s.expires_at }
+}
+
+/// Evaluates a write condition against the live item; `None` means it holds.
+fn check(cond: &Condition, live: Option<&StoredItem>) -> Option<Refusal> {
+    match (cond, live) {
+        (Condition::None, _) => None,
+        (Condition::IfAbsent, None) => None,
+        (Condition::IfAbsent, Some(_)) => Some(Refusal::KeyExists),
+        (Condition::IfVersion(v), Some(o)) if o.version == *v => None,
+        (Condition::IfVersion(_), _) => Some(Refusal::VersionMismatch),
+        (Condition::IfValue(expected), Some(o)) if json_eq(expected, &o.value) => None,
+        (Condition::IfValue(_), _) => Some(Refusal::ValueMismatch),
+    }
+}
+
+fn json_eq(a: &str, b: &str) -> bool {
+    match (serde_json::from_str::<serde_json::Value>(a), serde_json::from_str::<serde_json::Value>(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn parse_number(text: &str) -> Option<Number> {
+    match serde_json::from_str::<serde_json::Value>(text).ok()? {
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Some(Number::Int(i)),
+            None => n.as_f64().map(Number::Float),
+        },
+        _ => None,
+    }
+}
+
+/// Checked i64 arithmetic when both sides are integers, f64 otherwise; `None` on overflow or a
+/// non-finite result. Returns JSON text.
+pub fn add(a: Number, b: Number) -> Option<String> {
+    match (a, b) {
+        (Number::Int(x), Number::Int(y)) => x.checked_add(y).map(|v| v.to_string()),
+        (x, y) => {
+            let f = as_f64(x) + as_f64(y);
+            serde_json::Number::from_f64(f).filter(|_| f.is_finite()).map(|n| n.to_string())
+        }
+    }
+}
+
+fn as_f64(n: Number) -> f64 {
+    match n {
+        Number::Int(i) => i as f64,
+        Number::Float(f) => f,
+    }
+}

@@ -1,0 +1,319 @@
+//! The state machine: replicated key/value state in sled, plus snapshot files.
+//!
+//! sled is flushed lazily (its `flush` is not an fsync anyway): the fsync'd WAL is the
+//! durability point. After a crash sled holds a consistent prefix of what was applied, and
+//! openraft re-applies the rest from the WAL. The WAL is purged only behind a snapshot file,
+//! so if sled ever ends up behind that snapshot, opening reloads the snapshot first.
+//!
+//! - `keys.rs`: sled layout
+//! - `apply.rs`: deterministic apply
+//! - `snapshot.rs`: snapshot file layout
+
+pub mod apply;
+pub mod keys;
+mod snapshot;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{OptionalSend, RaftSnapshotBuilder, StorageIOError};
+
+use crate::codec;
+use crate::command::{Item, ProposalResult};
+use crate::types::{Entry, LogId, Membership, SnapshotMeta, StorageError, TypeConfig};
+use apply::Applier;
+use keys::StoredItem;
+
+const CURRENT: &str = "current.snap";
+const BUILDING: &str = "build.tmp";
+const RECEIVING: &str = "recv.tmp";
+
+/// sled tuning, exposed as node flags.
+#[derive(Debug, Clone)]
+pub struct SmOptions {
+    pub cache_bytes: u64,
+    pub flush_every_ms: Option<u64>,
+}
+
+impl Default for SmOptions {
+    fn default() -> Self {
+        SmOptions { cache_bytes: 256 << 20, flush_every_ms: Some(1000) }
+    }
+}
+
+/// The logical clock, shared with readers so they judge expiry exactly as apply does.
+#[derive(Default)]
+struct Clock(AtomicU64);
+
+pub struct StateMachine {
+    _db: sled::Db,
+    tree: sled::Tree,
+    snap_dir: PathBuf,
+    clock: Arc<Clock>,
+}
+
+/// Read access for the API layer. Reads see whole applied batches (sled batches are atomic).
+#[derive(Clone)]
+pub struct SmReader {
+    tree: sled::Tree,
+    clock: Arc<Clock>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+}
+
+impl SmReader {
+    /// The live item under `key`, or `None` when absent or expired.
+    pub fn get(&self, key: &str) -> Result<Option<Item>, ReadError> {
+        let Some(raw) = self.tree.get(keys::data_key(key))? else { return Ok(None) };
+        let s: StoredItem = codec::decode(&raw)?;
+        if !s.is_live(self.clock_ms()) {
+            return Ok(None);
+        }
+        Ok(Some(Item { key: key.to_string(), value: s.value, version: s.version, expires_at: s.expires_at }))
+    }
+
+    pub fn clock_ms(&self) -> u64 {
+        self.clock.0.load(Ordering::Acquire)
+    }
+
+    /// The earliest expiry in the index, for the leader's expiry ticker.
+    pub fn next_expiry(&self) -> Option<u64> {
+        let (k, _) = self.tree.scan_prefix([keys::EXPIRY]).next()?.ok()?;
+        keys::parse_expiry_key(&k).map(|(at, _)| at)
+    }
+}
+
+fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_state_machine(&e).into()
+}
+
+impl StateMachine {
+    pub fn open(dir: &Path, opts: &SmOptions) -> io::Result<StateMachine> {
+        let db = sled::Config::new()
+            .path(dir.join("sm"))
+            .cache_capacity(opts.cache_bytes)
+            .flush_every_ms(opts.flush_every_ms)
+            .open()
+            .map_err(io::Error::other)?;
+        let tree = db.open_tree("sm").map_err(io::Error::other)?;
+        let snap_dir = dir.join("snapshots");
+        fs::create_dir_all(&snap_dir)?;
+        for leftover in [BUILDING, RECEIVING] {
+            let _ = fs::remove_file(snap_dir.join(leftover));
+        }
+        match tree.get(keys::META_FORMAT).map_err(io::Error::other)? {
+            Some(v) => {
+                let f: u32 = codec::decode(&v).map_err(io::Error::other)?;
+                if f != keys::FORMAT_VERSION {
+                    return Err(io::Error::other(format!("state machine format {f} is not supported")));
+                }
+            }
+            None => {
+                let v = codec::encode(&keys::FORMAT_VERSION).map_err(io::Error::other)?;
+                tree.insert(keys::META_FORMAT, v).map_err(io::Error::other)?;
+            }
+        }
+        let sm = StateMachine { _db: db, tree, snap_dir, clock: Arc::default() };
+        let current = sm.snap_dir.join(CURRENT);
+        if current.exists() {
+            let meta = snapshot::read_meta(&current)?;
+            let installing = sm.tree.contains_key(keys::META_INSTALLING).map_err(io::Error::other)?;
+            let applied = sm.last_applied().map_err(io::Error::other)?;
+            if installing || applied < meta.last_log_id {
+                tracing::info!(?applied, snapshot = ?meta.last_log_id, "state machine is behind its snapshot; reloading it");
+                load_snapshot(&sm.tree, &sm.clock, &current)?;
+            }
+        }
+        let clock = match sm.tree.get(keys::META_CLOCK).map_err(io::Error::other)? {
+            Some(v) => codec::decode(&v).map_err(io::Error::other)?,
+            None => 0,
+        };
+        sm.clock.0.store(clock, Ordering::Release);
+        Ok(sm)
+    }
+
+    pub fn reader(&self) -> SmReader {
+        SmReader { tree: self.tree.clone(), clock: self.clock.clone() }
+    }
+
+    fn last_applied(&self) -> Result<Option<LogId>, ReadError> {
+        match self.tree.get(keys::META_LAST_APPLIED)? {
+            Some(v) => Ok(codec::decode(&v)?),
+            None => Ok(None),
+        }
+    }
+
+    fn membership(&self) -> Result<Membership, ReadError> {
+        match self.tree.get(keys::META_MEMBERSHIP)? {
+            Some(v) => Ok(codec::decode(&v)?),
+            None => Ok(Membership::default()),
+        }
+    }
+}
+
+fn enc<T: serde::Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    codec::encode(v).map_err(io::Error::other)
+}
+
+/// Replaces the whole state with the snapshot file's. An `installing` marker makes a crash
+/// part-way visible to the next open, which then loads the file again.
+fn load_snapshot(t: &sled::Tree, clock: &Clock, path: &Path) -> io::Result<SnapshotMeta> {
+    t.clear().map_err(io::Error::other)?;
+    t.insert(keys::META_INSTALLING, Vec::new()).map_err(io::Error::other)?;
+    t.flush().map_err(io::Error::other)?;
+    let meta = snapshot::load_into(path, t)?;
+    t.insert(keys::META_LAST_APPLIED, enc(&meta.last_log_id)?).map_err(io::Error::other)?;
+    t.insert(keys::META_MEMBERSHIP, enc(&meta.last_membership)?).map_err(io::Error::other)?;
+    t.insert(keys::META_FORMAT, enc(&keys::FORMAT_VERSION)?).map_err(io::Error::other)?;
+    t.remove(keys::META_INSTALLING).map_err(io::Error::other)?;
+    t.flush().map_err(io::Error::other)?;
+    let c = match t.get(keys::META_CLOCK).map_err(io::Error::other)? {
+        Some(v) => codec::decode(&v).map_err(io::Error::other)?,
+        None => 0,
+    };
+    clock.0.store(c, Ordering::Release);
+    Ok(meta)
+}
+
+/// Hands openraft a snapshot that `get_snapshot_builder` already wrote (see there why).
+pub struct SnapshotBuilder {
+    built: Result<(SnapshotMeta, PathBuf), io::Error>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (meta, path) = match &self.built {
+            Ok(b) => b.clone(),
+            Err(e) => return Err(StorageIOError::write_snapshot(None, e).into()),
+        };
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
+        Ok((self.last_applied().map_err(sm_err)?, self.membership().map_err(sm_err)?))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ProposalResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut applier = Applier::new(&self.tree).map_err(sm_err)?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let r = applier.apply_entry(&entry).map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
+            out.push(r);
+        }
+        let clock = applier.clock;
+        let batch = applier.finish().map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.clock.0.store(clock, Ordering::Release);
+        Ok(out)
+    }
+
+    /// Writes the snapshot file here, not in `build_snapshot`: openraft runs the builder
+    /// concurrently with later applies, and sled has no point-in-time view, so the only
+    /// consistent moment to read the tree is now, on the state machine's own task.
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let tree = self.tree.clone();
+        let dir = self.snap_dir.clone();
+        let head = self.last_applied().and_then(|a| Ok((a, self.membership()?)));
+        let built = tokio::task::spawn_blocking(move || {
+            let (last, membership) = head.map_err(io::Error::other)?;
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let id = match last {
+                Some(l) => format!("{}-{}-{nanos}", l.leader_id, l.index),
+                None => format!("0-0-{nanos}"),
+            };
+            let meta = SnapshotMeta { last_log_id: last, last_membership: membership, snapshot_id: id };
+            let tmp = dir.join(BUILDING);
+            let pairs = snapshot::write(&tree, &meta, &tmp)?;
+            let current = dir.join(CURRENT);
+            fs::rename(&tmp, &current)?;
+            fs::File::open(&dir)?.sync_all()?;
+            tracing::info!(last = ?meta.last_log_id, pairs, "snapshot written");
+            Ok((meta, current))
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)));
+        SnapshotBuilder { built }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.snap_dir.join(RECEIVING))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+        let sig = Some(meta.signature());
+        snapshot.sync_all().await.map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+        drop(snapshot);
+        let dir = self.snap_dir.clone();
+        let tree = self.tree.clone();
+        let clock = self.clock.clone();
+        let expect = meta.clone();
+        let r = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let recv = dir.join(RECEIVING);
+            let got = snapshot::validate(&recv)?;
+            if got.last_log_id != expect.last_log_id {
+                return Err(io::Error::other("received snapshot does not match its announced meta"));
+            }
+            let current = dir.join(CURRENT);
+            fs::rename(&recv, &current)?;
+            fs::File::open(&dir)?.sync_all()?;
+            load_snapshot(&tree, &clock, &current).map(|_| ())
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)));
+        r.map_err(|e| StorageIOError::write_snapshot(sig, &e).into())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let path = self.snap_dir.join(CURRENT);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let meta = snapshot::read_meta(&path).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+    }
+}
+
+impl SmReader {
+    /// Best-effort flush at shutdown; durability comes from the WAL, this only shortens the
+    /// replay on the next start.
+    pub fn flush(&self) {
+        if let Err(e) = self.tree.flush() {
+            tracing::warn!(error = %e, "sled flush at shutdown");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Snapshot files, the only owner of their layout: `b"CRNS"`, format version (u8), then framed
+//! records (see `crate::frame`), each the bincode of a [`Frame`]: one `Meta`, any number of
+//! `Pairs` (raw sled keys and values), and a closing `End` with the pair count. A file without
+//! its `End` frame is incomplete and is never installed.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::keys;
+use crate::codec;
+use crate::frame;
+use crate::types::SnapshotMeta;
+
+const MAGIC: &[u8; 4] = b"CRNS";
+const VERSION: u8 = 1;
+const PAIRS_PER_FRAME: usize = 512;
+
+#[derive(Serialize, Deserialize)]
+enum Frame {
+    Meta(SnapshotMeta),
+    Pairs(Vec<(Vec<u8>, Vec<u8>)>),
+    End { pairs: u64 },
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+fn put_frame(w: &mut impl Write, f: &Frame) -> io::Result<()> {
+    let payload = codec::encode(f).map_err(io::Error::other)?;
+    let mut buf = Vec::with_capacity(payload.len() + frame::HEADER_LEN);
+    frame::append_frame(&payload, &mut buf);
+    w.write_all(&buf)
+}
+
+fn next_frame(r: &mut impl Read) -> io::Result<Frame> {
+    let payload = frame::read_frame(r)?.ok_or_else(|| invalid("snapshot ends without its End frame"))?;
+    codec::decode(&payload).map_err(|e| invalid(e.to_string()))
+}
+
+/// Keys that describe the replica rather than the data; the snapshot meta carries their truth.
+fn is_replica_local(k: &[u8]) -> bool {
+    k == keys::META_LAST_APPLIED || k == keys::META_MEMBERSHIP || k == keys::META_INSTALLING
+}
+
+/// Writes the whole tree to `path` and fsyncs it. The caller guarantees no concurrent apply.
+pub fn write(tree: &sled::Tree, meta: &SnapshotMeta, path: &Path) -> io::Result<u64> {
+    let file = File::create(path)?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    w.write_all(MAGIC)?;
+    w.write_all(&[VERSION])?;
+    put_frame(&mut w, &Frame::Meta(meta.clone()))?;
+    let mut pairs = Vec::with_capacity(PAIRS_PER_FRAME);
+    let mut total = 0u64;
+    for kv in tree.iter() {
+        let (k, v) = kv.map_err(io::Error::other)?;
+        if is_replica_local(&k) {
+            continue;
+        }
+        pairs.push((k.to_vec(), v.to_vec()));
+        total += 1;
+        if pairs.len() == PAIRS_PER_FRAME {
+            put_frame(&mut w, &Frame::Pairs(std::mem::take(&mut pairs)))?;
+        }
+    }
+    if !pairs.is_empty() {
+        put_frame(&mut w, &Frame::Pairs(pairs))?;
+    }
+    put_frame(&mut w, &Frame::End { pairs: total })?;
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(total)
+}
+
+fn open(path: &Path) -> io::Result<(BufReader<File>, SnapshotMeta)> {
+    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head).map_err(|_| invalid("snapshot too short"))?;
+    if &head[..4] != MAGIC {
+        return Err(invalid("not a cairn snapshot file"));
+    }
+    if head[4] != VERSION {
+        return Err(invalid(format!("unsupported snapshot format version {}", head[4])));
+    }
+    match next_frame(&mut r)? {
+        Frame::Meta(m) => Ok((r, m)),
+        _ => Err(invalid("snapshot does not start with its meta")),
+    }
+}
+
+/// Streams every pair to `each`, checking every frame and the closing count.
+fn for_each_pair(path: &Path, mut each: impl FnMut(Vec<(Vec<u8>, Vec<u8>)>) -> io::Result<()>) -> io::Result<SnapshotMeta> {
+    let (mut r, meta) = open(path)?;
+    let mut seen = 0u64;
+    loop {
+        match next_frame(&mut r)? {
+            Frame::Pairs(p) => {
+                seen += p.len() as u64;
+                each(p)?;
+            }
+            Frame::End { pairs } if pairs == seen => return Ok(meta),
+            Frame::End { .. } => return Err(invalid("snapshot pair count mismatch")),
+            Frame::Meta(_) => return Err(invalid("second meta frame in snapshot")),
+        }
+    }
+}
+
+pub fn read_meta(path: &Path) -> io::Result<SnapshotMeta> {
+    open(path).map(|(_, m)| m)
+}
+
+/// Reads the whole file, checking it is complete and uncorrupted.
+pub fn validate(path: &Path) -> io::Result<SnapshotMeta> {
+    for_each_pair(path, |_| Ok(()))
+}
+
+/// Loads the file's pairs into `tree`, which the caller has emptied.
+pub fn load_into(path: &Path, tree: &sled::Tree) -> io::Result<SnapshotMeta> {
+    for_each_pair(path, |pairs| {
+        let mut b = sled::Batch::default();
+        for (k, v) in pairs {
+            b.insert(k, v);
+        }
+        tree.apply_batch(b).map_err(io::Error::other)
+    })
+}

@@ -1,0 +1,179 @@
+//! The Raft log and vote: a segmented, fsync'd write-ahead log owned by Cairn.
+//!
+//! Readers see entries from an in-memory map as soon as `append` returns (openraft requires
+//! that); durability is signalled separately through `LogFlushed` once the writer thread's
+//! group fsync covers them. Memory stays bounded because the log is purged behind snapshots.
+//!
+//! - `crate::frame`: record layout (length + CRC)
+//! - `segment.rs`: segment files and recovery
+//! - `meta.rs`: vote and last-purged file
+//! - `writer.rs`: the single IO thread, group commit, truncate, purge
+
+mod meta;
+mod segment;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::{mpsc, Arc, RwLock};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader, StorageIOError};
+use tokio::sync::oneshot;
+
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use writer::{Op, Writer};
+
+/// Segments roll over at this size.
+const SEGMENT_BYTES: u64 = 64 << 20;
+
+struct Shared {
+    /// Live (unpurged) entries. A std lock: it is never held across an await, and reads are
+    /// short clones.
+    log: RwLock<BTreeMap<u64, Entry>>,
+    last_purged: RwLock<Option<LogId>>,
+    vote: RwLock<Option<Vote>>,
+}
+
+/// The log store handed to openraft.
+pub struct LogStore {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Op>,
+}
+
+/// A cheap, cloneable reader for replication tasks.
+#[derive(Clone)]
+pub struct LogReader {
+    shared: Arc<Shared>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the WAL in `dir`, recovering entries and cutting a torn tail.
+    pub fn open(dir: &Path) -> io::Result<LogStore> {
+        std::fs::create_dir_all(dir)?;
+        let meta = meta::load(dir)?;
+        let (segments, entries) = segment::recover(dir, meta.last_purged)?;
+        let log: BTreeMap<u64, Entry> = entries.into_iter().map(|e| (e.log_id.index, e)).collect();
+        let shared = Arc::new(Shared {
+            log: RwLock::new(log),
+            last_purged: RwLock::new(meta.last_purged),
+            vote: RwLock::new(meta.vote),
+        });
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            segments,
+            meta,
+            segment_bytes: SEGMENT_BYTES,
+            active: None,
+            buf: Vec::new(),
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new().name("cairn-wal".into()).spawn(move || writer.run(rx))?;
+        Ok(LogStore { shared, tx })
+    }
+
+    /// Sends an op to the writer and waits for it to be durable.
+    async fn call(&self, op: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Op) -> io::Result<()> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(op(done)).map_err(|_| io::Error::other("WAL writer stopped"))?;
+        rx.await.map_err(|_| io::Error::other("WAL writer stopped"))?
+    }
+
+    /// Last log id held, or the last purged one when the log is empty.
+    pub fn last_log_id(&self) -> Option<LogId> {
+        let log = self.shared.log.read().expect("wal lock");
+        log.values().next_back().map(|e| e.log_id).or(*self.shared.last_purged.read().expect("wal lock"))
+    }
+
+    pub fn current_vote(&self) -> Option<Vote> {
+        *self.shared.vote.read().expect("wal lock")
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let log = self.shared.log.read().expect("wal lock");
+        Ok(log.range(range).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        LogReader { shared: self.shared.clone() }.try_get_log_entries(range).await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogReader;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        Ok(LogState {
+            last_purged_log_id: *self.shared.last_purged.read().expect("wal lock"),
+            last_log_id: self.last_log_id(),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> LogReader {
+        LogReader { shared: self.shared.clone() }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let vote = *vote;
+        self.call(|done| Op::SaveVote { vote, done }).await.map_err(|e| StorageIOError::write_vote(&e))?;
+        *self.shared.vote.write().expect("wal lock") = Some(vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.current_vote())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        {
+            let mut log = self.shared.log.write().expect("wal lock");
+            for e in &entries {
+                log.insert(e.log_id.index, e.clone());
+            }
+        }
+        self.tx
+            .send(Op::Append { entries, callback })
+            .map_err(|_| StorageIOError::write_logs(&io::Error::other("WAL writer stopped")))?;
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let since = log_id.index;
+        {
+            let mut log = self.shared.log.write().expect("wal lock");
+            log.split_off(&since);
+        }
+        self.call(|done| Op::Truncate { since, done }).await.map_err(|e| StorageIOError::write_logs(&e))?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.call(|done| Op::Purge { upto: log_id, done }).await.map_err(|e| StorageIOError::write_logs(&e))?;
+        *self.shared.last_purged.write().expect("wal lock") = Some(log_id);
+        let mut log = self.shared.log.write().expect("wal lock");
+        let keep = log.split_off(&(log_id.index + 1));
+        *log = keep;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+//! Segment files: `wal/<first index, 20 digits>.seg`, each a run of framed records holding
+//! consecutive log entries. This file owns reading them back on open (including cutting off a
+//! torn tail) and the naming scheme.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::frame;
+use crate::codec;
+use crate::types::{Entry, LogId};
+
+pub const SUFFIX: &str = ".seg";
+
+/// An on-disk segment as the writer tracks it.
+pub struct Segment {
+    pub path: PathBuf,
+    pub first: u64,
+    /// Byte length of the valid records.
+    pub len: u64,
+    /// Start offset of each entry's record; entry `first + i` starts at `offsets[i]`.
+    pub offsets: Vec<u64>,
+}
+
+impl Segment {
+    /// Index one past the last entry held.
+    pub fn end(&self) -> u64 {
+        self.first + self.offsets.len() as u64
+    }
+
+    pub fn open_for_append(&self) -> io::Result<File> {
+        OpenOptions::new().create(true).append(true).open(&self.path)
+    }
+}
+
+pub fn path_for(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}{SUFFIX}"))
+}
+
+fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for ent in fs::read_dir(dir)? {
+        let ent = ent?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(SUFFIX) else { continue };
+        if let Ok(first) = stem.parse::<u64>() {
+            out.push((first, ent.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Reads every segment back. Entries at or below `last_purged` are dropped from the result
+/// (and whole segments of them deleted). A torn or corrupt tail of the *last* segment is
+/// truncated; damage anywhere else is refused, because fsync'd data cannot tear there.
+pub fn recover(
+    dir: &Path,
+    last_purged: Option<LogId>,
+) -> io::Result<(BTreeMap<u64, Segment>, Vec<Entry>)> {
+    let purged = last_purged.map(|l| l.index);
+    let files = list(dir)?;
+    let mut segments = BTreeMap::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut expect_next: Option<u64> = None;
+    let count = files.len();
+    for (n, (first, path)) in files.into_iter().enumerate() {
+        let is_last = n + 1 == count;
+        let buf = fs::read(&path)?;
+        let (frames, valid) = frame::scan_frames(&buf);
+        let mut offsets = Vec::with_capacity(frames.len());
+        let mut valid_len = valid as u64;
+        for (i, (offset, payload)) in frames.iter().enumerate() {
+            let decoded = codec::decode::<Entry>(payload);
+            let entry = match decoded {
+                Ok(e) if e.log_id.index == first + i as u64 => e,
+                _ if is_last => {
+                    // An undecodable record can only be a torn write that passed the CRC by
+                    // chance; treat it like any torn tail.
+                    valid_len = *offset;
+                    break;
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "{}: record {i} is not entry {}",
+                        path.display(),
+                        first + i as u64
+                    )))
+                }
+            };
+            offsets.push(*offset);
+            if purged.is_none_or(|p| entry.log_id.index > p) {
+                entries.push(entry);
+            }
+        }
+        if valid_len < buf.len() as u64 {
+            if !is_last {
+                return Err(invalid(format!("{}: corrupt record inside a sealed segment", path.display())));
+            }
+            tracing::warn!(path = %path.display(), valid = valid_len, len = buf.len(), "truncating torn WAL tail");
+            let f = OpenOptions::new().write(true).open(&path)?;
+            f.set_len(valid_len)?;
+            f.sync_all()?;
+        }
+        if let Some(next) = expect_next {
+            if first != next && !offsets.is_empty() {
+                return Err(invalid(format!(
+                    "{}: starts at entry {first}, expected {next}",
+                    path.display()
+                )));
+            }
+        }
+        let seg = Segment { path, first, len: valid_len, offsets };
+        expect_next = Some(seg.end());
+        if !is_last && purged.is_some_and(|p| seg.end() <= p + 1) {
+            fs::remove_file(&seg.path)?;
+            continue;
+        }
+        segments.insert(first, seg);
+    }
+    Ok((segments, entries))
+}

@@ -1,0 +1,1 @@
+//! WAL unit tests: recovery after reopen, torn tails, truncate and purge.

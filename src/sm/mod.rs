@@ -31,6 +31,7 @@ use keys::StoredItem;
 const CURRENT: &str = "current.snap";
 const BUILDING: &str = "build.tmp";
 const RECEIVING: &str = "recv.tmp";
+const INSTALLING: &str = "install.tmp";
 
 /// sled tuning, exposed as node flags.
 #[derive(Debug, Clone)]
@@ -108,7 +109,7 @@ impl StateMachine {
         let tree = db.open_tree("sm").map_err(io::Error::other)?;
         let snap_dir = dir.join("snapshots");
         fs::create_dir_all(&snap_dir)?;
-        for leftover in [BUILDING, RECEIVING] {
+        for leftover in [BUILDING, RECEIVING, INSTALLING] {
             let _ = fs::remove_file(snap_dir.join(leftover));
         }
         match tree.get(keys::META_FORMAT).map_err(io::Error::other)? {
@@ -271,23 +272,32 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(file))
     }
 
+    /// Copies the received data (from whatever handle openraft passes) into a file of our
+    /// own, fsyncs and validates it, makes it the current snapshot, then replaces the state.
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
         let sig = Some(meta.signature());
-        snapshot.sync_all().await.map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
-        drop(snapshot);
+        let mut src = snapshot.into_std().await;
         let dir = self.snap_dir.clone();
         let tree = self.tree.clone();
         let clock = self.clock.clone();
         let expect = meta.clone();
         let r = tokio::task::spawn_blocking(move || -> io::Result<()> {
-            let recv = dir.join(RECEIVING);
-            let got = snapshot::validate(&recv)?;
+            use std::io::{Seek, SeekFrom};
+            let tmp = dir.join(INSTALLING);
+            {
+                src.seek(SeekFrom::Start(0))?;
+                let mut dst = fs::File::create(&tmp)?;
+                io::copy(&mut src, &mut dst)?;
+                dst.sync_all()?;
+            }
+            let got = snapshot::validate(&tmp)?;
             if got.last_log_id != expect.last_log_id {
                 return Err(io::Error::other("received snapshot does not match its announced meta"));
             }
             let current = dir.join(CURRENT);
-            fs::rename(&recv, &current)?;
+            fs::rename(&tmp, &current)?;
             fs::File::open(&dir)?.sync_all()?;
+            let _ = fs::remove_file(dir.join(RECEIVING));
             load_snapshot(&tree, &clock, &current).map(|_| ())
         })
         .await

@@ -109,7 +109,9 @@ pub fn recover(
             f.sync_all()?;
         }
         if let Some(next) = expect_next {
-            if first != next && !offsets.is_empty() {
+            // A gap is legal only where a purge covers it (the log resumed after a snapshot).
+            let covered = purged.is_some_and(|p| p + 1 >= first);
+            if first != next && !offsets.is_empty() && !covered {
                 return Err(invalid(format!(
                     "{}: starts at entry {first}, expected {next}",
                     path.display()

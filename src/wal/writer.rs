@@ -145,7 +145,15 @@ impl Writer {
     /// it is full and replacing it when it is an empty file named for another index.
     fn ensure_segment_for(&mut self, index: u64) -> io::Result<()> {
         if let Some(seg) = self.segments.values().next_back() {
-            let reuse = if seg.offsets.is_empty() { seg.first == index } else { seg.len < self.segment_bytes };
+            // After a purge past the last entry (e.g. following a snapshot install) the log
+            // resumes above a gap; the gap is covered by `last_purged`, so start a new segment.
+            let resumes_after_purge = index > seg.end()
+                && self.meta.last_purged.is_some_and(|p| p.index + 1 >= index);
+            let reuse = if seg.offsets.is_empty() {
+                seg.first == index
+            } else {
+                seg.len < self.segment_bytes && !resumes_after_purge
+            };
             if reuse {
                 if self.active.is_none() {
                     self.active = Some(seg.open_for_append()?);
@@ -155,7 +163,8 @@ impl Writer {
             if let Some(f) = self.active.take() {
                 f.sync_data()?;
             }
-            if seg.offsets.is_empty() {
+            let fully_purged = self.meta.last_purged.is_some_and(|p| seg.end() <= p.index + 1);
+            if seg.offsets.is_empty() || fully_purged {
                 let first = seg.first;
                 let seg = self.segments.remove(&first).expect("present");
                 fs::remove_file(&seg.path)?;

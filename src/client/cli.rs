@@ -1,0 +1,338 @@
+//! The `cairn kv ...` / `cairn cluster ...` subcommands: clap types, and running them to an exit code.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use reqwest::Url;
+use serde::Serialize;
+use serde_json::{Number, Value};
+use tokio::io::AsyncReadExt;
+
+use super::endpoints::parse_endpoint;
+use super::error::{exit, ClientError};
+use super::transport::{Client, ClientConfig, DEFAULT_CONNECT_TIMEOUT};
+use super::types::{Consistency, IncrementRequest, PutRequest, ReadOptions, Reply};
+
+/// Options shared by every client subcommand. Global, so they may appear before or after the
+/// subcommand (`cairn kv --endpoints X get k` and `cairn kv get k --endpoints X`).
+#[derive(Debug, Clone, Args)]
+pub struct ClientOpts {
+    /// Server endpoints, comma separated, tried in order (failover on connection errors and 503)
+    #[arg(
+        long,
+        env = "CAIRN_ENDPOINTS",
+        value_name = "URL,...",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:7001",
+        value_parser = parse_endpoint,
+        global = true
+    )]
+    pub endpoints: Vec<Url>,
+
+    /// Per-request timeout in milliseconds; a write that times out has an unknown outcome
+    #[arg(
+        long,
+        env = "CAIRN_TIMEOUT_MS",
+        value_name = "MS",
+        default_value_t = 15_000,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub timeout_ms: u64,
+}
+
+impl ClientOpts {
+    pub fn client(&self) -> Result<Client, ClientError> {
+        let request_timeout = Duration::from_millis(self.timeout_ms);
+        Client::with_config(ClientConfig {
+            endpoints: self.endpoints.clone(),
+            // Never longer than the whole request, or the request timeout would fire during the
+            // connect and be mistaken for a request that may have been sent.
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT.min(request_timeout),
+            request_timeout,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KvCmd {
+    /// Store a JSON value under KEY
+    Put {
+        key: String,
+        /// The value as JSON text (quote strings: '"hello"'); `-` reads it from stdin
+        #[arg(value_name = "JSON", allow_negative_numbers = true)]
+        json: String,
+        /// Expire the key after this many seconds (1..=31536000)
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<u64>,
+        /// Fail with key_exists if the key is present
+        #[arg(long)]
+        if_not_exists: bool,
+        /// Fail with version_mismatch unless the key is at this version
+        #[arg(long, value_name = "VERSION")]
+        if_version: Option<String>,
+        /// Fail with value_mismatch unless the current value equals this JSON
+        #[arg(long, value_name = "JSON", allow_negative_numbers = true)]
+        if_value: Option<String>,
+    },
+    /// Read KEY (linearizable unless --stale)
+    Get {
+        key: String,
+        /// Accept whatever the answering node has applied (may lag the leader)
+        #[arg(long)]
+        stale: bool,
+        /// Wait until the answering node has applied at least this version
+        #[arg(long, value_name = "VERSION")]
+        min_version: Option<u64>,
+    },
+    /// Delete KEY
+    Del {
+        key: String,
+        /// Fail with version_mismatch unless the key is at this version
+        #[arg(long, value_name = "VERSION")]
+        if_version: Option<String>,
+    },
+    /// Add a number to KEY (a missing key starts at 0)
+    Incr {
+        key: String,
+        /// Amount to add, integer or decimal (default 1)
+        #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_number)]
+        by: Option<Number>,
+        /// TTL in seconds, applied only if this creates the key
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClusterCmd {
+    /// Show the answering node's view: role, term, leader, members, indexes
+    Status,
+}
+
+/// Runs a `kv` subcommand; returns the process exit code.
+pub async fn run_kv(opts: &ClientOpts, cmd: KvCmd) -> i32 {
+    let outcome = match opts.client() {
+        Ok(client) => kv(&client, cmd).await,
+        Err(err) => Err(err),
+    };
+    finish(outcome)
+}
+
+/// Runs a `cluster` subcommand; returns the process exit code.
+pub async fn run_cluster(opts: &ClientOpts, cmd: ClusterCmd) -> i32 {
+    let outcome = match opts.client() {
+        Ok(client) => match cmd {
+            ClusterCmd::Status => client.cluster_status().await.and_then(pretty),
+        },
+        Err(err) => Err(err),
+    };
+    finish(outcome)
+}
+
+async fn kv(client: &Client, cmd: KvCmd) -> Result<String, ClientError> {
+    match cmd {
+        KvCmd::Put {
+            key,
+            json,
+            ttl,
+            if_not_exists,
+            if_version,
+            if_value,
+        } => {
+            let request = PutRequest {
+                value: value_arg(&json).await?,
+                ttl_seconds: ttl,
+                if_not_exists,
+                if_version,
+                if_value: if_value.as_deref().map(parse_json).transpose()?,
+            };
+            pretty(client.put(&key, &request).await?)
+        }
+        KvCmd::Get {
+            key,
+            stale,
+            min_version,
+        } => {
+            // Explicit even when strong: a follower's default is stale, and the CLI promises
+            // linearizable reads unless told otherwise.
+            let consistency = if stale {
+                Consistency::Stale
+            } else {
+                Consistency::Strong
+            };
+            let options = ReadOptions {
+                consistency: Some(consistency),
+                min_version,
+            };
+            pretty(client.get(&key, options).await?)
+        }
+        KvCmd::Del { key, if_version } => pretty(client.delete(&key, if_version.as_deref()).await?),
+        KvCmd::Incr { key, by, ttl } => {
+            let request = IncrementRequest {
+                delta: by,
+                ttl_seconds: ttl,
+            };
+            pretty(client.increment(&key, &request).await?)
+        }
+    }
+}
+
+/// Prints the result where the contract says and picks the exit code.
+fn finish(outcome: Result<String, ClientError>) -> i32 {
+    match outcome {
+        Ok(text) => {
+            println!("{text}");
+            exit::OK
+        }
+        Err(err) => {
+            eprintln!("{}", error_line(&err));
+            err.exit_code()
+        }
+    }
+}
+
+/// `error: <code>: <message>`, the one error format of the CLI.
+pub fn error_line(err: &ClientError) -> String {
+    format!("error: {}: {}", err.code(), err.message())
+}
+
+fn pretty<T: Serialize>(reply: Reply<T>) -> Result<String, ClientError> {
+    serde_json::to_string_pretty(&reply.data).map_err(|e| ClientError::BadResponse {
+        endpoint: reply.meta.endpoint.to_string(),
+        status: reply.meta.status,
+        detail: e.to_string(),
+    })
+}
+
+/// The JSON value argument of `put`; `-` means stdin so large or awkward values need no quoting.
+async fn value_arg(arg: &str) -> Result<Value, ClientError> {
+    if arg != "-" {
+        return parse_json(arg);
+    }
+    let mut text = String::new();
+    tokio::io::stdin()
+        .read_to_string(&mut text)
+        .await
+        .map_err(|e| ClientError::InvalidInput {
+            code: "invalid_json",
+            message: format!("cannot read the value from stdin: {e}"),
+        })?;
+    parse_json(&text)
+}
+
+/// Strict JSON: a bare word is an error rather than a guessed string, so `put k 01` or
+/// `put k tru` cannot silently store something other than what was meant.
+pub fn parse_json(text: &str) -> Result<Value, ClientError> {
+    serde_json::from_str(text).map_err(|e| ClientError::InvalidInput {
+        code: "invalid_json",
+        message: format!("value is not valid JSON ({e}); quote strings, e.g. '\"hello\"'"),
+    })
+}
+
+fn parse_number(text: &str) -> Result<Number, String> {
+    match serde_json::from_str::<Value>(text.trim()) {
+        Ok(Value::Number(n)) => Ok(n),
+        _ => Err(format!("{text:?} is not a number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Kv {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: KvCmd,
+    }
+
+    fn parse(args: &[&str]) -> Result<Kv, clap::Error> {
+        Kv::try_parse_from(std::iter::once("kv").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn endpoints_default_to_local_node() {
+        let cli = parse(&["get", "k"]).unwrap();
+        let eps: Vec<&str> = cli.opts.endpoints.iter().map(Url::as_str).collect();
+        // CAIRN_ENDPOINTS in the test environment would change this; it is not set by the suite.
+        if std::env::var_os("CAIRN_ENDPOINTS").is_none() {
+            assert_eq!(eps, ["http://127.0.0.1:7001/"]);
+        }
+    }
+
+    #[test]
+    fn endpoints_flag_is_comma_separated_and_global() {
+        let before = parse(&["--endpoints", "a:1,b:2", "get", "k"]).unwrap();
+        let after = parse(&["get", "k", "--endpoints", "a:1,b:2"]).unwrap();
+        for cli in [before, after] {
+            let eps: Vec<&str> = cli.opts.endpoints.iter().map(Url::as_str).collect();
+            assert_eq!(eps, ["http://a:1/", "http://b:2/"]);
+        }
+    }
+
+    #[test]
+    fn bad_endpoint_is_a_usage_error() {
+        let err = parse(&["--endpoints", "https://x:1", "get", "k"]).unwrap_err();
+        assert_eq!(err.exit_code(), exit::USAGE);
+    }
+
+    #[test]
+    fn put_accepts_negative_numbers_and_options() {
+        let cli = parse(&["put", "k", "-5", "--ttl", "30", "--if-version", "7"]).unwrap();
+        match cli.cmd {
+            KvCmd::Put {
+                json,
+                ttl,
+                if_version,
+                if_not_exists,
+                ..
+            } => {
+                assert_eq!(json, "-5");
+                assert_eq!(ttl, Some(30));
+                assert_eq!(if_version.as_deref(), Some("7"));
+                assert!(!if_not_exists);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn incr_by_accepts_integers_and_decimals() {
+        for (arg, want) in [("-2", "-2"), ("2.5", "2.5"), ("10", "10")] {
+            match parse(&["incr", "n", "--by", arg]).unwrap().cmd {
+                KvCmd::Incr { by: Some(n), .. } => assert_eq!(n.to_string(), want),
+                other => panic!("parsed as {other:?}"),
+            }
+        }
+        assert!(parse(&["incr", "n", "--by", "two"]).is_err());
+    }
+
+    #[test]
+    fn missing_arguments_are_usage_errors() {
+        let err = parse(&["put", "k"]).unwrap_err();
+        assert_eq!(err.exit_code(), exit::USAGE);
+    }
+
+    #[test]
+    fn bare_words_are_not_json() {
+        let err = parse_json("hello").unwrap_err();
+        assert_eq!(err.code(), "invalid_json");
+        assert_eq!(err.exit_code(), exit::USAGE);
+        assert_eq!(parse_json("\"hello\"").unwrap(), Value::from("hello"));
+    }
+
+    #[test]
+    fn error_line_has_code_and_message() {
+        let err = ClientError::Api {
+            status: 404,
+            code: "not_found".into(),
+            message: "no such key".into(),
+            endpoint: "http://127.0.0.1:7001/".into(),
+        };
+        assert_eq!(error_line(&err), "error: not_found: no such key");
+    }
+}

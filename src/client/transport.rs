@@ -1,0 +1,287 @@
+//! `Client`: typed calls to the REST API with endpoint failover that never hides an unknown outcome.
+//!
+//! Failover rule, per endpoint in the configured order:
+//! - the request certainly did not reach a server (connect error or connect timeout), or the
+//!   server answered 503: try the next endpoint;
+//! - a read that failed any other way (timeout, 504, dropped connection, other 5xx): try the
+//!   next endpoint, since reading twice is harmless;
+//! - a write that may have reached a server (timeout after sending, 504, dropped connection,
+//!   other 5xx): stop and report [`ClientError::UnknownOutcome`]. Re-sending it elsewhere could
+//!   apply it twice (an increment, say), so that decision belongs to the caller.
+
+use std::time::Duration;
+
+use reqwest::{Method, Url};
+use serde_json::Value;
+
+use super::error::{ClientError, FailedAttempt};
+use super::response::{ambiguous, cause, classify, decode, read_body, reply_meta, Attempt, Effect};
+use super::types::{
+    ClusterStatus, Deleted, Health, IncrementRequest, Item, PutRequest, ReadOptions, Reply,
+};
+
+/// Connect timeout: short, because a refused or silent endpoint should hand over to the next one
+/// quickly, and a connect failure is always safe to fail over from.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whole-request timeout. Longer than the server's default write timeout (10 s) so that a slow
+/// commit is reported by the server as a 504 with a message rather than by a bare client timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Tried in this order for every request.
+    pub endpoints: Vec<Url>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(endpoints: Vec<Url>) -> Self {
+        ClientConfig {
+            endpoints,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// A Cairn API client. Cheap to clone: the connection pool is shared.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    endpoints: Vec<Url>,
+}
+
+/// One logical API request, rebuilt against each endpoint it is tried on.
+struct Call {
+    method: Method,
+    segments: Vec<String>,
+    query: Vec<(&'static str, String)>,
+    body: Option<Value>,
+    effect: Effect,
+}
+
+impl Client {
+    /// A client with default timeouts.
+    pub fn new(endpoints: Vec<Url>) -> Result<Client, ClientError> {
+        Client::with_config(ClientConfig::new(endpoints))
+    }
+
+    pub fn with_config(config: ClientConfig) -> Result<Client, ClientError> {
+        if config.endpoints.is_empty() {
+            return Err(ClientError::InvalidEndpoint {
+                endpoint: String::new(),
+                reason: "no endpoints given".to_string(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            // A redirect would re-send a write somewhere we did not choose; Cairn never redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(ClientError::Setup)?;
+        Ok(Client {
+            http,
+            endpoints: config.endpoints,
+        })
+    }
+
+    pub fn endpoints(&self) -> &[Url] {
+        &self.endpoints
+    }
+
+    /// `PUT /kv/items/{key}`.
+    pub async fn put(&self, key: &str, request: &PutRequest) -> Result<Reply<Item>, ClientError> {
+        let body = serde_json::to_value(request).map_err(|e| ClientError::InvalidInput {
+            code: "invalid_json",
+            message: e.to_string(),
+        })?;
+        let call = Call::new(Method::PUT, Effect::Write, item_path(key)?).body(body);
+        decode(self.execute(&call).await?)
+    }
+
+    /// `GET /kv/items/{key}`.
+    pub async fn get(&self, key: &str, options: ReadOptions) -> Result<Reply<Item>, ClientError> {
+        let mut call = Call::new(Method::GET, Effect::Read, item_path(key)?);
+        if let Some(consistency) = options.consistency {
+            call.query
+                .push(("consistency", consistency.as_str().to_string()));
+        }
+        if let Some(min_version) = options.min_version {
+            call.query.push(("minVersion", min_version.to_string()));
+        }
+        decode(self.execute(&call).await?)
+    }
+
+    /// `DELETE /kv/items/{key}`, optionally only if the key is at `if_version`.
+    pub async fn delete(
+        &self,
+        key: &str,
+        if_version: Option<&str>,
+    ) -> Result<Reply<Deleted>, ClientError> {
+        let mut call = Call::new(Method::DELETE, Effect::Write, item_path(key)?);
+        if let Some(version) = if_version {
+            call.query.push(("ifVersion", version.to_string()));
+        }
+        decode(self.execute(&call).await?)
+    }
+
+    /// `POST /kv/items/{key}/increment`.
+    pub async fn increment(
+        &self,
+        key: &str,
+        request: &IncrementRequest,
+    ) -> Result<Reply<Item>, ClientError> {
+        let body = serde_json::to_value(request).map_err(|e| ClientError::InvalidInput {
+            code: "invalid_delta",
+            message: e.to_string(),
+        })?;
+        let mut segments = item_path(key)?;
+        segments.push("increment".to_string());
+        let call = Call::new(Method::POST, Effect::Write, segments).body(body);
+        decode(self.execute(&call).await?)
+    }
+
+    /// `GET /cluster/status` from the first endpoint that answers.
+    pub async fn cluster_status(&self) -> Result<Reply<ClusterStatus>, ClientError> {
+        let segments = vec!["cluster".to_string(), "status".to_string()];
+        decode(
+            self.execute(&Call::new(Method::GET, Effect::Read, segments))
+                .await?,
+        )
+    }
+
+    /// `GET /health` from the first endpoint that answers.
+    pub async fn health(&self) -> Result<Reply<Health>, ClientError> {
+        let segments = vec!["health".to_string()];
+        decode(
+            self.execute(&Call::new(Method::GET, Effect::Read, segments))
+                .await?,
+        )
+    }
+
+    async fn execute(&self, call: &Call) -> Result<Reply<Value>, ClientError> {
+        let mut attempts = Vec::new();
+        for endpoint in &self.endpoints {
+            match self.attempt(endpoint, call).await {
+                Attempt::Done(reply) => return Ok(reply),
+                Attempt::Fail(err) => return Err(err),
+                Attempt::Next(reason) => attempts.push(FailedAttempt {
+                    endpoint: endpoint.to_string(),
+                    reason,
+                }),
+            }
+        }
+        Err(ClientError::Unavailable { attempts })
+    }
+
+    async fn attempt(&self, endpoint: &Url, call: &Call) -> Attempt {
+        let mut request = self.http.request(call.method.clone(), call.url(endpoint));
+        if let Some(body) = &call.body {
+            request = request.json(body);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            // Checked before the timeout case: a connect timeout is also a timeout, but it is
+            // one where nothing was sent.
+            Err(e) if e.is_connect() => return Attempt::Next(cause(&e)),
+            Err(e) => return ambiguous(endpoint, call.effect, cause(&e)),
+        };
+        let status = response.status().as_u16();
+        let meta = reply_meta(endpoint, &response);
+        let body = match read_body(response).await {
+            Ok(body) => body,
+            Err(detail) if status == 503 => return Attempt::Next(detail),
+            Err(detail) => return ambiguous(endpoint, call.effect, detail),
+        };
+        classify(endpoint, call.effect, meta, &body)
+    }
+}
+
+impl Call {
+    fn new(method: Method, effect: Effect, segments: Vec<String>) -> Call {
+        Call {
+            method,
+            segments,
+            query: Vec::new(),
+            body: None,
+            effect,
+        }
+    }
+
+    fn body(mut self, body: Value) -> Call {
+        self.body = Some(body);
+        self
+    }
+
+    fn url(&self, base: &Url) -> Url {
+        let mut url = base.clone();
+        // Only cannot-be-a-base URLs refuse path segments; parse_endpoint admits http URLs with a
+        // host only, so the error branch is unreachable in practice.
+        if let Ok(mut path) = url.path_segments_mut() {
+            // Percent-encodes each segment, including '/', '%', '?' and '#', so any key is one
+            // segment.
+            path.pop_if_empty().extend(&self.segments);
+        }
+        if !self.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&self.query);
+        }
+        url
+    }
+}
+
+/// Validates just enough of a key to build a correct URL; everything else is the server's call.
+fn item_path(key: &str) -> Result<Vec<String>, ClientError> {
+    let invalid = |message: &str| ClientError::InvalidInput {
+        code: "invalid_key",
+        message: message.to_string(),
+    };
+    match key {
+        "" => Err(invalid("key must not be empty")),
+        // URL parsers resolve these as dot-segments (even percent-encoded), so the request
+        // would land on another route instead of naming the key.
+        "." | ".." => Err(invalid(
+            "keys \".\" and \"..\" cannot be addressed in a URL path",
+        )),
+        _ => Ok(vec!["kv".to_string(), "items".to_string(), key.to_string()]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("http://127.0.0.1:7001/").unwrap()
+    }
+
+    #[test]
+    fn keys_are_one_percent_encoded_segment() {
+        let call = Call::new(Method::GET, Effect::Read, item_path("a/b c?d#e%").unwrap());
+        assert_eq!(
+            call.url(&base()).as_str(),
+            "http://127.0.0.1:7001/kv/items/a%2Fb%20c%3Fd%23e%25"
+        );
+    }
+
+    #[test]
+    fn endpoint_path_prefix_and_query_are_applied() {
+        let mut call = Call::new(Method::GET, Effect::Read, item_path("k").unwrap());
+        call.query.push(("consistency", "strong".into()));
+        let prefixed = Url::parse("http://proxy/cairn/").unwrap();
+        assert_eq!(
+            call.url(&prefixed).as_str(),
+            "http://proxy/cairn/kv/items/k?consistency=strong"
+        );
+    }
+
+    #[test]
+    fn unaddressable_keys_are_rejected_locally() {
+        for key in ["", ".", ".."] {
+            assert!(item_path(key).is_err(), "{key:?}");
+        }
+        assert!(item_path("...").is_ok());
+    }
+}

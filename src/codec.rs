@@ -27,13 +27,9 @@ pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), Cod
 
 /// Decodes a value that must occupy the whole slice: trailing bytes mean corruption.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| CodecError(e.to_string()))?;
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config()).map_err(|e| CodecError(e.to_string()))?;
     if used != bytes.len() {
-        return Err(CodecError(format!(
-            "{} trailing bytes after value",
-            bytes.len() - used
-        )));
+        return Err(CodecError(format!("{} trailing bytes after value", bytes.len() - used)));
     }
     Ok(value)
 }

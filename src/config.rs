@@ -54,8 +54,13 @@ impl NodeConfig {
 pub fn parse_peers(s: &str) -> Result<Vec<(NodeId, String)>, String> {
     let mut out: Vec<(NodeId, String)> = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part.split_once('=').ok_or_else(|| format!("peer `{part}` is not ID=HOST:PORT"))?;
-        let id: NodeId = id.trim().parse().map_err(|_| format!("peer id `{id}` is not a number"))?;
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("peer `{part}` is not ID=HOST:PORT"))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("peer id `{id}` is not a number"))?;
         let addr = addr.trim();
         if addr.is_empty() || !addr.contains(':') {
             return Err(format!("peer {id} address `{addr}` is not HOST:PORT"));

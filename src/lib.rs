@@ -13,6 +13,7 @@
 //! - `client/`: the HTTP client and the `cairn kv` / `cairn cluster` CLI
 
 pub mod api;
+pub mod client;
 pub mod codec;
 pub mod command;
 pub mod config;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use cairn::client::{run_cluster, run_kv, ClientOpts, ClusterCmd, KvCmd};
 use cairn::config::{parse_peers, NodeConfig};
 use cairn::sm::SmOptions;
 
@@ -21,6 +22,20 @@ struct Cli {
 enum Cmd {
     /// Run a node.
     Serve(Box<ServeArgs>),
+    /// Read and write keys.
+    Kv {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: KvCmd,
+    },
+    /// Inspect the cluster.
+    Cluster {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
 }
 
 /// A wrapper so clap treats the peer list as one value, not a repeated flag.
@@ -114,7 +129,9 @@ impl ServeArgs {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -177,9 +194,28 @@ fn serve(args: &ServeArgs) -> ExitCode {
     }
 }
 
+/// Runs a client command on a small runtime and turns its exit code into the process's.
+fn client_main<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = i32>,
+{
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let code = rt.block_on(f());
+    ExitCode::from(u8::try_from(code).unwrap_or(3))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Serve(args) => serve(&args),
+        Cmd::Kv { opts, cmd } => client_main(|| async move { run_kv(&opts, cmd).await }),
+        Cmd::Cluster { opts, cmd } => client_main(|| async move { run_cluster(&opts, cmd).await }),
     }
 }

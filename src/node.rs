@@ -41,7 +41,10 @@ pub struct Status {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Pins a data dir to one node id, so a misconfigured restart cannot impersonate another node.
@@ -54,7 +57,11 @@ fn check_identity(dir: &Path, id: NodeId) -> Result<(), StartError> {
                 .parse()
                 .map_err(|_| StartError::Config(format!("{} is not a node id file", path.display())))?;
             if found != id {
-                return Err(StartError::IdentityMismatch { dir: dir.display().to_string(), found, given: id });
+                return Err(StartError::IdentityMismatch {
+                    dir: dir.display().to_string(),
+                    found,
+                    given: id,
+                });
             }
             Ok(())
         }
@@ -62,9 +69,14 @@ fn check_identity(dir: &Path, id: NodeId) -> Result<(), StartError> {
             let mut f = fs::File::create(&path).map_err(StartError::io("create node id file"))?;
             writeln!(f, "{id}").map_err(StartError::io("write node id file"))?;
             f.sync_all().map_err(StartError::io("sync node id file"))?;
-            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(StartError::io("sync data dir"))
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(StartError::io("sync data dir"))
         }
-        Err(e) => Err(StartError::Io { what: format!("read {}", path.display()), source: e }),
+        Err(e) => Err(StartError::Io {
+            what: format!("read {}", path.display()),
+            source: e,
+        }),
     }
 }
 
@@ -106,7 +118,11 @@ impl Node {
             let members: BTreeMap<NodeId, BasicNode> = if config.peers.is_empty() {
                 BTreeMap::from([(id, BasicNode::new(config.advertise.clone()))])
             } else {
-                config.peers.iter().map(|(i, a)| (*i, BasicNode::new(a.clone()))).collect()
+                config
+                    .peers
+                    .iter()
+                    .map(|(i, a)| (*i, BasicNode::new(a.clone())))
+                    .collect()
             };
             // Every initial voter initializes with the same membership; openraft makes that
             // safe, and it means any start order forms one cluster.
@@ -116,7 +132,12 @@ impl Node {
                 Err(e) => return Err(StartError::Raft(e.to_string())),
             }
         }
-        Ok(Arc::new(Node { id, raft, reader, config }))
+        Ok(Arc::new(Node {
+            id,
+            raft,
+            reader,
+            config,
+        }))
     }
 
     pub fn status(&self) -> Status {
@@ -130,7 +151,10 @@ impl Node {
         };
         let membership = m.membership_config.membership();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
-        let members = membership.nodes().map(|(i, n)| (*i, n.addr.clone(), voters.contains(i))).collect();
+        let members = membership
+            .nodes()
+            .map(|(i, n)| (*i, n.addr.clone(), voters.contains(i)))
+            .collect();
         Status {
             id: self.id,
             role,
@@ -182,10 +206,12 @@ impl Node {
             Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data.results)),
             // Leadership can be lost after the entry was appended; openraft then answers
             // ForwardToLeader although the entry may still commit. Never call that a failure.
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                Err(Error::UnknownOutcome("leadership changed while the write was in flight".into()))
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Error::UnknownOutcome(
+                "leadership changed while the write was in flight".into(),
+            )),
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(Error::Storage(e.to_string()))
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => Err(Error::Storage(e.to_string())),
             Ok(Err(RaftError::Fatal(f))) => Err(Error::UnknownOutcome(format!("node stopping: {f}"))),
         }
     }

@@ -8,8 +8,11 @@ use super::AppState;
 
 pub async fn status(State(st): State<AppState>) -> Json<Value> {
     let s = st.node.status();
-    let members: Vec<Value> =
-        s.members.iter().map(|(id, addr, voter)| json!({"id": id, "addr": addr, "voter": voter})).collect();
+    let members: Vec<Value> = s
+        .members
+        .iter()
+        .map(|(id, addr, voter)| json!({"id": id, "addr": addr, "voter": voter}))
+        .collect();
     Json(json!({"data": {
         "id": s.id,
         "role": s.role,

@@ -19,7 +19,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -27,7 +32,10 @@ impl ApiError {
     }
 
     pub fn no_leader(message: impl Into<String>) -> Self {
-        ApiError { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message) }
+        ApiError {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message)
+        }
     }
 
     pub fn unknown_outcome(message: impl Into<String>) -> Self {
@@ -39,10 +47,22 @@ impl ApiError {
     pub fn refused(r: Refusal, precondition: bool) -> Self {
         let (status, code, msg) = match r {
             Refusal::NotFound => (StatusCode::NOT_FOUND, "not_found", "key not found"),
-            _ if precondition => (StatusCode::PRECONDITION_FAILED, "precondition_failed", "precondition failed"),
+            _ if precondition => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "precondition failed",
+            ),
             Refusal::KeyExists => (StatusCode::CONFLICT, "key_exists", "key already exists"),
-            Refusal::VersionMismatch => (StatusCode::CONFLICT, "version_mismatch", "key version does not match ifVersion"),
-            Refusal::ValueMismatch => (StatusCode::CONFLICT, "value_mismatch", "key value does not match ifValue"),
+            Refusal::VersionMismatch => (
+                StatusCode::CONFLICT,
+                "version_mismatch",
+                "key version does not match ifVersion",
+            ),
+            Refusal::ValueMismatch => (
+                StatusCode::CONFLICT,
+                "value_mismatch",
+                "key value does not match ifValue",
+            ),
             Refusal::NotANumber => (StatusCode::CONFLICT, "not_a_number", "the stored value is not a number"),
             Refusal::Overflow => (StatusCode::CONFLICT, "overflow", "the increment overflows"),
         };
@@ -54,10 +74,16 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match e {
             Error::NotLeader { .. } | Error::NoLeader => ApiError::no_leader(e.to_string()),
-            Error::UnknownOutcome(m) => ApiError::unknown_outcome(format!("the write may or may not have been applied: {m}")),
+            Error::UnknownOutcome(m) => {
+                ApiError::unknown_outcome(format!("the write may or may not have been applied: {m}"))
+            }
             Error::NotCaughtUp(i) => ApiError {
                 retry_after: Some(1),
-                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_caught_up", format!("this node has not applied index {i} yet"))
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_caught_up",
+                    format!("this node has not applied index {i} yet"),
+                )
             },
             Error::Storage(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", m),
         }

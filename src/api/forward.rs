@@ -20,7 +20,14 @@ pub struct Replay {
     pub body: Bytes,
 }
 
-const HOP_BY_HOP: &[&str] = &["host", "connection", "content-length", "transfer-encoding", "keep-alive", "upgrade"];
+const HOP_BY_HOP: &[&str] = &[
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+    "upgrade",
+];
 
 pub async fn to_leader(st: &AppState, req: Replay) -> Response {
     if req.headers.contains_key(H_FORWARDED_BY) {

@@ -28,10 +28,16 @@ type ApiResult<T> = Result<T, ApiError>;
 fn key_of(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     let Path(key) = path.map_err(|e| ApiError::bad_request("invalid_key", format!("bad key: {e}")))?;
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(ApiError::bad_request("invalid_key", format!("keys are 1 to {MAX_KEY_BYTES} bytes")));
+        return Err(ApiError::bad_request(
+            "invalid_key",
+            format!("keys are 1 to {MAX_KEY_BYTES} bytes"),
+        ));
     }
     if key.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("invalid_key", "keys must not contain control characters"));
+        return Err(ApiError::bad_request(
+            "invalid_key",
+            "keys must not contain control characters",
+        ));
     }
     Ok(key)
 }
@@ -44,7 +50,8 @@ fn body_of(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
 }
 
 fn query_of(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<HashMap<String, String>> {
-    q.map(|Query(m)| m).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    q.map(|Query(m)| m)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
 }
 
 fn ttl_ms(v: Option<&Value>) -> ApiResult<Option<u64>> {
@@ -52,13 +59,19 @@ fn ttl_ms(v: Option<&Value>) -> ApiResult<Option<u64>> {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_u64() {
             Some(s) if (1..=MAX_TTL_SECONDS).contains(&s) => Ok(Some(s * 1000)),
-            _ => Err(ApiError::bad_request("invalid_ttl", format!("ttlSeconds must be an integer from 1 to {MAX_TTL_SECONDS}"))),
+            _ => Err(ApiError::bad_request(
+                "invalid_ttl",
+                format!("ttlSeconds must be an integer from 1 to {MAX_TTL_SECONDS}"),
+            )),
         },
     }
 }
 
 fn parse_version(s: &str) -> ApiResult<u64> {
-    s.trim().trim_matches('"').parse().map_err(|_| ApiError::bad_request("invalid_version", format!("`{s}` is not a version")))
+    s.trim()
+        .trim_matches('"')
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_version", format!("`{s}` is not a version")))
 }
 
 fn json_object(body: &[u8], allow_empty: bool) -> ApiResult<serde_json::Map<String, Value>> {
@@ -68,7 +81,10 @@ fn json_object(body: &[u8], allow_empty: bool) -> ApiResult<serde_json::Map<Stri
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::bad_request("invalid_json", "the body must be a JSON object")),
-        Err(e) => Err(ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}"))),
+        Err(e) => Err(ApiError::bad_request(
+            "invalid_json",
+            format!("the body is not JSON: {e}"),
+        )),
     }
 }
 
@@ -85,7 +101,12 @@ fn condition(body: &serde_json::Map<String, Value>, headers: &HeaderMap) -> ApiR
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => found.push((Condition::IfVersion(parse_version(s)?), false)),
         Some(Value::Number(n)) => found.push((Condition::IfVersion(parse_version(&n.to_string())?), false)),
-        Some(_) => return Err(ApiError::bad_request("invalid_version", "ifVersion must be a version string")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_version",
+                "ifVersion must be a version string",
+            ))
+        }
     }
     if let Some(v) = body.get("ifValue") {
         found.push((Condition::IfValue(v.to_string()), false));
@@ -94,7 +115,10 @@ fn condition(body: &serde_json::Map<String, Value>, headers: &HeaderMap) -> ApiR
     match found.len() {
         0 => Ok((Condition::None, false)),
         1 => Ok(found.remove(0)),
-        _ => Err(ApiError::bad_request("conflicting_conditions", "give at most one of ifNotExists, ifVersion, ifValue, If-Match, If-None-Match")),
+        _ => Err(ApiError::bad_request(
+            "conflicting_conditions",
+            "give at most one of ifNotExists, ifVersion, ifValue, If-Match, If-None-Match",
+        )),
     }
 }
 
@@ -109,12 +133,16 @@ fn header_condition(headers: &HeaderMap) -> ApiResult<Option<(Condition, bool)>>
         }
     };
     if let Some(m) = text(header::IF_MATCH)? {
-        let v = parse_version(&m).map_err(|_| ApiError::bad_request("invalid_precondition", "If-Match takes one version ETag"))?;
+        let v = parse_version(&m)
+            .map_err(|_| ApiError::bad_request("invalid_precondition", "If-Match takes one version ETag"))?;
         return Ok(Some((Condition::IfVersion(v), true)));
     }
     if let Some(m) = text(header::IF_NONE_MATCH)? {
         if m != "*" {
-            return Err(ApiError::bad_request("invalid_precondition", "If-None-Match supports only *"));
+            return Err(ApiError::bad_request(
+                "invalid_precondition",
+                "If-None-Match supports only *",
+            ));
         }
         return Ok(Some((Condition::IfAbsent, true)));
     }
@@ -129,7 +157,10 @@ fn rfc3339(ms: u64) -> String {
 /// rather than parsed and re-serialised.
 fn item_response(item: &Item, stale: bool) -> Response {
     let key = serde_json::to_string(&item.key).unwrap_or_else(|_| "\"\"".into());
-    let expires = item.expires_at.map(|t| format!("\"{}\"", rfc3339(t))).unwrap_or_else(|| "null".into());
+    let expires = item
+        .expires_at
+        .map(|t| format!("\"{}\"", rfc3339(t)))
+        .unwrap_or_else(|| "null".into());
     let body = format!(
         r#"{{"data":{{"key":{key},"value":{},"version":"{}","expiresAt":{expires}}}}}"#,
         item.value, item.version
@@ -139,7 +170,10 @@ fn item_response(item: &Item, stale: bool) -> Response {
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", item.version)) {
         h.insert(header::ETAG, etag);
     }
-    h.insert(H_CONSISTENCY, HeaderValue::from_static(if stale { "stale" } else { "linearizable" }));
+    h.insert(
+        H_CONSISTENCY,
+        HeaderValue::from_static(if stale { "stale" } else { "linearizable" }),
+    );
     resp
 }
 
@@ -148,9 +182,13 @@ async fn write_one(st: &AppState, cmd: Command, precondition: bool, replay: Repl
     match st.node.write(vec![cmd]).await {
         Ok((_, mut results)) if results.len() == 1 => match results.remove(0) {
             CmdResult::Item(item) => item_response(&item, false),
-            CmdResult::Deleted { key } => axum::Json(serde_json::json!({"data": {"key": key, "deleted": true}})).into_response(),
+            CmdResult::Deleted { key } => {
+                axum::Json(serde_json::json!({"data": {"key": key, "deleted": true}})).into_response()
+            }
             CmdResult::Refused(r) => ApiError::refused(r, precondition).into_response(),
-            CmdResult::Expired { .. } => ApiError::from(Error::Storage("unexpected expire result".into())).into_response(),
+            CmdResult::Expired { .. } => {
+                ApiError::from(Error::Storage("unexpected expire result".into())).into_response()
+            }
         },
         Ok(_) => ApiError::from(Error::Storage("result count mismatch".into())).into_response(),
         Err(Error::NotLeader { .. }) => forward::to_leader(st, replay).await,
@@ -170,17 +208,45 @@ pub async fn put_item(
         let key = key_of(path)?;
         let body = body_of(body)?;
         let obj = json_object(&body, false)?;
-        let value = obj.get("value").ok_or_else(|| ApiError::bad_request("invalid_json", "the body needs a \"value\" field"))?;
+        let value = obj
+            .get("value")
+            .ok_or_else(|| ApiError::bad_request("invalid_json", "the body needs a \"value\" field"))?;
         let value = value.to_string();
         if value.len() > MAX_VALUE_BYTES {
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "value_too_large", format!("values are at most {MAX_VALUE_BYTES} bytes of JSON")));
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "value_too_large",
+                format!("values are at most {MAX_VALUE_BYTES} bytes of JSON"),
+            ));
         }
         let ttl_ms = ttl_ms(obj.get("ttlSeconds"))?;
         let (cond, precondition) = condition(&obj, &headers)?;
-        Ok((Command::Set { key, value, ttl_ms, cond }, precondition, body))
+        Ok((
+            Command::Set {
+                key,
+                value,
+                ttl_ms,
+                cond,
+            },
+            precondition,
+            body,
+        ))
     })();
     match parsed {
-        Ok((cmd, pre, body)) => write_one(&st, cmd, pre, Replay { method, uri, headers, body }).await,
+        Ok((cmd, pre, body)) => {
+            write_one(
+                &st,
+                cmd,
+                pre,
+                Replay {
+                    method,
+                    uri,
+                    headers,
+                    body,
+                },
+            )
+            .await
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -204,12 +270,30 @@ pub async fn delete_item(
         let (cond, pre) = match found.len() {
             0 => (Condition::None, false),
             1 => found.remove(0),
-            _ => return Err(ApiError::bad_request("conflicting_conditions", "give either ifVersion or If-Match")),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "conflicting_conditions",
+                    "give either ifVersion or If-Match",
+                ))
+            }
         };
         Ok((Command::Delete { key, cond }, pre))
     })();
     match parsed {
-        Ok((cmd, pre)) => write_one(&st, cmd, pre, Replay { method, uri, headers, body: Bytes::new() }).await,
+        Ok((cmd, pre)) => {
+            write_one(
+                &st,
+                cmd,
+                pre,
+                Replay {
+                    method,
+                    uri,
+                    headers,
+                    body: Bytes::new(),
+                },
+            )
+            .await
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -230,7 +314,10 @@ pub async fn increment_item(
             None | Some(Value::Null) => Number::Int(1),
             Some(Value::Number(n)) => match n.as_i64() {
                 Some(i) => Number::Int(i),
-                None => Number::Float(n.as_f64().ok_or_else(|| ApiError::bad_request("invalid_delta", "delta must be a number"))?),
+                None => Number::Float(
+                    n.as_f64()
+                        .ok_or_else(|| ApiError::bad_request("invalid_delta", "delta must be a number"))?,
+                ),
             },
             Some(_) => return Err(ApiError::bad_request("invalid_delta", "delta must be a number")),
         };
@@ -238,7 +325,20 @@ pub async fn increment_item(
         Ok((Command::Increment { key, delta, ttl_ms }, body))
     })();
     match parsed {
-        Ok((cmd, body)) => write_one(&st, cmd, false, Replay { method, uri, headers, body }).await,
+        Ok((cmd, body)) => {
+            write_one(
+                &st,
+                cmd,
+                false,
+                Replay {
+                    method,
+                    uri,
+                    headers,
+                    body,
+                },
+            )
+            .await
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -271,14 +371,28 @@ async fn read_item(
         None => st.node.is_leader(),
         Some("strong") | Some("linearizable") => true,
         Some("stale") => false,
-        Some(other) => return Err(ApiError::bad_request("invalid_query", format!("consistency `{other}` is not strong or stale"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("consistency `{other}` is not strong or stale"),
+            ))
+        }
     };
     let min_version = q.get("minVersion").map(|v| parse_version(v)).transpose()?;
     if strong {
         match st.node.linearizable_barrier().await {
             Ok(()) => {}
             Err(Error::NotLeader { .. }) => {
-                return Ok(forward::to_leader(st, Replay { method, uri, headers, body: Bytes::new() }).await)
+                return Ok(forward::to_leader(
+                    st,
+                    Replay {
+                        method,
+                        uri,
+                        headers,
+                        body: Bytes::new(),
+                    },
+                )
+                .await)
             }
             Err(e) => return Err(e.into()),
         }
@@ -290,7 +404,10 @@ async fn read_item(
         Some(item) => Ok(item_response(&item, !strong)),
         None => {
             let mut r = ApiError::new(StatusCode::NOT_FOUND, "not_found", "key not found").into_response();
-            r.headers_mut().insert(H_CONSISTENCY, HeaderValue::from_static(if strong { "linearizable" } else { "stale" }));
+            r.headers_mut().insert(
+                H_CONSISTENCY,
+                HeaderValue::from_static(if strong { "linearizable" } else { "stale" }),
+            );
             Ok(r)
         }
     }

@@ -44,14 +44,19 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/kv/items/{key}", get(kv::get_item).put(kv::put_item).delete(kv::delete_item))
+        .route(
+            "/kv/items/{key}",
+            get(kv::get_item).put(kv::put_item).delete(kv::delete_item),
+        )
         .route("/kv/items/{key}/increment", post(kv::increment_item))
         .route("/cluster/status", get(cluster::status))
         .route("/health", get(cluster::health))
         .route("/raft/append", post(raft_rpc::append))
         .route("/raft/vote", post(raft_rpc::vote))
         .route("/raft/snapshot", post(raft_rpc::snapshot))
-        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such route").into_response() })
+        .fallback(|| async {
+            ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such route").into_response()
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response_with_state(state.clone(), node_headers))
         .with_state(state)
@@ -66,7 +71,12 @@ async fn node_headers(State(st): State<AppState>, mut resp: Response) -> Respons
     }
     let (leader, applied) = st.node.leader_and_applied();
     h.insert(H_NODE, HeaderValue::from(st.node.id));
-    h.insert(H_LEADER, leader.map(HeaderValue::from).unwrap_or(HeaderValue::from_static("none")));
+    h.insert(
+        H_LEADER,
+        leader
+            .map(HeaderValue::from)
+            .unwrap_or(HeaderValue::from_static("none")),
+    );
     h.insert(H_APPLIED, HeaderValue::from(applied));
     if !h.contains_key(H_CONSISTENCY) {
         // Writes and strong reads are linearizable; stale reads set the header themselves.

@@ -156,11 +156,7 @@ async fn kv(client: &Client, cmd: KvCmd) -> Result<String, ClientError> {
         } => {
             // Explicit even when strong: a follower's default is stale, and the CLI promises
             // linearizable reads unless told otherwise.
-            let consistency = if stale {
-                Consistency::Stale
-            } else {
-                Consistency::Strong
-            };
+            let consistency = if stale { Consistency::Stale } else { Consistency::Strong };
             let options = ReadOptions {
                 consistency: Some(consistency),
                 min_version,

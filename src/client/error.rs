@@ -108,9 +108,9 @@ impl ClientError {
             ClientError::InvalidInput { .. } | ClientError::InvalidEndpoint { .. } => exit::USAGE,
             ClientError::Setup(_) => exit::USAGE,
             ClientError::Api { status, .. } => exit_code_for_status(*status),
-            ClientError::UnknownOutcome { .. }
-            | ClientError::Unavailable { .. }
-            | ClientError::BadResponse { .. } => exit::UNAVAILABLE,
+            ClientError::UnknownOutcome { .. } | ClientError::Unavailable { .. } | ClientError::BadResponse { .. } => {
+                exit::UNAVAILABLE
+            }
         }
     }
 

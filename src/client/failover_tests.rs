@@ -205,10 +205,7 @@ async fn definite_errors_stop_failover() {
 #[tokio::test]
 async fn nothing_reachable_is_unavailable_listing_each_endpoint() {
     let (a, b) = (refused(), refused());
-    let err = client(vec![a.clone(), b.clone()])
-        .cluster_status()
-        .await
-        .unwrap_err();
+    let err = client(vec![a.clone(), b.clone()]).cluster_status().await.unwrap_err();
     match &err {
         ClientError::Unavailable { attempts } => {
             let tried: Vec<&str> = attempts.iter().map(|t| t.endpoint.as_str()).collect();

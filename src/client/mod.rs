@@ -24,6 +24,6 @@ pub use endpoints::{parse_endpoint, parse_endpoints};
 pub use error::{exit, exit_code_for_status, ClientError, FailedAttempt};
 pub use transport::{Client, ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
 pub use types::{
-    ClusterStatus, Consistency, Deleted, Health, IncrementRequest, Item, Member, PutRequest,
-    ReadOptions, Reply, ReplyMeta, Role,
+    ClusterStatus, Consistency, Deleted, Health, IncrementRequest, Item, Member, PutRequest, ReadOptions, Reply,
+    ReplyMeta, Role,
 };

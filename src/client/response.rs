@@ -69,11 +69,7 @@ pub(super) fn classify(endpoint: &Url, effect: Effect, meta: ReplyMeta, body: &[
     match status {
         200..=299 => match envelope.and_then(|e| e.data) {
             Some(data) => Attempt::Done(Reply { data, meta }),
-            None => Attempt::Fail(bad_response(
-                endpoint,
-                status,
-                "no \"data\" in success body",
-            )),
+            None => Attempt::Fail(bad_response(endpoint, status, "no \"data\" in success body")),
         },
         // The contract reserves 503 for "not served here" (no leader, not caught up).
         503 => Attempt::Next(describe()),
@@ -132,10 +128,7 @@ pub(super) fn reply_meta(endpoint: &Url, response: &Response) -> ReplyMeta {
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {

@@ -16,9 +16,7 @@ use serde_json::Value;
 
 use super::error::{ClientError, FailedAttempt};
 use super::response::{ambiguous, cause, classify, decode, read_body, reply_meta, Attempt, Effect};
-use super::types::{
-    ClusterStatus, Deleted, Health, IncrementRequest, Item, PutRequest, ReadOptions, Reply,
-};
+use super::types::{ClusterStatus, Deleted, Health, IncrementRequest, Item, PutRequest, ReadOptions, Reply};
 
 /// Connect timeout: short, because a refused or silent endpoint should hand over to the next one
 /// quickly, and a connect failure is always safe to fail over from.
@@ -106,8 +104,7 @@ impl Client {
     pub async fn get(&self, key: &str, options: ReadOptions) -> Result<Reply<Item>, ClientError> {
         let mut call = Call::new(Method::GET, Effect::Read, item_path(key)?);
         if let Some(consistency) = options.consistency {
-            call.query
-                .push(("consistency", consistency.as_str().to_string()));
+            call.query.push(("consistency", consistency.as_str().to_string()));
         }
         if let Some(min_version) = options.min_version {
             call.query.push(("minVersion", min_version.to_string()));
@@ -116,11 +113,7 @@ impl Client {
     }
 
     /// `DELETE /kv/items/{key}`, optionally only if the key is at `if_version`.
-    pub async fn delete(
-        &self,
-        key: &str,
-        if_version: Option<&str>,
-    ) -> Result<Reply<Deleted>, ClientError> {
+    pub async fn delete(&self, key: &str, if_version: Option<&str>) -> Result<Reply<Deleted>, ClientError> {
         let mut call = Call::new(Method::DELETE, Effect::Write, item_path(key)?);
         if let Some(version) = if_version {
             call.query.push(("ifVersion", version.to_string()));
@@ -129,11 +122,7 @@ impl Client {
     }
 
     /// `POST /kv/items/{key}/increment`.
-    pub async fn increment(
-        &self,
-        key: &str,
-        request: &IncrementRequest,
-    ) -> Result<Reply<Item>, ClientError> {
+    pub async fn increment(&self, key: &str, request: &IncrementRequest) -> Result<Reply<Item>, ClientError> {
         let body = serde_json::to_value(request).map_err(|e| ClientError::InvalidInput {
             code: "invalid_delta",
             message: e.to_string(),
@@ -147,19 +136,13 @@ impl Client {
     /// `GET /cluster/status` from the first endpoint that answers.
     pub async fn cluster_status(&self) -> Result<Reply<ClusterStatus>, ClientError> {
         let segments = vec!["cluster".to_string(), "status".to_string()];
-        decode(
-            self.execute(&Call::new(Method::GET, Effect::Read, segments))
-                .await?,
-        )
+        decode(self.execute(&Call::new(Method::GET, Effect::Read, segments)).await?)
     }
 
     /// `GET /health` from the first endpoint that answers.
     pub async fn health(&self) -> Result<Reply<Health>, ClientError> {
         let segments = vec!["health".to_string()];
-        decode(
-            self.execute(&Call::new(Method::GET, Effect::Read, segments))
-                .await?,
-        )
+        decode(self.execute(&Call::new(Method::GET, Effect::Read, segments)).await?)
     }
 
     async fn execute(&self, call: &Call) -> Result<Reply<Value>, ClientError> {
@@ -242,9 +225,7 @@ fn item_path(key: &str) -> Result<Vec<String>, ClientError> {
         "" => Err(invalid("key must not be empty")),
         // URL parsers resolve these as dot-segments (even percent-encoded), so the request
         // would land on another route instead of naming the key.
-        "." | ".." => Err(invalid(
-            "keys \".\" and \"..\" cannot be addressed in a URL path",
-        )),
+        "." | ".." => Err(invalid("keys \".\" and \"..\" cannot be addressed in a URL path")),
         _ => Ok(vec!["kv".to_string(), "items".to_string(), key.to_string()]),
     }
 }

@@ -182,8 +182,7 @@ mod tests {
 
     #[test]
     fn item_decodes_with_and_without_expiry() {
-        let item: Item =
-            serde_json::from_value(json!({"key": "k", "value": [1], "version": "12"})).unwrap();
+        let item: Item = serde_json::from_value(json!({"key": "k", "value": [1], "version": "12"})).unwrap();
         assert_eq!(item.expires_at, None);
         let item: Item = serde_json::from_value(json!({
             "key": "k", "value": 1, "version": "3", "expiresAt": "2026-11-23T15:00:00.123Z"

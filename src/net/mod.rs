@@ -53,12 +53,21 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Conn;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Conn {
-        Conn { http: self.http.clone(), target, base: format!("http://{}/raft", node.addr) }
+        Conn {
+            http: self.http.clone(),
+            target,
+            base: format!("http://{}/raft", node.addr),
+        }
     }
 }
 
 impl Conn {
-    async fn call<Req, Resp, E>(&self, path: &str, req: &Req, ttl: Duration) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -80,10 +89,15 @@ impl Conn {
             Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
         };
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         if !status.is_success() {
             let msg = String::from_utf8_lossy(&bytes).into_owned();
-            return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(format!("{status}: {msg}")))));
+            return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(format!(
+                "{status}: {msg}"
+            )))));
         }
         let reply: Result<Resp, RaftError<NodeId, E>> =
             wire::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
@@ -104,7 +118,8 @@ impl RaftNetwork<TypeConfig> for Conn {
         &mut self,
         req: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>> {
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
         self.call("snapshot", &req, option.hard_ttl()).await
     }
 

@@ -30,7 +30,10 @@ pub struct Overlay<'a> {
 
 impl<'a> Overlay<'a> {
     pub fn new(tree: &'a sled::Tree) -> Self {
-        Overlay { tree, writes: BTreeMap::new() }
+        Overlay {
+            tree,
+            writes: BTreeMap::new(),
+        }
     }
 
     fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, ApplyError> {
@@ -89,7 +92,11 @@ impl<'a> Applier<'a> {
             Some(b) => codec::decode(&b)?,
             None => 0,
         };
-        Ok(Applier { ov, clock, last_applied: None })
+        Ok(Applier {
+            ov,
+            clock,
+            last_applied: None,
+        })
     }
 
     pub fn apply_entry(&mut self, entry: &Entry) -> Result<ProposalResult, ApplyError> {
@@ -142,7 +149,12 @@ impl<'a> Applier<'a> {
 
     fn apply_cmd(&mut self, index: u64, cmd: &Command) -> Result<CmdResult, ApplyError> {
         match cmd {
-            Command::Set { key, value, ttl_ms, cond } => {
+            Command::Set {
+                key,
+                value,
+                ttl_ms,
+                cond,
+            } => {
                 let old = self.stored(key)?;
                 let live = old.as_ref().filter(|o| o.is_live(self.clock));
                 if let Some(refusal) = check(cond, live) {
@@ -181,16 +193,24 @@ impl<'a> Applier<'a> {
                 let Some(value) = add(current, *delta) else {
                     return Ok(CmdResult::Refused(Refusal::Overflow));
                 };
-                let new = StoredItem { value, version: index, expires_at };
+                let new = StoredItem {
+                    value,
+                    version: index,
+                    expires_at,
+                };
                 self.write(key, old.as_ref(), &new)?;
                 Ok(CmdResult::Item(item(key, new)))
             }
             Command::Expire => {
-                let due = self.ov.keys_in(&[keys::EXPIRY], &keys::expiry_upper_bound(self.clock))?;
+                let due = self
+                    .ov
+                    .keys_in(&[keys::EXPIRY], &keys::expiry_upper_bound(self.clock))?;
                 let mut count = 0;
                 for xk in due {
                     self.ov.del(xk.clone());
-                    let Some((at, key)) = keys::parse_expiry_key(&xk) else { continue };
+                    let Some((at, key)) = keys::parse_expiry_key(&xk) else {
+                        continue;
+                    };
                     if let Some(old) = self.stored(key)? {
                         if old.expires_at == Some(at) {
                             self.ov.del(keys::data_key(key));
@@ -207,14 +227,20 @@ impl<'a> Applier<'a> {
     pub fn finish(mut self) -> Result<sled::Batch, ApplyError> {
         self.ov.put(keys::META_CLOCK.to_vec(), codec::encode(&self.clock)?);
         if self.last_applied.is_some() {
-            self.ov.put(keys::META_LAST_APPLIED.to_vec(), codec::encode(&self.last_applied)?);
+            self.ov
+                .put(keys::META_LAST_APPLIED.to_vec(), codec::encode(&self.last_applied)?);
         }
         Ok(self.ov.into_batch())
     }
 }
 
 fn item(key: &str, s: StoredItem) -> Item {
-    Item { key: key.to_string(), value: s.value, version: s.version, expires_at: s.expires_at }
+    Item {
+        key: key.to_string(),
+        value: s.value,
+        version: s.version,
+        expires_at: s.expires_at,
+    }
 }
 
 /// Evaluates a write condition against the live item; `None` means it holds.
@@ -231,7 +257,10 @@ fn check(cond: &Condition, live: Option<&StoredItem>) -> Option<Refusal> {
 }
 
 fn json_eq(a: &str, b: &str) -> bool {
-    match (serde_json::from_str::<serde_json::Value>(a), serde_json::from_str::<serde_json::Value>(b)) {
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
@@ -254,7 +283,9 @@ pub fn add(a: Number, b: Number) -> Option<String> {
         (Number::Int(x), Number::Int(y)) => x.checked_add(y).map(|v| v.to_string()),
         (x, y) => {
             let f = as_f64(x) + as_f64(y);
-            serde_json::Number::from_f64(f).filter(|_| f.is_finite()).map(|n| n.to_string())
+            serde_json::Number::from_f64(f)
+                .filter(|_| f.is_finite())
+                .map(|n| n.to_string())
         }
     }
 }

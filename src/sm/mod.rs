@@ -42,7 +42,10 @@ pub struct SmOptions {
 
 impl Default for SmOptions {
     fn default() -> Self {
-        SmOptions { cache_bytes: 256 << 20, flush_every_ms: Some(1000) }
+        SmOptions {
+            cache_bytes: 256 << 20,
+            flush_every_ms: Some(1000),
+        }
     }
 }
 
@@ -75,12 +78,19 @@ pub enum ReadError {
 impl SmReader {
     /// The live item under `key`, or `None` when absent or expired.
     pub fn get(&self, key: &str) -> Result<Option<Item>, ReadError> {
-        let Some(raw) = self.tree.get(keys::data_key(key))? else { return Ok(None) };
+        let Some(raw) = self.tree.get(keys::data_key(key))? else {
+            return Ok(None);
+        };
         let s: StoredItem = codec::decode(&raw)?;
         if !s.is_live(self.clock_ms()) {
             return Ok(None);
         }
-        Ok(Some(Item { key: key.to_string(), value: s.value, version: s.version, expires_at: s.expires_at }))
+        Ok(Some(Item {
+            key: key.to_string(),
+            value: s.value,
+            version: s.version,
+            expires_at: s.expires_at,
+        }))
     }
 
     pub fn clock_ms(&self) -> u64 {
@@ -124,7 +134,12 @@ impl StateMachine {
                 tree.insert(keys::META_FORMAT, v).map_err(io::Error::other)?;
             }
         }
-        let sm = StateMachine { _db: db, tree, snap_dir, clock: Arc::default() };
+        let sm = StateMachine {
+            _db: db,
+            tree,
+            snap_dir,
+            clock: Arc::default(),
+        };
         let current = sm.snap_dir.join(CURRENT);
         if current.exists() {
             let meta = snapshot::read_meta(&current)?;
@@ -144,7 +159,10 @@ impl StateMachine {
     }
 
     pub fn reader(&self) -> SmReader {
-        SmReader { tree: self.tree.clone(), clock: self.clock.clone() }
+        SmReader {
+            tree: self.tree.clone(),
+            clock: self.clock.clone(),
+        }
     }
 
     fn last_applied(&self) -> Result<Option<LogId>, ReadError> {
@@ -173,9 +191,12 @@ fn load_snapshot(t: &sled::Tree, clock: &Clock, path: &Path) -> io::Result<Snaps
     t.insert(keys::META_INSTALLING, Vec::new()).map_err(io::Error::other)?;
     t.flush().map_err(io::Error::other)?;
     let meta = snapshot::load_into(path, t)?;
-    t.insert(keys::META_LAST_APPLIED, enc(&meta.last_log_id)?).map_err(io::Error::other)?;
-    t.insert(keys::META_MEMBERSHIP, enc(&meta.last_membership)?).map_err(io::Error::other)?;
-    t.insert(keys::META_FORMAT, enc(&keys::FORMAT_VERSION)?).map_err(io::Error::other)?;
+    t.insert(keys::META_LAST_APPLIED, enc(&meta.last_log_id)?)
+        .map_err(io::Error::other)?;
+    t.insert(keys::META_MEMBERSHIP, enc(&meta.last_membership)?)
+        .map_err(io::Error::other)?;
+    t.insert(keys::META_FORMAT, enc(&keys::FORMAT_VERSION)?)
+        .map_err(io::Error::other)?;
     t.remove(keys::META_INSTALLING).map_err(io::Error::other)?;
     t.flush().map_err(io::Error::other)?;
     let c = match t.get(keys::META_CLOCK).map_err(io::Error::other)? {
@@ -200,7 +221,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
     }
 }
 
@@ -219,12 +243,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut applier = Applier::new(&self.tree).map_err(sm_err)?;
         let mut out = Vec::new();
         for entry in entries {
-            let r = applier.apply_entry(&entry).map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
+            let r = applier
+                .apply_entry(&entry)
+                .map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
             out.push(r);
         }
         let clock = applier.clock;
         let batch = applier.finish().map_err(|e| StorageIOError::write_state_machine(&e))?;
-        self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.clock.0.store(clock, Ordering::Release);
         Ok(out)
     }
@@ -246,7 +274,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 Some(l) => format!("{}-{}-{nanos}", l.leader_id, l.index),
                 None => format!("0-0-{nanos}"),
             };
-            let meta = SnapshotMeta { last_log_id: last, last_membership: membership, snapshot_id: id };
+            let meta = SnapshotMeta {
+                last_log_id: last,
+                last_membership: membership,
+                snapshot_id: id,
+            };
             let tmp = dir.join(BUILDING);
             let pairs = snapshot::write(&tree, &meta, &tmp)?;
             let current = dir.join(CURRENT);
@@ -274,7 +306,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     /// Copies the received data (from whatever handle openraft passes) into a file of our
     /// own, fsyncs and validates it, makes it the current snapshot, then replaces the state.
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
         let sig = Some(meta.signature());
         let mut src = snapshot.into_std().await;
         let dir = self.snap_dir.clone();
@@ -314,7 +350,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
     }
 }
 
@@ -327,3 +366,6 @@ impl SmReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -92,7 +92,10 @@ fn open(path: &Path) -> io::Result<(BufReader<File>, SnapshotMeta)> {
 }
 
 /// Streams every pair to `each`, checking every frame and the closing count.
-fn for_each_pair(path: &Path, mut each: impl FnMut(Vec<(Vec<u8>, Vec<u8>)>) -> io::Result<()>) -> io::Result<SnapshotMeta> {
+fn for_each_pair(
+    path: &Path,
+    mut each: impl FnMut(Vec<(Vec<u8>, Vec<u8>)>) -> io::Result<()>,
+) -> io::Result<SnapshotMeta> {
     let (mut r, meta) = open(path)?;
     let mut seen = 0u64;
     loop {

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::frame;
 use crate::codec;
+use crate::frame;
 use crate::types::{LogId, Vote};
 
 const MAGIC: &[u8; 4] = b"CRNM";

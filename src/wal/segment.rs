@@ -7,8 +7,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::frame;
 use crate::codec;
+use crate::frame;
 use crate::types::{Entry, LogId};
 
 pub const SUFFIX: &str = ".seg";
@@ -44,7 +44,9 @@ fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         let ent = ent?;
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(stem) = name.strip_suffix(SUFFIX) else { continue };
+        let Some(stem) = name.strip_suffix(SUFFIX) else {
+            continue;
+        };
         if let Ok(first) = stem.parse::<u64>() {
             out.push((first, ent.path()));
         }
@@ -60,10 +62,7 @@ fn invalid(msg: String) -> io::Error {
 /// Reads every segment back. Entries at or below `last_purged` are dropped from the result
 /// (and whole segments of them deleted). A torn or corrupt tail of the *last* segment is
 /// truncated; damage anywhere else is refused, because fsync'd data cannot tear there.
-pub fn recover(
-    dir: &Path,
-    last_purged: Option<LogId>,
-) -> io::Result<(BTreeMap<u64, Segment>, Vec<Entry>)> {
+pub fn recover(dir: &Path, last_purged: Option<LogId>) -> io::Result<(BTreeMap<u64, Segment>, Vec<Entry>)> {
     let purged = last_purged.map(|l| l.index);
     let files = list(dir)?;
     let mut segments = BTreeMap::new();
@@ -101,7 +100,10 @@ pub fn recover(
         }
         if valid_len < buf.len() as u64 {
             if !is_last {
-                return Err(invalid(format!("{}: corrupt record inside a sealed segment", path.display())));
+                return Err(invalid(format!(
+                    "{}: corrupt record inside a sealed segment",
+                    path.display()
+                )));
             }
             tracing::warn!(path = %path.display(), valid = valid_len, len = buf.len(), "truncating torn WAL tail");
             let f = OpenOptions::new().write(true).open(&path)?;
@@ -118,7 +120,12 @@ pub fn recover(
                 )));
             }
         }
-        let seg = Segment { path, first, len: valid_len, offsets };
+        let seg = Segment {
+            path,
+            first,
+            len: valid_len,
+            offsets,
+        };
         expect_next = Some(seg.end());
         if !is_last && purged.is_some_and(|p| seg.end() <= p + 1) {
             fs::remove_file(&seg.path)?;

@@ -16,10 +16,18 @@ use crate::sm::{SmOptions, StateMachine};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 fn entry(index: u64) -> Entry {
-    let cmd = Command::Set { key: format!("k{index}"), value: index.to_string(), ttl_ms: None, cond: Condition::None };
+    let cmd = Command::Set {
+        key: format!("k{index}"),
+        value: index.to_string(),
+        ttl_ms: None,
+        cond: Condition::None,
+    };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Proposal { now_ms: index, cmds: vec![cmd] }),
+        payload: EntryPayload::Normal(Proposal {
+            now_ms: index,
+            cmds: vec![cmd],
+        }),
     }
 }
 
@@ -29,7 +37,13 @@ async fn append_durable(store: &mut LogStore, entries: Vec<Entry>) {
 }
 
 async fn indexes(store: &mut LogStore) -> Vec<u64> {
-    store.try_get_log_entries(0..u64::MAX).await.unwrap().iter().map(|e| e.log_id.index).collect()
+    store
+        .try_get_log_entries(0..u64::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.log_id.index)
+        .collect()
 }
 
 fn last_segment(dir: &Path) -> std::path::PathBuf {
@@ -77,7 +91,8 @@ async fn torn_tail_is_truncated_and_appends_continue() {
         append_durable(&mut s, vec![entry(4), entry(5)]).await;
     }
     let mut f = OpenOptions::new().append(true).open(last_segment(dir.path())).unwrap();
-    f.write_all(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
+    f.write_all(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+        .unwrap();
     drop(f);
     let mut s = LogStore::open(dir.path()).unwrap();
     assert_eq!(indexes(&mut s).await, vec![1, 2, 3, 4, 5]);

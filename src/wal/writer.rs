@@ -14,16 +14,28 @@ use openraft::storage::LogFlushed;
 use tokio::sync::oneshot;
 
 use super::meta::{self, WalMeta};
-use crate::frame;
 use super::segment::{self, Segment};
 use crate::codec;
+use crate::frame;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 pub enum Op {
-    Append { entries: Vec<Entry>, callback: LogFlushed<TypeConfig> },
-    SaveVote { vote: Vote, done: oneshot::Sender<io::Result<()>> },
-    Truncate { since: u64, done: oneshot::Sender<io::Result<()>> },
-    Purge { upto: LogId, done: oneshot::Sender<io::Result<()>> },
+    Append {
+        entries: Vec<Entry>,
+        callback: LogFlushed<TypeConfig>,
+    },
+    SaveVote {
+        vote: Vote,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    Truncate {
+        since: u64,
+        done: oneshot::Sender<io::Result<()>>,
+    },
+    Purge {
+        upto: LogId,
+        done: oneshot::Sender<io::Result<()>>,
+    },
 }
 
 pub struct Writer {
@@ -147,8 +159,7 @@ impl Writer {
         if let Some(seg) = self.segments.values().next_back() {
             // After a purge past the last entry (e.g. following a snapshot install) the log
             // resumes above a gap; the gap is covered by `last_purged`, so start a new segment.
-            let resumes_after_purge = index > seg.end()
-                && self.meta.last_purged.is_some_and(|p| p.index + 1 >= index);
+            let resumes_after_purge = index > seg.end() && self.meta.last_purged.is_some_and(|p| p.index + 1 >= index);
             let reuse = if seg.offsets.is_empty() {
                 seg.first == index
             } else {
@@ -170,7 +181,12 @@ impl Writer {
                 fs::remove_file(&seg.path)?;
             }
         }
-        let seg = Segment { path: segment::path_for(&self.dir, index), first: index, len: 0, offsets: Vec::new() };
+        let seg = Segment {
+            path: segment::path_for(&self.dir, index),
+            first: index,
+            len: 0,
+            offsets: Vec::new(),
+        };
         let file = seg.open_for_append()?;
         file.set_len(0)?;
         meta::sync_dir(&self.dir)?;

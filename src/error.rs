@@ -3,7 +3,7 @@
 
 use crate::types::NodeId;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// This node is not the leader; the request was not proposed. Safe to forward.
     #[error("not the leader")]

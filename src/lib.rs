@@ -9,10 +9,12 @@
 //! - `sm/`: the state machine in sled, deterministic apply, snapshot files
 //! - `command`: the replicated command model
 //! - `codec`, `frame`: the bincode codec and the length+CRC record framing
+//! - `batcher`: packs concurrent writes into one Raft entry on the leader
 //! - `ttl`: the leader's expiry ticker
 //! - `client/`: the HTTP client and the `cairn kv` / `cairn cluster` CLI
 
 pub mod api;
+pub mod batcher;
 pub mod client;
 pub mod codec;
 pub mod command;

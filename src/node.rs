@@ -11,7 +11,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 
-use crate::command::{CmdResult, Command, Item, Proposal};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::batcher::{self, Pending, WriteResult};
+use crate::command::{Command, Item, Proposal};
 use crate::config::NodeConfig;
 use crate::error::{Error, StartError};
 use crate::net::{self, Network};
@@ -26,6 +29,8 @@ pub struct Node {
     pub raft: Raft,
     pub reader: SmReader,
     pub config: NodeConfig,
+    /// Queue into the leader's write batcher.
+    batch_tx: mpsc::Sender<Pending>,
 }
 
 /// What a node reports about itself on every response and in `/cluster/status`.
@@ -38,6 +43,46 @@ pub struct Status {
     pub members: Vec<(NodeId, String, bool)>,
     pub last_log_index: u64,
     pub applied_index: u64,
+}
+
+fn is_leader(raft: &Raft, id: NodeId) -> bool {
+    raft.metrics().borrow().current_leader == Some(id)
+}
+
+fn leader(raft: &Raft) -> Option<(NodeId, String)> {
+    let rx = raft.metrics();
+    let m = rx.borrow();
+    let id = m.current_leader?;
+    let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+    Some((id, addr))
+}
+
+fn not_leader(raft: &Raft, id: NodeId) -> Error {
+    match leader(raft) {
+        Some(l) if l.0 != id => Error::NotLeader { leader: Some(l) },
+        _ => Error::NoLeader,
+    }
+}
+
+/// Submits one entry. Only the leader stamps the wall clock.
+async fn propose(raft: Raft, id: NodeId, timeout: Duration, cmds: Vec<Command>) -> WriteResult {
+    // Re-checked here because commands may have queued across a leadership change; until
+    // `client_write` is called nothing has been proposed, so forwarding is still safe.
+    if !is_leader(&raft, id) {
+        return Err(not_leader(&raft, id));
+    }
+    let proposal = Proposal { now_ms: now_ms(), cmds };
+    match tokio::time::timeout(timeout, raft.client_write(proposal)).await {
+        Err(_) => Err(Error::UnknownOutcome("timed out waiting for commit".into())),
+        Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data.results)),
+        // Leadership can be lost after the entry was appended; openraft then answers
+        // ForwardToLeader although the entry may still commit. Never call that a failure.
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Error::UnknownOutcome(
+            "leadership changed while the write was in flight".into(),
+        )),
+        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => Err(Error::Storage(e.to_string())),
+        Ok(Err(RaftError::Fatal(f))) => Err(Error::UnknownOutcome(format!("node stopping: {f}"))),
+    }
 }
 
 pub fn now_ms() -> u64 {
@@ -132,11 +177,17 @@ impl Node {
                 Err(e) => return Err(StartError::Raft(e.to_string())),
             }
         }
+        let (batch_tx, batch_rx) = mpsc::channel(4096);
+        let (r, timeout) = (raft.clone(), config.write_timeout);
+        tokio::spawn(batcher::run(batch_rx, move |cmds| {
+            propose(r.clone(), id, timeout, cmds)
+        }));
         Ok(Arc::new(Node {
             id,
             raft,
             reader,
             config,
+            batch_tx,
         }))
     }
 
@@ -174,46 +225,33 @@ impl Node {
     }
 
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.id)
+        is_leader(&self.raft, self.id)
     }
 
     /// The leader's id and address, when one is known.
     pub fn leader(&self) -> Option<(NodeId, String)> {
-        let rx = self.raft.metrics();
-        let m = rx.borrow();
-        let id = m.current_leader?;
-        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
-        Some((id, addr))
+        leader(&self.raft)
     }
 
     fn not_leader(&self) -> Error {
-        match self.leader() {
-            Some(l) if l.0 != self.id => Error::NotLeader { leader: Some(l) },
-            _ => Error::NoLeader,
-        }
+        not_leader(&self.raft, self.id)
     }
 
-    /// Proposes commands through Raft and returns each one's result. Only the leader stamps the
-    /// wall clock; a follower never proposes (the API layer forwards instead).
-    pub async fn write(&self, cmds: Vec<Command>) -> Result<(u64, Vec<CmdResult>), Error> {
+    /// Proposes commands through Raft (batched with other clients' commands, see `batcher`)
+    /// and returns the entry's log index and each command's result. A follower never proposes:
+    /// it answers `NotLeader` and the API layer forwards.
+    pub async fn write(&self, cmds: Vec<Command>) -> WriteResult {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
-        let proposal = Proposal { now_ms: now_ms(), cmds };
-        let res = tokio::time::timeout(self.config.write_timeout, self.raft.client_write(proposal)).await;
-        match res {
-            Err(_) => Err(Error::UnknownOutcome("timed out waiting for commit".into())),
-            Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data.results)),
-            // Leadership can be lost after the entry was appended; openraft then answers
-            // ForwardToLeader although the entry may still commit. Never call that a failure.
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Error::UnknownOutcome(
-                "leadership changed while the write was in flight".into(),
-            )),
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(Error::Storage(e.to_string()))
-            }
-            Ok(Err(RaftError::Fatal(f))) => Err(Error::UnknownOutcome(format!("node stopping: {f}"))),
-        }
+        let (done, rx) = oneshot::channel();
+        // A closed batcher means the node is stopping; nothing was proposed.
+        self.batch_tx
+            .send(Pending { cmds, done })
+            .await
+            .map_err(|_| Error::NoLeader)?;
+        rx.await
+            .unwrap_or_else(|_| Err(Error::UnknownOutcome("node stopped with the write in flight".into())))
     }
 
     /// Confirms leadership with a quorum (ReadIndex) and waits until the state machine has

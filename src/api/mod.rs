@@ -17,7 +17,7 @@ mod raft_rpc;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -54,8 +54,14 @@ pub fn router(state: AppState) -> Router {
         .route("/raft/append", post(raft_rpc::append))
         .route("/raft/vote", post(raft_rpc::vote))
         .route("/raft/snapshot", post(raft_rpc::snapshot))
-        .fallback(|| async {
-            ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such route").into_response()
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route").into_response() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+            .into_response()
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response_with_state(state.clone(), node_headers))

@@ -67,7 +67,10 @@ fn entries(log: &[(u64, Vec<Command>)]) -> Vec<Entry> {
         .enumerate()
         .map(|(i, (now_ms, cmds))| Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), i as u64 + 1),
-            payload: EntryPayload::Normal(Proposal { now_ms: *now_ms, cmds: cmds.clone() }),
+            payload: EntryPayload::Normal(Proposal {
+                now_ms: *now_ms,
+                cmds: cmds.clone(),
+            }),
         })
         .collect()
 }
@@ -92,7 +95,11 @@ fn replay(entries: &[Entry], chunks: &[usize]) -> (Vec<CmdResult>, Dump) {
         tree.apply_batch(a.finish().unwrap()).unwrap();
         rest = later;
     }
-    let dump = tree.iter().map(|kv| kv.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+    let dump = tree
+        .iter()
+        .map(|kv| kv.unwrap())
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
     (results, dump)
 }
 
@@ -105,7 +112,9 @@ struct Model {
 
 impl Model {
     fn live(&self, key: &str) -> Option<&(String, u64, Option<u64>)> {
-        self.items.get(key).filter(|(_, _, exp)| exp.is_none_or(|t| t > self.clock))
+        self.items
+            .get(key)
+            .filter(|(_, _, exp)| exp.is_none_or(|t| t > self.clock))
     }
 
     fn holds(&self, cond: &Condition, key: &str) -> Option<Refusal> {
@@ -121,17 +130,28 @@ impl Model {
 
     fn item(&self, key: &str) -> CmdResult {
         let (value, version, expires_at) = self.items[key].clone();
-        CmdResult::Item(Item { key: key.into(), value, version, expires_at })
+        CmdResult::Item(Item {
+            key: key.into(),
+            value,
+            version,
+            expires_at,
+        })
     }
 
     fn apply(&mut self, index: u64, now: u64, cmd: &Command) -> CmdResult {
         self.clock = self.clock.max(now);
         match cmd {
-            Command::Set { key, value, ttl_ms, cond } => {
+            Command::Set {
+                key,
+                value,
+                ttl_ms,
+                cond,
+            } => {
                 if let Some(r) = self.holds(cond, key) {
                     return CmdResult::Refused(r);
                 }
-                self.items.insert(key.clone(), (value.clone(), index, ttl_ms.map(|t| self.clock + t)));
+                self.items
+                    .insert(key.clone(), (value.clone(), index, ttl_ms.map(|t| self.clock + t)));
                 self.item(key)
             }
             Command::Delete { key, cond } => {
@@ -148,13 +168,18 @@ impl Model {
                 let (cur, exp) = match self.live(key) {
                     None => (Number::Int(0), ttl_ms.map(|t| self.clock + t)),
                     Some((v, _, exp)) => match serde_json::from_str::<serde_json::Value>(v).unwrap() {
-                        serde_json::Value::Number(n) => {
-                            (n.as_i64().map(Number::Int).unwrap_or(Number::Float(n.as_f64().unwrap())), *exp)
-                        }
+                        serde_json::Value::Number(n) => (
+                            n.as_i64()
+                                .map(Number::Int)
+                                .unwrap_or(Number::Float(n.as_f64().unwrap())),
+                            *exp,
+                        ),
                         _ => return CmdResult::Refused(Refusal::NotANumber),
                     },
                 };
-                let Some(v) = add(cur, *delta) else { return CmdResult::Refused(Refusal::Overflow) };
+                let Some(v) = add(cur, *delta) else {
+                    return CmdResult::Refused(Refusal::Overflow);
+                };
                 self.items.insert(key.clone(), (v, index, exp));
                 self.item(key)
             }
@@ -162,7 +187,9 @@ impl Model {
                 let clock = self.clock;
                 let before = self.items.len();
                 self.items.retain(|_, (_, _, exp)| exp.is_none_or(|t| t > clock));
-                CmdResult::Expired { count: (before - self.items.len()) as u64 }
+                CmdResult::Expired {
+                    count: (before - self.items.len()) as u64,
+                }
             }
         }
     }

@@ -1,0 +1,365 @@
+//! `Cluster`: owns the `cairn serve` child processes of one test — their ports, data dirs
+//! and log files in one tempdir — and starts, kills, terminates and restarts them.
+
+use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::process::{cairn_command, log_tail, wait_until_exit};
+use super::{free_ports, Http, POLL_EVERY};
+
+/// Lines of each node's log printed by `dump_logs`.
+const LOG_TAIL_LINES: usize = 80;
+
+/// One node's fixed identity and, while it runs, its child process.
+struct Node {
+    id: u64,
+    addr: String,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    child: Option<Child>,
+}
+
+/// A set of `cairn serve` processes on loopback sharing one tempdir. Node ids are 1..=n.
+pub struct Cluster {
+    dir: Option<tempfile::TempDir>,
+    nodes: Vec<Node>,
+    /// `--peers` value, or `None` for a single node started without it.
+    peers: Option<String>,
+    /// The leader agreed on by the last successful `wait_for_leader`.
+    leader: Option<u64>,
+    pub http: Http,
+}
+
+impl Cluster {
+    /// Prepares `n` nodes (ports, data dirs, log files) that form one cluster via `--peers`,
+    /// without starting any of them; start them with `start_node`.
+    pub fn prepare(n: usize) -> Self {
+        assert!(n >= 1, "a cluster needs at least one node");
+        Self::prepare_inner(n, true)
+    }
+
+    fn prepare_inner(n: usize, with_peers: bool) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-it-")
+            .tempdir()
+            .expect("create tempdir");
+        let ports = free_ports(n);
+        let nodes: Vec<Node> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let id = i as u64 + 1;
+                Node {
+                    id,
+                    addr: format!("127.0.0.1:{port}"),
+                    data_dir: dir.path().join(format!("node{id}")),
+                    log_path: dir.path().join(format!("node{id}.log")),
+                    child: None,
+                }
+            })
+            .collect();
+        let peers = with_peers.then(|| {
+            nodes
+                .iter()
+                .map(|n| format!("{}={}", n.id, n.addr))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        Self {
+            dir: Some(dir),
+            nodes,
+            peers,
+            leader: None,
+            http: Http::new(),
+        }
+    }
+
+    /// Starts `n` nodes with `--peers`, in id order, without delay.
+    pub fn start(n: usize) -> Self {
+        let mut cluster = Self::prepare(n);
+        for id in 1..=n as u64 {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// Starts `n` nodes with `--peers` in the given id order, `gap` apart.
+    pub async fn start_with_order(n: usize, order: &[u64], gap: Duration) -> Self {
+        let mut cluster = Self::prepare(n);
+        for (i, id) in order.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            cluster.start_node(*id);
+        }
+        cluster
+    }
+
+    /// One node started without `--peers` (a single-node cluster), id 1.
+    pub fn single() -> Self {
+        let mut cluster = Self::prepare_inner(1, false);
+        cluster.start_node(1);
+        cluster
+    }
+
+    fn node(&self, id: u64) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
+    }
+
+    /// The `cairn serve` arguments node `id` is (re)started with.
+    pub fn serve_args(&self, id: u64) -> Vec<String> {
+        let node = self.node(id);
+        let mut args = vec![
+            "serve".to_string(),
+            "--id".to_string(),
+            id.to_string(),
+            "--listen".to_string(),
+            node.addr.clone(),
+            "--data-dir".to_string(),
+            node.data_dir.display().to_string(),
+        ];
+        if let Some(peers) = &self.peers {
+            args.push("--peers".to_string());
+            args.push(peers.clone());
+        }
+        args
+    }
+
+    /// Spawns node `id` (it must not be running), appending stdout and stderr to its log.
+    pub fn start_node(&mut self, id: u64) {
+        let args = self.serve_args(id);
+        let node = self.node_mut(id);
+        assert!(node.child.is_none(), "node {id} is already running");
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log_path)
+            .expect("open node log");
+        let stderr = log.try_clone().expect("clone log handle");
+        let stdout = log.try_clone().expect("clone log handle");
+        let mut cmd = cairn_command();
+        cmd.args(&args).stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+        let child = cmd.spawn().expect("spawn cairn serve");
+        // Marks each (re)start in the log, so a dump shows which incarnation said what.
+        let _ = writeln!(log, "=== harness: started node {id} pid {} args {args:?}", child.id());
+        node.child = Some(child);
+    }
+
+    /// Starts a stopped node again with the same arguments and data dir.
+    pub fn restart(&mut self, id: u64) {
+        self.start_node(id);
+    }
+
+    /// SIGKILL via `Child::kill` (this child's own PID only), then reaps it.
+    pub fn kill(&mut self, id: u64) {
+        let node = self.node_mut(id);
+        let mut child = node.child.take().unwrap_or_else(|| panic!("node {id} is not running"));
+        let _ = child.kill();
+        let _ = child.wait();
+        if self.leader == Some(id) {
+            self.leader = None;
+        }
+    }
+
+    /// Sends SIGTERM to this node's own PID and waits for it to exit, at most until
+    /// `deadline`; returns its exit status. Panics (and `Drop` then SIGKILLs it) if it is
+    /// still running at the deadline.
+    pub async fn terminate(&mut self, id: u64, deadline: Instant) -> ExitStatus {
+        let mut child = self
+            .node_mut(id)
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").arg("-TERM").arg(&pid).status();
+        let outcome = match sent {
+            Ok(s) if s.success() => wait_until_exit(&mut child, deadline).await,
+            Ok(s) => Err(format!("kill -TERM {pid} failed: {s}")),
+            Err(e) => Err(format!("cannot run kill -TERM {pid}: {e}")),
+        };
+        match outcome {
+            Ok(status) => {
+                if self.leader == Some(id) {
+                    self.leader = None;
+                }
+                status
+            }
+            Err(why) => {
+                // Hand the child back so `Drop` SIGKILLs and reaps it.
+                self.node_mut(id).child = Some(child);
+                panic!("terminating node {id}: {why}");
+            }
+        }
+    }
+
+    /// Panics if a node this harness started has exited on its own.
+    pub fn assert_running(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                if let Some(status) = child.try_wait().expect("try_wait on node") {
+                    let id = node.id;
+                    node.child = None;
+                    panic!("node {id} exited unexpectedly with {status}");
+                }
+            }
+        }
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        self.node(id).child.is_some()
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.id).collect()
+    }
+
+    pub fn running_ids(&self) -> Vec<u64> {
+        self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect()
+    }
+
+    /// `host:port` node `id` listens on.
+    pub fn addr(&self, id: u64) -> String {
+        self.node(id).addr.clone()
+    }
+
+    /// `http://host:port` of node `id`.
+    pub fn url(&self, id: u64) -> String {
+        format!("http://{}", self.node(id).addr)
+    }
+
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.node(id).data_dir.clone()
+    }
+
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.node(id).log_path.clone()
+    }
+
+    /// The leader found by the last `wait_for_leader` (cleared when that node is stopped).
+    pub fn leader(&self) -> u64 {
+        self.leader.expect("no known leader: call wait_for_leader first")
+    }
+
+    pub fn leader_url(&self) -> String {
+        self.url(self.leader())
+    }
+
+    /// Running nodes other than the known leader.
+    pub fn follower_ids(&self) -> Vec<u64> {
+        let leader = self.leader();
+        self.running_ids().into_iter().filter(|id| *id != leader).collect()
+    }
+
+    /// Polls `GET /cluster/status` on every running node until all of them name the same
+    /// leader, that leader is running and is the only node reporting role "leader".
+    /// Returns (and remembers) its id; panics at `deadline` or if a node exits.
+    pub async fn wait_for_leader(&mut self, deadline: Instant) -> u64 {
+        let http = self.http.clone();
+        loop {
+            self.assert_running();
+            let running = self.running_ids();
+            assert!(!running.is_empty(), "wait_for_leader with no running node");
+            let mut statuses = Vec::new();
+            for id in &running {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(remaining, http.status(&self.url(*id))).await {
+                    Ok(Ok(status)) => statuses.push((*id, status)),
+                    Ok(Err(e)) => statuses.push((*id, Value::String(e))),
+                    Err(_) => statuses.push((*id, Value::String("deadline reached".into()))),
+                }
+            }
+            let last = match agreed_leader(&statuses, &running) {
+                Ok(leader) => {
+                    self.leader = Some(leader);
+                    return leader;
+                }
+                Err(why) => why,
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                panic!("no agreed leader by the deadline; last observation: {last}");
+            }
+            tokio::time::sleep(POLL_EVERY.min(remaining)).await;
+        }
+    }
+
+    /// Prints the last lines of every node's log to stderr (shown for failing tests).
+    pub fn dump_logs(&self) {
+        for node in &self.nodes {
+            eprintln!("===== node {} log tail ({}) =====", node.id, node.log_path.display());
+            eprintln!("{}", log_tail(&node.log_path, LOG_TAIL_LINES));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        if std::env::var_os("CAIRN_TEST_KEEP").is_some() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("keeping test directory {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+/// `Ok(leader)` when every running node answered, all name the same running leader, and
+/// exactly that node reports role "leader"; otherwise a description of what was seen.
+fn agreed_leader(statuses: &[(u64, Value)], running: &[u64]) -> Result<u64, String> {
+    let seen = || {
+        statuses
+            .iter()
+            .map(|(id, s)| format!("node {id}: {s}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let mut named = BTreeSet::new();
+    let mut leaders_by_role = Vec::new();
+    for (id, status) in statuses {
+        if !status.is_object() {
+            return Err(seen());
+        }
+        match status["leader"].as_u64() {
+            Some(leader) => named.insert(leader),
+            None => return Err(seen()),
+        };
+        if status["role"] == "leader" {
+            leaders_by_role.push(*id);
+        }
+    }
+    match (named.len(), leaders_by_role.as_slice()) {
+        (1, [by_role]) => {
+            let leader = *named.iter().next().expect("one element");
+            if leader == *by_role && running.contains(&leader) {
+                Ok(leader)
+            } else {
+                Err(seen())
+            }
+        }
+        _ => Err(seen()),
+    }
+}

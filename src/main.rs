@@ -1,5 +1,6 @@
 //! The `cairn` binary: parses flags, sets up logging, and calls the library.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

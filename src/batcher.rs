@@ -7,7 +7,7 @@
 //! A key's `version` is the log index of its last change, so two commands on the same key must
 //! never share an entry (they would report the same version for different values); a batch
 //! stops at the first command that touches a key already in it. `Expire` touches many keys and
-//! always travels alone.
+//! always travels alone, as do token changes.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -29,19 +29,41 @@ pub struct Pending {
     pub done: oneshot::Sender<WriteResult>,
 }
 
-fn key_of(cmd: &Command) -> Option<&str> {
+/// The keys a command touches, as `ns\0key`; `None` for commands that must travel alone
+/// (expiry touches unknown keys; token changes are rare and simplest alone).
+fn keys_of(cmd: &Command) -> Option<Vec<String>> {
     match cmd {
-        Command::Set { key, .. } | Command::Delete { key, .. } | Command::Increment { key, .. } => Some(key),
-        Command::Expire => None,
+        Command::Get { ns, key }
+        | Command::Set { ns, key, .. }
+        | Command::Delete { ns, key, .. }
+        | Command::Increment { ns, key, .. } => Some(vec![format!("{ns}\0{key}")]),
+        Command::Batch(ops) => {
+            let mut all = Vec::with_capacity(ops.len());
+            for op in ops {
+                all.extend(keys_of(op)?);
+            }
+            Some(all)
+        }
+        Command::Expire | Command::CreateToken { .. } | Command::RevokeToken { .. } => None,
     }
 }
 
 fn size_of(cmd: &Command) -> usize {
     match cmd {
         Command::Set { key, value, .. } => key.len() + value.len(),
-        Command::Delete { key, .. } | Command::Increment { key, .. } => key.len(),
-        Command::Expire => 0,
+        Command::Get { key, .. } | Command::Delete { key, .. } | Command::Increment { key, .. } => key.len(),
+        Command::Batch(ops) => ops.iter().map(size_of).sum(),
+        Command::Expire | Command::CreateToken { .. } | Command::RevokeToken { .. } => 64,
     }
+}
+
+/// The keys of a pending write, or `None` if it must travel alone.
+fn pending_keys(p: &Pending) -> Option<HashSet<String>> {
+    let mut keys = HashSet::new();
+    for c in &p.cmds {
+        keys.extend(keys_of(c)?);
+    }
+    Some(keys)
 }
 
 /// Whether `p` can join a batch already holding `keys` (and `bytes`, `n` commands).
@@ -49,10 +71,7 @@ fn fits(p: &Pending, keys: &HashSet<String>, bytes: usize, n: usize) -> bool {
     if n + p.cmds.len() > MAX_CMDS || bytes + p.cmds.iter().map(size_of).sum::<usize>() > MAX_BYTES {
         return false;
     }
-    let mut seen = HashSet::new();
-    p.cmds
-        .iter()
-        .all(|c| key_of(c).is_some_and(|k| !keys.contains(k) && seen.insert(k)))
+    pending_keys(p).is_some_and(|mine| mine.is_disjoint(keys))
 }
 
 /// Runs until every sender is dropped. `propose` submits one entry's commands and returns the
@@ -77,9 +96,7 @@ where
             return;
         };
         let mut batch = vec![first];
-        let alone = batch[0].cmds.iter().any(|c| key_of(c).is_none());
-        if !alone {
-            let mut keys: HashSet<String> = batch[0].cmds.iter().filter_map(key_of).map(str::to_string).collect();
+        if let Some(mut keys) = pending_keys(&batch[0]) {
             let mut bytes: usize = batch[0].cmds.iter().map(size_of).sum();
             let mut n = batch[0].cmds.len();
             while let Ok(p) = rx.try_recv() {
@@ -87,7 +104,7 @@ where
                     carry = Some(p);
                     break;
                 }
-                keys.extend(p.cmds.iter().filter_map(key_of).map(str::to_string));
+                keys.extend(pending_keys(&p).unwrap_or_default());
                 bytes += p.cmds.iter().map(size_of).sum::<usize>();
                 n += p.cmds.len();
                 batch.push(p);

@@ -20,9 +20,7 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Appends the encoding of `value` to `out`, avoiding a temporary buffer on hot paths.
 pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    bincode::serde::encode_into_std_write(value, out, config())
-        .map(|_| ())
-        .map_err(|e| CodecError(e.to_string()))
+    bincode::serde::encode_into_std_write(value, out, config()).map(|_| ()).map_err(|e| CodecError(e.to_string()))
 }
 
 /// Decodes a value that must occupy the whole slice: trailing bytes mean corruption.

@@ -12,12 +12,34 @@ pub struct Proposal {
     /// Leader wall-clock milliseconds since the Unix epoch when the proposal was made. `apply`
     /// never reads a clock; it advances the replicated logical clock to this value.
     pub now_ms: u64,
+    /// Limits in force when the leader proposed, carried in the entry so every replica judges
+    /// quotas identically even if nodes are configured differently.
+    pub limits: Limits,
     pub cmds: Vec<Command>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Limits {
+    /// Most keys one namespace may hold; 0 means unlimited.
+    pub max_keys_per_namespace: u64,
+}
+
+/// Token permission bits.
+pub mod perm {
+    pub const READ: u8 = 1;
+    pub const WRITE: u8 = 2;
+    pub const ADMIN: u8 = 4;
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Command {
+    /// A read inside an atomic batch; never proposed on its own.
+    Get {
+        ns: String,
+        key: String,
+    },
     Set {
+        ns: String,
         key: String,
         /// JSON text.
         value: String,
@@ -25,10 +47,12 @@ pub enum Command {
         cond: Condition,
     },
     Delete {
+        ns: String,
         key: String,
         cond: Condition,
     },
     Increment {
+        ns: String,
         key: String,
         delta: Number,
         /// Applies only when the increment creates the key.
@@ -36,6 +60,19 @@ pub enum Command {
     },
     /// Deletes every key whose expiry is at or before the logical clock, in key order.
     Expire,
+    /// Key commands applied all-or-nothing: the first refusal (other than deleting an absent
+    /// key) undoes the whole batch.
+    Batch(Vec<Command>),
+    CreateToken {
+        id: String,
+        namespace: String,
+        /// SHA-256 of the secret; the secret itself is never replicated.
+        hash: Vec<u8>,
+        perms: u8,
+    },
+    RevokeToken {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -75,14 +112,37 @@ pub enum Refusal {
     NotFound,
     NotANumber,
     Overflow,
+    /// The namespace already holds its maximum number of keys.
+    QuotaExceeded,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum CmdResult {
     Item(Item),
-    Deleted { key: String },
+    /// A batch `Get` of a key that is absent or expired.
+    Absent {
+        key: String,
+    },
+    Deleted {
+        key: String,
+    },
     Refused(Refusal),
-    Expired { count: u64 },
+    Expired {
+        count: u64,
+    },
+    Batch(Vec<CmdResult>),
+    /// The batch was undone because op `index` was refused.
+    BatchRefused {
+        index: u32,
+        refusal: Refusal,
+    },
+    TokenCreated {
+        id: String,
+    },
+    TokenRevoked {
+        id: String,
+        existed: bool,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -28,6 +28,37 @@ pub struct NodeConfig {
     /// How often the leader checks for due TTL expiries.
     pub expire_interval: Duration,
     pub sm: SmOptions,
+    pub quotas: Quotas,
+    pub security: Security,
+}
+
+/// Per-namespace limits (defaults from the hosted API this replaces: seed 000).
+#[derive(Debug, Clone)]
+pub struct Quotas {
+    /// 0 = unlimited. Enforced in apply, so it is exact cluster-wide.
+    pub max_keys_per_namespace: u64,
+    pub max_value_bytes: usize,
+    /// Applied to writes that give no TTL; `None` = keys live until deleted.
+    pub default_ttl_seconds: Option<u64>,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas { max_keys_per_namespace: 1_000_000, max_value_bytes: 1 << 20, default_ttl_seconds: None }
+    }
+}
+
+/// Who may call the node. See docs/security.md.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// The bootstrap admin token: every permission on every namespace.
+    pub admin_token: Option<String>,
+    /// Serve requests without credentials on the `default` namespace.
+    pub allow_anonymous: bool,
+    /// Required on `/raft/*` when set.
+    pub cluster_secret: Option<String>,
+    /// Requests per second per token (or per client IP without one); 0 = off.
+    pub rate_limit_per_sec: u32,
 }
 
 impl NodeConfig {
@@ -46,6 +77,8 @@ impl NodeConfig {
             write_timeout: Duration::from_secs(10),
             expire_interval: Duration::from_secs(1),
             sm: SmOptions::default(),
+            quotas: Quotas::default(),
+            security: Security { allow_anonymous: true, ..Security::default() },
         }
     }
 }
@@ -54,13 +87,8 @@ impl NodeConfig {
 pub fn parse_peers(s: &str) -> Result<Vec<(NodeId, String)>, String> {
     let mut out: Vec<(NodeId, String)> = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part
-            .split_once('=')
-            .ok_or_else(|| format!("peer `{part}` is not ID=HOST:PORT"))?;
-        let id: NodeId = id
-            .trim()
-            .parse()
-            .map_err(|_| format!("peer id `{id}` is not a number"))?;
+        let (id, addr) = part.split_once('=').ok_or_else(|| format!("peer `{part}` is not ID=HOST:PORT"))?;
+        let id: NodeId = id.trim().parse().map_err(|_| format!("peer id `{id}` is not a number"))?;
         let addr = addr.trim();
         if addr.is_empty() || !addr.contains(':') {
             return Err(format!("peer {id} address `{addr}` is not HOST:PORT"));

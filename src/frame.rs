@@ -57,8 +57,7 @@ pub fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<Option<Vec<u8>>
         return Err(Error::new(ErrorKind::InvalidData, "frame length out of range"));
     }
     let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload)
-        .map_err(|_| Error::new(ErrorKind::InvalidData, "torn frame payload"))?;
+    r.read_exact(&mut payload).map_err(|_| Error::new(ErrorKind::InvalidData, "torn frame payload"))?;
     if crc32fast::hash(&payload) != crc {
         return Err(Error::new(ErrorKind::InvalidData, "frame checksum mismatch"));
     }

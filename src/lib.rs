@@ -12,9 +12,11 @@
 //! - `batcher`: packs concurrent writes into one Raft entry on the leader
 //! - `ttl`: the leader's expiry ticker
 //! - `client/`: the HTTP client and the `cairn kv` / `cairn cluster` CLI
+//! - `bench/`: `cairn bench`, the load generator (also drives etcd for comparisons)
 
 pub mod api;
 pub mod batcher;
+pub mod bench;
 pub mod client;
 pub mod codec;
 pub mod command;

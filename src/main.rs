@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use cairn::client::{run_cluster, run_kv, ClientOpts, ClusterCmd, KvCmd};
-use cairn::config::{parse_peers, NodeConfig};
+use cairn::config::{parse_peers, NodeConfig, Quotas, Security};
 use cairn::sm::SmOptions;
 
 #[derive(Parser)]
@@ -37,6 +37,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ClusterCmd,
     },
+    /// Load-test a cluster (or etcd, with --target etcd).
+    Bench(cairn::bench::BenchOpts),
 }
 
 /// A wrapper so clap treats the peer list as one value, not a repeated flag.
@@ -94,6 +96,26 @@ struct ServeArgs {
     /// point; this only shortens replay after a crash.
     #[arg(long, env = "CAIRN_SLED_FLUSH_MS", default_value_t = 1000)]
     sled_flush_ms: u64,
+    /// The bootstrap admin token (every permission in every namespace). Required unless the
+    /// node listens on loopback only or --insecure-allow-anonymous is given.
+    #[arg(long, env = "CAIRN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Shared secret peers send on /raft/*. Required unless the node listens on loopback only
+    /// or --insecure-allow-anonymous is given.
+    #[arg(long, env = "CAIRN_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+    /// Serve the open default namespace and unauthenticated peer RPCs on a non-loopback address.
+    #[arg(long, env = "CAIRN_INSECURE_ALLOW_ANONYMOUS")]
+    insecure_allow_anonymous: bool,
+    /// Most keys one namespace may hold (0 = unlimited).
+    #[arg(long, env = "CAIRN_MAX_KEYS_PER_NAMESPACE", default_value_t = 1_000_000)]
+    max_keys_per_namespace: u64,
+    /// Largest value, as JSON text, in bytes.
+    #[arg(long, env = "CAIRN_MAX_VALUE_BYTES", default_value_t = 1 << 20)]
+    max_value_bytes: usize,
+    /// TTL applied to writes that give none (default: keys live until deleted).
+    #[arg(long, env = "CAIRN_DEFAULT_TTL_SECONDS")]
+    default_ttl_seconds: Option<u64>,
     /// Tokio worker threads [default: number of CPUs].
     #[arg(long, env = "CAIRN_WORKER_THREADS")]
     worker_threads: Option<usize>,
@@ -119,6 +141,35 @@ impl ServeArgs {
         c.election_max = Duration::from_millis(self.election_max_ms);
         c.snapshot_logs = self.snapshot_logs.max(1);
         c.write_timeout = Duration::from_millis(self.write_timeout_ms.max(1));
+        let loopback = self.listen.ip().is_loopback();
+        if !loopback && !self.insecure_allow_anonymous {
+            if self.admin_token.is_none() {
+                return Err(format!(
+                    "{} is not a loopback address: give --admin-token (or --insecure-allow-anonymous)",
+                    self.listen
+                ));
+            }
+            if self.cluster_secret.is_none() {
+                return Err(format!(
+                    "{} is not a loopback address: give --cluster-secret for peer RPCs (or --insecure-allow-anonymous)",
+                    self.listen
+                ));
+            }
+        }
+        if self.max_value_bytes == 0 || self.default_ttl_seconds == Some(0) {
+            return Err("--max-value-bytes and --default-ttl-seconds must be positive".into());
+        }
+        c.security = Security {
+            admin_token: self.admin_token.clone().filter(|t| !t.is_empty()),
+            allow_anonymous: self.admin_token.is_none(),
+            cluster_secret: self.cluster_secret.clone().filter(|t| !t.is_empty()),
+            rate_limit_per_sec: 0,
+        };
+        c.quotas = Quotas {
+            max_keys_per_namespace: self.max_keys_per_namespace,
+            max_value_bytes: self.max_value_bytes,
+            default_ttl_seconds: self.default_ttl_seconds,
+        };
         c.sm = SmOptions {
             cache_bytes: self.sled_cache_mb << 20,
             flush_every_ms: Some(self.sled_flush_ms).filter(|&ms| ms > 0),
@@ -213,11 +264,23 @@ where
     ExitCode::from(u8::try_from(code).unwrap_or(3))
 }
 
+/// Runs `cairn bench` on a multi-thread runtime: many clients need more than one core.
+fn bench_main(opts: cairn::bench::BenchOpts) -> ExitCode {
+    match runtime(None) {
+        Ok(rt) => ExitCode::from(u8::try_from(rt.block_on(cairn::bench::run(opts))).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Serve(args) => serve(&args),
         Cmd::Kv { opts, cmd } => client_main(|| async move { run_kv(&opts, cmd).await }),
         Cmd::Cluster { opts, cmd } => client_main(|| async move { run_cluster(&opts, cmd).await }),
+        Cmd::Bench(opts) => bench_main(opts),
     }
 }

@@ -14,10 +14,11 @@ use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::batcher::{self, Pending, WriteResult};
-use crate::command::{Command, Item, Proposal};
+use crate::command::{Command, Item, Limits, Proposal};
 use crate::config::NodeConfig;
 use crate::error::{Error, StartError};
 use crate::net::{self, Network};
+use crate::sm::TokenRecord;
 use crate::sm::{SmReader, StateMachine};
 use crate::types::{NodeId, Raft};
 use crate::wal::LogStore;
@@ -65,31 +66,32 @@ fn not_leader(raft: &Raft, id: NodeId) -> Error {
 }
 
 /// Submits one entry. Only the leader stamps the wall clock.
-async fn propose(raft: Raft, id: NodeId, timeout: Duration, cmds: Vec<Command>) -> WriteResult {
+async fn propose(raft: Raft, id: NodeId, timeout: Duration, limits: Limits, cmds: Vec<Command>) -> WriteResult {
     // Re-checked here because commands may have queued across a leadership change; until
     // `client_write` is called nothing has been proposed, so forwarding is still safe.
     if !is_leader(&raft, id) {
         return Err(not_leader(&raft, id));
     }
-    let proposal = Proposal { now_ms: now_ms(), cmds };
+    let proposal = Proposal { now_ms: now_ms(), limits, cmds };
     match tokio::time::timeout(timeout, raft.client_write(proposal)).await {
         Err(_) => Err(Error::UnknownOutcome("timed out waiting for commit".into())),
         Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data.results)),
         // Leadership can be lost after the entry was appended; openraft then answers
         // ForwardToLeader although the entry may still commit. Never call that a failure.
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Error::UnknownOutcome(
-            "leadership changed while the write was in flight".into(),
-        )),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+            Err(Error::UnknownOutcome("leadership changed while the write was in flight".into()))
+        }
         Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => Err(Error::Storage(e.to_string())),
         Ok(Err(RaftError::Fatal(f))) => Err(Error::UnknownOutcome(format!("node stopping: {f}"))),
     }
 }
 
+fn storage(e: impl std::fmt::Display) -> Error {
+    Error::Storage(e.to_string())
+}
+
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Pins a data dir to one node id, so a misconfigured restart cannot impersonate another node.
@@ -102,11 +104,7 @@ fn check_identity(dir: &Path, id: NodeId) -> Result<(), StartError> {
                 .parse()
                 .map_err(|_| StartError::Config(format!("{} is not a node id file", path.display())))?;
             if found != id {
-                return Err(StartError::IdentityMismatch {
-                    dir: dir.display().to_string(),
-                    found,
-                    given: id,
-                });
+                return Err(StartError::IdentityMismatch { dir: dir.display().to_string(), found, given: id });
             }
             Ok(())
         }
@@ -114,14 +112,9 @@ fn check_identity(dir: &Path, id: NodeId) -> Result<(), StartError> {
             let mut f = fs::File::create(&path).map_err(StartError::io("create node id file"))?;
             writeln!(f, "{id}").map_err(StartError::io("write node id file"))?;
             f.sync_all().map_err(StartError::io("sync node id file"))?;
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(StartError::io("sync data dir"))
+            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(StartError::io("sync data dir"))
         }
-        Err(e) => Err(StartError::Io {
-            what: format!("read {}", path.display()),
-            source: e,
-        }),
+        Err(e) => Err(StartError::Io { what: format!("read {}", path.display()), source: e }),
     }
 }
 
@@ -154,7 +147,8 @@ impl Node {
         .map_err(|e| StartError::Config(e.to_string()))?;
 
         let local_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified());
-        let http = net::http_client(local_ip).map_err(|e| StartError::Raft(e.to_string()))?;
+        let http = net::http_client(local_ip, config.security.cluster_secret.as_deref())
+            .map_err(|e| StartError::Raft(e.to_string()))?;
         let raft = Raft::new(id, Arc::new(raft_config), Network::new(http), log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -163,11 +157,7 @@ impl Node {
             let members: BTreeMap<NodeId, BasicNode> = if config.peers.is_empty() {
                 BTreeMap::from([(id, BasicNode::new(config.advertise.clone()))])
             } else {
-                config
-                    .peers
-                    .iter()
-                    .map(|(i, a)| (*i, BasicNode::new(a.clone())))
-                    .collect()
+                config.peers.iter().map(|(i, a)| (*i, BasicNode::new(a.clone()))).collect()
             };
             // Every initial voter initializes with the same membership; openraft makes that
             // safe, and it means any start order forms one cluster.
@@ -179,16 +169,9 @@ impl Node {
         }
         let (batch_tx, batch_rx) = mpsc::channel(4096);
         let (r, timeout) = (raft.clone(), config.write_timeout);
-        tokio::spawn(batcher::run(batch_rx, move |cmds| {
-            propose(r.clone(), id, timeout, cmds)
-        }));
-        Ok(Arc::new(Node {
-            id,
-            raft,
-            reader,
-            config,
-            batch_tx,
-        }))
+        let limits = Limits { max_keys_per_namespace: config.quotas.max_keys_per_namespace };
+        tokio::spawn(batcher::run(batch_rx, move |cmds| propose(r.clone(), id, timeout, limits, cmds)));
+        Ok(Arc::new(Node { id, raft, reader, config, batch_tx }))
     }
 
     pub fn status(&self) -> Status {
@@ -202,10 +185,7 @@ impl Node {
         };
         let membership = m.membership_config.membership();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
-        let members = membership
-            .nodes()
-            .map(|(i, n)| (*i, n.addr.clone(), voters.contains(i)))
-            .collect();
+        let members = membership.nodes().map(|(i, n)| (*i, n.addr.clone(), voters.contains(i))).collect();
         Status {
             id: self.id,
             role,
@@ -246,12 +226,8 @@ impl Node {
         }
         let (done, rx) = oneshot::channel();
         // A closed batcher means the node is stopping; nothing was proposed.
-        self.batch_tx
-            .send(Pending { cmds, done })
-            .await
-            .map_err(|_| Error::NoLeader)?;
-        rx.await
-            .unwrap_or_else(|_| Err(Error::UnknownOutcome("node stopped with the write in flight".into())))
+        self.batch_tx.send(Pending { cmds, done }).await.map_err(|_| Error::NoLeader)?;
+        rx.await.unwrap_or_else(|_| Err(Error::UnknownOutcome("node stopped with the write in flight".into())))
     }
 
     /// Confirms leadership with a quorum (ReadIndex) and waits until the state machine has
@@ -280,8 +256,27 @@ impl Node {
     }
 
     /// Reads the local state machine, with no consistency guarantee of its own.
-    pub fn read_local(&self, key: &str) -> Result<Option<Item>, Error> {
-        self.reader.get(key).map_err(|e| Error::Storage(e.to_string()))
+    pub fn read_local(&self, ns: &str, key: &str) -> Result<Option<Item>, Error> {
+        self.reader.get(ns, key).map_err(storage)
+    }
+
+    /// Scans the local state machine; see `SmReader::scan`.
+    pub fn scan_local(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, bool), Error> {
+        self.reader.scan(ns, prefix, after, limit).map_err(storage)
+    }
+
+    pub fn token(&self, id: &str) -> Result<Option<TokenRecord>, Error> {
+        self.reader.token(id).map_err(storage)
+    }
+
+    pub fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, Error> {
+        self.reader.tokens().map_err(storage)
     }
 
     /// Stops Raft and flushes the state machine; called after the HTTP server drained.

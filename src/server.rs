@@ -19,19 +19,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     tracing::info!(id = node.id, addr = %node.config.listen, "cairn node serving");
 
     let ticker = tokio::spawn(ttl::run(node.clone()));
-    let forward_http = net::http_client(local_ip).map_err(|e| StartError::Raft(e.to_string()))?;
-    let app = api::router(AppState {
-        node: node.clone(),
-        forward_http,
-    });
+    let forward_http = net::http_client(local_ip, None).map_err(|e| StartError::Raft(e.to_string()))?;
+    let app = api::router(AppState { node: node.clone(), forward_http });
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     ticker.abort();
     tracing::info!("HTTP drained; stopping raft");
     // Bound the stop so a wedged peer connection cannot hold the process forever.
-    if tokio::time::timeout(Duration::from_secs(10), node.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(10), node.shutdown()).await.is_err() {
         tracing::warn!("raft did not stop within 10s");
     }
     served.map_err(StartError::io("serve HTTP"))

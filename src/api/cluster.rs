@@ -4,15 +4,14 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::AppState;
 
-pub async fn status(State(st): State<AppState>) -> Json<Value> {
+/// Needs any valid credential (or an open node), like every non-probe route.
+pub async fn status(State(st): State<AppState>, _caller: Caller) -> Json<Value> {
     let s = st.node.status();
-    let members: Vec<Value> = s
-        .members
-        .iter()
-        .map(|(id, addr, voter)| json!({"id": id, "addr": addr, "voter": voter}))
-        .collect();
+    let members: Vec<Value> =
+        s.members.iter().map(|(id, addr, voter)| json!({"id": id, "addr": addr, "voter": voter})).collect();
     Json(json!({"data": {
         "id": s.id,
         "role": s.role,

@@ -15,27 +15,30 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for `Retry-After`.
     pub retry_after: Option<u32>,
+    /// Extra fields merged into the error object (e.g. a failing batch op's `index`).
+    pub details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
+        ApiError { status, code, message: message.into(), retry_after: None, details: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub fn with_detail(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.details.get_or_insert_with(Default::default).insert(key.to_string(), value);
+        self
+    }
+
     pub fn no_leader(message: impl Into<String>) -> Self {
-        ApiError {
-            retry_after: Some(1),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message)
-        }
+        ApiError { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message) }
     }
 
     pub fn unknown_outcome(message: impl Into<String>) -> Self {
@@ -47,24 +50,17 @@ impl ApiError {
     pub fn refused(r: Refusal, precondition: bool) -> Self {
         let (status, code, msg) = match r {
             Refusal::NotFound => (StatusCode::NOT_FOUND, "not_found", "key not found"),
-            _ if precondition => (
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                "precondition failed",
-            ),
+            _ if precondition => (StatusCode::PRECONDITION_FAILED, "precondition_failed", "precondition failed"),
             Refusal::KeyExists => (StatusCode::CONFLICT, "key_exists", "key already exists"),
-            Refusal::VersionMismatch => (
-                StatusCode::CONFLICT,
-                "version_mismatch",
-                "key version does not match ifVersion",
-            ),
-            Refusal::ValueMismatch => (
-                StatusCode::CONFLICT,
-                "value_mismatch",
-                "key value does not match ifValue",
-            ),
+            Refusal::VersionMismatch => {
+                (StatusCode::CONFLICT, "version_mismatch", "key version does not match ifVersion")
+            }
+            Refusal::ValueMismatch => (StatusCode::CONFLICT, "value_mismatch", "key value does not match ifValue"),
             Refusal::NotANumber => (StatusCode::CONFLICT, "not_a_number", "the stored value is not a number"),
             Refusal::Overflow => (StatusCode::CONFLICT, "overflow", "the increment overflows"),
+            Refusal::QuotaExceeded => {
+                (StatusCode::FORBIDDEN, "quota_exceeded", "the namespace already holds its maximum number of keys")
+            }
         };
         Self::new(status, code, msg)
     }
@@ -92,7 +88,11 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut err = serde_json::Map::new();
+        err.insert("code".into(), self.code.into());
+        err.insert("message".into(), self.message.into());
+        err.extend(self.details.map(|d| *d).unwrap_or_default());
+        let body = json!({ "error": err });
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after {
             resp.headers_mut().insert("retry-after", HeaderValue::from(s));

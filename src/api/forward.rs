@@ -6,13 +6,15 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::{AppState, H_FORWARDED_BY};
 
-/// The parts of an incoming request needed to replay it at the leader.
+/// The parts of an incoming request needed to replay it at the leader. Also the extractor
+/// handlers use for the body, so an oversized body becomes 413 `value_too_large`.
 pub struct Replay {
     pub method: Method,
     pub uri: Uri,
@@ -20,14 +22,22 @@ pub struct Replay {
     pub body: Bytes,
 }
 
-const HOP_BY_HOP: &[&str] = &[
-    "host",
-    "connection",
-    "content-length",
-    "transfer-encoding",
-    "keep-alive",
-    "upgrade",
-];
+impl<S: Send + Sync> FromRequest<S> for Replay {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = req.into_parts();
+        let (method, uri, headers) = (parts.method.clone(), parts.uri.clone(), parts.headers.clone());
+        let body =
+            Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(e.status(), "value_too_large", "request body too large"),
+                s => ApiError::new(s, "invalid_body", e.body_text()),
+            })?;
+        Ok(Replay { method, uri, headers, body })
+    }
+}
+
+const HOP_BY_HOP: &[&str] = &["host", "connection", "content-length", "transfer-encoding", "keep-alive", "upgrade"];
 
 pub async fn to_leader(st: &AppState, req: Replay) -> Response {
     if req.headers.contains_key(H_FORWARDED_BY) {

@@ -1,62 +1,62 @@
-//! `/kv/items/{key}`: the native JSON API (the shape of seeds 000/001). Validates input,
-//! builds commands, and renders results; followers forward writes and strong reads.
+//! `/kv/items`: the native JSON API (the shape of seeds 000/001): single keys, increments and
+//! scans. Validates input, builds commands, renders results. Batches are in `batch.rs`.
 
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
+use base64::Engine;
+use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::error::ApiError;
-use super::forward::{self, Replay};
+use super::exec::{self, Blocked};
+use super::forward::Replay;
 use super::{AppState, H_CONSISTENCY};
-use crate::command::{CmdResult, Command, Condition, Item, Number};
-use crate::error::Error;
+use crate::command::{perm, CmdResult, Command, Condition, Item, Number};
 
 pub const MAX_KEY_BYTES: usize = 512;
-pub const MAX_VALUE_BYTES: usize = 1 << 20;
 pub const MAX_TTL_SECONDS: u64 = 365 * 24 * 3600;
-/// Longest a `minVersion` read waits for this node to catch up.
-const MIN_VERSION_WAIT: Duration = Duration::from_secs(5);
+pub const MAX_SCAN_LIMIT: usize = 1000;
+const DEFAULT_SCAN_LIMIT: usize = 100;
 
-type ApiResult<T> = Result<T, ApiError>;
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Renders a blocked command the native way.
+fn blocked(b: Blocked) -> Response {
+    match b {
+        Blocked::Forwarded(r) => r,
+        Blocked::Failed(e) => e.into_response(),
+    }
+}
+
+pub fn validate_key(key: &str) -> ApiResult<()> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(ApiError::bad_request("invalid_key", format!("keys are 1 to {MAX_KEY_BYTES} bytes")));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("invalid_key", "keys must not contain control characters"));
+    }
+    Ok(())
+}
 
 fn key_of(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     let Path(key) = path.map_err(|e| ApiError::bad_request("invalid_key", format!("bad key: {e}")))?;
-    if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(ApiError::bad_request(
-            "invalid_key",
-            format!("keys are 1 to {MAX_KEY_BYTES} bytes"),
-        ));
-    }
-    if key.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "invalid_key",
-            "keys must not contain control characters",
-        ));
-    }
+    validate_key(&key)?;
     Ok(key)
 }
 
-fn body_of(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
-    body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(e.status(), "value_too_large", "request body too large"),
-        s => ApiError::new(s, "invalid_body", e.body_text()),
-    })
-}
-
 fn query_of(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<HashMap<String, String>> {
-    q.map(|Query(m)| m)
-        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    q.map(|Query(m)| m).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
 }
 
-fn ttl_ms(v: Option<&Value>) -> ApiResult<Option<u64>> {
+/// `ttlSeconds` → milliseconds, falling back to the node's default TTL.
+pub fn ttl_ms(st: &AppState, v: Option<&Value>) -> ApiResult<Option<u64>> {
     match v {
-        None | Some(Value::Null) => Ok(None),
+        None | Some(Value::Null) => Ok(st.node.config.quotas.default_ttl_seconds.map(|s| s * 1000)),
         Some(v) => match v.as_u64() {
             Some(s) if (1..=MAX_TTL_SECONDS).contains(&s) => Ok(Some(s * 1000)),
             _ => Err(ApiError::bad_request(
@@ -67,30 +67,41 @@ fn ttl_ms(v: Option<&Value>) -> ApiResult<Option<u64>> {
     }
 }
 
-fn parse_version(s: &str) -> ApiResult<u64> {
+pub fn parse_version(s: &str) -> ApiResult<u64> {
     s.trim()
         .trim_matches('"')
         .parse()
         .map_err(|_| ApiError::bad_request("invalid_version", format!("`{s}` is not a version")))
 }
 
-fn json_object(body: &[u8], allow_empty: bool) -> ApiResult<serde_json::Map<String, Value>> {
+pub fn json_object(body: &[u8], allow_empty: bool) -> ApiResult<serde_json::Map<String, Value>> {
     if allow_empty && body.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::bad_request("invalid_json", "the body must be a JSON object")),
-        Err(e) => Err(ApiError::bad_request(
-            "invalid_json",
-            format!("the body is not JSON: {e}"),
-        )),
+        Err(e) => Err(ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}"))),
     }
 }
 
-/// Collects the write condition from the body and from HTTP precondition headers. At most one
+/// A JSON value as canonical text, within the node's value size limit.
+pub fn value_text(st: &AppState, v: &Value) -> ApiResult<String> {
+    let text = v.to_string();
+    let max = st.node.config.quotas.max_value_bytes;
+    if text.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "value_too_large",
+            format!("values are at most {max} bytes of JSON"),
+        ));
+    }
+    Ok(text)
+}
+
+/// Collects the write condition from body fields and HTTP precondition headers. At most one
 /// may be given. Returns the condition and whether it came from a header (→ 412 on refusal).
-fn condition(body: &serde_json::Map<String, Value>, headers: &HeaderMap) -> ApiResult<(Condition, bool)> {
+pub fn condition(body: &serde_json::Map<String, Value>, headers: &HeaderMap) -> ApiResult<(Condition, bool)> {
     let mut found: Vec<(Condition, bool)> = Vec::new();
     match body.get("ifNotExists") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => {}
@@ -101,17 +112,16 @@ fn condition(body: &serde_json::Map<String, Value>, headers: &HeaderMap) -> ApiR
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => found.push((Condition::IfVersion(parse_version(s)?), false)),
         Some(Value::Number(n)) => found.push((Condition::IfVersion(parse_version(&n.to_string())?), false)),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_version",
-                "ifVersion must be a version string",
-            ))
-        }
+        Some(_) => return Err(ApiError::bad_request("invalid_version", "ifVersion must be a version string")),
     }
     if let Some(v) = body.get("ifValue") {
         found.push((Condition::IfValue(v.to_string()), false));
     }
     found.extend(header_condition(headers)?);
+    single_condition(found)
+}
+
+fn single_condition(mut found: Vec<(Condition, bool)>) -> ApiResult<(Condition, bool)> {
     match found.len() {
         0 => Ok((Condition::None, false)),
         1 => Ok(found.remove(0)),
@@ -139,276 +149,236 @@ fn header_condition(headers: &HeaderMap) -> ApiResult<Option<(Condition, bool)>>
     }
     if let Some(m) = text(header::IF_NONE_MATCH)? {
         if m != "*" {
-            return Err(ApiError::bad_request(
-                "invalid_precondition",
-                "If-None-Match supports only *",
-            ));
+            return Err(ApiError::bad_request("invalid_precondition", "If-None-Match supports only *"));
         }
         return Ok(Some((Condition::IfAbsent, true)));
     }
     Ok(None)
 }
 
-fn rfc3339(ms: u64) -> String {
+pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-/// Renders an item. The stored value is already canonical JSON text, so it is spliced in
-/// rather than parsed and re-serialised.
-fn item_response(item: &Item, stale: bool) -> Response {
+/// An item as the native `data` object. The stored value is already canonical JSON text, so
+/// it is spliced in rather than parsed and re-serialised.
+pub fn item_json_text(item: &Item, with_value: bool) -> String {
     let key = serde_json::to_string(&item.key).unwrap_or_else(|_| "\"\"".into());
-    let expires = item
-        .expires_at
-        .map(|t| format!("\"{}\"", rfc3339(t)))
-        .unwrap_or_else(|| "null".into());
-    let body = format!(
-        r#"{{"data":{{"key":{key},"value":{},"version":"{}","expiresAt":{expires}}}}}"#,
-        item.value, item.version
-    );
+    let expires = item.expires_at.map(|t| format!("\"{}\"", rfc3339(t))).unwrap_or_else(|| "null".into());
+    let value = if with_value { format!(r#","value":{}"#, item.value) } else { String::new() };
+    format!(r#"{{"key":{key}{value},"version":"{}","expiresAt":{expires}}}"#, item.version)
+}
+
+fn consistency_header(strong: bool) -> HeaderValue {
+    HeaderValue::from_static(if strong { "linearizable" } else { "stale" })
+}
+
+fn item_response(item: &Item, strong: bool) -> Response {
+    let body = format!(r#"{{"data":{}}}"#, item_json_text(item, true));
     let mut resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     let h = resp.headers_mut();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", item.version)) {
         h.insert(header::ETAG, etag);
     }
-    h.insert(
-        H_CONSISTENCY,
-        HeaderValue::from_static(if stale { "stale" } else { "linearizable" }),
-    );
+    h.insert(H_CONSISTENCY, consistency_header(strong));
     resp
 }
 
-/// Runs one write command; on a follower, replays the request at the leader.
-async fn write_one(st: &AppState, cmd: Command, precondition: bool, replay: Replay) -> Response {
-    match st.node.write(vec![cmd]).await {
-        Ok((_, mut results)) if results.len() == 1 => match results.remove(0) {
-            CmdResult::Item(item) => item_response(&item, false),
-            CmdResult::Deleted { key } => {
-                axum::Json(serde_json::json!({"data": {"key": key, "deleted": true}})).into_response()
-            }
-            CmdResult::Refused(r) => ApiError::refused(r, precondition).into_response(),
-            CmdResult::Expired { .. } => {
-                ApiError::from(Error::Storage("unexpected expire result".into())).into_response()
-            }
-        },
-        Ok(_) => ApiError::from(Error::Storage("result count mismatch".into())).into_response(),
-        Err(Error::NotLeader { .. }) => forward::to_leader(st, replay).await,
-        Err(e) => ApiError::from(e).into_response(),
+/// Renders a single-key write result.
+fn write_response(result: CmdResult, precondition: bool) -> Response {
+    match result {
+        CmdResult::Item(item) => item_response(&item, true),
+        CmdResult::Deleted { key } => axum::Json(json!({"data": {"key": key, "deleted": true}})).into_response(),
+        CmdResult::Refused(r) => ApiError::refused(r, precondition).into_response(),
+        other => ApiError::internal(format!("unexpected result {other:?}")).into_response(),
+    }
+}
+
+async fn run_write(st: &AppState, cmd: Command, precondition: bool, replay: Replay) -> Response {
+    match exec::write_one(st, cmd, replay).await {
+        Ok((_, r)) => write_response(r, precondition),
+        Err(b) => blocked(b),
     }
 }
 
 pub async fn put_item(
     State(st): State<AppState>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    replay: Replay,
 ) -> Response {
-    let parsed = (|| {
+    let parsed = (|| -> Result<_, ApiError> {
+        let ns = caller.namespace(perm::WRITE)?;
         let key = key_of(path)?;
-        let body = body_of(body)?;
-        let obj = json_object(&body, false)?;
+        let obj = json_object(&replay.body, false)?;
         let value = obj
             .get("value")
             .ok_or_else(|| ApiError::bad_request("invalid_json", "the body needs a \"value\" field"))?;
-        let value = value.to_string();
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "value_too_large",
-                format!("values are at most {MAX_VALUE_BYTES} bytes of JSON"),
-            ));
-        }
-        let ttl_ms = ttl_ms(obj.get("ttlSeconds"))?;
-        let (cond, precondition) = condition(&obj, &headers)?;
-        Ok((
-            Command::Set {
-                key,
-                value,
-                ttl_ms,
-                cond,
-            },
-            precondition,
-            body,
-        ))
+        let value = value_text(&st, value)?;
+        let ttl_ms = ttl_ms(&st, obj.get("ttlSeconds"))?;
+        let (cond, precondition) = condition(&obj, &replay.headers)?;
+        Ok((Command::Set { ns, key, value, ttl_ms, cond }, precondition))
     })();
     match parsed {
-        Ok((cmd, pre, body)) => {
-            write_one(
-                &st,
-                cmd,
-                pre,
-                Replay {
-                    method,
-                    uri,
-                    headers,
-                    body,
-                },
-            )
-            .await
-        }
+        Ok((cmd, pre)) => run_write(&st, cmd, pre, replay).await,
         Err(e) => e.into_response(),
     }
 }
 
 pub async fn delete_item(
     State(st): State<AppState>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
-    let parsed = (|| {
+    let parsed = (|| -> Result<_, ApiError> {
+        let ns = caller.namespace(perm::WRITE)?;
         let key = key_of(path)?;
         let q = query_of(query)?;
         let mut found = Vec::new();
         if let Some(v) = q.get("ifVersion") {
             found.push((Condition::IfVersion(parse_version(v)?), false));
         }
-        found.extend(header_condition(&headers)?);
-        let (cond, pre) = match found.len() {
-            0 => (Condition::None, false),
-            1 => found.remove(0),
-            _ => {
-                return Err(ApiError::bad_request(
-                    "conflicting_conditions",
-                    "give either ifVersion or If-Match",
-                ))
-            }
-        };
-        Ok((Command::Delete { key, cond }, pre))
+        found.extend(header_condition(&replay.headers)?);
+        let (cond, pre) = single_condition(found)?;
+        Ok((Command::Delete { ns, key, cond }, pre))
     })();
     match parsed {
-        Ok((cmd, pre)) => {
-            write_one(
-                &st,
-                cmd,
-                pre,
-                Replay {
-                    method,
-                    uri,
-                    headers,
-                    body: Bytes::new(),
-                },
-            )
-            .await
-        }
+        Ok((cmd, pre)) => run_write(&st, cmd, pre, replay).await,
         Err(e) => e.into_response(),
+    }
+}
+
+/// A JSON number as an increment delta.
+pub fn delta_of(v: Option<&Value>) -> ApiResult<Number> {
+    match v {
+        None | Some(Value::Null) => Ok(Number::Int(1)),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(i) => Ok(Number::Int(i)),
+            None => n
+                .as_f64()
+                .map(Number::Float)
+                .ok_or_else(|| ApiError::bad_request("invalid_delta", "delta must be a number")),
+        },
+        Some(_) => Err(ApiError::bad_request("invalid_delta", "delta must be a number")),
     }
 }
 
 pub async fn increment_item(
     State(st): State<AppState>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    replay: Replay,
 ) -> Response {
-    let parsed = (|| {
+    let parsed = (|| -> Result<_, ApiError> {
+        let ns = caller.namespace(perm::WRITE)?;
         let key = key_of(path)?;
-        let body = body_of(body)?;
-        let obj = json_object(&body, true)?;
-        let delta = match obj.get("delta") {
-            None | Some(Value::Null) => Number::Int(1),
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(i) => Number::Int(i),
-                None => Number::Float(
-                    n.as_f64()
-                        .ok_or_else(|| ApiError::bad_request("invalid_delta", "delta must be a number"))?,
-                ),
-            },
-            Some(_) => return Err(ApiError::bad_request("invalid_delta", "delta must be a number")),
-        };
-        let ttl_ms = ttl_ms(obj.get("ttlSeconds"))?;
-        Ok((Command::Increment { key, delta, ttl_ms }, body))
+        let obj = json_object(&replay.body, true)?;
+        let delta = delta_of(obj.get("delta"))?;
+        let ttl_ms = ttl_ms(&st, obj.get("ttlSeconds"))?;
+        Ok(Command::Increment { ns, key, delta, ttl_ms })
     })();
     match parsed {
-        Ok((cmd, body)) => {
-            write_one(
-                &st,
-                cmd,
-                false,
-                Replay {
-                    method,
-                    uri,
-                    headers,
-                    body,
-                },
-            )
-            .await
-        }
+        Ok(cmd) => run_write(&st, cmd, false, replay).await,
         Err(e) => e.into_response(),
     }
 }
 
 pub async fn get_item(
     State(st): State<AppState>,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    replay: Replay,
 ) -> Response {
-    match read_item(&st, path, query, method, uri, headers).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    let parsed = (|| -> Result<_, ApiError> {
+        let ns = caller.namespace(perm::READ)?;
+        let key = key_of(path)?;
+        let q = query_of(query)?;
+        let strong = exec::is_strong(&st, q.get("consistency").map(String::as_str))?;
+        let min_version = q.get("minVersion").map(|v| parse_version(v)).transpose()?;
+        Ok((ns, key, strong, min_version))
+    })();
+    let (ns, key, strong, min_version) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(b) = exec::before_read(&st, strong, min_version, replay).await {
+        return blocked(b);
+    }
+    match st.node.read_local(&ns, &key) {
+        Ok(Some(item)) => item_response(&item, strong),
+        Ok(None) => {
+            let mut r = ApiError::new(StatusCode::NOT_FOUND, "not_found", "key not found").into_response();
+            r.headers_mut().insert(H_CONSISTENCY, consistency_header(strong));
+            r
+        }
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
-async fn read_item(
-    st: &AppState,
-    path: Result<Path<String>, PathRejection>,
+/// Cursors are the last key returned, base64url-encoded: opaque to clients, and resuming
+/// strictly after a key means every key present for the whole scan is returned exactly once.
+pub fn encode_cursor(key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes())
+}
+
+pub fn decode_cursor(c: &str) -> ApiResult<String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not one this API returned"))
+}
+
+pub fn scan_limit(v: Option<&String>) -> ApiResult<usize> {
+    match v {
+        None => Ok(DEFAULT_SCAN_LIMIT),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_SCAN_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {MAX_SCAN_LIMIT}"))),
+        },
+    }
+}
+
+/// `GET /kv/items?prefix=&cursor=&limit=&values=`.
+pub async fn scan_items(
+    State(st): State<AppState>,
+    caller: Caller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let key = key_of(path)?;
-    let q = query_of(query)?;
-    let strong = match q.get("consistency").map(String::as_str) {
-        None => st.node.is_leader(),
-        Some("strong") | Some("linearizable") => true,
-        Some("stale") => false,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("consistency `{other}` is not strong or stale"),
-            ))
-        }
+    replay: Replay,
+) -> Response {
+    let parsed = (|| -> Result<_, ApiError> {
+        let ns = caller.namespace(perm::READ)?;
+        let q = query_of(query)?;
+        let prefix = q.get("prefix").cloned().unwrap_or_default();
+        let after = q.get("cursor").filter(|c| !c.is_empty()).map(|c| decode_cursor(c)).transpose()?;
+        let limit = scan_limit(q.get("limit"))?;
+        let values = match q.get("values").map(String::as_str) {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(_) => return Err(ApiError::bad_request("invalid_query", "values must be true or false")),
+        };
+        let strong = exec::is_strong(&st, q.get("consistency").map(String::as_str))?;
+        Ok((ns, prefix, after, limit, values, strong))
+    })();
+    let (ns, prefix, after, limit, values, strong) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
     };
-    let min_version = q.get("minVersion").map(|v| parse_version(v)).transpose()?;
-    if strong {
-        match st.node.linearizable_barrier().await {
-            Ok(()) => {}
-            Err(Error::NotLeader { .. }) => {
-                return Ok(forward::to_leader(
-                    st,
-                    Replay {
-                        method,
-                        uri,
-                        headers,
-                        body: Bytes::new(),
-                    },
-                )
-                .await)
-            }
-            Err(e) => return Err(e.into()),
-        }
+    if let Err(b) = exec::before_read(&st, strong, None, replay).await {
+        return blocked(b);
     }
-    if let Some(v) = min_version {
-        st.node.wait_applied(v, MIN_VERSION_WAIT).await?;
-    }
-    match st.node.read_local(&key)? {
-        Some(item) => Ok(item_response(&item, !strong)),
-        None => {
-            let mut r = ApiError::new(StatusCode::NOT_FOUND, "not_found", "key not found").into_response();
-            r.headers_mut().insert(
-                H_CONSISTENCY,
-                HeaderValue::from_static(if strong { "linearizable" } else { "stale" }),
-            );
-            Ok(r)
-        }
-    }
+    let (items, more) = match st.node.scan_local(&ns, &prefix, after.as_deref(), limit) {
+        Ok(r) => r,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let next = if more { items.last().map(|i| format!("\"{}\"", encode_cursor(&i.key))) } else { None };
+    let list: Vec<String> = items.iter().map(|i| item_json_text(i, values)).collect();
+    let body =
+        format!(r#"{{"data":{{"items":[{}],"nextCursor":{}}}}}"#, list.join(","), next.as_deref().unwrap_or("null"));
+    let mut resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    resp.headers_mut().insert(H_CONSISTENCY, consistency_header(strong));
+    resp
 }

@@ -2,16 +2,24 @@
 //! internal Raft RPCs on one port. Validation happens here, at the edge; the core never
 //! imports axum.
 //!
-//! - `kv.rs`: `/kv/items` handlers
+//! - `kv.rs`: `/kv/items` handlers (keys, increments, scans)
+//! - `batch.rs`: `/kv/batch`, atomic multi-key batches
+//! - `admin.rs`: `/admin/tokens`
+//! - `auth.rs`: credentials, tokens, namespaces, permissions
+//! - `exec.rs`: write/read execution shared by every API surface
 //! - `forward.rs`: one-hop proxy to the leader
 //! - `cluster.rs`: `/cluster/status`, `/health`
 //! - `raft_rpc.rs`: `/raft/*` peer RPCs
 //! - `error.rs`: error → status table
 
+mod admin;
+pub mod auth;
+mod batch;
 mod cluster;
 pub mod error;
-mod forward;
-mod kv;
+pub mod exec;
+pub mod forward;
+pub mod kv;
 mod raft_rpc;
 
 use std::sync::Arc;
@@ -19,7 +27,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::node::Node;
@@ -30,6 +38,7 @@ pub const H_LEADER: &str = "x-cairn-leader";
 pub const H_CONSISTENCY: &str = "x-cairn-consistency";
 pub const H_APPLIED: &str = "x-cairn-applied-index";
 pub const H_FORWARDED_BY: &str = "x-cairn-forwarded-by";
+pub use raft_rpc::H_CLUSTER_SECRET;
 
 /// Largest request body accepted: a 1 MiB value plus an equally large `ifValue` and slack.
 /// Larger bodies get 413 `value_too_large` (see `kv.rs`).
@@ -43,25 +52,25 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route(
-            "/kv/items/{key}",
-            get(kv::get_item).put(kv::put_item).delete(kv::delete_item),
-        )
-        .route("/kv/items/{key}/increment", post(kv::increment_item))
-        .route("/cluster/status", get(cluster::status))
-        .route("/health", get(cluster::health))
+    let raft = Router::new()
         .route("/raft/append", post(raft_rpc::append))
         .route("/raft/vote", post(raft_rpc::vote))
         .route("/raft/snapshot", post(raft_rpc::snapshot))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), raft_rpc::require_cluster_secret));
+    Router::new()
+        .route("/kv/items", get(kv::scan_items))
+        .route("/kv/items/{key}", get(kv::get_item).put(kv::put_item).delete(kv::delete_item))
+        .route("/kv/items/{key}/increment", post(kv::increment_item))
+        .route("/kv/batch", post(batch::batch))
+        .route("/admin/tokens", post(admin::create).get(admin::list))
+        .route("/admin/tokens/{id}", delete(admin::revoke))
+        .route("/cluster/status", get(cluster::status))
+        .route("/health", get(cluster::health))
+        .merge(raft)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route").into_response() })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this route",
-            )
-            .into_response()
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+                .into_response()
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response_with_state(state.clone(), node_headers))
@@ -77,12 +86,7 @@ async fn node_headers(State(st): State<AppState>, mut resp: Response) -> Respons
     }
     let (leader, applied) = st.node.leader_and_applied();
     h.insert(H_NODE, HeaderValue::from(st.node.id));
-    h.insert(
-        H_LEADER,
-        leader
-            .map(HeaderValue::from)
-            .unwrap_or(HeaderValue::from_static("none")),
-    );
+    h.insert(H_LEADER, leader.map(HeaderValue::from).unwrap_or(HeaderValue::from_static("none")));
     h.insert(H_APPLIED, HeaderValue::from(applied));
     if !h.contains_key(H_CONSISTENCY) {
         // Writes and strong reads are linearizable; stale reads set the header themselves.

@@ -3,12 +3,14 @@
 use std::future::Future;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::error::ApiError;
 use super::AppState;
 use crate::net::wire;
 
@@ -39,4 +41,22 @@ pub async fn vote(State(st): State<AppState>, body: Bytes) -> Response {
 
 pub async fn snapshot(State(st): State<AppState>, body: Bytes) -> Response {
     handle(body, |req| async move { st.node.raft.install_snapshot(req).await }).await
+}
+
+pub const H_CLUSTER_SECRET: &str = "x-cairn-cluster-secret";
+
+/// Peer RPCs carry the cluster secret when one is configured; anything else gets 401, so a
+/// stranger who can reach the port cannot vote or append entries.
+pub async fn require_cluster_secret(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(secret) = &st.node.config.security.cluster_secret {
+        let given = req.headers().get(H_CLUSTER_SECRET).map(|v| v.as_bytes());
+        let ok = given.is_some_and(|g| {
+            g.len() == secret.len() && g.iter().zip(secret.as_bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+        });
+        if !ok {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "peer RPCs need the cluster secret")
+                .into_response();
+        }
+    }
+    next.run(req).await
 }

@@ -132,14 +132,7 @@ pub async fn run_cluster(opts: &ClientOpts, cmd: ClusterCmd) -> i32 {
 
 async fn kv(client: &Client, cmd: KvCmd) -> Result<String, ClientError> {
     match cmd {
-        KvCmd::Put {
-            key,
-            json,
-            ttl,
-            if_not_exists,
-            if_version,
-            if_value,
-        } => {
+        KvCmd::Put { key, json, ttl, if_not_exists, if_version, if_value } => {
             let request = PutRequest {
                 value: value_arg(&json).await?,
                 ttl_seconds: ttl,
@@ -149,26 +142,16 @@ async fn kv(client: &Client, cmd: KvCmd) -> Result<String, ClientError> {
             };
             pretty(client.put(&key, &request).await?)
         }
-        KvCmd::Get {
-            key,
-            stale,
-            min_version,
-        } => {
+        KvCmd::Get { key, stale, min_version } => {
             // Explicit even when strong: a follower's default is stale, and the CLI promises
             // linearizable reads unless told otherwise.
             let consistency = if stale { Consistency::Stale } else { Consistency::Strong };
-            let options = ReadOptions {
-                consistency: Some(consistency),
-                min_version,
-            };
+            let options = ReadOptions { consistency: Some(consistency), min_version };
             pretty(client.get(&key, options).await?)
         }
         KvCmd::Del { key, if_version } => pretty(client.delete(&key, if_version.as_deref()).await?),
         KvCmd::Incr { key, by, ttl } => {
-            let request = IncrementRequest {
-                delta: by,
-                ttl_seconds: ttl,
-            };
+            let request = IncrementRequest { delta: by, ttl_seconds: ttl };
             pretty(client.increment(&key, &request).await?)
         }
     }
@@ -207,13 +190,10 @@ async fn value_arg(arg: &str) -> Result<Value, ClientError> {
         return parse_json(arg);
     }
     let mut text = String::new();
-    tokio::io::stdin()
-        .read_to_string(&mut text)
-        .await
-        .map_err(|e| ClientError::InvalidInput {
-            code: "invalid_json",
-            message: format!("cannot read the value from stdin: {e}"),
-        })?;
+    tokio::io::stdin().read_to_string(&mut text).await.map_err(|e| ClientError::InvalidInput {
+        code: "invalid_json",
+        message: format!("cannot read the value from stdin: {e}"),
+    })?;
     parse_json(&text)
 }
 
@@ -280,13 +260,7 @@ mod tests {
     fn put_accepts_negative_numbers_and_options() {
         let cli = parse(&["put", "k", "-5", "--ttl", "30", "--if-version", "7"]).unwrap();
         match cli.cmd {
-            KvCmd::Put {
-                json,
-                ttl,
-                if_version,
-                if_not_exists,
-                ..
-            } => {
+            KvCmd::Put { json, ttl, if_version, if_not_exists, .. } => {
                 assert_eq!(json, "-5");
                 assert_eq!(ttl, Some(30));
                 assert_eq!(if_version.as_deref(), Some("7"));

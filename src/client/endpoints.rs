@@ -28,18 +28,11 @@ pub fn parse_endpoints(list: &str) -> Result<Vec<Url>, ClientError> {
 /// would be silently dropped.
 pub fn parse_endpoint(raw: &str) -> Result<Url, ClientError> {
     let raw = raw.trim();
-    let invalid = |reason: &str| ClientError::InvalidEndpoint {
-        endpoint: raw.to_string(),
-        reason: reason.to_string(),
-    };
+    let invalid = |reason: &str| ClientError::InvalidEndpoint { endpoint: raw.to_string(), reason: reason.to_string() };
     if raw.is_empty() {
         return Err(invalid("empty endpoint"));
     }
-    let with_scheme = if raw.contains("://") {
-        raw.to_string()
-    } else {
-        format!("http://{raw}")
-    };
+    let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("http://{raw}") };
     let url = Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
     match url.scheme() {
         "http" => {}
@@ -87,10 +80,7 @@ mod tests {
 
     #[test]
     fn empty_list_is_rejected() {
-        assert!(matches!(
-            parse_endpoints(" , "),
-            Err(ClientError::InvalidEndpoint { .. })
-        ));
+        assert!(matches!(parse_endpoints(" , "), Err(ClientError::InvalidEndpoint { .. })));
         assert!(parse_endpoints("").is_err());
     }
 

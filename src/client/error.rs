@@ -41,12 +41,7 @@ pub enum ClientError {
 
     /// A definite answer from a server: the request was processed and refused.
     #[error("{code}: {message}")]
-    Api {
-        status: u16,
-        code: String,
-        message: String,
-        endpoint: String,
-    },
+    Api { status: u16, code: String, message: String, endpoint: String },
 
     /// A write may have reached a leader and been committed, or not. Retrying blindly could apply
     /// it twice and reporting failure could be a lie, so the caller has to decide (e.g. re-read).
@@ -59,22 +54,14 @@ pub enum ClientError {
 
     /// A server answered with something that is not the contract's envelope.
     #[error("unexpected response from {endpoint} (HTTP {status}): {detail}")]
-    BadResponse {
-        endpoint: String,
-        status: u16,
-        detail: String,
-    },
+    BadResponse { endpoint: String, status: u16, detail: String },
 }
 
 fn summarize(attempts: &[FailedAttempt]) -> String {
     if attempts.is_empty() {
         return "no endpoints configured".to_string();
     }
-    attempts
-        .iter()
-        .map(|a| format!("{}: {}", a.endpoint, a.reason))
-        .collect::<Vec<_>>()
-        .join("; ")
+    attempts.iter().map(|a| format!("{}: {}", a.endpoint, a.reason)).collect::<Vec<_>>().join("; ")
 }
 
 impl ClientError {
@@ -175,17 +162,11 @@ mod tests {
         assert_eq!(api(412, "precondition_failed").exit_code(), 1);
         assert_eq!(api(400, "invalid_key").exit_code(), 2);
         assert_eq!(api(413, "value_too_large").exit_code(), 2);
-        let unknown = ClientError::UnknownOutcome {
-            endpoint: "e".into(),
-            detail: "d".into(),
-        };
+        let unknown = ClientError::UnknownOutcome { endpoint: "e".into(), detail: "d".into() };
         assert_eq!(unknown.exit_code(), 3);
         assert!(unknown.is_unknown_outcome());
         assert_eq!(ClientError::Unavailable { attempts: vec![] }.exit_code(), 3);
-        let local = ClientError::InvalidInput {
-            code: "invalid_json",
-            message: "m".into(),
-        };
+        let local = ClientError::InvalidInput { code: "invalid_json", message: "m".into() };
         assert_eq!(local.exit_code(), 2);
         assert_eq!(local.code(), "invalid_json");
     }
@@ -194,14 +175,8 @@ mod tests {
     fn unavailable_lists_every_attempt() {
         let err = ClientError::Unavailable {
             attempts: vec![
-                FailedAttempt {
-                    endpoint: "http://a/".into(),
-                    reason: "connection refused".into(),
-                },
-                FailedAttempt {
-                    endpoint: "http://b/".into(),
-                    reason: "503 no_leader: election in progress".into(),
-                },
+                FailedAttempt { endpoint: "http://a/".into(), reason: "connection refused".into() },
+                FailedAttempt { endpoint: "http://b/".into(), reason: "503 no_leader: election in progress".into() },
             ],
         };
         let text = err.message();

@@ -114,16 +114,8 @@ fn error_body(code: &str) -> String {
 
 #[tokio::test]
 async fn write_fails_over_past_refused_and_503_endpoints() {
-    let busy = fake(Script::Respond {
-        status: 503,
-        body: error_body("no_leader"),
-    })
-    .await;
-    let good = fake(Script::Respond {
-        status: 200,
-        body: item_body(),
-    })
-    .await;
+    let busy = fake(Script::Respond { status: 503, body: error_body("no_leader") }).await;
+    let good = fake(Script::Respond { status: 200, body: item_body() }).await;
     let c = client(vec![refused(), busy.url.clone(), good.url.clone()]);
     let reply = c.put("k", &PutRequest::new(json!(1))).await.unwrap();
     assert_eq!(reply.data.version, "5");
@@ -135,16 +127,8 @@ async fn write_fails_over_past_refused_and_503_endpoints() {
 
 #[tokio::test]
 async fn write_with_504_is_unknown_and_not_resent() {
-    let slow = fake(Script::Respond {
-        status: 504,
-        body: error_body("unknown_outcome"),
-    })
-    .await;
-    let good = fake(Script::Respond {
-        status: 200,
-        body: item_body(),
-    })
-    .await;
+    let slow = fake(Script::Respond { status: 504, body: error_body("unknown_outcome") }).await;
+    let good = fake(Script::Respond { status: 200, body: item_body() }).await;
     let c = client(vec![slow.url.clone(), good.url.clone()]);
     let err = c.put("k", &PutRequest::new(json!(1))).await.unwrap_err();
     assert!(err.is_unknown_outcome(), "{err}");
@@ -155,11 +139,7 @@ async fn write_with_504_is_unknown_and_not_resent() {
 #[tokio::test]
 async fn write_that_times_out_after_sending_is_unknown_and_not_resent() {
     let hung = fake(Script::Hang).await;
-    let good = fake(Script::Respond {
-        status: 200,
-        body: item_body(),
-    })
-    .await;
+    let good = fake(Script::Respond { status: 200, body: item_body() }).await;
     let c = client(vec![hung.url.clone(), good.url.clone()]);
     let err = c.increment("k", &Default::default()).await.unwrap_err();
     assert!(err.is_unknown_outcome(), "{err}");
@@ -170,11 +150,7 @@ async fn write_that_times_out_after_sending_is_unknown_and_not_resent() {
 #[tokio::test]
 async fn read_that_times_out_moves_to_next_endpoint() {
     let hung = fake(Script::Hang).await;
-    let good = fake(Script::Respond {
-        status: 200,
-        body: item_body(),
-    })
-    .await;
+    let good = fake(Script::Respond { status: 200, body: item_body() }).await;
     let c = client(vec![hung.url.clone(), good.url.clone()]);
     let reply = c.get("k", ReadOptions::default()).await.unwrap();
     assert_eq!(reply.meta.endpoint, good.url);
@@ -182,16 +158,8 @@ async fn read_that_times_out_moves_to_next_endpoint() {
 
 #[tokio::test]
 async fn definite_errors_stop_failover() {
-    let missing = fake(Script::Respond {
-        status: 404,
-        body: error_body("not_found"),
-    })
-    .await;
-    let good = fake(Script::Respond {
-        status: 200,
-        body: item_body(),
-    })
-    .await;
+    let missing = fake(Script::Respond { status: 404, body: error_body("not_found") }).await;
+    let good = fake(Script::Respond { status: 200, body: item_body() }).await;
     let c = client(vec![missing.url.clone(), good.url.clone()]);
     match c.get("k", ReadOptions::default()).await {
         Err(ClientError::Api { status, code, .. }) => {

@@ -44,10 +44,7 @@ struct ErrorBody {
 pub(super) fn ambiguous(endpoint: &Url, effect: Effect, detail: String) -> Attempt {
     match effect {
         Effect::Read => Attempt::Next(detail),
-        Effect::Write => Attempt::Fail(ClientError::UnknownOutcome {
-            endpoint: endpoint.to_string(),
-            detail,
-        }),
+        Effect::Write => Attempt::Fail(ClientError::UnknownOutcome { endpoint: endpoint.to_string(), detail }),
     }
 }
 
@@ -74,12 +71,9 @@ pub(super) fn classify(endpoint: &Url, effect: Effect, meta: ReplyMeta, body: &[
         // The contract reserves 503 for "not served here" (no leader, not caught up).
         503 => Attempt::Next(describe()),
         400..=499 => Attempt::Fail(match envelope.and_then(|e| e.error) {
-            Some(err) => ClientError::Api {
-                status,
-                code: err.code,
-                message: err.message,
-                endpoint: endpoint.to_string(),
-            },
+            Some(err) => {
+                ClientError::Api { status, code: err.code, message: err.message, endpoint: endpoint.to_string() }
+            }
             // Not Cairn's envelope (a proxy, a wrong base path); keep the status so the exit
             // code still follows it.
             None => ClientError::Api {
@@ -96,11 +90,7 @@ pub(super) fn classify(endpoint: &Url, effect: Effect, meta: ReplyMeta, body: &[
 }
 
 fn bad_response(endpoint: &Url, status: u16, detail: &str) -> ClientError {
-    ClientError::BadResponse {
-        endpoint: endpoint.to_string(),
-        status,
-        detail: detail.to_string(),
-    }
+    ClientError::BadResponse { endpoint: endpoint.to_string(), status, detail: detail.to_string() }
 }
 
 pub(super) fn decode<T: DeserializeOwned>(reply: Reply<Value>) -> Result<Reply<T>, ClientError> {
@@ -214,10 +204,7 @@ mod tests {
             classify(&base(), Effect::Write, meta(504), body),
             Attempt::Fail(ClientError::UnknownOutcome { .. })
         ));
-        assert!(matches!(
-            classify(&base(), Effect::Read, meta(504), body),
-            Attempt::Next(_)
-        ));
+        assert!(matches!(classify(&base(), Effect::Read, meta(504), body), Attempt::Next(_)));
     }
 
     #[test]

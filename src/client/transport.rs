@@ -36,11 +36,7 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     pub fn new(endpoints: Vec<Url>) -> Self {
-        ClientConfig {
-            endpoints,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-        }
+        ClientConfig { endpoints, connect_timeout: DEFAULT_CONNECT_TIMEOUT, request_timeout: DEFAULT_REQUEST_TIMEOUT }
     }
 }
 
@@ -80,10 +76,7 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(ClientError::Setup)?;
-        Ok(Client {
-            http,
-            endpoints: config.endpoints,
-        })
+        Ok(Client { http, endpoints: config.endpoints })
     }
 
     pub fn endpoints(&self) -> &[Url] {
@@ -92,10 +85,8 @@ impl Client {
 
     /// `PUT /kv/items/{key}`.
     pub async fn put(&self, key: &str, request: &PutRequest) -> Result<Reply<Item>, ClientError> {
-        let body = serde_json::to_value(request).map_err(|e| ClientError::InvalidInput {
-            code: "invalid_json",
-            message: e.to_string(),
-        })?;
+        let body = serde_json::to_value(request)
+            .map_err(|e| ClientError::InvalidInput { code: "invalid_json", message: e.to_string() })?;
         let call = Call::new(Method::PUT, Effect::Write, item_path(key)?).body(body);
         decode(self.execute(&call).await?)
     }
@@ -123,10 +114,8 @@ impl Client {
 
     /// `POST /kv/items/{key}/increment`.
     pub async fn increment(&self, key: &str, request: &IncrementRequest) -> Result<Reply<Item>, ClientError> {
-        let body = serde_json::to_value(request).map_err(|e| ClientError::InvalidInput {
-            code: "invalid_delta",
-            message: e.to_string(),
-        })?;
+        let body = serde_json::to_value(request)
+            .map_err(|e| ClientError::InvalidInput { code: "invalid_delta", message: e.to_string() })?;
         let mut segments = item_path(key)?;
         segments.push("increment".to_string());
         let call = Call::new(Method::POST, Effect::Write, segments).body(body);
@@ -151,10 +140,7 @@ impl Client {
             match self.attempt(endpoint, call).await {
                 Attempt::Done(reply) => return Ok(reply),
                 Attempt::Fail(err) => return Err(err),
-                Attempt::Next(reason) => attempts.push(FailedAttempt {
-                    endpoint: endpoint.to_string(),
-                    reason,
-                }),
+                Attempt::Next(reason) => attempts.push(FailedAttempt { endpoint: endpoint.to_string(), reason }),
             }
         }
         Err(ClientError::Unavailable { attempts })
@@ -185,13 +171,7 @@ impl Client {
 
 impl Call {
     fn new(method: Method, effect: Effect, segments: Vec<String>) -> Call {
-        Call {
-            method,
-            segments,
-            query: Vec::new(),
-            body: None,
-            effect,
-        }
+        Call { method, segments, query: Vec::new(), body: None, effect }
     }
 
     fn body(mut self, body: Value) -> Call {
@@ -217,10 +197,7 @@ impl Call {
 
 /// Validates just enough of a key to build a correct URL; everything else is the server's call.
 fn item_path(key: &str) -> Result<Vec<String>, ClientError> {
-    let invalid = |message: &str| ClientError::InvalidInput {
-        code: "invalid_key",
-        message: message.to_string(),
-    };
+    let invalid = |message: &str| ClientError::InvalidInput { code: "invalid_key", message: message.to_string() };
     match key {
         "" => Err(invalid("key must not be empty")),
         // URL parsers resolve these as dot-segments (even percent-encoded), so the request
@@ -241,10 +218,7 @@ mod tests {
     #[test]
     fn keys_are_one_percent_encoded_segment() {
         let call = Call::new(Method::GET, Effect::Read, item_path("a/b c?d#e%").unwrap());
-        assert_eq!(
-            call.url(&base()).as_str(),
-            "http://127.0.0.1:7001/kv/items/a%2Fb%20c%3Fd%23e%25"
-        );
+        assert_eq!(call.url(&base()).as_str(), "http://127.0.0.1:7001/kv/items/a%2Fb%20c%3Fd%23e%25");
     }
 
     #[test]
@@ -252,10 +226,7 @@ mod tests {
         let mut call = Call::new(Method::GET, Effect::Read, item_path("k").unwrap());
         call.query.push(("consistency", "strong".into()));
         let prefixed = Url::parse("http://proxy/cairn/").unwrap();
-        assert_eq!(
-            call.url(&prefixed).as_str(),
-            "http://proxy/cairn/kv/items/k?consistency=strong"
-        );
+        assert_eq!(call.url(&prefixed).as_str(), "http://proxy/cairn/kv/items/k?consistency=strong");
     }
 
     #[test]

@@ -85,10 +85,7 @@ pub struct PutRequest {
 
 impl PutRequest {
     pub fn new(value: Value) -> Self {
-        PutRequest {
-            value,
-            ..PutRequest::default()
-        }
+        PutRequest { value, ..PutRequest::default() }
     }
 }
 

@@ -23,8 +23,13 @@ use crate::types::{NodeId, TypeConfig};
 /// Builds an HTTP client for node-to-node traffic. Binding `local_ip` makes connections leave
 /// from this node's own address, so packet-level partitions between loopback addresses cut
 /// exactly the intended links (the kernel would otherwise pick 127.0.0.1).
-pub fn http_client(local_ip: Option<IpAddr>) -> reqwest::Result<reqwest::Client> {
+pub fn http_client(local_ip: Option<IpAddr>, cluster_secret: Option<&str>) -> reqwest::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(s) = cluster_secret.and_then(|s| reqwest::header::HeaderValue::from_str(s).ok()) {
+        headers.insert(crate::api::H_CLUSTER_SECRET, s);
+    }
     reqwest::Client::builder()
+        .default_headers(headers)
         .local_address(local_ip)
         .pool_idle_timeout(Duration::from_secs(60))
         .tcp_nodelay(true)
@@ -53,11 +58,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Conn;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Conn {
-        Conn {
-            http: self.http.clone(),
-            target,
-            base: format!("http://{}/raft", node.addr),
-        }
+        Conn { http: self.http.clone(), target, base: format!("http://{}/raft", node.addr) }
     }
 }
 
@@ -89,15 +90,10 @@ impl Conn {
             Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
         };
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let bytes = resp.bytes().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         if !status.is_success() {
             let msg = String::from_utf8_lossy(&bytes).into_owned();
-            return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(format!(
-                "{status}: {msg}"
-            )))));
+            return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(format!("{status}: {msg}")))));
         }
         let reply: Result<Resp, RaftError<NodeId, E>> =
             wire::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;

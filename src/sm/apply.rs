@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use openraft::{EntryPayload, StoredMembership};
 
-use super::keys::{self, StoredItem};
+use super::keys::{self, StoredItem, TokenRecord};
 use crate::codec;
-use crate::command::{CmdResult, Command, Condition, Item, Number, Proposal, ProposalResult, Refusal};
+use crate::command::{CmdResult, Command, Condition, Item, Limits, Number, Proposal, ProposalResult, Refusal};
 use crate::types::{Entry, LogId};
 
 /// Storage failure while applying: fatal for the node (openraft stops it).
@@ -26,13 +26,39 @@ pub enum ApplyError {
 pub struct Overlay<'a> {
     tree: &'a sled::Tree,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// While an atomic batch runs: each touched key with its previous overlay state, so the
+    /// batch can be undone.
+    journal: Option<Vec<Undo>>,
 }
+
+/// A key and what the overlay held for it before (`None`: nothing, fall through to sled).
+type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 
 impl<'a> Overlay<'a> {
     pub fn new(tree: &'a sled::Tree) -> Self {
-        Overlay {
-            tree,
-            writes: BTreeMap::new(),
+        Overlay { tree, writes: BTreeMap::new(), journal: None }
+    }
+
+    fn begin(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    fn rollback(&mut self) {
+        for (k, prev) in self.journal.take().unwrap_or_default().into_iter().rev() {
+            match prev {
+                Some(p) => self.writes.insert(k, p),
+                None => self.writes.remove(&k),
+            };
+        }
+    }
+
+    fn record(&mut self, k: &[u8]) {
+        if let Some(j) = &mut self.journal {
+            j.push((k.to_vec(), self.writes.get(k).cloned()));
         }
     }
 
@@ -44,10 +70,12 @@ impl<'a> Overlay<'a> {
     }
 
     fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        self.record(&k);
         self.writes.insert(k, Some(v));
     }
 
     fn del(&mut self, k: Vec<u8>) {
+        self.record(&k);
         self.writes.insert(k, None);
     }
 
@@ -82,6 +110,7 @@ impl<'a> Overlay<'a> {
 pub struct Applier<'a> {
     ov: Overlay<'a>,
     pub clock: u64,
+    limits: Limits,
     pub last_applied: Option<LogId>,
 }
 
@@ -92,11 +121,7 @@ impl<'a> Applier<'a> {
             Some(b) => codec::decode(&b)?,
             None => 0,
         };
-        Ok(Applier {
-            ov,
-            clock,
-            last_applied: None,
-        })
+        Ok(Applier { ov, clock, limits: Limits::default(), last_applied: None })
     }
 
     pub fn apply_entry(&mut self, entry: &Entry) -> Result<ProposalResult, ApplyError> {
@@ -114,6 +139,7 @@ impl<'a> Applier<'a> {
 
     fn apply_proposal(&mut self, index: u64, p: &Proposal) -> Result<ProposalResult, ApplyError> {
         self.clock = self.clock.max(p.now_ms);
+        self.limits = p.limits;
         let mut results = Vec::with_capacity(p.cmds.len());
         for cmd in &p.cmds {
             results.push(self.apply_cmd(index, cmd)?);
@@ -122,54 +148,86 @@ impl<'a> Applier<'a> {
     }
 
     /// The stored item, physically present or not-yet-deleted-but-expired.
-    fn stored(&self, key: &str) -> Result<Option<StoredItem>, ApplyError> {
-        match self.ov.get(&keys::data_key(key))? {
+    fn stored(&self, ns: &str, key: &str) -> Result<Option<StoredItem>, ApplyError> {
+        match self.ov.get(&keys::data_key(ns, key))? {
             Some(b) => Ok(Some(codec::decode(&b)?)),
             None => Ok(None),
         }
     }
 
-    fn write(&mut self, key: &str, old: Option<&StoredItem>, new: &StoredItem) -> Result<(), ApplyError> {
-        if let Some(at) = old.and_then(|o| o.expires_at) {
-            self.ov.del(keys::expiry_key(at, key));
+    fn count(&self, ns: &str) -> Result<u64, ApplyError> {
+        Ok(self.ov.get(&keys::count_key(ns))?.map(|v| keys::decode_count(&v)).unwrap_or(0))
+    }
+
+    fn add_count(&mut self, ns: &str, up: bool) -> Result<(), ApplyError> {
+        let n = self.count(ns)?;
+        let n = if up { n + 1 } else { n.saturating_sub(1) };
+        if n == 0 {
+            self.ov.del(keys::count_key(ns));
+        } else {
+            self.ov.put(keys::count_key(ns), keys::encode_count(n));
         }
-        if let Some(at) = new.expires_at {
-            self.ov.put(keys::expiry_key(at, key), Vec::new());
-        }
-        self.ov.put(keys::data_key(key), codec::encode(new)?);
         Ok(())
     }
 
-    fn remove(&mut self, key: &str, old: &StoredItem) {
-        if let Some(at) = old.expires_at {
-            self.ov.del(keys::expiry_key(at, key));
+    /// Whether creating one more key in `ns` would exceed the namespace quota.
+    fn over_quota(&self, ns: &str) -> Result<bool, ApplyError> {
+        let max = self.limits.max_keys_per_namespace;
+        Ok(max > 0 && self.count(ns)? >= max)
+    }
+
+    fn write(&mut self, ns: &str, key: &str, old: Option<&StoredItem>, new: &StoredItem) -> Result<(), ApplyError> {
+        match old {
+            Some(o) => {
+                if let Some(at) = o.expires_at {
+                    self.ov.del(keys::expiry_key(at, ns, key));
+                }
+            }
+            None => self.add_count(ns, true)?,
         }
-        self.ov.del(keys::data_key(key));
+        if let Some(at) = new.expires_at {
+            self.ov.put(keys::expiry_key(at, ns, key), Vec::new());
+        }
+        self.ov.put(keys::data_key(ns, key), codec::encode(new)?);
+        Ok(())
+    }
+
+    fn remove(&mut self, ns: &str, key: &str, old: &StoredItem) -> Result<(), ApplyError> {
+        if let Some(at) = old.expires_at {
+            self.ov.del(keys::expiry_key(at, ns, key));
+        }
+        self.ov.del(keys::data_key(ns, key));
+        self.add_count(ns, false)
     }
 
     fn apply_cmd(&mut self, index: u64, cmd: &Command) -> Result<CmdResult, ApplyError> {
         match cmd {
-            Command::Set {
-                key,
-                value,
-                ttl_ms,
-                cond,
-            } => {
-                let old = self.stored(key)?;
+            Command::Get { ns, key } => {
+                let old = self.stored(ns, key)?;
+                Ok(match old.filter(|o| o.is_live(self.clock)) {
+                    Some(o) => CmdResult::Item(item(key, o)),
+                    None => CmdResult::Absent { key: key.clone() },
+                })
+            }
+            Command::Set { ns, key, value, ttl_ms, cond } => {
+                let old = self.stored(ns, key)?;
                 let live = old.as_ref().filter(|o| o.is_live(self.clock));
                 if let Some(refusal) = check(cond, live) {
                     return Ok(CmdResult::Refused(refusal));
+                }
+                if old.is_none() && self.over_quota(ns)? {
+                    return Ok(CmdResult::Refused(Refusal::QuotaExceeded));
                 }
                 let new = StoredItem {
                     value: value.clone(),
                     version: index,
                     expires_at: ttl_ms.map(|t| self.clock.saturating_add(t)),
                 };
-                self.write(key, old.as_ref(), &new)?;
+                self.write(ns, key, old.as_ref(), &new)?;
                 Ok(CmdResult::Item(item(key, new)))
             }
-            Command::Delete { key, cond } => {
-                let old = self.stored(key)?;
+            Command::Delete { ns, key, cond } => {
+                let old = self.stored(ns, key)?;
                 let Some(live) = old.as_ref().filter(|o| o.is_live(self.clock)) else {
                     return Ok(CmdResult::Refused(Refusal::NotFound));
                 };
@@ -177,11 +235,11 @@ impl<'a> Applier<'a> {
                     return Ok(CmdResult::Refused(refusal));
                 }
                 let live = live.clone();
-                self.remove(key, &live);
+                self.remove(ns, key, &live)?;
                 Ok(CmdResult::Deleted { key: key.clone() })
             }
-            Command::Increment { key, delta, ttl_ms } => {
-                let old = self.stored(key)?;
+            Command::Increment { ns, key, delta, ttl_ms } => {
+                let old = self.stored(ns, key)?;
                 let live = old.as_ref().filter(|o| o.is_live(self.clock));
                 let (current, expires_at) = match live {
                     Some(o) => match parse_number(&o.value) {
@@ -193,54 +251,104 @@ impl<'a> Applier<'a> {
                 let Some(value) = add(current, *delta) else {
                     return Ok(CmdResult::Refused(Refusal::Overflow));
                 };
-                let new = StoredItem {
-                    value,
-                    version: index,
-                    expires_at,
-                };
-                self.write(key, old.as_ref(), &new)?;
+                if old.is_none() && self.over_quota(ns)? {
+                    return Ok(CmdResult::Refused(Refusal::QuotaExceeded));
+                }
+                let new = StoredItem { value, version: index, expires_at };
+                self.write(ns, key, old.as_ref(), &new)?;
                 Ok(CmdResult::Item(item(key, new)))
             }
             Command::Expire => {
-                let due = self
-                    .ov
-                    .keys_in(&[keys::EXPIRY], &keys::expiry_upper_bound(self.clock))?;
+                let due = self.ov.keys_in(&[keys::EXPIRY], &keys::expiry_upper_bound(self.clock))?;
                 let mut count = 0;
                 for xk in due {
                     self.ov.del(xk.clone());
-                    let Some((at, key)) = keys::parse_expiry_key(&xk) else {
+                    let Some((at, ns, key)) = keys::parse_expiry_key(&xk) else {
                         continue;
                     };
-                    if let Some(old) = self.stored(key)? {
+                    if let Some(old) = self.stored(ns, key)? {
                         if old.expires_at == Some(at) {
-                            self.ov.del(keys::data_key(key));
+                            self.ov.del(keys::data_key(ns, key));
+                            self.add_count(ns, false)?;
                             count += 1;
                         }
                     }
                 }
                 Ok(CmdResult::Expired { count })
             }
+            Command::Batch(ops) => self.apply_batch(index, ops),
+            Command::CreateToken { id, namespace, hash, perms } => {
+                let k = keys::token_key(id);
+                if self.ov.get(&k)?.is_some() {
+                    return Ok(CmdResult::Refused(Refusal::KeyExists));
+                }
+                let rec = TokenRecord {
+                    namespace: namespace.clone(),
+                    hash: hash.clone(),
+                    perms: *perms,
+                    created_ms: self.clock,
+                };
+                self.ov.put(k, codec::encode(&rec)?);
+                Ok(CmdResult::TokenCreated { id: id.clone() })
+            }
+            Command::RevokeToken { id } => {
+                let k = keys::token_key(id);
+                let existed = self.ov.get(&k)?.is_some();
+                self.ov.del(k);
+                Ok(CmdResult::TokenRevoked { id: id.clone(), existed })
+            }
         }
+    }
+
+    /// All-or-nothing: ops see each other's effects; the first refusal undoes the batch.
+    /// Deleting an absent key is reported but does not abort. Only key commands may nest.
+    fn apply_batch(&mut self, index: u64, ops: &[Command]) -> Result<CmdResult, ApplyError> {
+        self.ov.begin();
+        let mut results = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let nested = matches!(
+                op,
+                Command::Get { .. } | Command::Set { .. } | Command::Delete { .. } | Command::Increment { .. }
+            );
+            let r = if nested { self.apply_cmd(index, op) } else { Ok(CmdResult::Refused(Refusal::NotFound)) };
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    self.ov.rollback();
+                    return Err(e);
+                }
+            };
+            match r {
+                CmdResult::Refused(Refusal::NotFound) if matches!(op, Command::Delete { .. }) => {
+                    let key = match op {
+                        Command::Delete { key, .. } => key.clone(),
+                        _ => String::new(),
+                    };
+                    results.push(CmdResult::Absent { key })
+                }
+                CmdResult::Refused(refusal) => {
+                    self.ov.rollback();
+                    return Ok(CmdResult::BatchRefused { index: i as u32, refusal });
+                }
+                r => results.push(r),
+            }
+        }
+        self.ov.commit();
+        Ok(CmdResult::Batch(results))
     }
 
     /// The batch holding every change plus the new clock and `last_applied`.
     pub fn finish(mut self) -> Result<sled::Batch, ApplyError> {
         self.ov.put(keys::META_CLOCK.to_vec(), codec::encode(&self.clock)?);
         if self.last_applied.is_some() {
-            self.ov
-                .put(keys::META_LAST_APPLIED.to_vec(), codec::encode(&self.last_applied)?);
+            self.ov.put(keys::META_LAST_APPLIED.to_vec(), codec::encode(&self.last_applied)?);
         }
         Ok(self.ov.into_batch())
     }
 }
 
 fn item(key: &str, s: StoredItem) -> Item {
-    Item {
-        key: key.to_string(),
-        value: s.value,
-        version: s.version,
-        expires_at: s.expires_at,
-    }
+    Item { key: key.to_string(), value: s.value, version: s.version, expires_at: s.expires_at }
 }
 
 /// Evaluates a write condition against the live item; `None` means it holds.
@@ -257,10 +365,7 @@ fn check(cond: &Condition, live: Option<&StoredItem>) -> Option<Refusal> {
 }
 
 fn json_eq(a: &str, b: &str) -> bool {
-    match (
-        serde_json::from_str::<serde_json::Value>(a),
-        serde_json::from_str::<serde_json::Value>(b),
-    ) {
+    match (serde_json::from_str::<serde_json::Value>(a), serde_json::from_str::<serde_json::Value>(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     }
@@ -283,9 +388,7 @@ pub fn add(a: Number, b: Number) -> Option<String> {
         (Number::Int(x), Number::Int(y)) => x.checked_add(y).map(|v| v.to_string()),
         (x, y) => {
             let f = as_f64(x) + as_f64(y);
-            serde_json::Number::from_f64(f)
-                .filter(|_| f.is_finite())
-                .map(|n| n.to_string())
+            serde_json::Number::from_f64(f).filter(|_| f.is_finite()).map(|n| n.to_string())
         }
     }
 }

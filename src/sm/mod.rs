@@ -27,6 +27,11 @@ use crate::command::{Item, ProposalResult};
 use crate::types::{Entry, LogId, Membership, SnapshotMeta, StorageError, TypeConfig};
 use apply::Applier;
 use keys::StoredItem;
+pub use keys::TokenRecord;
+
+fn item(key: &str, s: StoredItem) -> Item {
+    Item { key: key.to_string(), value: s.value, version: s.version, expires_at: s.expires_at }
+}
 
 const CURRENT: &str = "current.snap";
 const BUILDING: &str = "build.tmp";
@@ -42,10 +47,7 @@ pub struct SmOptions {
 
 impl Default for SmOptions {
     fn default() -> Self {
-        SmOptions {
-            cache_bytes: 256 << 20,
-            flush_every_ms: Some(1000),
-        }
+        SmOptions { cache_bytes: 256 << 20, flush_every_ms: Some(1000) }
     }
 }
 
@@ -76,21 +78,77 @@ pub enum ReadError {
 }
 
 impl SmReader {
-    /// The live item under `key`, or `None` when absent or expired.
-    pub fn get(&self, key: &str) -> Result<Option<Item>, ReadError> {
-        let Some(raw) = self.tree.get(keys::data_key(key))? else {
+    /// The live item under `key` in `ns`, or `None` when absent or expired.
+    pub fn get(&self, ns: &str, key: &str) -> Result<Option<Item>, ReadError> {
+        let Some(raw) = self.tree.get(keys::data_key(ns, key))? else {
             return Ok(None);
         };
         let s: StoredItem = codec::decode(&raw)?;
         if !s.is_live(self.clock_ms()) {
             return Ok(None);
         }
-        Ok(Some(Item {
-            key: key.to_string(),
-            value: s.value,
-            version: s.version,
-            expires_at: s.expires_at,
-        }))
+        Ok(Some(item(key, s)))
+    }
+
+    /// Up to `limit` live items of `ns` whose key starts with `prefix`, in byte order, strictly
+    /// after the key `after` when given. Also says whether more keys may follow.
+    pub fn scan(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Item>, bool), ReadError> {
+        let lo = match after {
+            // The smallest key greater than `after`: `after` followed by a zero byte.
+            Some(a) if a >= prefix => {
+                let mut k = keys::data_key(ns, a);
+                k.push(0);
+                k
+            }
+            _ => keys::data_key(ns, prefix),
+        };
+        let scope = keys::data_key(ns, prefix);
+        let clock = self.clock_ms();
+        let mut out = Vec::new();
+        for kv in self.tree.range(lo..) {
+            let (k, v) = kv?;
+            if !k.starts_with(&scope) {
+                return Ok((out, false));
+            }
+            let s: StoredItem = codec::decode(&v)?;
+            if !s.is_live(clock) {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            let Some((_, key)) = keys::parse_data_key(&k) else { continue };
+            out.push(item(key, s));
+        }
+        Ok((out, false))
+    }
+
+    /// Keys stored in `ns`, counting expired ones not yet deleted.
+    pub fn key_count(&self, ns: &str) -> Result<u64, ReadError> {
+        Ok(self.tree.get(keys::count_key(ns))?.map(|v| keys::decode_count(&v)).unwrap_or(0))
+    }
+
+    pub fn token(&self, id: &str) -> Result<Option<TokenRecord>, ReadError> {
+        match self.tree.get(keys::token_key(id))? {
+            Some(v) => Ok(Some(codec::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, ReadError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix([keys::TOKEN]) {
+            let (k, v) = kv?;
+            let id = String::from_utf8_lossy(&k[1..]).into_owned();
+            out.push((id, codec::decode(&v)?));
+        }
+        Ok(out)
     }
 
     pub fn clock_ms(&self) -> u64 {
@@ -100,7 +158,7 @@ impl SmReader {
     /// The earliest expiry in the index, for the leader's expiry ticker.
     pub fn next_expiry(&self) -> Option<u64> {
         let (k, _) = self.tree.scan_prefix([keys::EXPIRY]).next()?.ok()?;
-        keys::parse_expiry_key(&k).map(|(at, _)| at)
+        keys::parse_expiry_key(&k).map(|(at, _, _)| at)
     }
 }
 
@@ -134,12 +192,7 @@ impl StateMachine {
                 tree.insert(keys::META_FORMAT, v).map_err(io::Error::other)?;
             }
         }
-        let sm = StateMachine {
-            _db: db,
-            tree,
-            snap_dir,
-            clock: Arc::default(),
-        };
+        let sm = StateMachine { _db: db, tree, snap_dir, clock: Arc::default() };
         let current = sm.snap_dir.join(CURRENT);
         if current.exists() {
             let meta = snapshot::read_meta(&current)?;
@@ -159,10 +212,7 @@ impl StateMachine {
     }
 
     pub fn reader(&self) -> SmReader {
-        SmReader {
-            tree: self.tree.clone(),
-            clock: self.clock.clone(),
-        }
+        SmReader { tree: self.tree.clone(), clock: self.clock.clone() }
     }
 
     fn last_applied(&self) -> Result<Option<LogId>, ReadError> {
@@ -191,12 +241,9 @@ fn load_snapshot(t: &sled::Tree, clock: &Clock, path: &Path) -> io::Result<Snaps
     t.insert(keys::META_INSTALLING, Vec::new()).map_err(io::Error::other)?;
     t.flush().map_err(io::Error::other)?;
     let meta = snapshot::load_into(path, t)?;
-    t.insert(keys::META_LAST_APPLIED, enc(&meta.last_log_id)?)
-        .map_err(io::Error::other)?;
-    t.insert(keys::META_MEMBERSHIP, enc(&meta.last_membership)?)
-        .map_err(io::Error::other)?;
-    t.insert(keys::META_FORMAT, enc(&keys::FORMAT_VERSION)?)
-        .map_err(io::Error::other)?;
+    t.insert(keys::META_LAST_APPLIED, enc(&meta.last_log_id)?).map_err(io::Error::other)?;
+    t.insert(keys::META_MEMBERSHIP, enc(&meta.last_membership)?).map_err(io::Error::other)?;
+    t.insert(keys::META_FORMAT, enc(&keys::FORMAT_VERSION)?).map_err(io::Error::other)?;
     t.remove(keys::META_INSTALLING).map_err(io::Error::other)?;
     t.flush().map_err(io::Error::other)?;
     let c = match t.get(keys::META_CLOCK).map_err(io::Error::other)? {
@@ -221,10 +268,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(file),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }
 
@@ -243,16 +287,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut applier = Applier::new(&self.tree).map_err(sm_err)?;
         let mut out = Vec::new();
         for entry in entries {
-            let r = applier
-                .apply_entry(&entry)
-                .map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
+            let r = applier.apply_entry(&entry).map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
             out.push(r);
         }
         let clock = applier.clock;
         let batch = applier.finish().map_err(|e| StorageIOError::write_state_machine(&e))?;
-        self.tree
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.clock.0.store(clock, Ordering::Release);
         Ok(out)
     }
@@ -266,19 +306,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let head = self.last_applied().and_then(|a| Ok((a, self.membership()?)));
         let built = tokio::task::spawn_blocking(move || {
             let (last, membership) = head.map_err(io::Error::other)?;
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
             let id = match last {
                 Some(l) => format!("{}-{}-{nanos}", l.leader_id, l.index),
                 None => format!("0-0-{nanos}"),
             };
-            let meta = SnapshotMeta {
-                last_log_id: last,
-                last_membership: membership,
-                snapshot_id: id,
-            };
+            let meta = SnapshotMeta { last_log_id: last, last_membership: membership, snapshot_id: id };
             let tmp = dir.join(BUILDING);
             let pairs = snapshot::write(&tree, &meta, &tmp)?;
             let current = dir.join(CURRENT);
@@ -350,10 +384,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(file),
-        }))
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
     }
 }
 

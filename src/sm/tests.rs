@@ -1,4 +1,5 @@
-//! Determinism and semantics of apply, checked with proptest: random command logs are applied
+//! Determinism and semantics of apply, checked with proptest: random command logs (two
+//! namespaces, a tiny key quota, atomic batches, TTLs, expiry) are applied
 //! to two replicas that split the log into different apply batches (as replicas with different
 //! timing do), and to a plain in-memory model. Responses and final state must all agree.
 //! `apply` never reads a clock, so the replicas' own wall clocks cannot matter; time enters
@@ -10,10 +11,13 @@ use openraft::{CommittedLeaderId, EntryPayload};
 use proptest::prelude::*;
 
 use super::apply::{add, Applier};
-use crate::command::{CmdResult, Command, Condition, Item, Number, Proposal, Refusal};
+use crate::command::{CmdResult, Command, Condition, Item, Limits, Number, Proposal, Refusal};
 use crate::types::{Entry, LogId};
 
 const KEYS: &[&str] = &["a", "b", "c"];
+const NAMESPACES: &[&str] = &["default", "team"];
+/// Small enough that random logs hit the namespace key quota.
+const MAX_KEYS: u64 = 2;
 
 fn arb_value() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -34,15 +38,25 @@ fn arb_cond() -> impl Strategy<Value = Condition> {
     ]
 }
 
-fn arb_cmd() -> impl Strategy<Value = Command> {
+fn arb_key_cmd() -> impl Strategy<Value = Command> {
     let key = proptest::sample::select(KEYS).prop_map(str::to_string);
+    let ns = proptest::sample::select(NAMESPACES).prop_map(str::to_string);
     let ttl = proptest::option::of(1u64..40);
+    let delta = prop_oneof![(-2i64..3).prop_map(Number::Int), Just(Number::Int(i64::MAX)), Just(Number::Float(0.5))];
     prop_oneof![
-        4 => (key.clone(), arb_value(), ttl.clone(), arb_cond())
-            .prop_map(|(key, value, ttl_ms, cond)| Command::Set { key, value, ttl_ms, cond }),
-        2 => (key.clone(), arb_cond()).prop_map(|(key, cond)| Command::Delete { key, cond }),
-        3 => (key, prop_oneof![(-2i64..3).prop_map(Number::Int), Just(Number::Int(i64::MAX)), Just(Number::Float(0.5))], ttl)
-            .prop_map(|(key, delta, ttl_ms)| Command::Increment { key, delta, ttl_ms }),
+        4 => (ns.clone(), key.clone(), arb_value(), ttl.clone(), arb_cond())
+            .prop_map(|(ns, key, value, ttl_ms, cond)| Command::Set { ns, key, value, ttl_ms, cond }),
+        2 => (ns.clone(), key.clone(), arb_cond()).prop_map(|(ns, key, cond)| Command::Delete { ns, key, cond }),
+        3 => (ns.clone(), key.clone(), delta, ttl)
+            .prop_map(|(ns, key, delta, ttl_ms)| Command::Increment { ns, key, delta, ttl_ms }),
+        1 => (ns, key).prop_map(|(ns, key)| Command::Get { ns, key }),
+    ]
+}
+
+fn arb_cmd() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        8 => arb_key_cmd().prop_filter("gets only travel in batches", |c| !matches!(c, Command::Get { .. })),
+        2 => proptest::collection::vec(arb_key_cmd(), 1..4).prop_map(Command::Batch),
         1 => Just(Command::Expire),
     ]
 }
@@ -69,6 +83,7 @@ fn entries(log: &[(u64, Vec<Command>)]) -> Vec<Entry> {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), i as u64 + 1),
             payload: EntryPayload::Normal(Proposal {
                 now_ms: *now_ms,
+                limits: Limits { max_keys_per_namespace: MAX_KEYS },
                 cmds: cmds.clone(),
             }),
         })
@@ -95,30 +110,35 @@ fn replay(entries: &[Entry], chunks: &[usize]) -> (Vec<CmdResult>, Dump) {
         tree.apply_batch(a.finish().unwrap()).unwrap();
         rest = later;
     }
-    let dump = tree
-        .iter()
-        .map(|kv| kv.unwrap())
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-        .collect();
+    let dump = tree.iter().map(|kv| kv.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
     (results, dump)
 }
 
 /// The reference semantics, written as plainly as possible.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Model {
     clock: u64,
-    items: BTreeMap<String, (String, u64, Option<u64>)>,
+    /// (namespace, key) → (value, version, expires_at); expired keys stay until `Expire`.
+    items: BTreeMap<(String, String), (String, u64, Option<u64>)>,
 }
 
+type Slot = (String, u64, Option<u64>);
+
 impl Model {
-    fn live(&self, key: &str) -> Option<&(String, u64, Option<u64>)> {
-        self.items
-            .get(key)
-            .filter(|(_, _, exp)| exp.is_none_or(|t| t > self.clock))
+    fn live(&self, ns: &str, key: &str) -> Option<&Slot> {
+        self.items.get(&(ns.into(), key.into())).filter(|(_, _, exp)| exp.is_none_or(|t| t > self.clock))
     }
 
-    fn holds(&self, cond: &Condition, key: &str) -> Option<Refusal> {
-        let cur = self.live(key);
+    fn physical(&self, ns: &str, key: &str) -> bool {
+        self.items.contains_key(&(ns.into(), key.into()))
+    }
+
+    fn full(&self, ns: &str) -> bool {
+        self.items.keys().filter(|(n, _)| n == ns).count() as u64 >= MAX_KEYS
+    }
+
+    fn holds(&self, cond: &Condition, ns: &str, key: &str) -> Option<Refusal> {
+        let cur = self.live(ns, key);
         let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
         match cond {
             Condition::None => None,
@@ -128,69 +148,84 @@ impl Model {
         }
     }
 
-    fn item(&self, key: &str) -> CmdResult {
-        let (value, version, expires_at) = self.items[key].clone();
-        CmdResult::Item(Item {
-            key: key.into(),
-            value,
-            version,
-            expires_at,
-        })
+    fn item(&self, ns: &str, key: &str) -> CmdResult {
+        let (value, version, expires_at) = self.items[&(ns.to_string(), key.to_string())].clone();
+        CmdResult::Item(Item { key: key.into(), value, version, expires_at })
     }
 
     fn apply(&mut self, index: u64, now: u64, cmd: &Command) -> CmdResult {
         self.clock = self.clock.max(now);
+        self.apply_at(index, cmd)
+    }
+
+    fn apply_at(&mut self, index: u64, cmd: &Command) -> CmdResult {
         match cmd {
-            Command::Set {
-                key,
-                value,
-                ttl_ms,
-                cond,
-            } => {
-                if let Some(r) = self.holds(cond, key) {
+            Command::Get { ns, key } => match self.live(ns, key) {
+                Some(_) => self.item(ns, key),
+                None => CmdResult::Absent { key: key.clone() },
+            },
+            Command::Set { ns, key, value, ttl_ms, cond } => {
+                if let Some(r) = self.holds(cond, ns, key) {
                     return CmdResult::Refused(r);
                 }
-                self.items
-                    .insert(key.clone(), (value.clone(), index, ttl_ms.map(|t| self.clock + t)));
-                self.item(key)
+                if !self.physical(ns, key) && self.full(ns) {
+                    return CmdResult::Refused(Refusal::QuotaExceeded);
+                }
+                self.items.insert((ns.clone(), key.clone()), (value.clone(), index, ttl_ms.map(|t| self.clock + t)));
+                self.item(ns, key)
             }
-            Command::Delete { key, cond } => {
-                if self.live(key).is_none() {
+            Command::Delete { ns, key, cond } => {
+                if self.live(ns, key).is_none() {
                     return CmdResult::Refused(Refusal::NotFound);
                 }
-                if let Some(r) = self.holds(cond, key) {
+                if let Some(r) = self.holds(cond, ns, key) {
                     return CmdResult::Refused(r);
                 }
-                self.items.remove(key);
+                self.items.remove(&(ns.clone(), key.clone()));
                 CmdResult::Deleted { key: key.clone() }
             }
-            Command::Increment { key, delta, ttl_ms } => {
-                let (cur, exp) = match self.live(key) {
+            Command::Increment { ns, key, delta, ttl_ms } => {
+                let (cur, exp) = match self.live(ns, key) {
                     None => (Number::Int(0), ttl_ms.map(|t| self.clock + t)),
                     Some((v, _, exp)) => match serde_json::from_str::<serde_json::Value>(v).unwrap() {
-                        serde_json::Value::Number(n) => (
-                            n.as_i64()
-                                .map(Number::Int)
-                                .unwrap_or(Number::Float(n.as_f64().unwrap())),
-                            *exp,
-                        ),
+                        serde_json::Value::Number(n) => {
+                            (n.as_i64().map(Number::Int).unwrap_or(Number::Float(n.as_f64().unwrap())), *exp)
+                        }
                         _ => return CmdResult::Refused(Refusal::NotANumber),
                     },
                 };
-                let Some(v) = add(cur, *delta) else {
-                    return CmdResult::Refused(Refusal::Overflow);
-                };
-                self.items.insert(key.clone(), (v, index, exp));
-                self.item(key)
+                let Some(v) = add(cur, *delta) else { return CmdResult::Refused(Refusal::Overflow) };
+                if !self.physical(ns, key) && self.full(ns) {
+                    return CmdResult::Refused(Refusal::QuotaExceeded);
+                }
+                self.items.insert((ns.clone(), key.clone()), (v, index, exp));
+                self.item(ns, key)
             }
             Command::Expire => {
                 let clock = self.clock;
                 let before = self.items.len();
                 self.items.retain(|_, (_, _, exp)| exp.is_none_or(|t| t > clock));
-                CmdResult::Expired {
-                    count: (before - self.items.len()) as u64,
-                }
+                CmdResult::Expired { count: (before - self.items.len()) as u64 }
             }
+            Command::Batch(ops) => {
+                let saved = self.clone();
+                let mut out = Vec::new();
+                for (i, op) in ops.iter().enumerate() {
+                    match self.apply_at(index, op) {
+                        CmdResult::Refused(Refusal::NotFound) if matches!(op, Command::Delete { .. }) => {
+                            let Command::Delete { key, .. } = op else { unreachable!() };
+                            out.push(CmdResult::Absent { key: key.clone() });
+                        }
+                        CmdResult::Refused(refusal) => {
+                            *self = saved;
+                            return CmdResult::BatchRefused { index: i as u32, refusal };
+                        }
+                        r => out.push(r),
+                    }
+                }
+                CmdResult::Batch(out)
+            }
+            other => panic!("model does not cover {other:?}"),
         }
     }
 }

@@ -71,28 +71,21 @@ impl LogStore {
             buf: Vec::new(),
         };
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("cairn-wal".into())
-            .spawn(move || writer.run(rx))?;
+        std::thread::Builder::new().name("cairn-wal".into()).spawn(move || writer.run(rx))?;
         Ok(LogStore { shared, tx })
     }
 
     /// Sends an op to the writer and waits for it to be durable.
     async fn call(&self, op: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Op) -> io::Result<()> {
         let (done, rx) = oneshot::channel();
-        self.tx
-            .send(op(done))
-            .map_err(|_| io::Error::other("WAL writer stopped"))?;
+        self.tx.send(op(done)).map_err(|_| io::Error::other("WAL writer stopped"))?;
         rx.await.map_err(|_| io::Error::other("WAL writer stopped"))?
     }
 
     /// Last log id held, or the last purged one when the log is empty.
     pub fn last_log_id(&self) -> Option<LogId> {
         let log = self.shared.log.read().expect("wal lock");
-        log.values()
-            .next_back()
-            .map(|e| e.log_id)
-            .or(*self.shared.last_purged.read().expect("wal lock"))
+        log.values().next_back().map(|e| e.log_id).or(*self.shared.last_purged.read().expect("wal lock"))
     }
 
     pub fn current_vote(&self) -> Option<Vote> {
@@ -115,11 +108,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        LogReader {
-            shared: self.shared.clone(),
-        }
-        .try_get_log_entries(range)
-        .await
+        LogReader { shared: self.shared.clone() }.try_get_log_entries(range).await
     }
 }
 
@@ -134,16 +123,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn get_log_reader(&mut self) -> LogReader {
-        LogReader {
-            shared: self.shared.clone(),
-        }
+        LogReader { shared: self.shared.clone() }
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let vote = *vote;
-        self.call(|done| Op::SaveVote { vote, done })
-            .await
-            .map_err(|e| StorageIOError::write_vote(&e))?;
+        self.call(|done| Op::SaveVote { vote, done }).await.map_err(|e| StorageIOError::write_vote(&e))?;
         *self.shared.vote.write().expect("wal lock") = Some(vote);
         Ok(())
     }
@@ -176,16 +161,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut log = self.shared.log.write().expect("wal lock");
             log.split_off(&since);
         }
-        self.call(|done| Op::Truncate { since, done })
-            .await
-            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.call(|done| Op::Truncate { since, done }).await.map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.call(|done| Op::Purge { upto: log_id, done })
-            .await
-            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.call(|done| Op::Purge { upto: log_id, done }).await.map_err(|e| StorageIOError::write_logs(&e))?;
         *self.shared.last_purged.write().expect("wal lock") = Some(log_id);
         let mut log = self.shared.log.write().expect("wal lock");
         let keep = log.split_off(&(log_id.index + 1));

@@ -85,13 +85,7 @@ pub fn recover(dir: &Path, last_purged: Option<LogId>) -> io::Result<(BTreeMap<u
                     valid_len = *offset;
                     break;
                 }
-                _ => {
-                    return Err(invalid(format!(
-                        "{}: record {i} is not entry {}",
-                        path.display(),
-                        first + i as u64
-                    )))
-                }
+                _ => return Err(invalid(format!("{}: record {i} is not entry {}", path.display(), first + i as u64))),
             };
             offsets.push(*offset);
             if purged.is_none_or(|p| entry.log_id.index > p) {
@@ -100,10 +94,7 @@ pub fn recover(dir: &Path, last_purged: Option<LogId>) -> io::Result<(BTreeMap<u
         }
         if valid_len < buf.len() as u64 {
             if !is_last {
-                return Err(invalid(format!(
-                    "{}: corrupt record inside a sealed segment",
-                    path.display()
-                )));
+                return Err(invalid(format!("{}: corrupt record inside a sealed segment", path.display())));
             }
             tracing::warn!(path = %path.display(), valid = valid_len, len = buf.len(), "truncating torn WAL tail");
             let f = OpenOptions::new().write(true).open(&path)?;
@@ -114,18 +105,10 @@ pub fn recover(dir: &Path, last_purged: Option<LogId>) -> io::Result<(BTreeMap<u
             // A gap is legal only where a purge covers it (the log resumed after a snapshot).
             let covered = purged.is_some_and(|p| p + 1 >= first);
             if first != next && !offsets.is_empty() && !covered {
-                return Err(invalid(format!(
-                    "{}: starts at entry {first}, expected {next}",
-                    path.display()
-                )));
+                return Err(invalid(format!("{}: starts at entry {first}, expected {next}", path.display())));
             }
         }
-        let seg = Segment {
-            path,
-            first,
-            len: valid_len,
-            offsets,
-        };
+        let seg = Segment { path, first, len: valid_len, offsets };
         expect_next = Some(seg.end());
         if !is_last && purged.is_some_and(|p| seg.end() <= p + 1) {
             fs::remove_file(&seg.path)?;

@@ -17,6 +17,7 @@ use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 fn entry(index: u64) -> Entry {
     let cmd = Command::Set {
+        ns: "default".into(),
         key: format!("k{index}"),
         value: index.to_string(),
         ttl_ms: None,
@@ -24,10 +25,7 @@ fn entry(index: u64) -> Entry {
     };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Proposal {
-            now_ms: index,
-            cmds: vec![cmd],
-        }),
+        payload: EntryPayload::Normal(Proposal { now_ms: index, limits: Default::default(), cmds: vec![cmd] }),
     }
 }
 
@@ -37,13 +35,7 @@ async fn append_durable(store: &mut LogStore, entries: Vec<Entry>) {
 }
 
 async fn indexes(store: &mut LogStore) -> Vec<u64> {
-    store
-        .try_get_log_entries(0..u64::MAX)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.log_id.index)
-        .collect()
+    store.try_get_log_entries(0..u64::MAX).await.unwrap().iter().map(|e| e.log_id.index).collect()
 }
 
 fn last_segment(dir: &Path) -> std::path::PathBuf {
@@ -91,8 +83,7 @@ async fn torn_tail_is_truncated_and_appends_continue() {
         append_durable(&mut s, vec![entry(4), entry(5)]).await;
     }
     let mut f = OpenOptions::new().append(true).open(last_segment(dir.path())).unwrap();
-    f.write_all(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-        .unwrap();
+    f.write_all(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap();
     drop(f);
     let mut s = LogStore::open(dir.path()).unwrap();
     assert_eq!(indexes(&mut s).await, vec![1, 2, 3, 4, 5]);
@@ -162,5 +153,5 @@ async fn state_machine_reports_applied_state_after_reopen() {
     let mut sm = StateMachine::open(dir.path(), &SmOptions::default()).unwrap();
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied, Some(entry(3).log_id));
-    assert_eq!(sm.reader().get("k2").unwrap().map(|i| i.value), Some("2".to_string()));
+    assert_eq!(sm.reader().get("default", "k2").unwrap().map(|i| i.value), Some("2".to_string()));
 }

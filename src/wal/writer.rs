@@ -20,22 +20,10 @@ use crate::frame;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
 pub enum Op {
-    Append {
-        entries: Vec<Entry>,
-        callback: LogFlushed<TypeConfig>,
-    },
-    SaveVote {
-        vote: Vote,
-        done: oneshot::Sender<io::Result<()>>,
-    },
-    Truncate {
-        since: u64,
-        done: oneshot::Sender<io::Result<()>>,
-    },
-    Purge {
-        upto: LogId,
-        done: oneshot::Sender<io::Result<()>>,
-    },
+    Append { entries: Vec<Entry>, callback: LogFlushed<TypeConfig> },
+    SaveVote { vote: Vote, done: oneshot::Sender<io::Result<()>> },
+    Truncate { since: u64, done: oneshot::Sender<io::Result<()>> },
+    Purge { upto: LogId, done: oneshot::Sender<io::Result<()>> },
 }
 
 pub struct Writer {
@@ -181,12 +169,7 @@ impl Writer {
                 fs::remove_file(&seg.path)?;
             }
         }
-        let seg = Segment {
-            path: segment::path_for(&self.dir, index),
-            first: index,
-            len: 0,
-            offsets: Vec::new(),
-        };
+        let seg = Segment { path: segment::path_for(&self.dir, index), first: index, len: 0, offsets: Vec::new() };
         let file = seg.open_for_append()?;
         file.set_len(0)?;
         meta::sync_dir(&self.dir)?;

@@ -1,0 +1,115 @@
+//! `/admin/tokens`: create, list and revoke access tokens. Tokens live replicated in the state
+//! machine as hashes; the secret is returned once, by the create call.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::auth::{self, Caller, Principal};
+use super::error::ApiError;
+use super::exec::{self, Blocked};
+use super::forward::Replay;
+use super::kv;
+use super::AppState;
+use crate::command::{perm, CmdResult, Command};
+use crate::sm::TokenRecord;
+
+fn blocked(b: Blocked) -> Response {
+    match b {
+        Blocked::Forwarded(r) => r,
+        Blocked::Failed(e) => e.into_response(),
+    }
+}
+
+fn token_json(id: &str, rec: &TokenRecord) -> Value {
+    json!({
+        "id": id,
+        "namespace": rec.namespace,
+        "permissions": auth::perm_names(rec.perms),
+        "createdAt": kv::rfc3339(rec.created_ms),
+    })
+}
+
+pub async fn create(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
+    let parsed = (|| -> Result<_, ApiError> {
+        let body = kv::json_object(&replay.body, false)?;
+        let ns = match body.get("namespace") {
+            Some(Value::String(ns)) if auth::valid_namespace(ns) => ns.clone(),
+            _ => return Err(ApiError::bad_request("invalid_namespace", "namespace: 1-64 of A-Z a-z 0-9 - _ .")),
+        };
+        let names = match body.get("permissions") {
+            Some(Value::Array(a)) if !a.is_empty() => a.clone(),
+            _ => return Err(ApiError::bad_request("invalid_permissions", "permissions: a non-empty list")),
+        };
+        let mut perms = 0u8;
+        for n in &names {
+            perms |= n
+                .as_str()
+                .and_then(auth::parse_perm)
+                .ok_or_else(|| ApiError::bad_request("invalid_permissions", "permissions are read, write and admin"))?;
+        }
+        caller.namespace_for(Some(&ns), perm::ADMIN)?;
+        let (id, token, hash) = auth::mint_token()?;
+        Ok((Command::CreateToken { id: id.clone(), namespace: ns.clone(), hash, perms }, id, token, ns, perms))
+    })();
+    let (cmd, id, token, ns, perms) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    match exec::write_one(&st, cmd, replay).await {
+        Ok((_, CmdResult::TokenCreated { .. })) => (
+            StatusCode::CREATED,
+            Json(json!({"data": {"id": id, "token": token, "namespace": ns, "permissions": auth::perm_names(perms)}})),
+        )
+            .into_response(),
+        Ok((_, other)) => ApiError::internal(format!("unexpected result {other:?}")).into_response(),
+        Err(b) => blocked(b),
+    }
+}
+
+/// Which namespaces' tokens a caller may see.
+fn visible(caller: &Caller, rec: &TokenRecord) -> bool {
+    match &caller.principal {
+        Principal::Admin => true,
+        _ => caller.namespace_for(Some(&rec.namespace), perm::ADMIN).is_ok(),
+    }
+}
+
+pub async fn list(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
+    if let Err(b) = exec::before_read(&st, st.node.is_leader(), None, replay).await {
+        return blocked(b);
+    }
+    let tokens = match st.node.tokens() {
+        Ok(t) => t,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if !matches!(caller.principal, Principal::Admin) && caller.namespace(perm::ADMIN).is_err() {
+        return auth::forbidden("listing tokens needs the admin permission").into_response();
+    }
+    let list: Vec<Value> =
+        tokens.iter().filter(|(_, r)| visible(&caller, r)).map(|(id, r)| token_json(id, r)).collect();
+    Json(json!({"data": {"tokens": list}})).into_response()
+}
+
+pub async fn revoke(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, replay: Replay) -> Response {
+    let rec = match st.node.token(&id) {
+        Ok(Some(r)) => r,
+        Ok(None) => return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such token").into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if let Err(e) = caller.namespace_for(Some(&rec.namespace), perm::ADMIN) {
+        return e.into_response();
+    }
+    match exec::write_one(&st, Command::RevokeToken { id: id.clone() }, replay).await {
+        Ok((_, CmdResult::TokenRevoked { existed: true, .. })) => {
+            Json(json!({"data": {"id": id, "revoked": true}})).into_response()
+        }
+        Ok((_, CmdResult::TokenRevoked { existed: false, .. })) => {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such token").into_response()
+        }
+        Ok((_, other)) => ApiError::internal(format!("unexpected result {other:?}")).into_response(),
+        Err(b) => blocked(b),
+    }
+}

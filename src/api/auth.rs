@@ -1,0 +1,234 @@
+//! Who is calling, and which namespace they may use. Credentials are accepted the ways the
+//! hosted services' clients send them: `Authorization: Bearer`, HTTP Basic (token as user
+//! name), `x-token`, or `?key=`. Tokens look like `cairn_<id>_<secret>`; only a SHA-256 of the
+//! secret is stored (replicated in the state machine), and the id makes lookup O(1).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::command::perm;
+
+pub const DEFAULT_NAMESPACE: &str = "default";
+pub const H_NAMESPACE: &str = "x-cairn-namespace";
+const TOKEN_PREFIX: &str = "cairn_";
+
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// The bootstrap `--admin-token`: every permission in every namespace.
+    Admin,
+    /// No credentials, on a node that serves an open default namespace.
+    Anonymous,
+    Token {
+        id: String,
+        namespace: String,
+        perms: u8,
+    },
+}
+
+/// The authenticated caller of a request, plus the namespace it asked for (if any).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    requested: Option<String>,
+}
+
+pub fn valid_namespace(ns: &str) -> bool {
+    (1..=64).contains(&ns.len()) && ns.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+pub fn forbidden(msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg)
+}
+
+impl Caller {
+    /// The namespace this request acts on, if the caller holds `need` there.
+    pub fn namespace(&self, need: u8) -> Result<String, ApiError> {
+        self.namespace_for(self.requested.as_deref(), need)
+    }
+
+    /// Like [`Caller::namespace`] for an explicitly named namespace (admin routes).
+    pub fn namespace_for(&self, wanted: Option<&str>, need: u8) -> Result<String, ApiError> {
+        match &self.principal {
+            Principal::Admin => Ok(wanted.unwrap_or(DEFAULT_NAMESPACE).to_string()),
+            Principal::Anonymous => match wanted {
+                None | Some(DEFAULT_NAMESPACE) => Ok(DEFAULT_NAMESPACE.to_string()),
+                Some(other) => Err(forbidden(format!(
+                    "anonymous callers may only use the `{DEFAULT_NAMESPACE}` namespace, not `{other}`"
+                ))),
+            },
+            Principal::Token { namespace, perms, .. } => {
+                if wanted.is_some_and(|w| w != namespace) {
+                    return Err(forbidden(format!("this token is for namespace `{namespace}`")));
+                }
+                if perms & need != need {
+                    return Err(forbidden(format!("this token lacks the `{}` permission", perm_names(need).join(","))));
+                }
+                Ok(namespace.clone())
+            }
+        }
+    }
+
+    /// Identifies the caller for rate limiting.
+    pub fn rate_key(&self) -> Option<String> {
+        match &self.principal {
+            Principal::Token { id, .. } => Some(format!("token:{id}")),
+            Principal::Admin => Some("admin".into()),
+            Principal::Anonymous => None,
+        }
+    }
+}
+
+pub fn perm_names(bits: u8) -> Vec<&'static str> {
+    [(perm::READ, "read"), (perm::WRITE, "write"), (perm::ADMIN, "admin")]
+        .into_iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| n)
+        .collect()
+}
+
+pub fn parse_perm(name: &str) -> Option<u8> {
+    match name {
+        "read" => Some(perm::READ),
+        "write" => Some(perm::WRITE),
+        "admin" => Some(perm::ADMIN),
+        _ => None,
+    }
+}
+
+/// Pulls the credential out of a request, in the seed services' styles.
+pub fn credential(parts: &Parts) -> Option<String> {
+    credential_any(parts).filter(|c| !c.is_empty())
+}
+
+fn credential_any(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            return Some(t.trim().to_string());
+        }
+        if let Some(b) = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")) {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            let (user, pass) = text.split_once(':').unwrap_or((&text, ""));
+            return Some(if user.is_empty() { pass } else { user }.to_string());
+        }
+    }
+    if let Some(v) = parts.headers.get("x-token").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().to_string());
+    }
+    query_param(&parts.uri, "key")
+}
+
+/// One query parameter, percent-decoded.
+pub fn query_param(uri: &axum::http::Uri, name: &str) -> Option<String> {
+    let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?.0;
+    pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+pub fn hash_secret(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a secret matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Splits `cairn_<id>_<secret>`.
+pub fn split_token(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(TOKEN_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
+}
+
+/// Makes a new token: (id, full token text, secret hash).
+pub fn mint_token() -> Result<(String, String, Vec<u8>), ApiError> {
+    let mut raw = [0u8; 40];
+    getrandom::getrandom(&mut raw)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no_entropy", e.to_string()))?;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let id = hex(&raw[..8]);
+    let secret = hex(&raw[8..]);
+    let hash = hash_secret(&secret);
+    Ok((id.clone(), format!("{TOKEN_PREFIX}{id}_{secret}"), hash))
+}
+
+fn unauthorized(msg: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        let requested = match parts.headers.get(H_NAMESPACE) {
+            None => None,
+            Some(v) => {
+                let ns = v.to_str().map_err(|_| ApiError::bad_request("invalid_namespace", "namespace is not text"))?;
+                if !valid_namespace(ns) {
+                    return Err(ApiError::bad_request("invalid_namespace", "namespaces are 1-64 of A-Z a-z 0-9 - _ ."));
+                }
+                Some(ns.to_string())
+            }
+        };
+        let sec = &st.node.config.security;
+        let principal = match credential(parts) {
+            None if sec.allow_anonymous => Principal::Anonymous,
+            None => return Err(unauthorized("credentials required")),
+            Some(cred) => {
+                if sec.admin_token.as_deref().is_some_and(|a| constant_time_eq(a.as_bytes(), cred.as_bytes())) {
+                    Principal::Admin
+                } else {
+                    let (id, secret) = split_token(&cred).ok_or_else(|| unauthorized("unknown token"))?;
+                    let rec = st.node.token(id)?.ok_or_else(|| unauthorized("unknown token"))?;
+                    if !constant_time_eq(&rec.hash, &hash_secret(secret)) {
+                        return Err(unauthorized("unknown token"));
+                    }
+                    Principal::Token { id: id.to_string(), namespace: rec.namespace, perms: rec.perms }
+                }
+            }
+        };
+        Ok(Caller { principal, requested })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_tokens_split_and_verify() {
+        let (id, token, hash) = mint_token().unwrap();
+        let (i, secret) = split_token(&token).unwrap();
+        assert_eq!(i, id);
+        assert!(constant_time_eq(&hash, &hash_secret(secret)));
+        assert!(!constant_time_eq(&hash, &hash_secret("other")));
+        assert!(split_token("nope").is_none());
+    }
+
+    #[test]
+    fn namespaces_are_validated() {
+        assert!(valid_namespace("team-a_1.prod"));
+        assert!(!valid_namespace(""));
+        assert!(!valid_namespace("a/b"));
+        assert!(!valid_namespace(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn tokens_are_confined_to_their_namespace_and_permissions() {
+        let c = Caller {
+            principal: Principal::Token { id: "i".into(), namespace: "ns".into(), perms: perm::READ },
+            requested: None,
+        };
+        assert_eq!(c.namespace(perm::READ).unwrap(), "ns");
+        assert_eq!(c.namespace(perm::WRITE).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(c.namespace_for(Some("other"), perm::READ).unwrap_err().status, StatusCode::FORBIDDEN);
+        let anon = Caller { principal: Principal::Anonymous, requested: Some("x".into()) };
+        assert_eq!(anon.namespace(perm::READ).unwrap_err().status, StatusCode::FORBIDDEN);
+    }
+}

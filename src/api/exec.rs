@@ -1,0 +1,74 @@
+//! Running commands for any API surface (native or dialect): writes go through Raft on the
+//! leader and are replayed at the leader from a follower; strong reads pass a ReadIndex
+//! barrier or are replayed likewise. Surfaces render results and errors in their own shapes.
+
+use std::time::Duration;
+
+use axum::response::Response;
+
+use super::error::ApiError;
+use super::forward::{self, Replay};
+use super::AppState;
+use crate::command::{CmdResult, Command};
+use crate::error::Error;
+
+/// Longest a `minVersion` read waits for this node to catch up.
+pub const MIN_VERSION_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a command produced no local result.
+pub enum Blocked {
+    /// Replayed at the leader; this is the leader's response, to be returned as is.
+    Forwarded(Response),
+    Failed(ApiError),
+}
+
+impl From<ApiError> for Blocked {
+    fn from(e: ApiError) -> Self {
+        Blocked::Failed(e)
+    }
+}
+
+/// Proposes `cmds` and returns the log index and one result per command.
+pub async fn write(st: &AppState, cmds: Vec<Command>, replay: Replay) -> Result<(u64, Vec<CmdResult>), Blocked> {
+    let n = cmds.len();
+    match st.node.write(cmds).await {
+        Ok((i, results)) if results.len() == n => Ok((i, results)),
+        Ok(_) => Err(ApiError::from(Error::Storage("result count mismatch".into())).into()),
+        Err(Error::NotLeader { .. }) => Err(Blocked::Forwarded(forward::to_leader(st, replay).await)),
+        Err(e) => Err(ApiError::from(e).into()),
+    }
+}
+
+/// Proposes one command and returns its result.
+pub async fn write_one(st: &AppState, cmd: Command, replay: Replay) -> Result<(u64, CmdResult), Blocked> {
+    let (i, mut results) = write(st, vec![cmd], replay).await?;
+    Ok((i, results.remove(0)))
+}
+
+/// Whether a read is strong: an explicit `consistency` wins; otherwise strong on the leader
+/// and stale on a follower.
+pub fn is_strong(st: &AppState, consistency: Option<&str>) -> Result<bool, ApiError> {
+    match consistency {
+        None => Ok(st.node.is_leader()),
+        Some("strong") | Some("linearizable") => Ok(true),
+        Some("stale") => Ok(false),
+        Some(other) => {
+            Err(ApiError::bad_request("invalid_query", format!("consistency `{other}` is not strong or stale")))
+        }
+    }
+}
+
+/// Makes a following local read linearizable when `strong`, and waits for `min_version`.
+pub async fn before_read(st: &AppState, strong: bool, min_version: Option<u64>, replay: Replay) -> Result<(), Blocked> {
+    if strong {
+        match st.node.linearizable_barrier().await {
+            Ok(()) => {}
+            Err(Error::NotLeader { .. }) => return Err(Blocked::Forwarded(forward::to_leader(st, replay).await)),
+            Err(e) => return Err(ApiError::from(e).into()),
+        }
+    }
+    if let Some(v) = min_version {
+        st.node.wait_applied(v, MIN_VERSION_WAIT).await.map_err(ApiError::from)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! `cairn bench`: a load generator for Cairn and, with `--target etcd`, for etcd's v3 JSON
+//! gateway, so both systems are measured by the same client.
+//!
+//! # Layout
+//! - `workload`: workload names, the read/write mix, key choice, the per-client random generator
+//! - `target`: the request bytes of each op for Cairn and for etcd, and what responses mean
+//! - `discovery`: leader/follower discovery, and waiting for followers to apply the preload
+//! - `driver`: preload, the client tasks (closed or open loop) and the progress line
+//! - `report`: HDR histograms, error counts, and the text and JSON reports
+
+mod discovery;
+mod driver;
+mod report;
+mod target;
+mod workload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use report::{Outcome, Report, RunInfo};
+pub use target::Target;
+pub use workload::{Mix, OpKind, Workload};
+
+use driver::{Client, Schedule};
+use target::Routes;
+
+/// Exit code for bad flags or an unsupported combination (the CLI's usage code).
+const EXIT_USAGE: i32 = 2;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchOpts {
+    /// Nodes to drive, comma-separated (`host:port` means `http://host:port`).
+    #[arg(long, env = "CAIRN_ENDPOINTS", default_value = "http://127.0.0.1:7001")]
+    pub endpoints: String,
+    /// Concurrent clients, each with its own keep-alive connection.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// How long to measure, after the warm-up.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Load before measuring starts; not recorded.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// put | get | get-stale | mixed:READS/WRITES | incr | cas
+    #[arg(long, default_value = "put")]
+    pub workload: Workload,
+    /// Size of the key space; each op picks a key uniformly.
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: usize,
+    /// Bytes of each written value.
+    #[arg(long, default_value_t = 100)]
+    pub value_size: usize,
+    /// Open loop: total requests per second across all clients. Latency is then measured from
+    /// each request's scheduled send time (corrected for coordinated omission).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_enum, default_value = "cairn")]
+    pub target: Target,
+    /// Write every key before measuring [default: on for get, get-stale and mixed].
+    #[arg(long, conflicts_with = "no_preload")]
+    pub preload: bool,
+    #[arg(long)]
+    pub no_preload: bool,
+    /// Spread clients over all endpoints instead of sending to the leader (or, for get-stale,
+    /// to one follower).
+    #[arg(long)]
+    pub no_leader_discovery: bool,
+    /// Per-request timeout; a request that takes longer counts as a `timeout` error.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Path of etcd's JSON gateway (`/v3` for etcd 3.4+; 3.3 used `/v3beta`).
+    #[arg(long, default_value = "/v3")]
+    pub etcd_prefix: String,
+    /// Seed for key and op choice [default: from the clock].
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl BenchOpts {
+    fn validate(&self) -> Result<(), String> {
+        if self.clients == 0 || self.keys == 0 {
+            return Err("--clients and --keys must be at least 1".into());
+        }
+        if self.duration.is_zero() {
+            return Err("--duration must be positive".into());
+        }
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                return Err("--rate must be a positive number of requests per second".into());
+            }
+        }
+        if self.target == Target::Etcd && matches!(self.workload, Workload::Incr | Workload::Cas) {
+            return Err(format!("workload {} is not supported with --target etcd", self.workload));
+        }
+        Ok(())
+    }
+
+    fn wants_preload(&self) -> bool {
+        !self.no_preload && (self.preload || self.workload.reads_existing_keys())
+    }
+}
+
+/// Runs a benchmark and prints its report (stdout) and progress (stderr). Returns 0 when the run
+/// completed with at least one op and no errors, 1 when any op failed, 2 for bad usage.
+pub async fn run(opts: BenchOpts) -> i32 {
+    if let Err(e) = opts.validate() {
+        eprintln!("error: {e}");
+        return EXIT_USAGE;
+    }
+    let endpoints = match crate::client::parse_endpoints(&opts.endpoints) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match run_checked(&opts, &endpoints).await {
+        Ok(report) => {
+            if opts.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            i32::from(report.error_total() > 0 || report.all.ops == 0)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+async fn run_checked(opts: &BenchOpts, endpoints: &[reqwest::Url]) -> Result<Report, String> {
+    let control = driver::http_client(Duration::from_secs(5))?;
+    let discover = !opts.no_leader_discovery;
+    let plan = discovery::plan(&control, opts.target, endpoints, opts.workload, discover, &opts.etcd_prefix).await?;
+    let kinds = opts.workload.op_kinds();
+    let routes_for = |url: &reqwest::Url| {
+        Arc::new(Routes::new(opts.target, url, opts.keys, opts.value_size, &kinds, &opts.etcd_prefix))
+    };
+    if opts.wants_preload() {
+        eprintln!("bench: preloading {} keys through {}", opts.keys, plan.write);
+        let took = driver::preload(routes_for(&plan.write), opts.keys, opts.clients.min(64), opts.timeout).await?;
+        eprintln!("bench: preload took {:.1}s", took.as_secs_f64());
+        if opts.workload == Workload::GetStale {
+            discovery::wait_for_followers(&control, opts.target, &plan, &opts.etcd_prefix, Duration::from_secs(15))
+                .await?;
+        }
+    }
+    let routes: Vec<Arc<Routes>> = plan.targets.iter().map(routes_for).collect();
+    let base_seed = opts.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    });
+    let mut clients = Vec::with_capacity(opts.clients);
+    for i in 0..opts.clients {
+        clients.push(Client {
+            seed: base_seed.wrapping_add((i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
+            routes: routes[i % routes.len()].clone(),
+            http: driver::http_client(opts.timeout)?,
+        });
+    }
+    eprintln!(
+        "bench: {} {} with {} clients against {} ({}), seed {base_seed}",
+        opts.target.name(),
+        opts.workload,
+        opts.clients,
+        plan.targets.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", "),
+        plan.routing,
+    );
+    let schedule = Arc::new(Schedule::new(opts.warmup, opts.duration, opts.rate));
+    let recorder = driver::drive(opts.workload, opts.keys, schedule.clone(), clients).await;
+    let info = RunInfo {
+        target: opts.target.name().into(),
+        workload: opts.workload,
+        clients: opts.clients,
+        duration: opts.duration,
+        warmup: opts.warmup,
+        rate: opts.rate,
+        keys: opts.keys,
+        value_size: opts.value_size,
+        endpoints: plan.targets.iter().map(|u| u.to_string()).collect(),
+        routing: plan.routing.clone(),
+        unsent: schedule.unsent(),
+    };
+    Ok(Report::new(info, &recorder))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        opts: BenchOpts,
+    }
+
+    fn parse(args: &[&str]) -> Result<BenchOpts, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).map(|c| c.opts)
+    }
+
+    #[test]
+    fn flags_parse_with_durations_and_mixes() {
+        let o = parse(&["--endpoints", "a:1,b:2", "--duration", "3s", "--workload", "mixed:90/10", "--rate", "500"])
+            .unwrap();
+        assert_eq!(o.duration, Duration::from_secs(3));
+        assert_eq!(o.workload, Workload::Mixed(Mix { reads: 90, writes: 10 }));
+        assert_eq!(o.rate, Some(500.0));
+        assert_eq!(o.target, Target::Cairn);
+        assert!(parse(&["--workload", "mixed:x"]).is_err());
+        assert!(parse(&["--preload", "--no-preload"]).is_err());
+    }
+
+    #[test]
+    fn preload_defaults_follow_the_workload_and_flags_override() {
+        assert!(parse(&["--workload", "get"]).unwrap().wants_preload());
+        assert!(!parse(&["--workload", "get", "--no-preload"]).unwrap().wants_preload());
+        assert!(!parse(&["--workload", "put"]).unwrap().wants_preload());
+        assert!(parse(&["--workload", "put", "--preload"]).unwrap().wants_preload());
+    }
+
+    #[test]
+    fn etcd_rejects_workloads_it_has_no_equivalent_for() {
+        let o = parse(&["--target", "etcd", "--workload", "incr"]).unwrap();
+        assert!(o.validate().is_err());
+        let o = parse(&["--target", "etcd", "--workload", "get-stale"]).unwrap();
+        assert!(o.validate().is_ok());
+        assert!(parse(&["--rate", "0"]).unwrap().validate().is_err());
+        assert!(parse(&["--clients", "0"]).unwrap().validate().is_err());
+    }
+}

@@ -21,11 +21,7 @@ async fn assert_rejected_and_still_serving(c: &Cluster, url: &str, resp: Resp, s
     let put = c.http.put(url, "after-bad-input", &json!({"value": "fine"})).await;
     assert_eq!(put.status, 200, "node stopped serving writes after bad input: {put:?}");
     let got = c.http.get(url, "after-bad-input").await;
-    assert_eq!(
-        got.data()["value"],
-        "fine",
-        "node stopped serving reads after bad input: {got:?}"
-    );
+    assert_eq!(got.data()["value"], "fine", "node stopped serving reads after bad input: {got:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

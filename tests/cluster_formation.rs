@@ -19,44 +19,27 @@ async fn assert_one_agreed_leader_with_all_members(cluster: &mut Cluster) {
     let expected: BTreeMap<u64, String> = cluster.ids().into_iter().map(|id| (id, cluster.addr(id))).collect();
     let mut leaders_by_role = Vec::new();
     for id in cluster.ids() {
-        let status = cluster
-            .http
-            .status(&cluster.url(id))
-            .await
-            .unwrap_or_else(|e| panic!("status of node {id}: {e}"));
+        let status = cluster.http.status(&cluster.url(id)).await.unwrap_or_else(|e| panic!("status of node {id}: {e}"));
         assert_eq!(status["id"], json!(id), "node {id} reports a different id: {status}");
-        assert_eq!(
-            status["leader"],
-            json!(leader),
-            "node {id} names another leader: {status}"
-        );
+        assert_eq!(status["leader"], json!(leader), "node {id} names another leader: {status}");
         if status["role"] == "leader" {
             leaders_by_role.push(id);
         }
-        let members = status["members"]
-            .as_array()
-            .unwrap_or_else(|| panic!("node {id}: members is not an array: {status}"));
+        let members =
+            status["members"].as_array().unwrap_or_else(|| panic!("node {id}: members is not an array: {status}"));
         let listed: BTreeMap<u64, String> = members
             .iter()
             .map(|m| {
                 assert_eq!(m["voter"], json!(true), "node {id}: member not a voter: {m}");
-                let mid = m["id"]
-                    .as_u64()
-                    .unwrap_or_else(|| panic!("member id not a number: {m}"));
-                let addr = m["addr"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("member addr not a string: {m}"));
+                let mid = m["id"].as_u64().unwrap_or_else(|| panic!("member id not a number: {m}"));
+                let addr = m["addr"].as_str().unwrap_or_else(|| panic!("member addr not a string: {m}"));
                 (mid, addr.to_string())
             })
             .collect();
         assert_eq!(members.len(), 3, "node {id}: members listed more than once: {status}");
         assert_eq!(listed, expected, "node {id}: member list differs: {status}");
     }
-    assert_eq!(
-        leaders_by_role,
-        vec![leader],
-        "exactly the agreed leader must report role leader"
-    );
+    assert_eq!(leaders_by_role, vec![leader], "exactly the agreed leader must report role leader");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,17 +70,9 @@ async fn single_node_without_peers_becomes_leader_and_serves_put_then_get() {
     assert_eq!(member_ids, vec![1], "{status}");
 
     let url = cluster.url(1);
-    let put = cluster
-        .http
-        .put(&url, "greeting", &json!({"value": {"hello": "world"}}))
-        .await
-        .ok();
+    let put = cluster.http.put(&url, "greeting", &json!({"value": {"hello": "world"}})).await.ok();
     assert_eq!(put.data()["value"], json!({"hello": "world"}), "{put:?}");
     let got = cluster.http.get(&url, "greeting").await.ok();
     assert_eq!(got.data()["value"], json!({"hello": "world"}), "{got:?}");
-    assert_eq!(
-        got.version(),
-        put.version(),
-        "GET must report the version the PUT returned"
-    );
+    assert_eq!(got.version(), put.version(), "GET must report the version the PUT returned");
 }

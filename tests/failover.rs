@@ -15,10 +15,7 @@ use support::{deadline_in, until, Cluster, Http, Resp};
 async fn killed_leader_is_replaced_by_another_node_and_catches_up_after_restart() {
     let mut c = Cluster::start(3);
     let old_leader = c.wait_for_leader(deadline_in(20)).await;
-    c.http
-        .put(&c.leader_url(), "before", &json!({"value": "old term"}))
-        .await
-        .ok();
+    c.http.put(&c.leader_url(), "before", &json!({"value": "old term"})).await.ok();
 
     c.kill(old_leader);
     let survivors: Vec<(u64, String)> = c.running_ids().into_iter().map(|id| (id, c.url(id))).collect();
@@ -47,23 +44,16 @@ async fn killed_leader_is_replaced_by_another_node_and_catches_up_after_restart(
     let url = c.url(old_leader);
     let http = &c.http;
     let url = &url;
-    until(
-        deadline_in(15),
-        "the restarted node to serve the new key from its own state",
-        async || {
-            let resp = http.try_get_query(url, "after", "consistency=stale").await?;
-            if resp.status == 200 && resp.data()["value"] == "new term" {
-                Ok(())
-            } else {
-                Err(format!("{resp:?}"))
-            }
-        },
-    )
+    until(deadline_in(15), "the restarted node to serve the new key from its own state", async || {
+        let resp = http.try_get_query(url, "after", "consistency=stale").await?;
+        if resp.status == 200 && resp.data()["value"] == "new term" {
+            Ok(())
+        } else {
+            Err(format!("{resp:?}"))
+        }
+    })
     .await;
-    let before = c
-        .http
-        .get_query(&c.url(old_leader), "before", "consistency=stale")
-        .await;
+    let before = c.http.get_query(&c.url(old_leader), "before", "consistency=stale").await;
     assert_eq!(before.data()["value"], "old term", "{before:?}");
 }
 
@@ -109,12 +99,10 @@ async fn every_acknowledged_write_survives_all_nodes_being_killed_under_load() {
     stop.store(true, Ordering::Relaxed);
     let mut acknowledged = Vec::new();
     let collect_deadline = Instant::now() + Duration::from_secs(15);
-    while let Some(joined) = tokio::time::timeout(
-        collect_deadline.saturating_duration_since(Instant::now()),
-        writers.join_next(),
-    )
-    .await
-    .expect("writers stop within the deadline once the nodes are gone")
+    while let Some(joined) =
+        tokio::time::timeout(collect_deadline.saturating_duration_since(Instant::now()), writers.join_next())
+            .await
+            .expect("writers stop within the deadline once the nodes are gone")
     {
         acknowledged.extend(joined.expect("writer task panicked"));
     }

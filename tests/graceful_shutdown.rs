@@ -20,11 +20,7 @@ async fn restart_on_the_same_data_dir_keeps_the_data() {
     let mut c = Cluster::single();
     c.wait_for_leader(deadline_in(15)).await;
     let url = c.url(1);
-    let put = c
-        .http
-        .put(&url, "durable", &json!({"value": {"kept": true}}))
-        .await
-        .ok();
+    let put = c.http.put(&url, "durable", &json!({"value": {"kept": true}})).await.ok();
     c.http.increment(&url, "count", Some(&json!({"delta": 41}))).await.ok();
     c.http.increment(&url, "count", None).await.ok();
     let status = c.terminate(1, deadline_in(10)).await;
@@ -34,11 +30,7 @@ async fn restart_on_the_same_data_dir_keeps_the_data() {
     c.wait_for_leader(deadline_in(15)).await;
     let got = c.http.get(&url, "durable").await.ok();
     assert_eq!(got.data()["value"], json!({"kept": true}), "{got:?}");
-    assert_eq!(
-        got.version(),
-        put.version(),
-        "the version survives the restart: {got:?}"
-    );
+    assert_eq!(got.version(), put.version(), "the version survives the restart: {got:?}");
     assert_eq!(c.http.get(&url, "count").await.ok().data()["value"], json!(42));
     // Still writable, with versions continuing past the old ones.
     let after = c.http.put(&url, "durable", &json!({"value": "changed"})).await.ok();
@@ -67,10 +59,7 @@ async fn data_dir_written_by_id_1_refuses_to_start_as_id_2() {
     .collect();
     let output = run_cairn_once(&args, deadline_in(15)).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !output.status.success(),
-        "starting as id 2 must fail; stderr:\n{stderr}"
-    );
+    assert!(!output.status.success(), "starting as id 2 must fail; stderr:\n{stderr}");
     // The message names the ids involved: the word "id" plus the numbers 1 and 2 as
     // standalone tokens (timestamps never yield a bare "1" or "2" token).
     let tokens: Vec<&str> = stderr.split(|ch: char| !ch.is_ascii_alphanumeric()).collect();

@@ -23,10 +23,7 @@ fn assert_item(resp: &Resp, key: &str, value: &Value) {
     let data = resp.data();
     assert_eq!(data["key"], json!(key), "{resp:?}");
     assert_eq!(&data["value"], value, "{resp:?}");
-    assert!(
-        data.get("expiresAt").is_some_and(Value::is_null),
-        "expiresAt must be present and null: {resp:?}"
-    );
+    assert!(data.get("expiresAt").is_some_and(Value::is_null), "expiresAt must be present and null: {resp:?}");
     let version = resp.version();
     assert_eq!(resp.header("etag"), Some(format!("\"{version}\"").as_str()), "{resp:?}");
 }
@@ -74,30 +71,17 @@ async fn versions_increase_with_every_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn if_not_exists_creates_once_then_is_409_key_exists() {
     let (c, url) = single_node().await;
-    c.http
-        .put(&url, "once", &json!({"value": "first", "ifNotExists": true}))
-        .await
-        .ok();
-    c.http
-        .put(&url, "once", &json!({"value": "second", "ifNotExists": true}))
-        .await
-        .assert_error(409, "key_exists");
+    c.http.put(&url, "once", &json!({"value": "first", "ifNotExists": true})).await.ok();
+    c.http.put(&url, "once", &json!({"value": "second", "ifNotExists": true})).await.assert_error(409, "key_exists");
     let got = c.http.get(&url, "once").await.ok();
-    assert_eq!(
-        got.data()["value"],
-        "first",
-        "a refused write must not change the value: {got:?}"
-    );
+    assert_eq!(got.data()["value"], "first", "a refused write must not change the value: {got:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn if_version_matching_succeeds_and_stale_is_409_version_mismatch() {
     let (c, url) = single_node().await;
     let v1 = c.http.put(&url, "cas", &json!({"value": "a"})).await.ok().version();
-    let put = c
-        .http
-        .put(&url, "cas", &json!({"value": "b", "ifVersion": v1.to_string()}))
-        .await;
+    let put = c.http.put(&url, "cas", &json!({"value": "b", "ifVersion": v1.to_string()})).await;
     assert_item(&put, "cas", &json!("b"));
     assert!(put.version() > v1);
     c.http
@@ -111,27 +95,13 @@ async fn if_version_matching_succeeds_and_stale_is_409_version_mismatch() {
 async fn if_value_matching_succeeds_and_different_is_409_value_mismatch() {
     let (c, url) = single_node().await;
     c.http.put(&url, "cav", &json!({"value": {"state": "idle"}})).await.ok();
-    let put = c
-        .http
-        .put(
-            &url,
-            "cav",
-            &json!({"value": {"state": "busy"}, "ifValue": {"state": "idle"}}),
-        )
-        .await;
+    let put = c.http.put(&url, "cav", &json!({"value": {"state": "busy"}, "ifValue": {"state": "idle"}})).await;
     assert_item(&put, "cav", &json!({"state": "busy"}));
     c.http
-        .put(
-            &url,
-            "cav",
-            &json!({"value": {"state": "done"}, "ifValue": {"state": "idle"}}),
-        )
+        .put(&url, "cav", &json!({"value": {"state": "done"}, "ifValue": {"state": "idle"}}))
         .await
         .assert_error(409, "value_mismatch");
-    assert_eq!(
-        c.http.get(&url, "cav").await.ok().data()["value"],
-        json!({"state": "busy"})
-    );
+    assert_eq!(c.http.get(&url, "cav").await.ok().data()["value"], json!({"state": "busy"}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,10 +109,7 @@ async fn if_match_with_the_current_etag_succeeds_and_otherwise_is_412() {
     let (c, url) = single_node().await;
     let put = c.http.put(&url, "etag", &json!({"value": 1})).await.ok();
     let etag = put.header("etag").expect("PUT carries an ETag").to_string();
-    let second = c
-        .http
-        .put_with_headers(&url, "etag", &json!({"value": 2}), &[("if-match", &etag)])
-        .await;
+    let second = c.http.put_with_headers(&url, "etag", &json!({"value": 2}), &[("if-match", &etag)]).await;
     assert_item(&second, "etag", &json!(2));
     c.http
         .put_with_headers(&url, "etag", &json!({"value": 3}), &[("if-match", &etag)])
@@ -159,10 +126,7 @@ async fn if_match_with_the_current_etag_succeeds_and_otherwise_is_412() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn if_none_match_star_creates_an_absent_key_and_is_412_on_an_existing_one() {
     let (c, url) = single_node().await;
-    let created = c
-        .http
-        .put_with_headers(&url, "inm", &json!({"value": "new"}), &[("if-none-match", "*")])
-        .await;
+    let created = c.http.put_with_headers(&url, "inm", &json!({"value": "new"}), &[("if-none-match", "*")]).await;
     assert_item(&created, "inm", &json!("new"));
     c.http
         .put_with_headers(&url, "inm", &json!({"value": "again"}), &[("if-none-match", "*")])
@@ -198,10 +162,7 @@ async fn increment_by_a_float_delta_gives_a_float() {
 async fn increment_of_a_string_is_409_not_a_number() {
     let (c, url) = single_node().await;
     c.http.put(&url, "s", &json!({"value": "seven"})).await.ok();
-    c.http
-        .increment(&url, "s", None)
-        .await
-        .assert_error(409, "not_a_number");
+    c.http.increment(&url, "s", None).await.assert_error(409, "not_a_number");
     assert_eq!(c.http.get(&url, "s").await.ok().data()["value"], "seven");
 }
 
@@ -209,9 +170,6 @@ async fn increment_of_a_string_is_409_not_a_number() {
 async fn increment_past_i64_max_is_409_overflow() {
     let (c, url) = single_node().await;
     c.http.put(&url, "big", &json!({"value": i64::MAX})).await.ok();
-    c.http
-        .increment(&url, "big", Some(&json!({"delta": 1})))
-        .await
-        .assert_error(409, "overflow");
+    c.http.increment(&url, "big", Some(&json!({"delta": 1}))).await.assert_error(409, "overflow");
     assert_eq!(c.http.get(&url, "big").await.ok().data()["value"], json!(i64::MAX));
 }

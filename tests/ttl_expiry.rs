@@ -15,18 +15,11 @@ async fn ttl_key_expires_on_every_node_while_a_key_without_ttl_stays() {
     let leader = c.leader_url();
 
     let keep = c.http.put(&leader, "keep", &json!({"value": "forever"})).await.ok();
-    assert!(
-        keep.data()["expiresAt"].is_null(),
-        "no TTL means expiresAt null: {keep:?}"
-    );
+    assert!(keep.data()["expiresAt"].is_null(), "no TTL means expiresAt null: {keep:?}");
 
     // The expiry deadline counts from the write; expiry is due ~1 s after it, plus ~2 s slack.
     let expiry_deadline = deadline_in(10);
-    let put = c
-        .http
-        .put(&leader, "brief", &json!({"value": "soon gone", "ttlSeconds": 1}))
-        .await
-        .ok();
+    let put = c.http.put(&leader, "brief", &json!({"value": "soon gone", "ttlSeconds": 1})).await.ok();
     let got = c.http.get(&leader, "brief").await;
     assert_eq!(got.status, 200, "readable right after the write: {got:?}");
     assert_eq!(got.data()["value"], "soon gone", "{got:?}");
@@ -38,10 +31,7 @@ async fn ttl_key_expires_on_every_node_while_a_key_without_ttl_stays() {
         let at =
             parse_rfc3339_utc(expires_at).unwrap_or_else(|| panic!("expiresAt is not RFC 3339 UTC: {expires_at:?}"));
         // A sanity bound only (catches wrong units or epochs), not a timing assertion.
-        assert!(
-            (at - unix_now()).abs() < 120.0,
-            "expiresAt {expires_at} is far from now"
-        );
+        assert!((at - unix_now()).abs() < 120.0, "expiresAt {expires_at} is far from now");
     }
 
     let http = &c.http;

@@ -45,10 +45,7 @@ impl Cluster {
     }
 
     fn prepare_inner(n: usize, with_peers: bool) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("cairn-it-")
-            .tempdir()
-            .expect("create tempdir");
+        let dir = tempfile::Builder::new().prefix("cairn-it-").tempdir().expect("create tempdir");
         let ports = free_ports(n);
         let nodes: Vec<Node> = ports
             .iter()
@@ -64,20 +61,9 @@ impl Cluster {
                 }
             })
             .collect();
-        let peers = with_peers.then(|| {
-            nodes
-                .iter()
-                .map(|n| format!("{}={}", n.id, n.addr))
-                .collect::<Vec<_>>()
-                .join(",")
-        });
-        Self {
-            dir: Some(dir),
-            nodes,
-            peers,
-            leader: None,
-            http: Http::new(),
-        }
+        let peers =
+            with_peers.then(|| nodes.iter().map(|n| format!("{}={}", n.id, n.addr)).collect::<Vec<_>>().join(","));
+        Self { dir: Some(dir), nodes, peers, leader: None, http: Http::new() }
     }
 
     /// Starts `n` nodes with `--peers`, in id order, without delay.
@@ -109,17 +95,11 @@ impl Cluster {
     }
 
     fn node(&self, id: u64) -> &Node {
-        self.nodes
-            .iter()
-            .find(|n| n.id == id)
-            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
+        self.nodes.iter().find(|n| n.id == id).unwrap_or_else(|| panic!("no node {id} in this cluster"))
     }
 
     fn node_mut(&mut self, id: u64) -> &mut Node {
-        self.nodes
-            .iter_mut()
-            .find(|n| n.id == id)
-            .unwrap_or_else(|| panic!("no node {id} in this cluster"))
+        self.nodes.iter_mut().find(|n| n.id == id).unwrap_or_else(|| panic!("no node {id} in this cluster"))
     }
 
     /// The `cairn serve` arguments node `id` is (re)started with.
@@ -146,11 +126,7 @@ impl Cluster {
         let args = self.serve_args(id);
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} is already running");
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log_path)
-            .expect("open node log");
+        let mut log = OpenOptions::new().create(true).append(true).open(&node.log_path).expect("open node log");
         let stderr = log.try_clone().expect("clone log handle");
         let stdout = log.try_clone().expect("clone log handle");
         let mut cmd = cairn_command();
@@ -181,11 +157,7 @@ impl Cluster {
     /// `deadline`; returns its exit status. Panics (and `Drop` then SIGKILLs it) if it is
     /// still running at the deadline.
     pub async fn terminate(&mut self, id: u64, deadline: Instant) -> ExitStatus {
-        let mut child = self
-            .node_mut(id)
-            .child
-            .take()
-            .unwrap_or_else(|| panic!("node {id} is not running"));
+        let mut child = self.node_mut(id).child.take().unwrap_or_else(|| panic!("node {id} is not running"));
         let pid = child.id().to_string();
         let sent = Command::new("kill").arg("-TERM").arg(&pid).status();
         let outcome = match sent {
@@ -330,13 +302,7 @@ impl Drop for Cluster {
 /// `Ok(leader)` when every running node answered, all name the same running leader, and
 /// exactly that node reports role "leader"; otherwise a description of what was seen.
 fn agreed_leader(statuses: &[(u64, Value)], running: &[u64]) -> Result<u64, String> {
-    let seen = || {
-        statuses
-            .iter()
-            .map(|(id, s)| format!("node {id}: {s}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
+    let seen = || statuses.iter().map(|(id, s)| format!("node {id}: {s}")).collect::<Vec<_>>().join("; ");
     let mut named = BTreeSet::new();
     let mut leaders_by_role = Vec::new();
     for (id, status) in statuses {

@@ -62,15 +62,8 @@ impl Resp {
     #[track_caller]
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(self.status, status, "expected {status} {code}, got {self:?}");
-        assert_eq!(
-            self.error_code(),
-            Some(code),
-            "expected error code {code}, got {self:?}"
-        );
-        assert!(
-            self.body["error"]["message"].is_string(),
-            "error envelope lacks a string message: {self:?}"
-        );
+        assert_eq!(self.error_code(), Some(code), "expected error code {code}, got {self:?}");
+        assert!(self.body["error"]["message"].is_string(), "error envelope lacks a string message: {self:?}");
     }
 }
 
@@ -156,18 +149,10 @@ impl Http {
         let resp = req.send().await.map_err(|e| format!("{method} {url}: {e}"))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("{method} {url}: reading body: {e}"))?;
+        let bytes = resp.bytes().await.map_err(|e| format!("{method} {url}: reading body: {e}"))?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Resp {
-            status,
-            headers,
-            body,
-            text,
-        })
+        Ok(Resp { status, headers, body, text })
     }
 
     /// Like `send`, but a transport error fails the test.
@@ -179,8 +164,7 @@ impl Http {
     }
 
     pub async fn try_put(&self, base: &str, key: &str, body: &Value) -> Result<Resp, String> {
-        self.send(Method::PUT, &item_url(base, key), Some(json_bytes(body)), &[])
-            .await
+        self.send(Method::PUT, &item_url(base, key), Some(json_bytes(body)), &[]).await
     }
 
     /// `PUT /kv/items/{key}` with a JSON body such as `{"value": ...}`.
@@ -189,8 +173,7 @@ impl Http {
     }
 
     pub async fn put_with_headers(&self, base: &str, key: &str, body: &Value, headers: &[(&str, &str)]) -> Resp {
-        self.must(Method::PUT, &item_url(base, key), Some(json_bytes(body)), headers)
-            .await
+        self.must(Method::PUT, &item_url(base, key), Some(json_bytes(body)), headers).await
     }
 
     /// `PUT` with an already-encoded path segment and raw body bytes (for malformed input).
@@ -206,13 +189,11 @@ impl Http {
 
     /// `GET /kv/items/{key}?{query}`.
     pub async fn get_query(&self, base: &str, key: &str, query: &str) -> Resp {
-        self.must(Method::GET, &format!("{}?{query}", item_url(base, key)), None, &[])
-            .await
+        self.must(Method::GET, &format!("{}?{query}", item_url(base, key)), None, &[]).await
     }
 
     pub async fn try_get_query(&self, base: &str, key: &str, query: &str) -> Result<Resp, String> {
-        self.send(Method::GET, &format!("{}?{query}", item_url(base, key)), None, &[])
-            .await
+        self.send(Method::GET, &format!("{}?{query}", item_url(base, key)), None, &[]).await
     }
 
     pub async fn delete(&self, base: &str, key: &str) -> Resp {
@@ -227,9 +208,7 @@ impl Http {
 
     /// The `data` object of `GET /cluster/status`.
     pub async fn status(&self, base: &str) -> Result<Value, String> {
-        let resp = self
-            .send(Method::GET, &format!("{base}/cluster/status"), None, &[])
-            .await?;
+        let resp = self.send(Method::GET, &format!("{base}/cluster/status"), None, &[]).await?;
         if resp.status != 200 || !resp.data().is_object() {
             return Err(format!("{base}/cluster/status: {resp:?}"));
         }

@@ -45,13 +45,9 @@ pub fn free_port() -> u16 {
 /// `n` distinct free loopback ports; all listeners are held until every port is chosen so
 /// the OS cannot hand out the same port twice.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local_addr of ephemeral listener").port())
-        .collect()
+    let listeners: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("local_addr of ephemeral listener").port()).collect()
 }
 
 /// Runs `attempt` until it returns `Ok`, at most until `deadline`; panics at the deadline

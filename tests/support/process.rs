@@ -25,11 +25,7 @@ const CAIRN_ENV: &[&str] = &[
 /// failing the test if it has not exited by `deadline`.
 pub async fn run_cairn_once(args: &[String], deadline: Instant) -> Output {
     let mut cmd = tokio::process::Command::from(cairn_command());
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let child = cmd.spawn().expect("spawn cairn");
     let remaining = deadline.saturating_duration_since(Instant::now());
     match tokio::time::timeout(remaining, child.wait_with_output()).await {
@@ -78,7 +74,5 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 
 /// Reads a whole log file (for assertions about what a node printed).
 pub fn read_log(path: &Path) -> String {
-    std::fs::read(path)
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .unwrap_or_default()
+    std::fs::read(path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
 }

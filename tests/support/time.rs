@@ -44,8 +44,5 @@ pub fn parse_rfc3339_utc(s: &str) -> Option<f64> {
 
 /// Current Unix time in seconds.
 pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_secs_f64()
 }

@@ -34,6 +34,9 @@ pub struct Cluster {
     /// The leader agreed on by the last successful `wait_for_leader`.
     leader: Option<u64>,
     pub http: Http,
+    /// Extra `cairn serve` arguments for every node (e.g. `--admin-token`), applied at each
+    /// (re)start.
+    pub extra_args: Vec<String>,
 }
 
 impl Cluster {
@@ -63,7 +66,7 @@ impl Cluster {
             .collect();
         let peers =
             with_peers.then(|| nodes.iter().map(|n| format!("{}={}", n.id, n.addr)).collect::<Vec<_>>().join(","));
-        Self { dir: Some(dir), nodes, peers, leader: None, http: Http::new() }
+        Self { dir: Some(dir), nodes, peers, leader: None, http: Http::new(), extra_args: Vec::new() }
     }
 
     /// Starts `n` nodes with `--peers`, in id order, without delay.
@@ -89,8 +92,24 @@ impl Cluster {
 
     /// One node started without `--peers` (a single-node cluster), id 1.
     pub fn single() -> Self {
+        Self::single_with(&[])
+    }
+
+    /// Like [`Cluster::single`], with extra `cairn serve` arguments.
+    pub fn single_with(extra: &[&str]) -> Self {
         let mut cluster = Self::prepare_inner(1, false);
+        cluster.extra_args = extra.iter().map(|s| s.to_string()).collect();
         cluster.start_node(1);
+        cluster
+    }
+
+    /// Like [`Cluster::start`], with extra `cairn serve` arguments for every node.
+    pub fn start_with(n: usize, extra: &[&str]) -> Self {
+        let mut cluster = Self::prepare(n);
+        cluster.extra_args = extra.iter().map(|s| s.to_string()).collect();
+        for id in 1..=n as u64 {
+            cluster.start_node(id);
+        }
         cluster
     }
 
@@ -118,6 +137,7 @@ impl Cluster {
             args.push("--peers".to_string());
             args.push(peers.clone());
         }
+        args.extend(self.extra_args.iter().cloned());
         args
     }
 
@@ -243,6 +263,7 @@ impl Cluster {
     /// Returns (and remembers) its id; panics at `deadline` or if a node exits.
     pub async fn wait_for_leader(&mut self, deadline: Instant) -> u64 {
         let http = self.http.clone();
+        let auth = self.admin_authorization();
         loop {
             self.assert_running();
             let running = self.running_ids();
@@ -250,7 +271,7 @@ impl Cluster {
             let mut statuses = Vec::new();
             for id in &running {
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(remaining, http.status(&self.url(*id))).await {
+                match tokio::time::timeout(remaining, http.status_as(&self.url(*id), auth.as_deref())).await {
                     Ok(Ok(status)) => statuses.push((*id, status)),
                     Ok(Err(e)) => statuses.push((*id, Value::String(e))),
                     Err(_) => statuses.push((*id, Value::String("deadline reached".into()))),
@@ -269,6 +290,12 @@ impl Cluster {
             }
             tokio::time::sleep(POLL_EVERY.min(remaining)).await;
         }
+    }
+
+    /// `Bearer <token>` when the nodes run with `--admin-token`.
+    pub fn admin_authorization(&self) -> Option<String> {
+        let i = self.extra_args.iter().position(|a| a == "--admin-token")?;
+        self.extra_args.get(i + 1).map(|t| format!("Bearer {t}"))
     }
 
     /// Prints the last lines of every node's log to stderr (shown for failing tests).

@@ -208,7 +208,13 @@ impl Http {
 
     /// The `data` object of `GET /cluster/status`.
     pub async fn status(&self, base: &str) -> Result<Value, String> {
-        let resp = self.send(Method::GET, &format!("{base}/cluster/status"), None, &[]).await?;
+        self.status_as(base, None).await
+    }
+
+    /// `GET /cluster/status` with an `Authorization` header, for nodes that need credentials.
+    pub async fn status_as(&self, base: &str, authorization: Option<&str>) -> Result<Value, String> {
+        let headers: Vec<(&str, &str)> = authorization.map(|a| ("authorization", a)).into_iter().collect();
+        let resp = self.send(Method::GET, &format!("{base}/cluster/status"), None, &headers).await?;
         if resp.status != 200 || !resp.data().is_object() {
             return Err(format!("{base}/cluster/status: {resp:?}"));
         }

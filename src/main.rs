@@ -116,6 +116,9 @@ struct ServeArgs {
     /// TTL applied to writes that give none (default: keys live until deleted).
     #[arg(long, env = "CAIRN_DEFAULT_TTL_SECONDS")]
     default_ttl_seconds: Option<u64>,
+    /// Requests per second per token (or per client IP without one), per node; 0 = off.
+    #[arg(long, env = "CAIRN_RATE_LIMIT", default_value_t = 0)]
+    rate_limit: u32,
     /// Tokio worker threads [default: number of CPUs].
     #[arg(long, env = "CAIRN_WORKER_THREADS")]
     worker_threads: Option<usize>,
@@ -163,7 +166,7 @@ impl ServeArgs {
             admin_token: self.admin_token.clone().filter(|t| !t.is_empty()),
             allow_anonymous: self.admin_token.is_none(),
             cluster_secret: self.cluster_secret.clone().filter(|t| !t.is_empty()),
-            rate_limit_per_sec: 0,
+            rate_limit_per_sec: self.rate_limit,
         };
         c.quotas = Quotas {
             max_keys_per_namespace: self.max_keys_per_namespace,

@@ -20,7 +20,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
 
     let ticker = tokio::spawn(ttl::run(node.clone()));
     let forward_http = net::http_client(local_ip, None).map_err(|e| StartError::Raft(e.to_string()))?;
-    let app = api::router(AppState { node: node.clone(), forward_http });
+    let app = api::router(AppState::new(node.clone(), forward_http));
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     ticker.abort();
     tracing::info!("HTTP drained; stopping raft");

@@ -320,3 +320,25 @@ fn non_loopback_listen_without_admin_token_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--admin-token"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_answers_429_with_retry_after_and_headers() {
+    let (c, url) = single(&["--rate-limit", "1"]).await;
+    let item = format!("{url}/kv/items/k");
+    // Five requests at once against a bucket of one: however slow the machine, at least one
+    // of them cannot have a token.
+    let sends = (0..5).map(|_| c.http.must(Method::GET, &item, None, &[]));
+    let answers = futures::future::join_all(sends).await;
+    let limited: Vec<&Resp> = answers.iter().filter(|r| r.status == 429).collect();
+    assert!(!limited.is_empty(), "no request was limited: {answers:?}");
+    let r = limited[0];
+    r.assert_error(429, "rate_limited");
+    assert!(r.header("retry-after").is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s >= 1)), "{r:?}");
+    assert_eq!(r.header("x-ratelimit-limit"), Some("1"));
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    assert!(answers.iter().all(|a| a.header("x-ratelimit-reset").is_some()), "{answers:?}");
+    // Probes are never limited.
+    for _ in 0..3 {
+        assert_eq!(c.http.must(Method::GET, &format!("{url}/health"), None, &[]).await.status, 200);
+    }
+}

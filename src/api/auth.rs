@@ -5,7 +5,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
@@ -102,11 +102,16 @@ pub fn parse_perm(name: &str) -> Option<u8> {
 
 /// Pulls the credential out of a request, in the seed services' styles.
 pub fn credential(parts: &Parts) -> Option<String> {
-    credential_any(parts).filter(|c| !c.is_empty())
+    credential_from(&parts.headers, &parts.uri)
 }
 
-fn credential_any(parts: &Parts) -> Option<String> {
-    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+/// [`credential`] from the pieces, for code that holds no `Parts` (middleware).
+pub fn credential_from(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    credential_any(headers, uri).filter(|c| !c.is_empty())
+}
+
+fn credential_any(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
             return Some(t.trim().to_string());
@@ -118,10 +123,10 @@ fn credential_any(parts: &Parts) -> Option<String> {
             return Some(if user.is_empty() { pass } else { user }.to_string());
         }
     }
-    if let Some(v) = parts.headers.get("x-token").and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers.get("x-token").and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_string());
     }
-    query_param(&parts.uri, "key")
+    query_param(uri, "key")
 }
 
 /// One query parameter, percent-decoded.

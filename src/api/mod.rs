@@ -8,6 +8,7 @@
 //! - `auth.rs`: credentials, tokens, namespaces, permissions
 //! - `exec.rs`: write/read execution shared by every API surface
 //! - `forward.rs`: one-hop proxy to the leader
+//! - `ratelimit.rs`: per-caller token buckets
 //! - `cluster.rs`: `/cluster/status`, `/health`
 //! - `raft_rpc.rs`: `/raft/*` peer RPCs
 //! - `error.rs`: error → status table
@@ -21,6 +22,7 @@ pub mod exec;
 pub mod forward;
 pub mod kv;
 mod raft_rpc;
+mod ratelimit;
 
 use std::sync::Arc;
 
@@ -49,6 +51,16 @@ pub struct AppState {
     pub node: Arc<Node>,
     /// Separate from the Raft RPC client so proxied traffic cannot crowd out heartbeats.
     pub forward_http: reqwest::Client,
+    /// `None` when `--rate-limit` is 0.
+    pub limiter: Option<Arc<ratelimit::RateLimiter>>,
+}
+
+impl AppState {
+    pub fn new(node: Arc<Node>, forward_http: reqwest::Client) -> Self {
+        let per_sec = node.config.security.rate_limit_per_sec;
+        let limiter = (per_sec > 0).then(|| Arc::new(ratelimit::RateLimiter::new(per_sec)));
+        AppState { node, forward_http, limiter }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -57,7 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/raft/vote", post(raft_rpc::vote))
         .route("/raft/snapshot", post(raft_rpc::snapshot))
         .layer(axum::middleware::from_fn_with_state(state.clone(), raft_rpc::require_cluster_secret));
-    Router::new()
+    let data = Router::new()
         .route("/kv/items", get(kv::scan_items))
         .route("/kv/items/{key}", get(kv::get_item).put(kv::put_item).delete(kv::delete_item))
         .route("/kv/items/{key}/increment", post(kv::increment_item))
@@ -65,7 +77,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/tokens", post(admin::create).get(admin::list))
         .route("/admin/tokens/{id}", delete(admin::revoke))
         .route("/cluster/status", get(cluster::status))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit));
+    Router::new()
         .route("/health", get(cluster::health))
+        .merge(data)
         .merge(raft)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route").into_response() })
         .method_not_allowed_fallback(|| async {

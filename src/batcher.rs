@@ -44,7 +44,9 @@ fn keys_of(cmd: &Command) -> Option<Vec<String>> {
             }
             Some(all)
         }
-        Command::Expire | Command::CreateToken { .. } | Command::RevokeToken { .. } => None,
+        Command::Expire | Command::CreateToken { .. } | Command::RevokeToken { .. } | Command::RetireNode { .. } => {
+            None
+        }
     }
 }
 
@@ -53,7 +55,7 @@ fn size_of(cmd: &Command) -> usize {
         Command::Set { key, value, .. } => key.len() + value.len(),
         Command::Get { key, .. } | Command::Delete { key, .. } | Command::Increment { key, .. } => key.len(),
         Command::Batch(ops) => ops.iter().map(size_of).sum(),
-        Command::Expire | Command::CreateToken { .. } | Command::RevokeToken { .. } => 64,
+        Command::Expire | Command::CreateToken { .. } | Command::RevokeToken { .. } | Command::RetireNode { .. } => 64,
     }
 }
 

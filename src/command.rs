@@ -73,6 +73,10 @@ pub enum Command {
     RevokeToken {
         id: String,
     },
+    /// Records that a node id left the cluster, so it is never admitted again.
+    RetireNode {
+        id: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -142,6 +146,9 @@ pub enum CmdResult {
     TokenRevoked {
         id: String,
         existed: bool,
+    },
+    NodeRetired {
+        id: u64,
     },
 }
 

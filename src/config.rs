@@ -23,11 +23,18 @@ pub struct NodeConfig {
     pub election_max: Duration,
     /// Build a snapshot after this many applied entries.
     pub snapshot_logs: u64,
+    /// Entries kept in the WAL behind a snapshot, so a briefly lagging follower catches up
+    /// from the log instead of a whole snapshot.
+    pub snapshot_keep_logs: u64,
     /// After this long a write's outcome is reported unknown (504).
     pub write_timeout: Duration,
     /// How often the leader checks for due TTL expiries.
     pub expire_interval: Duration,
     pub sm: SmOptions,
+    /// A member to ask for admission (`--join`); the node then never initializes a cluster.
+    pub join: Option<String>,
+    /// Bound on admitting a node: learner catch-up plus promotion.
+    pub join_timeout: Duration,
     pub quotas: Quotas,
     pub security: Security,
 }
@@ -74,9 +81,12 @@ impl NodeConfig {
             election_min: Duration::from_millis(600),
             election_max: Duration::from_millis(1200),
             snapshot_logs: 10_000,
+            snapshot_keep_logs: 1_000,
             write_timeout: Duration::from_secs(10),
             expire_interval: Duration::from_secs(1),
             sm: SmOptions::default(),
+            join: None,
+            join_timeout: Duration::from_secs(300),
             quotas: Quotas::default(),
             security: Security { allow_anonymous: true, ..Security::default() },
         }

@@ -18,6 +18,12 @@ pub enum Error {
     /// The node has not applied the requested index within the wait bound.
     #[error("not caught up to index {0}")]
     NotCaughtUp(u64),
+    /// The request contradicts the current state (a membership change already running, a
+    /// retired node id, an address clash). Nothing was changed.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
     /// Local storage failed; the node cannot serve this.
     #[error("storage: {0}")]
     Storage(String),

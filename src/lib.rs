@@ -3,6 +3,7 @@
 //! # Layout
 //! - `server`: runs a node until shutdown (the binary's `serve` calls this)
 //! - `node`: storage + Raft wired together; the core write/read/status operations
+//! - `membership`: adding/removing nodes, retired ids, the `--join` loop
 //! - `api/`: the HTTP edge (axum): validation, error table, forwarding, Raft RPC endpoints
 //! - `net/`: outgoing Raft RPCs (reqwest) and their wire format
 //! - `wal/`: the Raft log and vote in a segmented, fsync'd write-ahead log
@@ -23,6 +24,7 @@ pub mod command;
 pub mod config;
 pub mod error;
 pub mod frame;
+pub mod membership;
 pub mod net;
 pub mod node;
 pub mod server;

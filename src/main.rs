@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use cairn::client::{run_cluster, run_kv, ClientOpts, ClusterCmd, KvCmd};
+use cairn::client::{run_cluster, run_kv, run_token, ClientOpts, ClusterCmd, KvCmd, TokenCmd};
 use cairn::config::{parse_peers, NodeConfig, Quotas, Security};
 use cairn::sm::SmOptions;
 
@@ -30,7 +30,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: KvCmd,
     },
-    /// Inspect the cluster.
+    /// Create, list and revoke access tokens.
+    Token {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Inspect the cluster and change its membership.
     Cluster {
         #[command(flatten)]
         opts: ClientOpts,
@@ -86,6 +93,10 @@ struct ServeArgs {
     /// Build a snapshot (and allow purging the WAL behind it) every N applied entries.
     #[arg(long, env = "CAIRN_SNAPSHOT_LOGS", default_value_t = 10_000)]
     snapshot_logs: u64,
+    /// WAL entries kept behind a snapshot, so a briefly lagging follower catches up from the
+    /// log rather than a whole snapshot.
+    #[arg(long, env = "CAIRN_SNAPSHOT_KEEP_LOGS", default_value_t = 1_000)]
+    snapshot_keep_logs: u64,
     /// After this long a write's outcome is reported unknown (504).
     #[arg(long, env = "CAIRN_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
     write_timeout_ms: u64,
@@ -119,6 +130,13 @@ struct ServeArgs {
     /// Requests per second per token (or per client IP without one), per node; 0 = off.
     #[arg(long, env = "CAIRN_RATE_LIMIT", default_value_t = 0)]
     rate_limit: u32,
+    /// Join an existing cluster through this member (http://host:port). The node asks to be
+    /// added as a learner and is promoted to voter once caught up. Not with --peers.
+    #[arg(long, env = "CAIRN_JOIN")]
+    join: Option<String>,
+    /// Bound on admitting a node (learner catch-up plus promotion), in seconds.
+    #[arg(long, env = "CAIRN_JOIN_TIMEOUT_S", default_value_t = 300)]
+    join_timeout_s: u64,
     /// Tokio worker threads [default: number of CPUs].
     #[arg(long, env = "CAIRN_WORKER_THREADS")]
     worker_threads: Option<usize>,
@@ -143,16 +161,19 @@ impl ServeArgs {
         c.election_min = Duration::from_millis(self.election_min_ms);
         c.election_max = Duration::from_millis(self.election_max_ms);
         c.snapshot_logs = self.snapshot_logs.max(1);
+        c.snapshot_keep_logs = self.snapshot_keep_logs;
         c.write_timeout = Duration::from_millis(self.write_timeout_ms.max(1));
         let loopback = self.listen.ip().is_loopback();
+        let admin_token = self.admin_token.clone().filter(|t| !t.is_empty());
+        let cluster_secret = self.cluster_secret.clone().filter(|t| !t.is_empty());
         if !loopback && !self.insecure_allow_anonymous {
-            if self.admin_token.is_none() {
+            if admin_token.is_none() {
                 return Err(format!(
                     "{} is not a loopback address: give --admin-token (or --insecure-allow-anonymous)",
                     self.listen
                 ));
             }
-            if self.cluster_secret.is_none() {
+            if cluster_secret.is_none() {
                 return Err(format!(
                     "{} is not a loopback address: give --cluster-secret for peer RPCs (or --insecure-allow-anonymous)",
                     self.listen
@@ -163,11 +184,13 @@ impl ServeArgs {
             return Err("--max-value-bytes and --default-ttl-seconds must be positive".into());
         }
         c.security = Security {
-            admin_token: self.admin_token.clone().filter(|t| !t.is_empty()),
-            allow_anonymous: self.admin_token.is_none(),
-            cluster_secret: self.cluster_secret.clone().filter(|t| !t.is_empty()),
+            allow_anonymous: admin_token.is_none(),
+            admin_token,
+            cluster_secret,
             rate_limit_per_sec: self.rate_limit,
         };
+        c.join = self.join.clone();
+        c.join_timeout = Duration::from_secs(self.join_timeout_s.max(1));
         c.quotas = Quotas {
             max_keys_per_namespace: self.max_keys_per_namespace,
             max_value_bytes: self.max_value_bytes,
@@ -284,6 +307,7 @@ fn main() -> ExitCode {
         Cmd::Serve(args) => serve(&args),
         Cmd::Kv { opts, cmd } => client_main(|| async move { run_kv(&opts, cmd).await }),
         Cmd::Cluster { opts, cmd } => client_main(|| async move { run_cluster(&opts, cmd).await }),
+        Cmd::Token { opts, cmd } => client_main(|| async move { run_token(&opts, cmd).await }),
         Cmd::Bench(opts) => bench_main(opts),
     }
 }

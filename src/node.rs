@@ -32,6 +32,10 @@ pub struct Node {
     pub config: NodeConfig,
     /// Queue into the leader's write batcher.
     batch_tx: mpsc::Sender<Pending>,
+    /// Serializes membership changes on this leader (see `membership`).
+    pub(crate) membership_lock: tokio::sync::Mutex<()>,
+    /// Node-to-node HTTP (bound to this node's address), for joining and learner checks.
+    pub(crate) peer_http: reqwest::Client,
 }
 
 /// What a node reports about itself on every response and in `/cluster/status`.
@@ -140,7 +144,7 @@ impl Node {
             // Per chunk; the 200 ms default makes large snapshots retry forever.
             install_snapshot_timeout: 30_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
-            max_in_snapshot_log_to_keep: 1_000,
+            max_in_snapshot_log_to_keep: config.snapshot_keep_logs,
             ..Default::default()
         }
         .validate()
@@ -149,11 +153,15 @@ impl Node {
         let local_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified());
         let http = net::http_client(local_ip, config.security.cluster_secret.as_deref())
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let raft = Raft::new(id, Arc::new(raft_config), Network::new(http), log, sm)
+        let raft = Raft::new(id, Arc::new(raft_config), Network::new(http.clone()), log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
-        if pristine {
+        if !config.peers.is_empty() && config.join.is_some() {
+            return Err(StartError::Config("give either --peers (a new cluster) or --join (an existing one)".into()));
+        }
+        // A joining node waits to be added by the cluster; it must never found one of its own.
+        if pristine && config.join.is_none() {
             let members: BTreeMap<NodeId, BasicNode> = if config.peers.is_empty() {
                 BTreeMap::from([(id, BasicNode::new(config.advertise.clone()))])
             } else {
@@ -171,7 +179,20 @@ impl Node {
         let (r, timeout) = (raft.clone(), config.write_timeout);
         let limits = Limits { max_keys_per_namespace: config.quotas.max_keys_per_namespace };
         tokio::spawn(batcher::run(batch_rx, move |cmds| propose(r.clone(), id, timeout, limits, cmds)));
-        Ok(Arc::new(Node { id, raft, reader, config, batch_tx }))
+        let join = config.join.clone().filter(|_| pristine);
+        let node = Arc::new(Node {
+            id,
+            raft,
+            reader,
+            config,
+            batch_tx,
+            membership_lock: tokio::sync::Mutex::new(()),
+            peer_http: http,
+        });
+        if let Some(j) = join {
+            tokio::spawn(crate::membership::join_loop(node.clone(), j));
+        }
+        Ok(node)
     }
 
     pub fn status(&self) -> Status {
@@ -213,7 +234,8 @@ impl Node {
         leader(&self.raft)
     }
 
-    fn not_leader(&self) -> Error {
+    /// `NotLeader` (with the leader, when known) or `NoLeader`.
+    pub(crate) fn leader_error(&self) -> Error {
         not_leader(&self.raft, self.id)
     }
 
@@ -222,7 +244,7 @@ impl Node {
     /// it answers `NotLeader` and the API layer forwards.
     pub async fn write(&self, cmds: Vec<Command>) -> WriteResult {
         if !self.is_leader() {
-            return Err(self.not_leader());
+            return Err(self.leader_error());
         }
         let (done, rx) = oneshot::channel();
         // A closed batcher means the node is stopping; nothing was proposed.
@@ -234,12 +256,12 @@ impl Node {
     /// applied up to the read index; a local read after this is linearizable.
     pub async fn linearizable_barrier(&self) -> Result<(), Error> {
         if !self.is_leader() {
-            return Err(self.not_leader());
+            return Err(self.leader_error());
         }
         match tokio::time::timeout(self.config.write_timeout, self.raft.ensure_linearizable()).await {
             Err(_) => Err(Error::NoLeader),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Err(self.not_leader()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Err(self.leader_error()),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => Err(Error::NoLeader),
             Ok(Err(RaftError::Fatal(_))) => Err(Error::NoLeader),
         }

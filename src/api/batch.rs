@@ -80,11 +80,17 @@ pub async fn batch(State(st): State<AppState>, caller: Caller, replay: Replay) -
             Some(Value::Array(a)) => a.clone(),
             _ => return Err(ApiError::bad_request("invalid_json", "the body needs an \"ops\" array")),
         };
-        let ns = caller.namespace(perm::READ)?;
+        // Namespace first (any permission), then exactly the permissions the ops need.
+        let ns = caller.namespace(0)?;
         let cmds = parse_ops(&st, &ns, &ops)?;
-        if needs_write(&cmds) {
-            caller.namespace(perm::WRITE)?;
+        let mut need = 0;
+        if cmds.iter().any(|c| matches!(c, Command::Get { .. })) {
+            need |= perm::READ;
         }
+        if needs_write(&cmds) {
+            need |= perm::WRITE;
+        }
+        caller.namespace(need)?;
         Ok(cmds)
     })();
     let cmds = match parsed {

@@ -1,18 +1,24 @@
-//! `/cluster/status` and `/health`.
+//! `/cluster/status`, `/cluster/members` (membership changes) and `/health`.
 
 use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
-use super::AppState;
+use axum::extract::Path;
+use axum::response::{IntoResponse, Response};
 
-/// Needs any valid credential (or an open node), like every non-probe route.
-pub async fn status(State(st): State<AppState>, _caller: Caller) -> Json<Value> {
+use super::auth::{forbidden, Caller, Principal};
+use super::error::ApiError;
+use super::forward::{self, Replay};
+use super::kv;
+use super::AppState;
+use crate::error::Error;
+
+fn status_json(st: &AppState) -> Value {
     let s = st.node.status();
     let members: Vec<Value> =
         s.members.iter().map(|(id, addr, voter)| json!({"id": id, "addr": addr, "voter": voter})).collect();
-    Json(json!({"data": {
+    json!({
         "id": s.id,
         "role": s.role,
         "term": s.term,
@@ -20,10 +26,74 @@ pub async fn status(State(st): State<AppState>, _caller: Caller) -> Json<Value> 
         "members": members,
         "lastLogIndex": s.last_log_index,
         "appliedIndex": s.applied_index,
-    }}))
+    })
+}
+
+/// Needs any valid credential (or an open node), like every non-probe route.
+pub async fn status(State(st): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(json!({ "data": status_json(&st) }))
 }
 
 /// Liveness only: the process is up and serving HTTP.
 pub async fn health(State(st): State<AppState>) -> Json<Value> {
     Json(json!({"data": {"status": "ok", "id": st.node.id}}))
+}
+
+/// Cluster membership is cluster-wide: only the bootstrap admin (or anyone on an open node)
+/// may change it, never a namespace token.
+fn cluster_admin(caller: &Caller) -> Result<(), ApiError> {
+    match caller.principal {
+        Principal::Admin | Principal::Anonymous => Ok(()),
+        Principal::Token { .. } => Err(forbidden("membership changes need the bootstrap admin token")),
+    }
+}
+
+fn membership_result(st: &AppState, r: Result<(), Error>) -> Result<Response, Error> {
+    r.map(|()| Json(json!({"data": status_json(st)})).into_response())
+}
+
+/// `POST /cluster/members {"id", "addr"}`: admit a node (learner, catch-up, then voter).
+pub async fn add_member(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
+    let parsed = (|| -> Result<(u64, String), ApiError> {
+        cluster_admin(&caller)?;
+        let body = kv::json_object(&replay.body, false)?;
+        let id = body
+            .get("id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ApiError::bad_request("invalid_id", "id: a node id"))?;
+        let addr = match body.get("addr") {
+            Some(Value::String(a)) if a.contains(':') && !a.contains('/') => a.clone(),
+            _ => return Err(ApiError::bad_request("invalid_addr", "addr: host:port")),
+        };
+        Ok((id, addr))
+    })();
+    let (id, addr) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    match membership_result(&st, st.node.add_member(id, addr).await) {
+        Ok(r) => r,
+        Err(Error::NotLeader { .. }) => forward::to_leader(&st, replay).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `DELETE /cluster/members/{id}`: remove a node; its id is retired for good.
+pub async fn remove_member(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    replay: Replay,
+) -> Response {
+    if let Err(e) = cluster_admin(&caller) {
+        return e.into_response();
+    }
+    let Ok(id) = id.parse::<u64>() else {
+        return ApiError::bad_request("invalid_id", "the node id is not a number").into_response();
+    };
+    match membership_result(&st, st.node.remove_member(id).await) {
+        Ok(r) => r,
+        Err(Error::NotLeader { .. }) => forward::to_leader(&st, replay).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }

@@ -81,6 +81,8 @@ impl From<Error> for ApiError {
                     format!("this node has not applied index {i} yet"),
                 )
             },
+            Error::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "membership_conflict", m),
+            Error::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
             Error::Storage(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", m),
         }
     }

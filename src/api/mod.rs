@@ -17,6 +17,7 @@ mod admin;
 pub mod auth;
 mod batch;
 mod cluster;
+mod dialects;
 pub mod error;
 pub mod exec;
 pub mod forward;
@@ -77,6 +78,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/tokens", post(admin::create).get(admin::list))
         .route("/admin/tokens/{id}", delete(admin::revoke))
         .route("/cluster/status", get(cluster::status))
+        .route("/cluster/members", post(cluster::add_member))
+        .route("/cluster/members/{id}", delete(cluster::remove_member))
+        .merge(dialects::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit));
     Router::new()
         .route("/health", get(cluster::health))

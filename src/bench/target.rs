@@ -144,8 +144,11 @@ pub enum Routes {
 
 #[derive(Debug)]
 pub struct CairnRoutes {
-    /// `/kv/items/{key}` per key (PUT, linearizable GET, CAS).
+    /// `/kv/items/{key}` per key (PUT, and the write half of CAS).
     items: Vec<Url>,
+    /// `/kv/items/{key}?consistency=strong` per key (get, the read half of CAS). Explicit, so a
+    /// leader change mid-run cannot quietly turn them into stale reads on the old leader.
+    strong: Vec<Url>,
     /// `/kv/items/{key}?consistency=stale` per key, built only for get-stale.
     stale: Vec<Url>,
     /// `/kv/items/{key}/increment` per key, built only for incr.
@@ -178,18 +181,17 @@ impl Routes {
         match target {
             Target::Cairn => {
                 let items: Vec<Url> = names.iter().map(|k| join(base, &["kv", "items", k])).collect();
-                let stale = if kinds.contains(&OpKind::GetStale) {
-                    items
-                        .iter()
-                        .map(|u| {
-                            let mut u = u.clone();
-                            u.set_query(Some("consistency=stale"));
-                            u
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
+                let with_query = |wanted: bool, query: &str| -> Vec<Url> {
+                    if !wanted {
+                        return Vec::new();
+                    }
+                    let mut urls = items.clone();
+                    urls.iter_mut().for_each(|u| u.set_query(Some(query)));
+                    urls
                 };
+                let strong =
+                    with_query(kinds.iter().any(|k| matches!(k, OpKind::Get | OpKind::Cas)), "consistency=strong");
+                let stale = with_query(kinds.contains(&OpKind::GetStale), "consistency=stale");
                 let incr = if kinds.contains(&OpKind::Incr) {
                     names.iter().map(|k| join(base, &["kv", "items", k, "increment"])).collect()
                 } else {
@@ -197,6 +199,7 @@ impl Routes {
                 };
                 Routes::Cairn(CairnRoutes {
                     items,
+                    strong,
                     stale,
                     incr,
                     put_body: Bytes::from(json!({ "value": value }).to_string()),
@@ -239,7 +242,7 @@ impl CairnRoutes {
     async fn perform(&self, http: &reqwest::Client, kind: OpKind, key: usize) -> Outcome {
         let (method, url, body) = match kind {
             OpKind::Put => (Method::PUT, &self.items[key], Some(self.put_body.clone())),
-            OpKind::Get => (Method::GET, &self.items[key], None),
+            OpKind::Get => (Method::GET, &self.strong[key], None),
             OpKind::GetStale => (Method::GET, &self.stale[key], None),
             OpKind::Incr => (Method::POST, &self.incr[key], None),
             OpKind::Cas => return self.cas(http, key).await,
@@ -253,8 +256,7 @@ impl CairnRoutes {
     /// Read the key's version, then write it back only if nobody changed it in between. An
     /// absent key is created with `ifNotExists`, which conflicts the same way.
     async fn cas(&self, http: &reqwest::Client, key: usize) -> Outcome {
-        let url = &self.items[key];
-        let condition = match send(http, Method::GET, url, None).await {
+        let condition = match send(http, Method::GET, &self.strong[key], None).await {
             Ok((s, body)) if s == StatusCode::OK => match read_version(&body) {
                 Some(v) => format!(r#""ifVersion":"{v}""#),
                 None => return Outcome::Error("200 without version".into()),
@@ -264,7 +266,7 @@ impl CairnRoutes {
             Err(e) => return Outcome::Error(e),
         };
         let body = format!(r#"{{"value":{},{condition}}}"#, self.value_json);
-        match send(http, Method::PUT, url, Some(Bytes::from(body))).await {
+        match send(http, Method::PUT, &self.items[key], Some(Bytes::from(body))).await {
             Ok((status, body)) => classify_cairn(OpKind::Cas, status.as_u16(), &body),
             Err(e) => Outcome::Error(e),
         }
@@ -365,6 +367,11 @@ mod tests {
             panic!("cairn routes expected");
         };
         assert_eq!(c.stale[1].as_str(), "http://127.0.0.1:7001/kv/items/bench-00000001?consistency=stale");
+        assert!(c.strong.is_empty(), "built only for get and cas");
+        let Routes::Cairn(c) = Routes::new(Target::Cairn, &base, 2, 3, &[OpKind::Get], "") else {
+            panic!("cairn routes expected");
+        };
+        assert_eq!(c.strong[0].as_str(), "http://127.0.0.1:7001/kv/items/bench-00000000?consistency=strong");
         assert_eq!(&c.put_body[..], br#"{"value":"xxx"}"#);
     }
 }

@@ -39,6 +39,14 @@ pub struct ClientOpts {
         global = true
     )]
     pub timeout_ms: u64,
+
+    /// Access token (or the bootstrap admin token), sent as `Authorization: Bearer`
+    #[arg(long, env = "CAIRN_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+
+    /// Namespace to act on (admin tokens only; a namespace token is bound to its own)
+    #[arg(long, env = "CAIRN_NAMESPACE", global = true)]
+    pub namespace: Option<String>,
 }
 
 impl ClientOpts {
@@ -50,6 +58,8 @@ impl ClientOpts {
             // connect and be mistaken for a request that may have been sent.
             connect_timeout: DEFAULT_CONNECT_TIMEOUT.min(request_timeout),
             request_timeout,
+            token: self.token.clone(),
+            namespace: self.namespace.clone(),
         })
     }
 }
@@ -108,6 +118,40 @@ pub enum KvCmd {
 pub enum ClusterCmd {
     /// Show the answering node's view: role, term, leader, members, indexes
     Status,
+    /// Admit node ID at ADDR (host:port): learner first, voter once caught up
+    Add { id: u64, addr: String },
+    /// Remove node ID; its id is retired and never admitted again
+    Remove { id: u64 },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token for NAMESPACE; the secret is printed once
+    Create {
+        namespace: String,
+        /// Comma-separated: read, write, admin
+        #[arg(long, value_delimiter = ',', default_value = "read,write")]
+        permissions: Vec<String>,
+    },
+    /// List tokens (never their secrets)
+    List,
+    /// Revoke the token with this id
+    Revoke { id: String },
+}
+
+/// Runs a `token` subcommand; returns the process exit code.
+pub async fn run_token(opts: &ClientOpts, cmd: TokenCmd) -> i32 {
+    let outcome = match opts.client() {
+        Ok(client) => match cmd {
+            TokenCmd::Create { namespace, permissions } => {
+                client.create_token(&namespace, &permissions).await.and_then(pretty)
+            }
+            TokenCmd::List => client.list_tokens().await.and_then(pretty),
+            TokenCmd::Revoke { id } => client.revoke_token(&id).await.and_then(pretty),
+        },
+        Err(err) => Err(err),
+    };
+    finish(outcome)
 }
 
 /// Runs a `kv` subcommand; returns the process exit code.
@@ -124,6 +168,8 @@ pub async fn run_cluster(opts: &ClientOpts, cmd: ClusterCmd) -> i32 {
     let outcome = match opts.client() {
         Ok(client) => match cmd {
             ClusterCmd::Status => client.cluster_status().await.and_then(pretty),
+            ClusterCmd::Add { id, addr } => client.add_member(id, &addr).await.and_then(pretty),
+            ClusterCmd::Remove { id } => client.remove_member(id).await.and_then(pretty),
         },
         Err(err) => Err(err),
     };

@@ -100,6 +100,7 @@ fn client(endpoints: Vec<Url>) -> Client {
         endpoints,
         connect_timeout: Duration::from_millis(500),
         request_timeout: Duration::from_millis(500),
+        ..ClientConfig::new(Vec::new())
     })
     .unwrap()
 }

@@ -32,11 +32,21 @@ pub struct ClientConfig {
     pub endpoints: Vec<Url>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Sent as `Authorization: Bearer`.
+    pub token: Option<String>,
+    /// Sent as `X-Cairn-Namespace`.
+    pub namespace: Option<String>,
 }
 
 impl ClientConfig {
     pub fn new(endpoints: Vec<Url>) -> Self {
-        ClientConfig { endpoints, connect_timeout: DEFAULT_CONNECT_TIMEOUT, request_timeout: DEFAULT_REQUEST_TIMEOUT }
+        ClientConfig {
+            endpoints,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            token: None,
+            namespace: None,
+        }
     }
 }
 
@@ -69,7 +79,21 @@ impl Client {
                 reason: "no endpoints given".to_string(),
             });
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        let invalid = |what: &str| ClientError::InvalidInput {
+            code: "invalid_option",
+            message: format!("{what} is not a valid header value"),
+        };
+        if let Some(t) = &config.token {
+            let v = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| invalid("--token"))?;
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        if let Some(ns) = &config.namespace {
+            let v = reqwest::header::HeaderValue::from_str(ns).map_err(|_| invalid("--namespace"))?;
+            headers.insert("x-cairn-namespace", v);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             // A redirect would re-send a write somewhere we did not choose; Cairn never redirects.
@@ -126,6 +150,36 @@ impl Client {
     pub async fn cluster_status(&self) -> Result<Reply<ClusterStatus>, ClientError> {
         let segments = vec!["cluster".to_string(), "status".to_string()];
         decode(self.execute(&Call::new(Method::GET, Effect::Read, segments)).await?)
+    }
+
+    /// `POST /cluster/members`: admit node `id` at `addr` (learner, catch-up, voter).
+    pub async fn add_member(&self, id: u64, addr: &str) -> Result<Reply<ClusterStatus>, ClientError> {
+        let call = Call::new(Method::POST, Effect::Write, segs(&["cluster", "members"]))
+            .body(serde_json::json!({"id": id, "addr": addr}));
+        decode(self.execute(&call).await?)
+    }
+
+    /// `DELETE /cluster/members/{id}`.
+    pub async fn remove_member(&self, id: u64) -> Result<Reply<ClusterStatus>, ClientError> {
+        let call = Call::new(Method::DELETE, Effect::Write, segs(&["cluster", "members", &id.to_string()]));
+        decode(self.execute(&call).await?)
+    }
+
+    /// `POST /admin/tokens`.
+    pub async fn create_token(&self, namespace: &str, permissions: &[String]) -> Result<Reply<Value>, ClientError> {
+        let call = Call::new(Method::POST, Effect::Write, segs(&["admin", "tokens"]))
+            .body(serde_json::json!({"namespace": namespace, "permissions": permissions}));
+        self.execute(&call).await
+    }
+
+    /// `GET /admin/tokens`.
+    pub async fn list_tokens(&self) -> Result<Reply<Value>, ClientError> {
+        self.execute(&Call::new(Method::GET, Effect::Read, segs(&["admin", "tokens"]))).await
+    }
+
+    /// `DELETE /admin/tokens/{id}`.
+    pub async fn revoke_token(&self, id: &str) -> Result<Reply<Value>, ClientError> {
+        self.execute(&Call::new(Method::DELETE, Effect::Write, segs(&["admin", "tokens", id]))).await
     }
 
     /// `GET /health` from the first endpoint that answers.
@@ -193,6 +247,10 @@ impl Call {
         }
         url
     }
+}
+
+fn segs(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|p| p.to_string()).collect()
 }
 
 /// Validates just enough of a key to build a correct URL; everything else is the server's call.

@@ -291,6 +291,10 @@ impl<'a> Applier<'a> {
                 self.ov.put(k, codec::encode(&rec)?);
                 Ok(CmdResult::TokenCreated { id: id.clone() })
             }
+            Command::RetireNode { id } => {
+                self.ov.put(keys::retired_key(*id), Vec::new());
+                Ok(CmdResult::NodeRetired { id: *id })
+            }
             Command::RevokeToken { id } => {
                 let k = keys::token_key(id);
                 let existed = self.ov.get(&k)?.is_some();

@@ -8,6 +8,7 @@
 //! | `x`    | expires_at (u64 BE) ++ namespace ++ 0x00 ++ user key | empty (expiry index) |
 //! | `c`    | namespace                                  | u64 BE: keys stored in it  |
 //! | `t`    | token id                                   | bincode [`TokenRecord`]    |
+//! | `r`    | retired node id (u64 BE)                   | empty                      |
 //! | `m`    | meta name                                  | bincode of the meta value  |
 //!
 //! Namespaces never contain 0x00 and user keys never contain control characters (both are
@@ -25,6 +26,7 @@ pub const DATA: u8 = b'd';
 pub const EXPIRY: u8 = b'x';
 pub const COUNT: u8 = b'c';
 pub const TOKEN: u8 = b't';
+pub const RETIRED: u8 = b'r';
 pub const META: u8 = b'm';
 
 pub const META_LAST_APPLIED: &[u8] = b"mlast_applied";
@@ -123,6 +125,12 @@ pub fn encode_count(n: u64) -> Vec<u8> {
 
 pub fn decode_count(v: &[u8]) -> u64 {
     v.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+pub fn retired_key(id: u64) -> Vec<u8> {
+    let mut k = vec![RETIRED];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
 }
 
 pub fn token_key(id: &str) -> Vec<u8> {

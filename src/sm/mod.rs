@@ -134,6 +134,11 @@ impl SmReader {
         Ok(self.tree.get(keys::count_key(ns))?.map(|v| keys::decode_count(&v)).unwrap_or(0))
     }
 
+    /// Whether `id` was removed from the cluster at some point (ids are never reused).
+    pub fn is_retired(&self, id: u64) -> Result<bool, ReadError> {
+        Ok(self.tree.contains_key(keys::retired_key(id))?)
+    }
+
     pub fn token(&self, id: &str) -> Result<Option<TokenRecord>, ReadError> {
         match self.tree.get(keys::token_key(id))? {
             Some(v) => Ok(Some(codec::decode(&v)?)),

@@ -23,6 +23,8 @@ struct Node {
     data_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
+    /// `--join` target when the node joins an existing cluster instead of using `--peers`.
+    join: Option<String>,
 }
 
 /// A set of `cairn serve` processes on loopback sharing one tempdir. Node ids are 1..=n.
@@ -61,6 +63,7 @@ impl Cluster {
                     data_dir: dir.path().join(format!("node{id}")),
                     log_path: dir.path().join(format!("node{id}.log")),
                     child: None,
+                    join: None,
                 }
             })
             .collect();
@@ -133,9 +136,10 @@ impl Cluster {
             "--data-dir".to_string(),
             node.data_dir.display().to_string(),
         ];
-        if let Some(peers) = &self.peers {
-            args.push("--peers".to_string());
-            args.push(peers.clone());
+        match (&node.join, &self.peers) {
+            (Some(join), _) => args.extend(["--join".to_string(), join.clone()]),
+            (None, Some(peers)) => args.extend(["--peers".to_string(), peers.clone()]),
+            (None, None) => {}
         }
         args.extend(self.extra_args.iter().cloned());
         args
@@ -155,6 +159,26 @@ impl Cluster {
         // Marks each (re)start in the log, so a dump shows which incarnation said what.
         let _ = writeln!(log, "=== harness: started node {id} pid {} args {args:?}", child.id());
         node.child = Some(child);
+    }
+
+    /// `total` prepared nodes of which the first `initial` form the cluster via `--peers` and
+    /// are started; the others can be started with `start_joining`.
+    pub fn start_growable(total: usize, initial: usize, extra: &[&str]) -> Self {
+        let mut cluster = Self::prepare(total);
+        cluster.extra_args = extra.iter().map(|s| s.to_string()).collect();
+        cluster.peers =
+            Some(cluster.nodes[..initial].iter().map(|n| format!("{}={}", n.id, n.addr)).collect::<Vec<_>>().join(","));
+        for id in 1..=initial as u64 {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// Starts node `id` with `--join <url of via>` instead of `--peers`.
+    pub fn start_joining(&mut self, id: u64, via: u64) {
+        let join = self.url(via);
+        self.node_mut(id).join = Some(join);
+        self.start_node(id);
     }
 
     /// Starts a stopped node again with the same arguments and data dir.

@@ -1,0 +1,211 @@
+//! echovalue (seed 004) under `/echovalue/kv/{group}/{key}`: text values of at most 1000
+//! characters, `POST` to store (`?ttl=` 1 s to 30 days, default 30 days), `GET` to read,
+//! `DELETE` to remove, authenticated with `x-token`. Bodies are plain text: `OK` on success,
+//! the value on a read, a short message on an error.
+//!
+//! A group is a key prefix in the caller's namespace: `{group}/{key}` is the stored key, so
+//! the native API and saasignal see echovalue's `default/mykey` as that key. Groups cannot
+//! contain `/`, which makes the mapping one-to-one. Values are stored as JSON strings.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{any, get};
+use axum::Router;
+use std::collections::HashMap;
+
+use super::{clamp_ttl_ms, dialect_status, has_control, mark_consistency, text, value_as_text, with_retry_after};
+use crate::api::auth::Caller;
+use crate::api::error::ApiError;
+use crate::api::exec::{self, Blocked};
+use crate::api::forward::Replay;
+use crate::api::AppState;
+use crate::command::{perm, CmdResult, Command, Condition, Refusal};
+
+const MAX_NAME_CHARS: usize = 30;
+const MAX_VALUE_CHARS: usize = 1000;
+const MAX_TTL_SECONDS: u64 = 2_592_000;
+const DEFAULT_TTL_SECONDS: u64 = 2_592_000;
+
+type Res<T> = Result<T, ApiError>;
+type GroupKey = Result<Path<(String, String)>, PathRejection>;
+type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/echovalue/kv/{group}/{key}", get(read).post(store).delete(remove).fallback(method_not_allowed))
+        .route("/echovalue/{*rest}", any(no_route))
+}
+
+/// The seed's status meanings, used as the first words of each error body.
+fn error(e: ApiError) -> Response {
+    let status = dialect_status(&e);
+    let lead = match status.as_u16() {
+        400 => "Malformed request",
+        401 => "Invalid token",
+        403 => "Forbidden",
+        404 => "Not found",
+        405 => "Method not allowed",
+        429 => "Rate limit exceeded",
+        _ => "Unavailable",
+    };
+    with_retry_after(text(status, format!("{lead}: {}", e.message)), &e)
+}
+
+fn blocked(b: Blocked) -> Response {
+    match b {
+        Blocked::Forwarded(r) => r,
+        Blocked::Failed(e) => error(e),
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::bad_request("malformed", msg)
+}
+
+fn not_found(msg: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", msg)
+}
+
+async fn method_not_allowed() -> Response {
+    error(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST, GET or DELETE"))
+}
+
+async fn no_route() -> Response {
+    error(not_found("the path is /echovalue/kv/<group>/<key>"))
+}
+
+fn check_name(s: &str, what: &str) -> Res<()> {
+    let n = s.chars().count();
+    if n == 0 || n > MAX_NAME_CHARS {
+        return Err(bad(format!("{what} must be 1 to {MAX_NAME_CHARS} characters")));
+    }
+    if has_control(s) {
+        return Err(bad(format!("{what} must not contain control characters")));
+    }
+    Ok(())
+}
+
+/// The stored key for `group`/`key`.
+fn stored_key(path: GroupKey) -> Res<String> {
+    let Path((group, key)) = path.map_err(|e| bad(format!("bad path: {}", e.body_text())))?;
+    check_name(&group, "group")?;
+    check_name(&key, "key")?;
+    if group.contains('/') {
+        return Err(bad("group must not contain `/`"));
+    }
+    Ok(format!("{group}/{key}"))
+}
+
+fn ttl_ms(query: QueryMap) -> Res<u64> {
+    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    let seconds = match q.get("ttl") {
+        None => DEFAULT_TTL_SECONDS,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) if (1..=MAX_TTL_SECONDS).contains(&n) => n,
+            _ => return Err(bad(format!("ttl must be an integer from 1 to {MAX_TTL_SECONDS}"))),
+        },
+    };
+    Ok(clamp_ttl_ms(seconds))
+}
+
+/// `POST /echovalue/kv/{group}/{key}?ttl=` with a text body → `OK`.
+async fn store(
+    State(st): State<AppState>,
+    caller: Res<Caller>,
+    path: GroupKey,
+    query: QueryMap,
+    replay: Res<Replay>,
+) -> Response {
+    let parsed = (|| -> Res<_> {
+        let ns = caller?.namespace(perm::WRITE)?;
+        let key = stored_key(path)?;
+        let ttl_ms = ttl_ms(query)?;
+        let replay = replay?;
+        let value = std::str::from_utf8(&replay.body).map_err(|_| bad("the value must be UTF-8 text"))?;
+        if value.chars().count() > MAX_VALUE_CHARS {
+            return Err(bad(format!("the value is over {MAX_VALUE_CHARS} characters")));
+        }
+        let value = serde_json::Value::from(value).to_string();
+        Ok((Command::Set { ns, key, value, ttl_ms: Some(ttl_ms), cond: Condition::None }, replay))
+    })();
+    let (cmd, replay) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    match exec::write_one(&st, cmd, replay).await {
+        Ok((_, CmdResult::Item(_))) => text(StatusCode::OK, "OK"),
+        Ok((_, CmdResult::Refused(r))) => error(ApiError::refused(r, false)),
+        Ok((_, other)) => error(ApiError::internal(format!("unexpected result {other:?}"))),
+        Err(b) => blocked(b),
+    }
+}
+
+/// `GET /echovalue/kv/{group}/{key}` → the value as text, 404 if absent or expired.
+async fn read(
+    State(st): State<AppState>,
+    caller: Res<Caller>,
+    path: GroupKey,
+    query: QueryMap,
+    replay: Res<Replay>,
+) -> Response {
+    let parsed = (|| -> Res<_> {
+        let ns = caller?.namespace(perm::READ)?;
+        let key = stored_key(path)?;
+        let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+        let strong = exec::is_strong(&st, q.get("consistency").map(String::as_str))?;
+        Ok((ns, key, strong, replay?))
+    })();
+    let (ns, key, strong, replay) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    if let Err(b) = exec::before_read(&st, strong, None, replay).await {
+        return blocked(b);
+    }
+    let resp = match st.node.read_local(&ns, &key) {
+        Ok(Some(item)) => text(StatusCode::OK, value_as_text(&item.value)),
+        Ok(None) => error(not_found("Key does not exist or has expired")),
+        Err(e) => error(e.into()),
+    };
+    mark_consistency(resp, strong)
+}
+
+/// `DELETE /echovalue/kv/{group}/{key}` → `OK`, 404 if absent.
+async fn remove(State(st): State<AppState>, caller: Res<Caller>, path: GroupKey, replay: Res<Replay>) -> Response {
+    let parsed = (|| -> Res<_> {
+        let ns = caller?.namespace(perm::WRITE)?;
+        Ok((Command::Delete { ns, key: stored_key(path)?, cond: Condition::None }, replay?))
+    })();
+    let (cmd, replay) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    match exec::write_one(&st, cmd, replay).await {
+        Ok((_, CmdResult::Deleted { .. })) => text(StatusCode::OK, "OK"),
+        Ok((_, CmdResult::Refused(Refusal::NotFound))) => error(not_found("Key does not exist")),
+        Ok((_, CmdResult::Refused(r))) => error(ApiError::refused(r, false)),
+        Ok((_, other)) => error(ApiError::internal(format!("unexpected result {other:?}"))),
+        Err(b) => blocked(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_bounded() {
+        assert!(check_name("default", "group").is_ok());
+        assert!(check_name(&"x".repeat(30), "key").is_ok());
+        assert!(check_name(&"x".repeat(31), "key").is_err());
+        assert!(check_name("", "key").is_err());
+        assert!(check_name("a\tb", "key").is_err());
+    }
+
+    #[test]
+    fn routes_do_not_conflict() {
+        let _ = routes();
+    }
+}

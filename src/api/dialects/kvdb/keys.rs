@@ -1,0 +1,248 @@
+//! One key of a bucket: `GET` returns the value as text, `PUT`/`POST` store a text value
+//! (`?ttl=`, else the bucket's `default_ttl`), `PATCH` with `+N`/`-N` counts, `DELETE` removes.
+//!
+//! Numbers are detected when a value is stored, as the seed says: a body whose canonical JSON
+//! number text is exactly the body (`101`, `-3`, `2.5`) is stored as a JSON number, anything
+//! else as a JSON string. Either way it reads back byte for byte, and only numbers can be
+//! counted.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::bucket::{self, guarded, on_leader, Fail};
+use super::{bad, blocked, check_key, error, not_found, parse_ttl, refused, BucketKey, Res, MAX_VALUE_BYTES};
+use crate::api::dialects::{mark_consistency, text, value_as_text};
+use crate::api::exec;
+use crate::api::forward::Replay;
+use crate::api::AppState;
+use crate::command::{CmdResult, Command, Condition, Number, Refusal};
+
+type KeyPath = Result<Path<(String, String)>, PathRejection>;
+type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+fn parse_path(path: KeyPath) -> Res<(String, String)> {
+    let Path((id, key)) = path.map_err(|e| bad(format!("bad path: {}", e.body_text())))?;
+    check_key(&key)?;
+    Ok((id, key))
+}
+
+fn query(q: QueryMap) -> Res<HashMap<String, String>> {
+    q.map(|Query(m)| m).map_err(|e| bad(e.body_text()))
+}
+
+fn query_ttl(q: &HashMap<String, String>) -> Res<Option<u64>> {
+    q.get("ttl").map(|t| parse_ttl(t, "ttl")).transpose()
+}
+
+/// Body text → the JSON text to store (see the module docs).
+pub fn stored_value(text: &str) -> String {
+    if text.parse::<i64>().is_ok_and(|i| i.to_string() == text) {
+        return text.to_string();
+    }
+    let float = text.parse::<f64>().ok().and_then(serde_json::Number::from_f64);
+    if float.is_some_and(|n| n.to_string() == text) {
+        return text.to_string();
+    }
+    serde_json::Value::from(text).to_string()
+}
+
+/// A PATCH body: `+N` or `-N`, N a 64-bit integer or a finite float.
+fn parse_delta(body: &[u8]) -> Res<Number> {
+    let t = std::str::from_utf8(body).map_err(|_| bad("PATCH takes +N or -N"))?.trim();
+    let digits = t.strip_prefix('+').or_else(|| t.strip_prefix('-')).ok_or_else(|| bad("PATCH takes +N or -N"))?;
+    if !digits.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return Err(bad("PATCH takes +N or -N, N a number"));
+    }
+    if digits.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse::<i64>().map(Number::Int).map_err(|_| bad("the counter delta is out of 64-bit range"));
+    }
+    match t.parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(Number::Float(f)),
+        _ => Err(bad("PATCH takes +N or -N, N a number")),
+    }
+}
+
+fn failed(f: Fail) -> Response {
+    match f {
+        Fail::Refused(r) => error(refused(r)),
+        Fail::Stop(resp) => resp,
+    }
+}
+
+/// `GET /kvdb/{bucket}/{key}` → the value as text. Reading needs no key.
+pub async fn get(
+    State(st): State<AppState>,
+    key: BucketKey,
+    path: KeyPath,
+    q: QueryMap,
+    replay: Res<Replay>,
+) -> Response {
+    let parsed = (|| -> Res<_> {
+        let (id, k) = parse_path(path)?;
+        let strong = exec::is_strong(&st, query(q)?.get("consistency").map(String::as_str))?;
+        Ok((id, k, strong, replay?))
+    })();
+    let (id, k, strong, replay) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    if let Err(b) = exec::before_read(&st, strong, None, replay).await {
+        return blocked(b);
+    }
+    let found = (|| -> Res<_> {
+        let b = bucket::resolve(&st, &id)?.ok_or_else(|| not_found("bucket not found"))?;
+        key.access(&b)?;
+        st.node.read_local(&b.ns, &b.data_key(&k))?.ok_or_else(|| not_found("key not found"))
+    })();
+    let resp = match found {
+        Ok(item) => text(StatusCode::OK, value_as_text(&item.value)),
+        Err(e) => error(e),
+    };
+    mark_consistency(resp, strong)
+}
+
+/// `PUT` or `POST /kvdb/{bucket}/{key}[?ttl=]` with the value as the body.
+pub async fn set(
+    State(st): State<AppState>,
+    key: BucketKey,
+    path: KeyPath,
+    q: QueryMap,
+    replay: Res<Replay>,
+) -> Response {
+    let parsed = (|| -> Res<_> {
+        let (id, k) = parse_path(path)?;
+        let ttl = query_ttl(&query(q)?)?;
+        let replay = replay?;
+        if replay.body.len() > MAX_VALUE_BYTES {
+            return Err(bad(format!("values are at most {MAX_VALUE_BYTES} bytes")));
+        }
+        let body = std::str::from_utf8(&replay.body).map_err(|_| bad("values must be UTF-8 text"))?;
+        Ok((id, k, ttl, stored_value(body), replay))
+    })();
+    let (id, k, ttl, value, replay) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    let replay = match on_leader(&st, replay).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let set = |b: &bucket::Bucket| {
+        let (ns, key, value) = (b.ns.clone(), b.data_key(&k), value.clone());
+        vec![Command::Set { ns, key, value, ttl_ms: b.ttl_ms(ttl), cond: Condition::None }]
+    };
+    match guarded(&st, &id, &replay, |b| key.may_write(b), set).await {
+        Ok(_) => text(StatusCode::OK, ""),
+        Err(f) => failed(f),
+    }
+}
+
+/// `PATCH /kvdb/{bucket}/{key}[?ttl=]` with `+N` / `-N` → the new value. A missing key starts
+/// at 0. The increment itself is atomic; because the core's increment keeps an existing key's
+/// expiry, a second, version-conditioned write then renews the TTL ("keys not updated expire
+/// after default_ttl"). If another write got in between, that write's TTL stands.
+pub async fn patch(
+    State(st): State<AppState>,
+    key: BucketKey,
+    path: KeyPath,
+    q: QueryMap,
+    replay: Res<Replay>,
+) -> Response {
+    let parsed = (|| -> Res<_> {
+        let (id, k) = parse_path(path)?;
+        let ttl = query_ttl(&query(q)?)?;
+        let replay = replay?;
+        Ok((id, k, ttl, parse_delta(&replay.body)?, replay))
+    })();
+    let (id, k, ttl, delta, replay) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    let replay = match on_leader(&st, replay).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let count = |b: &bucket::Bucket| {
+        let (ns, key) = (b.ns.clone(), b.data_key(&k));
+        vec![
+            Command::Get { ns: ns.clone(), key: key.clone() },
+            Command::Increment { ns, key, delta, ttl_ms: b.ttl_ms(ttl) },
+        ]
+    };
+    let (b, results) = match guarded(&st, &id, &replay, |b| key.may_write(b), count).await {
+        Ok(r) => r,
+        Err(f) => return failed(f),
+    };
+    let (existed, item) = match results.as_slice() {
+        [before, CmdResult::Item(item)] => (matches!(before, CmdResult::Item(_)), item.clone()),
+        other => return error(crate::api::error::ApiError::internal(format!("unexpected results {other:?}"))),
+    };
+    if existed && (b.ttl_ms(ttl).is_some() || item.expires_at.is_some()) {
+        let renew = |b: &bucket::Bucket| {
+            let (ns, key, value) = (b.ns.clone(), b.data_key(&k), item.value.clone());
+            vec![Command::Set { ns, key, value, ttl_ms: b.ttl_ms(ttl), cond: Condition::IfVersion(item.version) }]
+        };
+        match guarded(&st, &id, &replay, |b| key.may_write(b), renew).await {
+            Ok(_) | Err(Fail::Refused(Refusal::VersionMismatch)) => {}
+            // The count is applied either way; only the renewal is in doubt.
+            Err(_) => tracing::warn!(bucket = %id, "kvdb counter TTL renewal failed"),
+        }
+    }
+    text(StatusCode::OK, item.value)
+}
+
+/// `DELETE /kvdb/{bucket}/{key}`; 404 if absent.
+pub async fn delete(State(st): State<AppState>, key: BucketKey, path: KeyPath, replay: Res<Replay>) -> Response {
+    let parsed = (|| -> Res<_> { Ok((parse_path(path)?, replay?)) })();
+    let ((id, k), replay) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    let replay = match on_leader(&st, replay).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let del =
+        |b: &bucket::Bucket| vec![Command::Delete { ns: b.ns.clone(), key: b.data_key(&k), cond: Condition::None }];
+    match guarded(&st, &id, &replay, |b| key.may_write(b), del).await {
+        Ok((_, results)) if matches!(results.first(), Some(CmdResult::Deleted { .. })) => text(StatusCode::OK, ""),
+        Ok(_) => error(not_found("key not found")),
+        Err(f) => failed(f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_detected_only_when_they_read_back_unchanged() {
+        assert_eq!(stored_value("101"), "101");
+        assert_eq!(stored_value("-3"), "-3");
+        assert_eq!(stored_value("2.5"), "2.5");
+        assert_eq!(stored_value("coconut"), "\"coconut\"");
+        assert_eq!(stored_value("007"), "\"007\"");
+        assert_eq!(stored_value("+5"), "\"+5\"");
+        assert_eq!(stored_value("1.50"), "\"1.50\"");
+        assert_eq!(stored_value("NaN"), "\"NaN\"");
+        assert_eq!(stored_value(""), "\"\"");
+        for v in ["101", "-3", "2.5", "coconut", "007", "a\nb", "1e400"] {
+            assert_eq!(value_as_text(&stored_value(v)), v, "round trip of {v:?}");
+        }
+    }
+
+    #[test]
+    fn patch_bodies_are_signed_numbers() {
+        assert_eq!(parse_delta(b"+1").unwrap(), Number::Int(1));
+        assert_eq!(parse_delta(b"-1").unwrap(), Number::Int(-1));
+        assert_eq!(parse_delta(b" +2.5\n").unwrap(), Number::Float(2.5));
+        assert_eq!(parse_delta(b"-9223372036854775808").unwrap(), Number::Int(i64::MIN));
+        for bad in [&b"1"[..], b"+", b"+-1", b"+abc", b"+inf", b"+9223372036854775808", b"", b"\xff"] {
+            assert!(parse_delta(bad).is_err(), "{bad:?}");
+        }
+    }
+}

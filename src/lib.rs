@@ -12,6 +12,7 @@
 //! - `codec`, `frame`: the bincode codec and the length+CRC record framing
 //! - `batcher`: packs concurrent writes into one Raft entry on the leader
 //! - `ttl`: the leader's expiry ticker
+//! - `metrics`: process-wide counters and histograms for `/metrics`
 //! - `client/`: the HTTP client and the `cairn kv` / `cairn cluster` CLI
 //! - `bench/`: `cairn bench`, the load generator (also drives etcd for comparisons)
 
@@ -25,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod frame;
 pub mod membership;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod server;

@@ -38,6 +38,25 @@ pub struct Node {
     pub(crate) peer_http: reqwest::Client,
 }
 
+/// Raft figures for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    pub term: u64,
+    pub is_leader: bool,
+    pub leader: Option<NodeId>,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    /// Known on the leader only: the highest index a quorum of voters holds.
+    pub commit_index: Option<u64>,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
+    /// Leader only: entries each peer is behind the leader's log.
+    pub replication_lag: Vec<(NodeId, u64)>,
+}
+
+/// Readiness tolerates this many applied-but-not-yet entries before a node reports not ready.
+const READY_LAG_ENTRIES: u64 = 1_000;
+
 /// What a node reports about itself on every response and in `/cluster/status`.
 #[derive(Debug, Clone)]
 pub struct Status {
@@ -216,6 +235,70 @@ impl Node {
             last_log_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
         }
+    }
+
+    pub fn gauges(&self) -> Gauges {
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        let last = m.last_log_index.unwrap_or(0);
+        let is_leader = m.current_leader == Some(self.id) && m.state == ServerState::Leader;
+        let mut g = Gauges {
+            term: m.current_term,
+            is_leader,
+            leader: m.current_leader,
+            last_log_index: last,
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            ..Gauges::default()
+        };
+        if let (true, Some(rep)) = (is_leader, &m.replication) {
+            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+            let mut matched: Vec<u64> = Vec::new();
+            for (peer, at) in rep.iter() {
+                let idx = at.map(|l| l.index).unwrap_or(0);
+                if *peer != self.id {
+                    g.replication_lag.push((*peer, last.saturating_sub(idx)));
+                }
+                if voters.contains(peer) {
+                    matched.push(if *peer == self.id { last } else { idx });
+                }
+            }
+            if !voters.contains(&self.id) || rep.get(&self.id).is_none() {
+                matched.push(last);
+            }
+            matched.sort_unstable_by(|a, b| b.cmp(a));
+            let quorum = voters.len() / 2 + 1;
+            g.commit_index = matched.get(quorum - 1).copied();
+        }
+        g
+    }
+
+    /// `Ok` when this node can usefully serve: a leader is known (a leader must also have heard
+    /// from a quorum recently) and it has applied within `READY_LAG_ENTRIES` of the commit
+    /// index it knows (a follower knows its log's end as the upper bound).
+    pub fn readiness(&self) -> Result<(), String> {
+        let g = self.gauges();
+        let rx = self.raft.metrics();
+        let m = rx.borrow();
+        if m.running_state.is_err() {
+            return Err("raft has stopped".into());
+        }
+        let Some(leader) = m.current_leader else {
+            return Err(format!("no known leader ({:?})", m.state));
+        };
+        if leader == self.id {
+            let quiet = m.millis_since_quorum_ack.unwrap_or(u64::MAX);
+            if quiet > self.config.election_max.as_millis() as u64 {
+                return Err(format!("leader has not heard from a quorum for {quiet} ms"));
+            }
+        }
+        let known = g.commit_index.unwrap_or(g.last_log_index);
+        let lag = known.saturating_sub(g.applied_index);
+        if lag > READY_LAG_ENTRIES {
+            return Err(format!("applied index {} is {lag} entries behind {known}", g.applied_index));
+        }
+        Ok(())
     }
 
     /// The cheap subset of [`Node::status`] stamped on every response.

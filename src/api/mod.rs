@@ -9,6 +9,7 @@
 //! - `exec.rs`: write/read execution shared by every API surface
 //! - `forward.rs`: one-hop proxy to the leader
 //! - `ratelimit.rs`: per-caller token buckets
+//! - `observe.rs`: request ids, request metrics, `/metrics`, `/ready`
 //! - `cluster.rs`: `/cluster/status`, `/health`
 //! - `raft_rpc.rs`: `/raft/*` peer RPCs
 //! - `error.rs`: error → status table
@@ -22,6 +23,7 @@ pub mod error;
 pub mod exec;
 pub mod forward;
 pub mod kv;
+mod observe;
 mod raft_rpc;
 mod ratelimit;
 
@@ -84,6 +86,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit));
     Router::new()
         .route("/health", get(cluster::health))
+        .route("/ready", get(observe::ready))
+        .route("/metrics", get(observe::metrics))
         .merge(data)
         .merge(raft)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route").into_response() })
@@ -93,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response_with_state(state.clone(), node_headers))
+        .route_layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }
 

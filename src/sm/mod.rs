@@ -24,6 +24,7 @@ use openraft::{OptionalSend, RaftSnapshotBuilder, StorageIOError};
 
 use crate::codec;
 use crate::command::{Item, ProposalResult};
+use crate::metrics::METRICS;
 use crate::types::{Entry, LogId, Membership, SnapshotMeta, StorageError, TypeConfig};
 use apply::Applier;
 use keys::StoredItem;
@@ -144,6 +145,16 @@ impl SmReader {
             Some(v) => Ok(Some(codec::decode(&v)?)),
             None => Ok(None),
         }
+    }
+
+    /// Keys stored per namespace (expired-but-undeleted ones included).
+    pub fn namespace_counts(&self) -> Result<Vec<(String, u64)>, ReadError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix([keys::COUNT]) {
+            let (k, v) = kv?;
+            out.push((String::from_utf8_lossy(&k[1..]).into_owned(), keys::decode_count(&v)));
+        }
+        Ok(out)
     }
 
     pub fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, ReadError> {
@@ -295,6 +306,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let r = applier.apply_entry(&entry).map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
             out.push(r);
         }
+        let expired: u64 = out
+            .iter()
+            .flat_map(|r| &r.results)
+            .map(|c| if let crate::command::CmdResult::Expired { count } = c { *count } else { 0 })
+            .sum();
+        METRICS.expired_keys.fetch_add(expired, Ordering::Relaxed);
         let clock = applier.clock;
         let batch = applier.finish().map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
@@ -309,6 +326,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let tree = self.tree.clone();
         let dir = self.snap_dir.clone();
         let head = self.last_applied().and_then(|a| Ok((a, self.membership()?)));
+        let started = std::time::Instant::now();
         let built = tokio::task::spawn_blocking(move || {
             let (last, membership) = head.map_err(io::Error::other)?;
             let nanos =
@@ -328,6 +346,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await
         .unwrap_or_else(|e| Err(io::Error::other(e)));
+        if built.is_ok() {
+            METRICS.snapshot_build.observe(started.elapsed());
+            METRICS.snapshots_built.fetch_add(1, Ordering::Relaxed);
+        }
         SnapshotBuilder { built }
     }
 
@@ -377,6 +399,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await
         .unwrap_or_else(|e| Err(io::Error::other(e)));
+        if r.is_ok() {
+            METRICS.snapshots_installed.fetch_add(1, Ordering::Relaxed);
+        }
         r.map_err(|e| StorageIOError::write_snapshot(sig, &e).into())
     }
 

@@ -88,7 +88,12 @@ impl Writer {
 
     fn sync_active(&mut self) -> io::Result<()> {
         match &self.active {
-            Some(f) => f.sync_data(),
+            Some(f) => {
+                let t = std::time::Instant::now();
+                let r = f.sync_data();
+                crate::metrics::METRICS.wal_fsync.observe(t.elapsed());
+                r
+            }
             None => Ok(()),
         }
     }

@@ -36,6 +36,7 @@ type Res<T> = Result<T, ApiError>;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/infra/kv", get(scan).post(batch).fallback(method_not_allowed))
+        .route("/infra/kv/", get(scan).post(batch).fallback(method_not_allowed))
         .route("/infra/kv/{key}", get(get_key).put(put_key).delete(delete_key).fallback(method_not_allowed))
         .route("/infra/kv/{key}/increment", post(increment).fallback(method_not_allowed))
         .route("/infra/{*rest}", any(no_route))

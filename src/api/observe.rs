@@ -1,0 +1,105 @@
+//! Observability at the edge: request ids (accepted from or returned in `X-Request-Id`, and
+//! carried by a tracing span), per-route request metrics, `GET /metrics` (Prometheus text)
+//! and `GET /ready`.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::metrics::METRICS;
+
+pub const H_REQUEST_ID: &str = "x-request-id";
+
+fn new_request_id() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::getrandom(&mut b).is_err() {
+        b = (crate::node::now_ms() ^ 0x5eed).to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Wraps every request in a span with its id, records its route, status and latency.
+pub async fn observe(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(H_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(new_request_id);
+    let route =
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let span = tracing::info_span!("request", id = %id, method = %req.method(), route = %route);
+    let started = Instant::now();
+    let mut resp = next.run(req).instrument(span).await;
+    // Raft RPCs are high-volume internal traffic; they are counted but not timed per route.
+    METRICS.record_request(&route, resp.status().as_u16(), started.elapsed());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(H_REQUEST_ID, v);
+    }
+    resp
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// `GET /metrics`: Prometheus text format. Open like `/health`, so scrapers need no token;
+/// it reveals counts and indexes, never keys or values.
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    let mut out = String::with_capacity(8192);
+    METRICS.render(&mut out);
+    let node = &st.node;
+    let g = node.gauges();
+    let gauge = |out: &mut String, name: &str, v: u64| {
+        let _ = writeln!(out, "# TYPE {name} gauge\n{name} {v}");
+    };
+    gauge(&mut out, "cairn_raft_term", g.term);
+    gauge(&mut out, "cairn_raft_is_leader", g.is_leader as u64);
+    gauge(&mut out, "cairn_raft_leader_id", g.leader.unwrap_or(0));
+    gauge(&mut out, "cairn_raft_last_log_index", g.last_log_index);
+    gauge(&mut out, "cairn_raft_applied_index", g.applied_index);
+    if let Some(c) = g.commit_index {
+        gauge(&mut out, "cairn_raft_commit_index", c);
+    }
+    gauge(&mut out, "cairn_raft_snapshot_index", g.snapshot_index);
+    gauge(&mut out, "cairn_raft_purged_index", g.purged_index);
+    out.push_str("# TYPE cairn_raft_replication_lag_entries gauge\n");
+    for (peer, lag) in &g.replication_lag {
+        let _ = writeln!(out, "cairn_raft_replication_lag_entries{{peer=\"{peer}\"}} {lag}");
+    }
+    let dir = &node.config.data_dir;
+    out.push_str("# TYPE cairn_disk_bytes gauge\n");
+    for (part, sub) in [("wal", "wal"), ("sled", "sm"), ("snapshots", "snapshots")] {
+        let _ = writeln!(out, "cairn_disk_bytes{{part=\"{part}\"}} {}", dir_bytes(&dir.join(sub)));
+    }
+    out.push_str("# TYPE cairn_keys gauge\n");
+    for (ns, n) in node.reader.namespace_counts().unwrap_or_default() {
+        let _ = writeln!(out, "cairn_keys{{namespace=\"{}\"}} {n}", ns.replace(['"', '\\'], "_"));
+    }
+    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// `GET /ready`: 200 only when this node knows a leader and has applied close to what it
+/// knows is committed; otherwise 503 with the reason.
+pub async fn ready(State(st): State<AppState>) -> Response {
+    match st.node.readiness() {
+        Ok(()) => axum::Json(serde_json::json!({"data": {"ready": true}})).into_response(),
+        Err(reason) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason).into_response(),
+    }
+}

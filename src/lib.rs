@@ -13,10 +13,12 @@
 //! - `batcher`: packs concurrent writes into one Raft entry on the leader
 //! - `ttl`: the leader's expiry ticker
 //! - `metrics`: process-wide counters and histograms for `/metrics`
+//! - `backup`: seeding a new node's data dir from a backup file
 //! - `client/`: the HTTP client and the `cairn kv` / `cairn cluster` CLI
 //! - `bench/`: `cairn bench`, the load generator (also drives etcd for comparisons)
 
 pub mod api;
+pub mod backup;
 pub mod batcher;
 pub mod bench;
 pub mod client;

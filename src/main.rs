@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use cairn::client::{run_cluster, run_kv, run_token, ClientOpts, ClusterCmd, KvCmd, TokenCmd};
+use cairn::client::{run_backup, run_cluster, run_kv, run_token, ClientOpts, ClusterCmd, KvCmd, TokenCmd};
 use cairn::config::{parse_peers, NodeConfig, Quotas, Security};
 use cairn::sm::SmOptions;
 
@@ -37,6 +37,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Download a consistent backup (a fresh snapshot from the leader) to a file.
+    Backup {
+        #[command(flatten)]
+        opts: ClientOpts,
+        /// Where to write the backup
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Seed a new node's data dir from a backup file (offline; run once per node of the new
+    /// cluster, each with its own --id and the same --peers).
+    Restore(RestoreArgs),
     /// Inspect the cluster and change its membership.
     Cluster {
         #[command(flatten)]
@@ -54,6 +65,40 @@ struct Peers(Vec<(u64, String)>);
 
 fn parse_peer_list(s: &str) -> Result<Peers, String> {
     parse_peers(s).map(Peers)
+}
+
+#[derive(clap::Args)]
+struct RestoreArgs {
+    /// The backup file
+    #[arg(long)]
+    from: PathBuf,
+    /// The new node's (empty) data dir
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The new node's id
+    #[arg(long)]
+    id: u64,
+    /// The new cluster's voters: 1=host:port,2=host:port,3=host:port
+    #[arg(long, value_parser = parse_peer_list)]
+    peers: Peers,
+}
+
+fn restore(a: &RestoreArgs) -> ExitCode {
+    match cairn::backup::restore(&a.from, &a.data_dir, a.id, &a.peers.0) {
+        Ok(r) => {
+            println!(
+                "{{\"dataDir\": {:?}, \"lastIndex\": {}, \"pairs\": {}}}",
+                a.data_dir.display().to_string(),
+                r.last_index,
+                r.pairs
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -308,6 +353,8 @@ fn main() -> ExitCode {
         Cmd::Kv { opts, cmd } => client_main(|| async move { run_kv(&opts, cmd).await }),
         Cmd::Cluster { opts, cmd } => client_main(|| async move { run_cluster(&opts, cmd).await }),
         Cmd::Token { opts, cmd } => client_main(|| async move { run_token(&opts, cmd).await }),
+        Cmd::Backup { opts, out } => client_main(|| async move { run_backup(&opts, &out).await }),
+        Cmd::Restore(args) => restore(&args),
         Cmd::Bench(opts) => bench_main(opts),
     }
 }

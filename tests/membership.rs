@@ -91,7 +91,11 @@ async fn dead_voter_is_replaced_and_the_leader_can_be_removed() {
     let (http, url) = (&c.http, c.url(leader));
     until(deadline_in(20), "the leader's removal to be accepted", async || {
         let r = http.send(Method::DELETE, &format!("{url}/cluster/members/{leader}"), None, &[]).await?;
-        if r.status == 200 { Ok(()) } else { Err(format!("{r:?}")) }
+        if r.status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
     })
     .await;
     let rest: Vec<u64> = want.iter().copied().filter(|i| *i != leader).collect();
@@ -126,7 +130,11 @@ async fn concurrent_membership_changes_get_409() {
     // Node 9 shows up as a learner as soon as its admission is under way.
     until(deadline_in(15), "node 9 to be added as a learner", async || {
         let (_, learners) = members(http, &url).await?;
-        if learners.contains(&9) { Ok(()) } else { Err(format!("learners {learners:?}")) }
+        if learners.contains(&9) {
+            Ok(())
+        } else {
+            Err(format!("learners {learners:?}"))
+        }
     })
     .await;
     until(deadline_in(15), "a second change to be refused while the first runs", async || {

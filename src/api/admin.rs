@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::auth::{self, Caller, Principal};
 use super::error::ApiError;
 use super::exec::{self, Blocked};
+use super::forward;
 use super::forward::Replay;
 use super::kv;
 use super::AppState;
@@ -112,4 +113,46 @@ pub async fn revoke(State(st): State<AppState>, caller: Caller, Path(id): Path<S
         Ok((_, other)) => ApiError::internal(format!("unexpected result {other:?}")).into_response(),
         Err(b) => blocked(b),
     }
+}
+
+/// `GET /admin/snapshot`: builds a fresh snapshot on the leader and streams its file (the
+/// backup format). Cluster-wide, so only the bootstrap admin (or an open node) may call it.
+pub async fn snapshot(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
+    if !matches!(caller.principal, Principal::Admin | Principal::Anonymous) {
+        return auth::forbidden("backups need the bootstrap admin token").into_response();
+    }
+    if !st.node.is_leader() {
+        return forward::to_leader(&st, replay).await;
+    }
+    let target = st.node.leader_and_applied().1;
+    if let Err(e) = st.node.raft.trigger().snapshot().await {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", e.to_string()).into_response();
+    }
+    let waited = st
+        .node
+        .raft
+        .wait(Some(std::time::Duration::from_secs(120)))
+        .metrics(|m| m.snapshot.map(|s| s.index) >= Some(target), "backup snapshot")
+        .await;
+    if let Err(e) = waited {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "snapshot_timeout", e.to_string()).into_response();
+    }
+    // The open handle keeps this snapshot readable even if a newer one replaces the file.
+    let file = match tokio::fs::File::open(crate::sm::current_snapshot_path(&st.node.config.data_dir)).await {
+        Ok(f) => f,
+        Err(e) => return ApiError::internal(format!("open snapshot: {e}")).into_response(),
+    };
+    let stream = futures::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 << 10];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    ([("content-type", "application/x-cairn-snapshot-v1")], axum::body::Body::from_stream(stream)).into_response()
 }

@@ -157,7 +157,9 @@ fn header_condition(headers: &HeaderMap) -> ApiResult<Option<(Condition, bool)>>
 }
 
 pub fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    // humantime formats only up to the end of year 9999; later expiries are clamped there.
+    const LAST_MS: u64 = 253_402_300_799_999;
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.min(LAST_MS))).to_string()
 }
 
 /// An item as the native `data` object. The stored value is already canonical JSON text, so

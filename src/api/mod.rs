@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/kv/batch", post(batch::batch))
         .route("/admin/tokens", post(admin::create).get(admin::list))
         .route("/admin/tokens/{id}", delete(admin::revoke))
+        .route("/admin/snapshot", get(admin::snapshot))
         .route("/cluster/status", get(cluster::status))
         .route("/cluster/members", post(cluster::add_member))
         .route("/cluster/members/{id}", delete(cluster::remove_member))

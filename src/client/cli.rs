@@ -259,6 +259,30 @@ fn parse_number(text: &str) -> Result<Number, String> {
     }
 }
 
+/// `cairn backup --out FILE`: downloads a fresh snapshot from the leader, checks every frame,
+/// and only then moves it to FILE, so a broken transfer never leaves a plausible backup.
+pub async fn run_backup(opts: &ClientOpts, out: &std::path::Path) -> i32 {
+    let tmp = out.with_extension("partial");
+    let outcome = async {
+        let client = opts.client()?;
+        let bytes = client.download_snapshot(&tmp).await?;
+        let meta = crate::sm::snapshot::validate(&tmp).map_err(|e| ClientError::BadResponse {
+            endpoint: "backup".into(),
+            status: 200,
+            detail: format!("the downloaded snapshot is not valid: {e}"),
+        })?;
+        std::fs::rename(&tmp, out)
+            .map_err(|e| ClientError::InvalidInput { code: "io_error", message: format!("{}: {e}", out.display()) })?;
+        let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        Ok(format!("{{\"file\": {:?}, \"bytes\": {bytes}, \"lastIndex\": {index}}}", out.display().to_string()))
+    }
+    .await;
+    if outcome.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    finish(outcome)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

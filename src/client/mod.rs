@@ -19,7 +19,9 @@ mod response;
 mod transport;
 mod types;
 
-pub use cli::{error_line, parse_json, run_cluster, run_kv, run_token, ClientOpts, ClusterCmd, KvCmd, TokenCmd};
+pub use cli::{
+    error_line, parse_json, run_backup, run_cluster, run_kv, run_token, ClientOpts, ClusterCmd, KvCmd, TokenCmd,
+};
 pub use endpoints::{parse_endpoint, parse_endpoints};
 pub use error::{exit, exit_code_for_status, ClientError, FailedAttempt};
 pub use transport::{Client, ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};

@@ -182,6 +182,67 @@ impl Client {
         self.execute(&Call::new(Method::DELETE, Effect::Write, segs(&["admin", "tokens", id]))).await
     }
 
+    /// Streams `GET /admin/snapshot` into `out` from the first endpoint that answers; returns
+    /// the byte count. A read: a failure moves on to the next endpoint.
+    pub async fn download_snapshot(&self, out: &std::path::Path) -> Result<u64, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let mut attempts = Vec::new();
+        for endpoint in &self.endpoints {
+            let url = Call::new(Method::GET, Effect::Read, segs(&["admin", "snapshot"])).url(endpoint);
+            // Snapshots can be large: no whole-request timeout here, only the connect timeout.
+            let resp = match self.http.get(url).timeout(std::time::Duration::from_secs(24 * 3600)).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    attempts.push(FailedAttempt { endpoint: endpoint.to_string(), reason: e.to_string() });
+                    continue;
+                }
+            };
+            if !resp.status().is_success() {
+                let status = resp.status().as_u16();
+                let meta = reply_meta(endpoint, &resp);
+                let body = read_body(resp).await.unwrap_or_default();
+                if status == 503 {
+                    attempts.push(FailedAttempt { endpoint: endpoint.to_string(), reason: format!("HTTP {status}") });
+                    continue;
+                }
+                return match classify(endpoint, Effect::Read, meta, &body) {
+                    Attempt::Fail(e) => Err(e),
+                    _ => Err(ClientError::BadResponse {
+                        endpoint: endpoint.to_string(),
+                        status,
+                        detail: "unexpected answer".into(),
+                    }),
+                };
+            }
+            let io = |e: std::io::Error| ClientError::InvalidInput {
+                code: "io_error",
+                message: format!("{}: {e}", out.display()),
+            };
+            let mut file = tokio::fs::File::create(out).await.map_err(io)?;
+            let mut resp = resp;
+            let mut total = 0u64;
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => {
+                        total += chunk.len() as u64;
+                        file.write_all(&chunk).await.map_err(io)?;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Err(ClientError::BadResponse {
+                            endpoint: endpoint.to_string(),
+                            status: 200,
+                            detail: format!("transfer broke: {e}"),
+                        })
+                    }
+                }
+            }
+            file.sync_all().await.map_err(io)?;
+            return Ok(total);
+        }
+        Err(ClientError::Unavailable { attempts })
+    }
+
     /// `GET /health` from the first endpoint that answers.
     pub async fn health(&self) -> Result<Reply<Health>, ClientError> {
         let segments = vec!["health".to_string()];

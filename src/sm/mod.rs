@@ -11,7 +11,7 @@
 
 pub mod apply;
 pub mod keys;
-mod snapshot;
+pub mod snapshot;
 
 use std::fs;
 use std::io;
@@ -35,6 +35,11 @@ fn item(key: &str, s: StoredItem) -> Item {
 }
 
 const CURRENT: &str = "current.snap";
+
+/// Where a node keeps its durable snapshot, relative to its data dir.
+pub fn current_snapshot_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("snapshots").join(CURRENT)
+}
 const BUILDING: &str = "build.tmp";
 const RECEIVING: &str = "recv.tmp";
 const INSTALLING: &str = "install.tmp";

@@ -1,7 +1,8 @@
 //! Snapshot files, the only owner of their layout: `b"CRNS"`, format version (u8), then framed
 //! records (see `crate::frame`), each the bincode of a [`Frame`]: one `Meta`, any number of
 //! `Pairs` (raw sled keys and values), and a closing `End` with the pair count. A file without
-//! its `End` frame is incomplete and is never installed.
+//! its `End` frame is incomplete and is never installed. Backups (`cairn backup`) are these
+//! files too.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -129,4 +130,22 @@ pub fn load_into(path: &Path, tree: &sled::Tree) -> io::Result<SnapshotMeta> {
         }
         tree.apply_batch(b).map_err(io::Error::other)
     })
+}
+
+/// Copies a snapshot file to `dst` with its meta replaced, checking every frame on the way.
+/// Used by restore to seed a new cluster with its own membership.
+pub fn rewrite_meta(src: &Path, dst: &Path, meta: &SnapshotMeta) -> io::Result<u64> {
+    let mut w = BufWriter::with_capacity(1 << 20, File::create(dst)?);
+    w.write_all(MAGIC)?;
+    w.write_all(&[VERSION])?;
+    put_frame(&mut w, &Frame::Meta(meta.clone()))?;
+    let mut total = 0u64;
+    for_each_pair(src, |pairs| {
+        total += pairs.len() as u64;
+        put_frame(&mut w, &Frame::Pairs(pairs))
+    })?;
+    put_frame(&mut w, &Frame::End { pairs: total })?;
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(total)
 }

@@ -82,6 +82,16 @@ impl LogStore {
         rx.await.map_err(|_| io::Error::other("WAL writer stopped"))?
     }
 
+    /// Prepares an empty WAL whose log starts after `upto`, as if everything through it had
+    /// been purged behind a snapshot (restore seeds a node this way).
+    /// The vote is seeded in `upto`'s term, so the node's first election is in a later term
+    /// than any entry it holds (Raft requires a leader's term to cover its log).
+    pub fn seed_purged(dir: &Path, upto: LogId, self_id: crate::types::NodeId) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let vote = Vote::new(upto.leader_id.term, self_id);
+        meta::store(dir, &meta::WalMeta { vote: Some(vote), last_purged: Some(upto) })
+    }
+
     /// Last log id held, or the last purged one when the log is empty.
     pub fn last_log_id(&self) -> Option<LogId> {
         let log = self.shared.log.read().expect("wal lock");

@@ -14,6 +14,7 @@
 mod cluster;
 mod http;
 mod process;
+pub mod raw;
 mod time;
 
 // Each test crate uses a different subset of the harness.

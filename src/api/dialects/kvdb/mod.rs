@@ -4,7 +4,8 @@
 //! own `secret_key` / `write_key` govern access, as the seed says (and see DESIGN.md).
 //! Errors are plain text with the seed's status codes.
 //!
-//! - `bucket.rs`: the replicated bucket record, create / update policy / delete
+//! - `bucket.rs`: the replicated bucket record and the guarded write
+//! - `manage.rs`: create a bucket, update its policy, delete it with its keys
 //! - `keys.rs`: get, set, PATCH counters and delete of one key
 //! - `list.rs`: key listing with `prefix`, `regex`, `values`, `format` and Accept negotiation
 //!
@@ -15,6 +16,7 @@
 mod bucket;
 mod keys;
 mod list;
+mod manage;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -39,11 +41,11 @@ const MAX_VALUE_BYTES: usize = 16 * 1024;
 
 pub fn routes() -> Router<AppState> {
     let bucket_level = || -> MethodRouter<AppState> {
-        get(list::list).post(bucket::update).patch(bucket::update).delete(bucket::delete).fallback(method_not_allowed)
+        get(list::list).post(manage::update).patch(manage::update).delete(manage::delete).fallback(method_not_allowed)
     };
     Router::new()
-        .route("/kvdb", post(bucket::create).fallback(method_not_allowed))
-        .route("/kvdb/", post(bucket::create).fallback(method_not_allowed))
+        .route("/kvdb", post(manage::create).fallback(method_not_allowed))
+        .route("/kvdb/", post(manage::create).fallback(method_not_allowed))
         .route("/kvdb/{bucket}", bucket_level())
         .route("/kvdb/{bucket}/", bucket_level())
         .route(

@@ -3,6 +3,11 @@
 //! `{keys, next_cursor}`, and batches of up to 100 get/set/delete ops that apply atomically.
 //! Keys live directly in the caller's namespace, so the native API sees the same keys.
 //! Errors are saasignal's flat `{"code", "message"}` with its documented codes.
+//!
+//! - `mod.rs`: routes, key rules, single-key handlers and the scan
+//! - `batch.rs`: `POST /infra/kv {ops}`
+
+mod batch;
 
 use std::collections::HashMap;
 
@@ -27,7 +32,6 @@ const MAX_KEY_CHARS: usize = 512;
 const MAX_VALUE_BYTES: usize = 256 * 1024;
 /// The seed's `ttl` range: `>0 .. ≤9007199254740991` (JavaScript's largest safe integer).
 const MAX_TTL_SECONDS: u64 = 9_007_199_254_740_991;
-const MAX_OPS: usize = 100;
 /// Expiries from this instant on (the year 10000) cannot be written as RFC 3339.
 const RFC3339_LIMIT_MS: u64 = 253_402_300_800_000;
 
@@ -35,8 +39,8 @@ type Res<T> = Result<T, ApiError>;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/infra/kv", get(scan).post(batch).fallback(method_not_allowed))
-        .route("/infra/kv/", get(scan).post(batch).fallback(method_not_allowed))
+        .route("/infra/kv", get(scan).post(batch::batch).fallback(method_not_allowed))
+        .route("/infra/kv/", get(scan).post(batch::batch).fallback(method_not_allowed))
         .route("/infra/kv/{key}", get(get_key).put(put_key).delete(delete_key).fallback(method_not_allowed))
         .route("/infra/kv/{key}/increment", post(increment).fallback(method_not_allowed))
         .route("/infra/{*rest}", any(no_route))
@@ -323,80 +327,6 @@ async fn scan(
     let keys: Vec<String> = items.iter().map(|i| json_text(&i.key)).collect();
     let body = format!(r#"{{"status":"ok","keys":[{}],"next_cursor":{next}}}"#, keys.join(","));
     mark_consistency(json(body), strong)
-}
-
-fn op_error(i: usize, e: ApiError) -> ApiError {
-    let message = format!("op {i}: {}", e.message);
-    ApiError { message, ..e }.with_detail("index", i.into())
-}
-
-/// One batch op: `{op: "get"|"set"|"delete", key, value?, ttl?, if_not_exists?}`.
-fn parse_op(st: &AppState, ns: &str, op: &Value) -> Res<Command> {
-    let m = op.as_object().ok_or_else(|| bad("each op is a JSON object"))?;
-    let key = m.get("key").and_then(Value::as_str).ok_or_else(|| bad("each op needs a string `key`"))?;
-    check_key(key, "key", false)?;
-    let (ns, key) = (ns.to_string(), key.to_string());
-    match m.get("op").and_then(Value::as_str) {
-        Some("get") => Ok(Command::Get { ns, key }),
-        Some("set") => {
-            let value = m.get("value").ok_or_else(|| bad("a set op needs a `value`"))?;
-            let value = value_text(st, value)?;
-            let ttl_ms = ttl_of(st, m.get("ttl"))?;
-            let cond = if_not_exists(m.get("if_not_exists"))?;
-            Ok(Command::Set { ns, key, value, ttl_ms, cond })
-        }
-        Some("delete") => Ok(Command::Delete { ns, key, cond: Condition::None }),
-        _ => Err(bad("op must be get, set or delete")),
-    }
-}
-
-fn op_result(r: &CmdResult) -> String {
-    match r {
-        CmdResult::Item(item) => format!(r#"{{{},"status":"ok"}}"#, item_fields(item)),
-        CmdResult::Deleted { key } => format!(r#"{{"key":{},"value":null,"status":"ok"}}"#, json_text(key)),
-        CmdResult::Absent { key } => format!(r#"{{"key":{},"value":null,"status":"not_found"}}"#, json_text(key)),
-        other => format!(r#"{{"value":null,"status":{}}}"#, json_text(&format!("{other:?}"))),
-    }
-}
-
-/// `POST /infra/kv {ops}` → `{"results": [...]}` in op order. All ops are one Raft entry and
-/// apply all or nothing: a refused op (e.g. `if_not_exists` on an existing key) fails the
-/// whole batch with 409 and the op's `index`.
-async fn batch(State(st): State<AppState>, caller: Res<Caller>, replay: Res<Replay>) -> Response {
-    let parsed = (|| -> Res<_> {
-        let caller = caller?;
-        let ns = caller.namespace(perm::READ)?;
-        let replay = replay?;
-        let body = kv::json_object(&replay.body, false)?;
-        let ops = match body.get("ops") {
-            Some(Value::Array(a)) if a.len() <= MAX_OPS => a,
-            Some(Value::Array(_)) => return Err(bad(format!("a batch holds at most {MAX_OPS} ops"))),
-            _ => return Err(bad("the body needs an `ops` array")),
-        };
-        let cmds = ops
-            .iter()
-            .enumerate()
-            .map(|(i, op)| parse_op(&st, &ns, op).map_err(|e| op_error(i, e)))
-            .collect::<Res<Vec<_>>>()?;
-        if cmds.iter().any(|c| !matches!(c, Command::Get { .. })) {
-            caller.namespace(perm::WRITE)?;
-        }
-        Ok((cmds, replay))
-    })();
-    let (cmds, replay) = match parsed {
-        Ok(p) if p.0.is_empty() => return json(r#"{"results":[]}"#.into()),
-        Ok(p) => p,
-        Err(e) => return error(e),
-    };
-    match exec::write_one(&st, Command::Batch(cmds), replay).await {
-        Ok((_, CmdResult::Batch(results))) => {
-            let shown: Vec<String> = results.iter().map(op_result).collect();
-            json(format!(r#"{{"results":[{}]}}"#, shown.join(",")))
-        }
-        Ok((_, CmdResult::BatchRefused { index, refusal })) => error(op_error(index as usize, refused(refusal))),
-        Ok((_, other)) => error(ApiError::internal(format!("unexpected batch result {other:?}"))),
-        Err(b) => blocked(b),
-    }
 }
 
 #[cfg(test)]

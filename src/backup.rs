@@ -1,0 +1,47 @@
+//! Restoring a backup into a new node's data dir. A backup is a snapshot file (see
+//! `sm::snapshot`). Every node of the new cluster is seeded from the same file with the same
+//! `--peers`: its state machine holds the backup's data at the backup's log index, its WAL
+//! starts right after that index, and the cluster membership is the new one. The nodes then
+//! elect a leader and continue the log, so versions keep growing past the backup's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use openraft::{BasicNode, Membership, StoredMembership};
+
+use crate::sm::{self, snapshot, SmOptions, StateMachine};
+use crate::types::{NodeId, SnapshotMeta};
+use crate::wal::LogStore;
+
+#[derive(Debug)]
+pub struct Restored {
+    pub last_index: u64,
+    pub pairs: u64,
+}
+
+pub fn restore(from: &Path, data_dir: &Path, id: NodeId, peers: &[(NodeId, String)]) -> Result<Restored, String> {
+    if !peers.iter().any(|(p, _)| *p == id) {
+        return Err(format!("--peers must list this node's id {id}"));
+    }
+    let meta = snapshot::validate(from).map_err(|e| format!("{}: not a valid backup: {e}", from.display()))?;
+    let last = meta.last_log_id.ok_or("the backup holds no applied entries")?;
+    if data_dir.exists() && std::fs::read_dir(data_dir).map_err(|e| e.to_string())?.next().is_some() {
+        return Err(format!("{} is not empty; restore only into a new data dir", data_dir.display()));
+    }
+    std::fs::create_dir_all(data_dir.join("snapshots")).map_err(|e| e.to_string())?;
+    std::fs::write(data_dir.join("cairn-node-id"), format!("{id}\n")).map_err(|e| e.to_string())?;
+
+    let voters: BTreeSet<NodeId> = peers.iter().map(|(i, _)| *i).collect();
+    let nodes: BTreeMap<NodeId, BasicNode> = peers.iter().map(|(i, a)| (*i, BasicNode::new(a.clone()))).collect();
+    let new_meta = SnapshotMeta {
+        last_log_id: Some(last),
+        last_membership: StoredMembership::new(Some(last), Membership::new(vec![voters], nodes)),
+        snapshot_id: format!("restored-{}-{}", last.leader_id, last.index),
+    };
+    let pairs =
+        snapshot::rewrite_meta(from, &sm::current_snapshot_path(data_dir), &new_meta).map_err(|e| e.to_string())?;
+    LogStore::seed_purged(&data_dir.join("wal"), last, id).map_err(|e| e.to_string())?;
+    // Opening the state machine finds it behind its snapshot and loads it.
+    StateMachine::open(data_dir, &SmOptions::default()).map_err(|e| e.to_string())?.reader().flush();
+    Ok(Restored { last_index: last.index, pairs })
+}

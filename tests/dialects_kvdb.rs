@@ -1,0 +1,348 @@
+//! KVdb (seed 002) at `/kvdb`: every curl example of the seed (their lost URLs restored the
+//! way KVdb users write them) on a real three-node cluster, then the access-key rules, listing
+//! formats and Accept negotiation, counters, TTLs, limits and bucket deletion on one node.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use support::raw::{basic, query_escape, Raw};
+use support::{deadline_in, parse_rfc3339_utc, unix_now, Cluster, Resp};
+
+/// `curl` against one node: `-d` bodies are sent as forms, `-u 'key:'` as Basic auth.
+struct Curl {
+    raw: Raw,
+    base: String,
+}
+
+impl Curl {
+    fn url(&self, path: &str) -> String {
+        format!("{}/kvdb{path}", self.base)
+    }
+
+    fn auth(user: Option<&str>) -> Option<String> {
+        user.map(basic)
+    }
+
+    async fn req(&self, method: Method, path: &str, body: Option<&str>, user: Option<&str>) -> Resp {
+        let auth = Self::auth(user);
+        let mut h: Vec<(&str, &str)> = Vec::new();
+        if let Some(a) = &auth {
+            h.push(("authorization", a));
+        }
+        if body.is_some() {
+            h.push(("content-type", "application/x-www-form-urlencoded"));
+        }
+        self.raw.send(method, &self.url(path), body.map(str::as_bytes), &h).await
+    }
+
+    async fn with_accept(&self, path: &str, accept: &str, user: Option<&str>) -> Resp {
+        let auth = Self::auth(user).unwrap_or_default();
+        let mut h = vec![("accept", accept)];
+        if !auth.is_empty() {
+            h.push(("authorization", &auth));
+        }
+        self.raw.send(Method::GET, &self.url(path), None, &h).await
+    }
+
+    /// `curl -d '…' https://kvdb.io` → the new bucket id.
+    async fn create(&self, form: &str) -> String {
+        let r = self.req(Method::POST, "", Some(form), None).await.ok();
+        assert!(r.text.len() >= 16 && r.text.bytes().all(|b| b.is_ascii_alphanumeric()), "a bucket id: {r:?}");
+        r.text
+    }
+}
+
+#[track_caller]
+fn assert_text(resp: &Resp, status: u16, text: &str) {
+    assert_eq!((resp.status, resp.text.as_str()), (status, text), "{resp:?}");
+}
+
+#[track_caller]
+fn assert_status(resp: &Resp, status: u16) {
+    assert_eq!(resp.status, status, "{resp:?}");
+    if status >= 400 {
+        assert!(resp.header("content-type").is_some_and(|c| c.starts_with("text/plain")), "text errors: {resp:?}");
+        assert!(!resp.text.trim().is_empty(), "errors say why: {resp:?}");
+    }
+}
+
+async fn single() -> (Cluster, Curl) {
+    let mut c = Cluster::single();
+    c.wait_for_leader(deadline_in(15)).await;
+    let curl = Curl { raw: Raw::new(), base: c.url(1) };
+    (c, curl)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_seed_example_runs_on_a_three_node_cluster() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_for_leader(deadline_in(20)).await;
+    let kv = Curl { raw: Raw::new(), base: c.url(leader) };
+    let via_follower = Curl { raw: Raw::new(), base: c.url(c.follower_ids()[0]) };
+
+    // Create a new bucket that lets anyone read, write, and list keys: curl -d ''
+    let open = via_follower.create("").await;
+    // ... with a secret_key, write_key, and all keys expiring after 1 hour.
+    let guarded = via_follower.create("secret_key=supersecret&write_key=knock&default_ttl=3600").await;
+    assert_ne!(open, guarded);
+
+    // Set key: curl https://kvdb.io/$B/hello -d 'world' (with -u 'knock:' on the guarded one).
+    assert_status(&via_follower.req(Method::POST, &format!("/{open}/hello"), Some("world"), None).await, 200);
+    assert_status(
+        &via_follower.req(Method::POST, &format!("/{guarded}/hello"), Some("world"), Some("knock")).await,
+        200,
+    );
+    // Set key with a 30 second expiry: curl https://kvdb.io/$B/hello?ttl=30 -d 'world'
+    assert_status(&via_follower.req(Method::POST, &format!("/{open}/hello2?ttl=30"), Some("world"), None).await, 200);
+
+    // Get value: curl https://kvdb.io/$B/hello → world (no key needed, even when guarded).
+    assert_text(&kv.req(Method::GET, &format!("/{open}/hello"), None, None).await, 200, "world");
+    assert_text(&kv.req(Method::GET, &format!("/{guarded}/hello"), None, None).await, 200, "world");
+
+    // Update a key (counter): curl -XPATCH https://kvdb.io/$B/hits -d '+1' → the new value.
+    for (body, expect) in [("+1", "1"), ("+1", "2"), ("-1", "1")] {
+        assert_text(&via_follower.req(Method::PATCH, &format!("/{open}/hits"), Some(body), None).await, 200, expect);
+    }
+
+    // List keys: curl https://kvdb.io/$B/ -u 'supersecret:'
+    for k in ["hits_2018_01", "hits_2018_02", "hits_2019_01", "visitors", "flavor-today"] {
+        kv.req(Method::PUT, &format!("/{guarded}/{k}"), Some("1"), Some("supersecret")).await.ok();
+    }
+    let all = kv.req(Method::GET, &format!("/{guarded}/"), None, Some("supersecret")).await.ok();
+    assert_eq!(all.text, "flavor-today\nhello\nhits_2018_01\nhits_2018_02\nhits_2019_01\nvisitors\n");
+    // List keys with the prefix hits_2018.
+    let p = kv.req(Method::GET, &format!("/{guarded}/?prefix=hits_2018"), None, Some("supersecret")).await.ok();
+    assert_eq!(p.text, "hits_2018_01\nhits_2018_02\n");
+    // Regular expression: ^hits_2018.* (URL encode it)
+    let re = query_escape("^hits_2018.*");
+    let r = kv.req(Method::GET, &format!("/{guarded}/?regex={re}"), None, Some("supersecret")).await.ok();
+    assert_eq!(r.text, "hits_2018_01\nhits_2018_02\n");
+    // List keys and their values as JSON: [["visitors", 101], ["flavor-today", "coconut"]]
+    kv.req(Method::PUT, &format!("/{guarded}/visitors"), Some("101"), Some("knock")).await.ok();
+    kv.req(Method::PUT, &format!("/{guarded}/flavor-today"), Some("coconut"), Some("knock")).await.ok();
+    let path = format!("/{guarded}/?values=true&format=json&regex={}", query_escape("^(visitors|flavor)"));
+    let j = kv.req(Method::GET, &path, None, Some("supersecret")).await.ok();
+    assert_eq!(j.body, json!([["flavor-today", "coconut"], ["visitors", 101]]), "{j:?}");
+
+    // Update bucket policy — make the open-by-write bucket read-only: -d 'write_key=knock'
+    // -u 'supersecret:'. (A bucket with a secret key and no write key, then a write key set.)
+    let policy = via_follower.create("secret_key=supersecret").await;
+    assert_status(&kv.req(Method::POST, &format!("/{policy}/k"), Some("v"), None).await, 200);
+    assert_status(
+        &via_follower.req(Method::PATCH, &format!("/{policy}"), Some("write_key=knock"), Some("supersecret")).await,
+        200,
+    );
+    assert_status(&kv.req(Method::POST, &format!("/{policy}/k"), Some("v2"), None).await, 403);
+    assert_status(&kv.req(Method::POST, &format!("/{policy}/k"), Some("v2"), Some("knock")).await, 200);
+    // The same update as curl sends it without -X (a POST) also works.
+    assert_status(
+        &kv.req(Method::POST, &format!("/{policy}"), Some("write_key=knock2"), Some("supersecret")).await,
+        200,
+    );
+    assert_status(&kv.req(Method::POST, &format!("/{policy}/k"), Some("v3"), Some("knock")).await, 401);
+
+    // The key can also go in the query string: ?key=supersecret
+    let q = kv.req(Method::GET, &format!("/{guarded}/?key=supersecret&prefix=vis"), None, None).await.ok();
+    assert_eq!(q.text, "visitors\n");
+
+    // Delete key: curl -XDELETE https://kvdb.io/$B/hello
+    assert_status(&via_follower.req(Method::DELETE, &format!("/{open}/hello"), None, None).await, 200);
+    assert_status(&kv.req(Method::GET, &format!("/{open}/hello"), None, None).await, 404);
+
+    // Delete bucket: curl -XDELETE https://kvdb.io/$B -u 'supersecret:'
+    assert_status(&via_follower.req(Method::DELETE, &format!("/{guarded}"), None, Some("supersecret")).await, 200);
+    assert_status(&kv.req(Method::GET, &format!("/{guarded}/visitors"), None, None).await, 404);
+    assert_status(&kv.req(Method::GET, &format!("/{guarded}/"), None, Some("supersecret")).await, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_and_write_keys_govern_access_as_the_seed_says() {
+    let (_c, kv) = single().await;
+    let b = kv.create("secret_key=supersecret&write_key=knock").await;
+    let key = format!("/{b}/k");
+
+    // Reads need no key; a wrong key is 401 ("Your API key is wrong").
+    assert_status(&kv.req(Method::PUT, &key, Some("v"), Some("knock")).await, 200);
+    assert_text(&kv.req(Method::GET, &key, None, None).await, 200, "v");
+    assert_status(&kv.req(Method::GET, &key, None, Some("wrong")).await, 401);
+
+    // Writes need the write key or the secret key: 403 without, 401 with a wrong one.
+    assert_status(&kv.req(Method::PUT, &key, Some("v"), None).await, 403);
+    assert_status(&kv.req(Method::PUT, &key, Some("v"), Some("wrong")).await, 401);
+    assert_status(&kv.req(Method::PUT, &key, Some("v"), Some("supersecret")).await, 200);
+    assert_status(&kv.req(Method::PATCH, &format!("/{b}/n"), Some("+1"), None).await, 403);
+    assert_status(&kv.req(Method::DELETE, &key, None, None).await, 403);
+
+    // Listing and policy changes need the secret key; the write key is not enough.
+    assert_status(&kv.req(Method::GET, &format!("/{b}/"), None, None).await, 403);
+    assert_status(&kv.req(Method::GET, &format!("/{b}/"), None, Some("knock")).await, 403);
+    assert_status(&kv.req(Method::GET, &format!("/{b}"), None, Some("supersecret")).await, 200);
+    assert_status(&kv.req(Method::PATCH, &format!("/{b}"), Some("default_ttl=60"), Some("knock")).await, 403);
+    assert_status(&kv.req(Method::DELETE, &format!("/{b}"), None, Some("knock")).await, 403);
+
+    // The secret key can be changed (the old one stops working) but not removed.
+    assert_status(&kv.req(Method::PATCH, &format!("/{b}"), Some("secret_key="), Some("supersecret")).await, 400);
+    assert_status(&kv.req(Method::PATCH, &format!("/{b}"), Some("secret_key=s2"), Some("supersecret")).await, 200);
+    assert_status(&kv.req(Method::GET, &format!("/{b}/"), None, Some("supersecret")).await, 401);
+    assert_status(&kv.req(Method::GET, &format!("/{b}/"), None, Some("s2")).await, 200);
+    // An empty write_key removes the write protection.
+    assert_status(&kv.req(Method::PATCH, &format!("/{b}"), Some("write_key="), Some("s2")).await, 200);
+    assert_status(&kv.req(Method::PUT, &key, Some("open"), None).await, 200);
+
+    // A bucket created without a secret key: anyone reads, writes and lists; its policy is
+    // fixed, and a secret key cannot be added later.
+    let open = kv.create("").await;
+    assert_status(&kv.req(Method::PUT, &format!("/{open}/a"), Some("1"), None).await, 200);
+    assert_text(&kv.req(Method::GET, &format!("/{open}/"), None, None).await, 200, "a\n");
+    assert_status(&kv.req(Method::PATCH, &format!("/{open}"), Some("secret_key=mine"), None).await, 403);
+    assert_status(&kv.req(Method::PATCH, &format!("/{open}"), Some("write_key=mine"), None).await, 403);
+    // A key sent to a bucket that has none is ignored.
+    assert_text(&kv.req(Method::GET, &format!("/{open}/a"), None, Some("whatever")).await, 200, "1");
+
+    // A write-key-only bucket: deleting it needs the write key.
+    let w = kv.create("write_key=knock").await;
+    assert_status(&kv.req(Method::DELETE, &format!("/{w}"), None, None).await, 403);
+    assert_status(&kv.req(Method::DELETE, &format!("/{w}"), None, Some("knock")).await, 200);
+
+    // Unknown buckets and malformed forms.
+    assert_status(&kv.req(Method::GET, "/nosuchbucket/k", None, None).await, 404);
+    assert_status(&kv.req(Method::GET, "/no:such/k", None, None).await, 404);
+    assert_status(&kv.req(Method::POST, "", Some("secret-key=typo"), None).await, 400);
+    assert_status(&kv.req(Method::POST, "", Some("default_ttl=soon"), None).await, 400);
+    assert_status(&kv.req(Method::GET, "", None, None).await, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_formats_follow_the_format_parameter_and_accept_header() {
+    let (_c, kv) = single().await;
+    let b = kv.create("").await;
+    for (k, v) in [("a", "1"), ("b", "two\nlines"), ("c", "2.5")] {
+        kv.req(Method::PUT, &format!("/{b}/{k}"), Some(v), None).await.ok();
+    }
+    let list = async |q: &str| kv.req(Method::GET, &format!("/{b}/?{q}"), None, None).await;
+    assert_eq!(list("").await.ok().text, "a\nb\nc\n");
+    assert_eq!(list("values=true").await.ok().text, "a=1\nb=two\\nlines\nc=2.5\n");
+    let j = list("format=json").await.ok();
+    assert_eq!((j.body.clone(), j.header("content-type")), (json!(["a", "b", "c"]), Some("application/json")));
+    assert_eq!(list("format=json&values=true").await.ok().body, json!([["a", 1], ["b", "two\nlines"], ["c", 2.5]]));
+    let lines = list("format=jsonl").await.ok();
+    assert_eq!(lines.text, "\"a\"\n\"b\"\n\"c\"\n");
+    let lines = list("format=jsonl&values=true").await.ok();
+    let parsed: Vec<Value> = lines.text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(parsed, vec![json!(["a", 1]), json!(["b", "two\nlines"]), json!(["c", 2.5])]);
+    assert_eq!(list("limit=2").await.ok().text, "a\nb\n");
+    assert_eq!(list("prefix=b").await.ok().text, "b\n");
+    assert_eq!(list(&format!("regex={}", query_escape("[ac]$"))).await.ok().text, "a\nc\n");
+
+    // Accept negotiation: JSON when asked for, text for wildcards and text/plain, else 406.
+    let path = format!("/{b}/");
+    assert_eq!(kv.with_accept(&path, "application/json", None).await.ok().body, json!(["a", "b", "c"]));
+    assert_eq!(kv.with_accept(&path, "text/html,*/*;q=0.8", None).await.ok().text, "a\nb\nc\n");
+    assert_eq!(kv.with_accept(&path, "text/plain", None).await.ok().text, "a\nb\nc\n");
+    assert_status(&kv.with_accept(&path, "application/x-ndjson", None).await, 406);
+    assert_status(&kv.with_accept(&path, "image/png", None).await, 406);
+    assert_status(&list("format=xml").await, 406);
+
+    // Bad parameters are 400, and a regex is bounded instead of run unchecked.
+    for q in ["limit=0", "limit=10001", "values=maybe", "regex=(", "regex=(a{1000}){1000}"] {
+        assert_status(&list(q).await, 400);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_counters_ttls_and_limits() {
+    let (c, kv) = single().await;
+    let b = kv.create("default_ttl=100").await;
+    let at = |k: &str| format!("/{b}/{k}");
+
+    // Keys up to 128 bytes (of text), values up to 16 KB; both read back byte for byte.
+    let long_key = "k".repeat(128);
+    kv.req(Method::PUT, &at(&long_key), Some("v"), None).await.ok();
+    assert_status(&kv.req(Method::PUT, &at(&"k".repeat(129)), Some("v"), None).await, 400);
+    let big = "é".repeat(8 * 1024); // 16 KiB of UTF-8
+    kv.req(Method::PUT, &at("big"), Some(&big), None).await.ok();
+    assert_text(&kv.req(Method::GET, &at("big"), None, None).await, 200, &big);
+    assert_status(&kv.req(Method::PUT, &at("big"), Some(&format!("{big}!")), None).await, 400);
+    assert_status(&kv.raw.send(Method::PUT, &kv.url(&at("bin")), Some(&[0xff]), &[]).await, 400);
+    kv.req(Method::PUT, &at("nested/path"), Some("slashes are part of the key"), None).await.ok();
+    assert_text(&kv.req(Method::GET, &at("nested%2Fpath"), None, None).await, 200, "slashes are part of the key");
+    for v in ["007", "1.50", "+5", " 3", ""] {
+        kv.req(Method::PUT, &at("odd"), Some(v), None).await.ok();
+        assert_text(&kv.req(Method::GET, &at("odd"), None, None).await, 200, v);
+    }
+
+    // Counters: 64-bit integers and floats; missing keys start at 0; text refuses.
+    assert_text(&kv.req(Method::PATCH, &at("n"), Some("+9223372036854775806"), None).await, 200, "9223372036854775806");
+    assert_text(&kv.req(Method::PATCH, &at("n"), Some("+1"), None).await, 200, "9223372036854775807");
+    assert_status(&kv.req(Method::PATCH, &at("n"), Some("+1"), None).await, 400);
+    assert_text(&kv.req(Method::PATCH, &at("f"), Some("+1.5"), None).await, 200, "1.5");
+    assert_text(&kv.req(Method::PATCH, &at("f"), Some("-0.25"), None).await, 200, "1.25");
+    kv.req(Method::PUT, &at("word"), Some("coconut"), None).await.ok();
+    assert_status(&kv.req(Method::PATCH, &at("word"), Some("+1"), None).await, 400);
+    for bad in ["1", "+", "+x", "++1", "+1e999"] {
+        assert_status(&kv.req(Method::PATCH, &at("n2"), Some(bad), None).await, 400);
+    }
+
+    // TTLs: the bucket's default_ttl, ?ttl= overrides it, ttl=0 means none, and a PATCH of an
+    // existing counter renews the TTL ("keys not updated expire after this time").
+    let ns_url = |k: &str| format!("{}/kv/items/{}", kv.base, support::encode_key(&format!("kvdb:{b}:{k}")));
+    let expiry = async |k: &str| -> Option<f64> {
+        let r = kv.raw.send(Method::GET, &ns_url(k), None, &[]).await.ok();
+        r.data()["expiresAt"].as_str().map(|s| parse_rfc3339_utc(s).unwrap() - unix_now())
+    };
+    kv.req(Method::PUT, &at("d"), Some("v"), None).await.ok();
+    assert!(expiry("d").await.is_some_and(|s| (70.0..=105.0).contains(&s)));
+    kv.req(Method::PUT, &at("t?ttl=5000"), Some("v"), None).await.ok();
+    assert!(expiry("t").await.is_some_and(|s| (4970.0..=5005.0).contains(&s)));
+    kv.req(Method::PUT, &at("forever?ttl=0"), Some("v"), None).await.ok();
+    assert_eq!(expiry("forever").await, None);
+    assert!(expiry("f").await.is_some_and(|s| s <= 105.0));
+    assert_text(&kv.req(Method::PATCH, &at("f?ttl=5000"), Some("+1"), None).await, 200, "2.25");
+    assert!(expiry("f").await.is_some_and(|s| (4970.0..=5005.0).contains(&s)), "renewed by PATCH");
+    assert_status(&kv.req(Method::PUT, &at("x?ttl=soon"), Some("v"), None).await, 400);
+
+    kv.req(Method::PUT, &at("brief?ttl=1"), Some("v"), None).await.ok();
+    support::until(deadline_in(10), "the 1 s key to expire", async || {
+        let r = kv.req(Method::GET, &at("brief"), None, None).await;
+        if r.status == 404 {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
+    .await;
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_bucket_removes_all_its_keys() {
+    let (_c, kv) = single().await;
+    let b = kv.create("secret_key=s").await;
+    let keep = kv.create("").await;
+    kv.req(Method::PUT, &format!("/{keep}/k"), Some("kept"), None).await.ok();
+    // 250 keys: more than two sweep batches of 100. Written natively to keep the test quick.
+    let ops: Vec<Value> =
+        (0..250).map(|i| json!({"op": "set", "key": format!("kvdb:{b}:k{i:03}"), "value": i})).collect();
+    for chunk in ops.chunks(100) {
+        let body = serde_json::to_vec(&json!({"ops": chunk})).unwrap();
+        kv.raw.send(Method::POST, &format!("{}/kv/batch", kv.base), Some(&body), &[]).await.ok();
+    }
+    let listed = kv.req(Method::GET, &format!("/{b}/?limit=10000"), None, Some("s")).await.ok();
+    assert_eq!(listed.text.lines().count(), 250);
+
+    assert_status(&kv.req(Method::DELETE, &format!("/{b}"), None, Some("s")).await, 200);
+    assert_status(&kv.req(Method::GET, &format!("/{b}/k000"), None, None).await, 404);
+    assert_status(&kv.req(Method::PUT, &format!("/{b}/k000"), Some("v"), Some("s")).await, 404);
+    assert_status(&kv.req(Method::DELETE, &format!("/{b}"), None, Some("s")).await, 404);
+    let scan = format!("{}/kv/items?prefix={}&limit=1000", kv.base, query_escape(&format!("kvdb:{b}")));
+    support::until(deadline_in(15), "the bucket's keys to be swept", async || {
+        let r = kv.raw.try_send(Method::GET, &scan, None, &[]).await?;
+        match r.data()["items"].as_array().map(Vec::len) {
+            Some(0) => Ok(()),
+            n => Err(format!("{n:?} keys left")),
+        }
+    })
+    .await;
+    assert_text(&kv.req(Method::GET, &format!("/{keep}/k"), None, None).await, 200, "kept");
+}

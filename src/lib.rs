@@ -25,6 +25,7 @@ pub mod client;
 pub mod codec;
 pub mod command;
 pub mod config;
+pub mod config_file;
 pub mod error;
 pub mod frame;
 pub mod membership;

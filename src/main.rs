@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use cairn::client::{run_backup, run_cluster, run_kv, run_token, ClientOpts, ClusterCmd, KvCmd, TokenCmd};
 use cairn::config::{parse_peers, NodeConfig, Quotas, Security};
+use cairn::config_file::{extra_args, FlagInfo};
 use cairn::sm::SmOptions;
 
 #[derive(Parser)]
@@ -109,6 +111,10 @@ enum LogFormat {
 
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// A TOML file of these settings (keys are the long flag names). Flags and CAIRN_*
+    /// variables override it.
+    #[arg(long, env = "CAIRN_CONFIG")]
+    config: Option<PathBuf>,
     /// This node's id; fixed for the life of its data dir.
     #[arg(long, env = "CAIRN_ID", default_value_t = 1)]
     id: u64,
@@ -346,8 +352,41 @@ fn bench_main(opts: cairn::bench::BenchOpts) -> ExitCode {
     }
 }
 
+/// Re-parses the command line with `serve --config FILE`'s settings added for every flag the
+/// command line and environment left unset.
+fn with_config_file(cli: Cli) -> Result<Cli, String> {
+    let Cmd::Serve(args) = &cli.cmd else { return Ok(cli) };
+    let Some(path) = &args.config else { return Ok(cli) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let matches = Cli::command().get_matches();
+    let serve = matches.subcommand_matches("serve").ok_or("no serve arguments")?;
+    let command = Cli::command();
+    let serve_cmd = command.find_subcommand("serve").ok_or("no serve command")?;
+    let flags: Vec<FlagInfo> = serve_cmd
+        .get_arguments()
+        .filter_map(|a| {
+            let long = a.get_long()?.to_string();
+            let source = serve.value_source(a.get_id().as_str());
+            Some(FlagInfo {
+                long,
+                switch: matches!(a.get_action(), clap::ArgAction::SetTrue),
+                set_elsewhere: matches!(source, Some(ValueSource::CommandLine | ValueSource::EnvVariable)),
+            })
+        })
+        .collect();
+    let mut argv: Vec<String> = std::env::args().collect();
+    argv.extend(extra_args(&text, &flags)?);
+    Cli::try_parse_from(argv).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match with_config_file(Cli::parse()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match cli.cmd {
         Cmd::Serve(args) => serve(&args),
         Cmd::Kv { opts, cmd } => client_main(|| async move { run_kv(&opts, cmd).await }),

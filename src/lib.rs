@@ -11,6 +11,7 @@
 //! - `command`: the replicated command model
 //! - `codec`, `frame`: the bincode codec and the length+CRC record framing
 //! - `batcher`: packs concurrent writes into one Raft entry on the leader
+//! - `read_barrier`: shares ReadIndex rounds between concurrent strong reads
 //! - `ttl`: the leader's expiry ticker
 //! - `metrics`: process-wide counters and histograms for `/metrics`
 //! - `backup`: seeding a new node's data dir from a backup file
@@ -32,6 +33,7 @@ pub mod membership;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod read_barrier;
 pub mod server;
 pub mod sm;
 pub mod ttl;

@@ -18,6 +18,7 @@ use crate::command::{Command, Item, Limits, Proposal};
 use crate::config::NodeConfig;
 use crate::error::{Error, StartError};
 use crate::net::{self, Network};
+use crate::read_barrier::ReadBarrier;
 use crate::sm::TokenRecord;
 use crate::sm::{SmReader, StateMachine};
 use crate::types::{NodeId, Raft};
@@ -36,6 +37,8 @@ pub struct Node {
     pub(crate) membership_lock: tokio::sync::Mutex<()>,
     /// Node-to-node HTTP (bound to this node's address), for joining and learner checks.
     pub(crate) peer_http: reqwest::Client,
+    /// Shares ReadIndex rounds between concurrent strong reads.
+    read_barrier: ReadBarrier,
 }
 
 /// Raft figures for `/metrics`.
@@ -207,6 +210,7 @@ impl Node {
             batch_tx,
             membership_lock: tokio::sync::Mutex::new(()),
             peer_http: http,
+            read_barrier: ReadBarrier::default(),
         });
         if let Some(j) = join {
             tokio::spawn(crate::membership::join_loop(node.clone(), j));
@@ -272,6 +276,11 @@ impl Node {
             g.commit_index = matched.get(quorum - 1).copied();
         }
         g
+    }
+
+    /// Why Raft stopped, once it has stopped on a fatal error.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.raft.metrics().borrow().running_state.as_ref().err().map(|e| e.to_string())
     }
 
     /// `Ok` when this node can usefully serve: a leader is known (a leader must also have heard
@@ -341,13 +350,17 @@ impl Node {
         if !self.is_leader() {
             return Err(self.leader_error());
         }
-        match tokio::time::timeout(self.config.write_timeout, self.raft.ensure_linearizable()).await {
-            Err(_) => Err(Error::NoLeader),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Err(self.leader_error()),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => Err(Error::NoLeader),
-            Ok(Err(RaftError::Fatal(_))) => Err(Error::NoLeader),
-        }
+        self.read_barrier
+            .wait(|| async {
+                match tokio::time::timeout(self.config.write_timeout, self.raft.ensure_linearizable()).await {
+                    Err(_) => Err(Error::NoLeader),
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Err(self.leader_error()),
+                    Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => Err(Error::NoLeader),
+                    Ok(Err(RaftError::Fatal(_))) => Err(Error::NoLeader),
+                }
+            })
+            .await
     }
 
     /// Waits (bounded) until this node has applied `index`.

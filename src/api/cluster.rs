@@ -35,8 +35,13 @@ pub async fn status(State(st): State<AppState>, _caller: Caller) -> Json<Value> 
 }
 
 /// Liveness only: the process is up and serving HTTP.
-pub async fn health(State(st): State<AppState>) -> Json<Value> {
-    Json(json!({"data": {"status": "ok", "id": st.node.id}}))
+/// Also 503 once Raft has stopped on a fatal error (e.g. a full disk failing the WAL), so a
+/// supervisor's liveness probe restarts a process that can no longer serve.
+pub async fn health(State(st): State<AppState>) -> Response {
+    if let Some(fatal) = st.node.fatal_error() {
+        return ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "raft_stopped", fatal).into_response();
+    }
+    Json(json!({"data": {"status": "ok", "id": st.node.id}})).into_response()
 }
 
 /// Cluster membership is cluster-wide: only the bootstrap admin (or anyone on an open node)

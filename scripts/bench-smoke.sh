@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# bench-smoke.sh: CI smoke test of `cairn bench`. Starts one single-node Cairn on a free loopback
+# port with a temporary data dir, runs a short put and a short get benchmark against it, and fails
+# if either run saw any error. Stops only the node it started and removes its data dir.
+#
+# Environment: CAIRN_BIN (default: target/debug/cairn, built with `cargo build` so it is never
+# stale), SMOKE_DURATION (3s), SMOKE_CLIENTS (8), SMOKE_KEYS (1000), SMOKE_UP_TIMEOUT (30 s).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DURATION=${SMOKE_DURATION:-3s}
+CLIENTS=${SMOKE_CLIENTS:-8}
+KEYS=${SMOKE_KEYS:-1000}
+UP_TIMEOUT=${SMOKE_UP_TIMEOUT:-30}
+
+if [[ -n ${CAIRN_BIN:-} ]]; then
+    BIN=$CAIRN_BIN
+else
+    cargo build --quiet --bin cairn
+    BIN=target/debug/cairn
+fi
+[[ -x $BIN ]] || { echo "bench-smoke: $BIN is not executable" >&2; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-bench-smoke.XXXXXX")
+NODE_PID=""
+
+stop_node() {
+    [[ -n $NODE_PID ]] || return 0
+    # Signal only the node we started, and only while its command line still names our dir.
+    if [[ -r /proc/$NODE_PID/cmdline ]] && tr '\0' ' ' <"/proc/$NODE_PID/cmdline" | grep -qF -- "$WORK"; then
+        kill -TERM "$NODE_PID" 2>/dev/null || true
+        local deadline=$((SECONDS + 15))
+        while kill -0 "$NODE_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+        if kill -0 "$NODE_PID" 2>/dev/null; then kill -KILL "$NODE_PID" 2>/dev/null || true; fi
+    fi
+    wait "$NODE_PID" 2>/dev/null || true
+    NODE_PID=""
+}
+
+# shellcheck disable=SC2317 # called from the EXIT trap
+cleanup() {
+    stop_node
+    rm -rf -- "$WORK"
+}
+trap cleanup EXIT
+
+# A port the kernel just handed out and released; the tiny race with other programs is retried.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+start_node() {
+    local attempt port
+    for attempt in 1 2 3; do
+        port=$(free_port)
+        rm -rf -- "$WORK/data"
+        "$BIN" serve --id 1 --listen "127.0.0.1:$port" --data-dir "$WORK/data" >"$WORK/node.log" 2>&1 </dev/null &
+        NODE_PID=$!
+        local deadline=$((SECONDS + UP_TIMEOUT))
+        while ((SECONDS < deadline)); do
+            if ! kill -0 "$NODE_PID" 2>/dev/null; then
+                break
+            fi
+            if "$BIN" cluster status --endpoints "127.0.0.1:$port" 2>/dev/null | grep -q '"role": "leader"'; then
+                ENDPOINT="127.0.0.1:$port"
+                return 0
+            fi
+            sleep 0.2
+        done
+        echo "bench-smoke: node did not come up on port $port (attempt $attempt); log:" >&2
+        tail -n 20 "$WORK/node.log" >&2 || true
+        stop_node
+    done
+    return 1
+}
+
+start_node || { echo "bench-smoke: FAILED to start a node" >&2; exit 1; }
+echo "bench-smoke: node pid $NODE_PID on $ENDPOINT"
+
+status=0
+for workload in put get; do
+    echo "bench-smoke: $workload, $CLIENTS clients, $DURATION"
+    if ! "$BIN" bench --endpoints "$ENDPOINT" --workload "$workload" --clients "$CLIENTS" \
+        --duration "$DURATION" --warmup 1s --keys "$KEYS" --value-size 100; then
+        echo "bench-smoke: $workload run reported errors" >&2
+        status=1
+    fi
+done
+
+if ((status == 0)); then echo "bench-smoke: ok"; else echo "bench-smoke: FAILED" >&2; fi
+exit "$status"

@@ -196,7 +196,12 @@ fn write_response(result: CmdResult, precondition: bool) -> Response {
     }
 }
 
-async fn run_write(st: &AppState, cmd: Command, precondition: bool, replay: Replay) -> Response {
+/// Runs a parsed single-key write (or renders why it could not be parsed).
+async fn run_write(st: &AppState, parsed: Result<(Command, bool), ApiError>, replay: Replay) -> Response {
+    let (cmd, precondition) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
     match exec::write_one(st, cmd, replay).await {
         Ok((_, r)) => write_response(r, precondition),
         Err(b) => blocked(b),
@@ -221,10 +226,7 @@ pub async fn put_item(
         let (cond, precondition) = condition(&obj, &replay.headers)?;
         Ok((Command::Set { ns, key, value, ttl_ms, cond }, precondition))
     })();
-    match parsed {
-        Ok((cmd, pre)) => run_write(&st, cmd, pre, replay).await,
-        Err(e) => e.into_response(),
-    }
+    run_write(&st, parsed, replay).await
 }
 
 pub async fn delete_item(
@@ -246,10 +248,7 @@ pub async fn delete_item(
         let (cond, pre) = single_condition(found)?;
         Ok((Command::Delete { ns, key, cond }, pre))
     })();
-    match parsed {
-        Ok((cmd, pre)) => run_write(&st, cmd, pre, replay).await,
-        Err(e) => e.into_response(),
-    }
+    run_write(&st, parsed, replay).await
 }
 
 /// A JSON number as an increment delta.
@@ -279,12 +278,9 @@ pub async fn increment_item(
         let obj = json_object(&replay.body, true)?;
         let delta = delta_of(obj.get("delta"))?;
         let ttl_ms = ttl_ms(&st, obj.get("ttlSeconds"))?;
-        Ok(Command::Increment { ns, key, delta, ttl_ms })
+        Ok((Command::Increment { ns, key, delta, ttl_ms }, false))
     })();
-    match parsed {
-        Ok(cmd) => run_write(&st, cmd, false, replay).await,
-        Err(e) => e.into_response(),
-    }
+    run_write(&st, parsed, replay).await
 }
 
 pub async fn get_item(

@@ -29,7 +29,7 @@ pub fn restore(from: &Path, data_dir: &Path, id: NodeId, peers: &[(NodeId, Strin
         return Err(format!("{} is not empty; restore only into a new data dir", data_dir.display()));
     }
     std::fs::create_dir_all(data_dir.join("snapshots")).map_err(|e| e.to_string())?;
-    std::fs::write(data_dir.join("cairn-node-id"), format!("{id}\n")).map_err(|e| e.to_string())?;
+    crate::node::write_identity(data_dir, id).map_err(|e| e.to_string())?;
 
     let voters: BTreeSet<NodeId> = peers.iter().map(|(i, _)| *i).collect();
     let nodes: BTreeMap<NodeId, BasicNode> = peers.iter().map(|(i, a)| (*i, BasicNode::new(a.clone()))).collect();

@@ -157,7 +157,14 @@ pub async fn join_loop(node: std::sync::Arc<Node>, join: String) {
                 tracing::info!(via = %base, "joined the cluster as a voter");
                 return;
             }
-            Ok(r) if r.status() == reqwest::StatusCode::CONFLICT || r.status().is_client_error() => {
+            Ok(r)
+                if r.status() == reqwest::StatusCode::UNAUTHORIZED || r.status() == reqwest::StatusCode::FORBIDDEN =>
+            {
+                let text = r.text().await.unwrap_or_default();
+                tracing::error!(%text, "join refused: give this node the cluster's --admin-token");
+                return;
+            }
+            Ok(r) if r.status().is_client_error() => {
                 let text = r.text().await.unwrap_or_default();
                 if text.contains("never reused") {
                     tracing::error!(%text, "this node id was retired; start it with a new --id and an empty data dir");

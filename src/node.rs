@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,6 +40,8 @@ pub struct Node {
     pub(crate) peer_http: reqwest::Client,
     /// Shares ReadIndex rounds between concurrent strong reads.
     read_barrier: ReadBarrier,
+    /// The term in which this process last committed an entry as leader (see `confirm_term`).
+    confirmed_term: AtomicU64,
 }
 
 /// Raft figures for `/metrics`.
@@ -72,8 +75,14 @@ pub struct Status {
     pub applied_index: u64,
 }
 
+/// Leader by Raft's own state and still a voter: a leader removed from the membership keeps
+/// naming itself as leader for a while, but must not take writes or reads any more.
 fn is_leader(raft: &Raft, id: NodeId) -> bool {
-    raft.metrics().borrow().current_leader == Some(id)
+    let rx = raft.metrics();
+    let m = rx.borrow();
+    m.current_leader == Some(id)
+        && m.state == ServerState::Leader
+        && m.membership_config.membership().voter_ids().any(|v| v == id)
 }
 
 fn leader(raft: &Raft) -> Option<(NodeId, String)> {
@@ -120,6 +129,14 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Writes a new data dir's identity file (also used by restore).
+pub fn write_identity(dir: &Path, id: NodeId) -> std::io::Result<()> {
+    let mut f = fs::File::create(dir.join(IDENTITY_FILE))?;
+    writeln!(f, "{id}")?;
+    f.sync_all()?;
+    fs::File::open(dir)?.sync_all()
+}
+
 /// Pins a data dir to one node id, so a misconfigured restart cannot impersonate another node.
 fn check_identity(dir: &Path, id: NodeId) -> Result<(), StartError> {
     let path = dir.join(IDENTITY_FILE);
@@ -135,10 +152,7 @@ fn check_identity(dir: &Path, id: NodeId) -> Result<(), StartError> {
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut f = fs::File::create(&path).map_err(StartError::io("create node id file"))?;
-            writeln!(f, "{id}").map_err(StartError::io("write node id file"))?;
-            f.sync_all().map_err(StartError::io("sync node id file"))?;
-            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(StartError::io("sync data dir"))
+            write_identity(dir, id).map_err(StartError::io("write node id file"))
         }
         Err(e) => Err(StartError::Io { what: format!("read {}", path.display()), source: e }),
     }
@@ -211,6 +225,7 @@ impl Node {
             membership_lock: tokio::sync::Mutex::new(()),
             peer_http: http,
             read_barrier: ReadBarrier::default(),
+            confirmed_term: AtomicU64::new(0),
         });
         if let Some(j) = join {
             tokio::spawn(crate::membership::join_loop(node.clone(), j));
@@ -350,6 +365,7 @@ impl Node {
         if !self.is_leader() {
             return Err(self.leader_error());
         }
+        self.confirm_term().await?;
         self.read_barrier
             .wait(|| async {
                 match tokio::time::timeout(self.config.write_timeout, self.raft.ensure_linearizable()).await {
@@ -361,6 +377,26 @@ impl Node {
                 }
             })
             .await
+    }
+
+    /// Before the first strong read in a leader's term, commits an empty entry of its own.
+    /// openraft's read index is max(first entry of the term, committed); a leader that resumed
+    /// its term after a restart may know neither the true commit index nor have a fresh entry,
+    /// so without this it could read a state behind writes it had acknowledged (found by the
+    /// chaos harness: `restarted-leader-serves-stale-strong-reads`).
+    async fn confirm_term(&self) -> Result<(), Error> {
+        let term = self.raft.metrics().borrow().current_term;
+        if self.confirmed_term.load(Ordering::Acquire) == term {
+            return Ok(());
+        }
+        match self.write(Vec::new()).await {
+            Ok(_) => {
+                self.confirmed_term.store(term, Ordering::Release);
+                Ok(())
+            }
+            Err(Error::UnknownOutcome(_)) => Err(Error::NoLeader),
+            Err(e) => Err(e),
+        }
     }
 
     /// Waits (bounded) until this node has applied `index`.

@@ -59,10 +59,21 @@ pub fn is_strong(st: &AppState, consistency: Option<&str>) -> Result<bool, ApiEr
 }
 
 /// Makes a following local read linearizable when `strong`, and waits for `min_version`.
-pub async fn before_read(st: &AppState, strong: bool, min_version: Option<u64>, replay: Replay) -> Result<(), Blocked> {
+/// Returns whether the read is linearizable: a *default* read (no `consistency` parameter) on a
+/// node that turns out not to lead any more is served locally as stale, like on any follower,
+/// rather than proxied, so one node's default reads never jump between its own state and the
+/// leader's.
+pub async fn before_read(
+    st: &AppState,
+    strong: bool,
+    min_version: Option<u64>,
+    replay: Replay,
+) -> Result<bool, Blocked> {
+    let mut linearizable = strong;
     if strong {
         match st.node.linearizable_barrier().await {
             Ok(()) => {}
+            Err(Error::NotLeader { .. }) if !asks_consistency(&replay) => linearizable = false,
             Err(Error::NotLeader { .. }) => return Err(Blocked::Forwarded(forward::to_leader(st, replay).await)),
             Err(e) => return Err(ApiError::from(e).into()),
         }
@@ -70,5 +81,9 @@ pub async fn before_read(st: &AppState, strong: bool, min_version: Option<u64>, 
     if let Some(v) = min_version {
         st.node.wait_applied(v, MIN_VERSION_WAIT).await.map_err(ApiError::from)?;
     }
-    Ok(())
+    Ok(linearizable)
+}
+
+fn asks_consistency(replay: &Replay) -> bool {
+    super::auth::query_param(&replay.uri, "consistency").is_some()
 }

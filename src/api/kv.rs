@@ -302,9 +302,10 @@ pub async fn get_item(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    if let Err(b) = exec::before_read(&st, strong, min_version, replay).await {
-        return blocked(b);
-    }
+    let strong = match exec::before_read(&st, strong, min_version, replay).await {
+        Ok(s) => s,
+        Err(b) => return blocked(b),
+    };
     match st.node.read_local(&ns, &key) {
         Ok(Some(item)) => item_response(&item, strong),
         Ok(None) => {
@@ -365,9 +366,10 @@ pub async fn scan_items(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    if let Err(b) = exec::before_read(&st, strong, None, replay).await {
-        return blocked(b);
-    }
+    let strong = match exec::before_read(&st, strong, None, replay).await {
+        Ok(s) => s,
+        Err(b) => return blocked(b),
+    };
     let (items, more) = match st.node.scan_local(&ns, &prefix, after.as_deref(), limit) {
         Ok(r) => r,
         Err(e) => return ApiError::from(e).into_response(),

@@ -7,8 +7,10 @@
 //! - `crate::frame`: record layout (length + CRC)
 //! - `segment.rs`: segment files and recovery
 //! - `meta.rs`: vote and last-purged file
+//! - `committed.rs`: last committed log id (not fsync'd; see there)
 //! - `writer.rs`: the single IO thread, group commit, truncate, purge
 
+mod committed;
 mod meta;
 mod segment;
 mod writer;
@@ -42,6 +44,9 @@ struct Shared {
 pub struct LogStore {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Op>,
+    committed: committed::CommittedFile,
+    /// The committed id found on open, if the WAL still holds that entry.
+    saved_committed: Option<LogId>,
 }
 
 /// A cheap, cloneable reader for replication tasks.
@@ -70,9 +75,21 @@ impl LogStore {
             active: None,
             buf: Vec::new(),
         };
+        let (committed, saved) = committed::CommittedFile::open(dir)?;
+        // Use the saved id only if this log still holds exactly that entry (or purged it behind
+        // a snapshot); a value from a lost page cache must never make openraft apply entries
+        // that were not durably logged.
+        let holds = |c: &LogId| {
+            let log = shared.log.read().expect("wal lock");
+            match log.get(&c.index) {
+                Some(e) => e.log_id == *c,
+                None => shared.last_purged.read().expect("wal lock").is_some_and(|p| p.index >= c.index),
+            }
+        };
+        let saved_committed = saved.filter(holds);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new().name("cairn-wal".into()).spawn(move || writer.run(rx))?;
-        Ok(LogStore { shared, tx })
+        Ok(LogStore { shared, tx, committed, saved_committed })
     }
 
     /// Sends an op to the writer and waits for it to be durable.
@@ -145,6 +162,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
         Ok(self.current_vote())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.committed.save(committed).map_err(|e| StorageIOError::write(&e))?;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.saved_committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>

@@ -1,0 +1,190 @@
+//! The nemesis: runs the plan's fault steps one after another (inject, hold, heal, gap) and
+//! records when each fault was active. Targets that depend on the cluster's state (the
+//! leader) are looked up at injection time; random targets come from the step's `pick`.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::cluster::Cluster;
+use super::history::{wall_ms, Clock};
+use super::netns::Firewall;
+use super::plan::{FaultKind, FaultStep, Rng};
+
+/// One fault as it happened.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct FaultEvent {
+    pub kind: FaultKind,
+    pub targets: Vec<u64>,
+    /// The target was the leader at injection time (leader kill, isolation or pause).
+    pub leader_fault: bool,
+    pub note: String,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub start_wall_ms: u64,
+    pub end_wall_ms: u64,
+}
+
+pub struct Nemesis<'a> {
+    pub cluster: &'a mut Cluster,
+    pub firewall: Option<&'a Firewall>,
+    pub http: reqwest::Client,
+    pub clock: Clock,
+    /// Set by `leader_or` when the current step targets the leader.
+    pub hit_leader: bool,
+}
+
+impl Nemesis<'_> {
+    async fn leader_or(&mut self, fallback: u64) -> (u64, String) {
+        match self.cluster.current_leader(&self.http, Instant::now() + Duration::from_secs(3)).await {
+            Some(l) => {
+                self.hit_leader = true;
+                (l, format!("leader was {l}"))
+            }
+            None => (fallback, format!("no leader answered; chose node {fallback}")),
+        }
+    }
+
+    fn fw(&self) -> Result<&Firewall, String> {
+        self.firewall.ok_or_else(|| "partition fault without a network namespace".to_string())
+    }
+
+    /// Cuts both directions between every node of `a` and every node of `b`.
+    fn cut(&self, a: &[u64], b: &[u64]) -> Result<(), String> {
+        let fw = self.fw()?;
+        for &x in a {
+            for &y in b {
+                fw.drop_packets(&self.cluster.ip(x), &self.cluster.ip(y))?;
+                fw.drop_packets(&self.cluster.ip(y), &self.cluster.ip(x))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one step; the event ends when the fault is healed (the gap follows it).
+    pub async fn step(&mut self, step: &FaultStep) -> Result<FaultEvent, String> {
+        let ids = self.cluster.ids();
+        let n = ids.len() as u64;
+        let mut rng = Rng::new(step.pick);
+        let random = ids[rng.below(n) as usize];
+        let mut shuffled = ids.clone();
+        for i in (1..shuffled.len()).rev() {
+            shuffled.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let (start_ns, start_wall_ms) = (self.clock.now_ns(), wall_ms());
+        self.hit_leader = step.kind == FaultKind::KillAll;
+        let mut note = String::new();
+        let targets: Vec<u64>;
+        // Blocking calls (signals, iptables) take milliseconds; block_in_place keeps the
+        // runtime's other worker serving clients meanwhile.
+        match step.kind {
+            FaultKind::KillRandom => {
+                targets = vec![random];
+                tokio::task::block_in_place(|| self.cluster.kill(random));
+            }
+            FaultKind::KillLeader => {
+                let (l, why) = self.leader_or(random).await;
+                note = why;
+                targets = vec![l];
+                tokio::task::block_in_place(|| self.cluster.kill(l));
+            }
+            FaultKind::KillAll => {
+                targets = ids.clone();
+                tokio::task::block_in_place(|| ids.iter().for_each(|id| self.cluster.kill(*id)));
+            }
+            FaultKind::Pause => {
+                let t = if step.pick & 1 == 0 {
+                    let (l, why) = self.leader_or(random).await;
+                    note = why;
+                    l
+                } else {
+                    random
+                };
+                targets = vec![t];
+                tokio::task::block_in_place(|| self.cluster.pause(t))?;
+            }
+            FaultKind::PartitionLeader => {
+                let (l, why) = self.leader_or(random).await;
+                note = why;
+                targets = vec![l];
+                let others: Vec<u64> = ids.iter().copied().filter(|x| *x != l).collect();
+                tokio::task::block_in_place(|| self.cut(&[l], &others))?;
+            }
+            FaultKind::PartitionSplit => {
+                let minority = &shuffled[..(ids.len() - 1) / 2];
+                let majority = &shuffled[(ids.len() - 1) / 2..];
+                note = format!("minority {minority:?} | majority {majority:?}");
+                targets = minority.to_vec();
+                tokio::task::block_in_place(|| self.cut(minority, majority))?;
+            }
+            FaultKind::PartitionBridge => {
+                let bridge = shuffled[0];
+                let rest = &shuffled[1..];
+                let (a, b) = rest.split_at(rest.len() / 2);
+                note = format!("bridge {bridge} sees {a:?} and {b:?}, which cannot see each other");
+                targets = vec![bridge];
+                tokio::task::block_in_place(|| self.cut(a, b))?;
+            }
+            FaultKind::PartitionOneWay => {
+                let src = if step.pick & 1 == 0 {
+                    let (l, why) = self.leader_or(random).await;
+                    note = why;
+                    l
+                } else {
+                    random
+                };
+                targets = vec![src];
+                note = format!("{note}; packets from {src} to every other node dropped");
+                let fw = self.fw()?;
+                let cluster = &*self.cluster;
+                tokio::task::block_in_place(|| {
+                    ids.iter()
+                        .filter(|x| **x != src)
+                        .try_for_each(|x| fw.drop_packets(&cluster.ip(src), &cluster.ip(*x)))
+                })?;
+            }
+        }
+        if let Some(fw) = self.firewall.filter(|_| step.kind.is_partition()) {
+            note = format!("{note}; rules: {}", fw.rules().replace('\n', " "));
+        }
+        println!(
+            "chaos: +{:>6.1}s inject {} on {targets:?} for {} ms ({note})",
+            start_ns as f64 / 1e9,
+            step.kind.name(),
+            step.hold_ms
+        );
+        tokio::time::sleep(Duration::from_millis(step.hold_ms)).await;
+        self.heal(step.kind, &targets)?;
+        let end_ns = self.clock.now_ns();
+        println!("chaos: +{:>6.1}s healed {}", end_ns as f64 / 1e9, step.kind.name());
+        self.cluster.reap();
+        Ok(FaultEvent {
+            kind: step.kind,
+            targets,
+            leader_fault: self.hit_leader,
+            note,
+            start_ns,
+            end_ns,
+            start_wall_ms,
+            end_wall_ms: wall_ms(),
+        })
+    }
+
+    fn heal(&mut self, kind: FaultKind, targets: &[u64]) -> Result<(), String> {
+        tokio::task::block_in_place(|| match kind {
+            FaultKind::KillRandom | FaultKind::KillLeader | FaultKind::KillAll => {
+                targets.iter().try_for_each(|id| self.cluster.start(*id))
+            }
+            FaultKind::Pause => targets.iter().try_for_each(|id| self.cluster.resume(*id)),
+            _ => self.fw()?.heal(),
+        })
+    }
+
+    /// Undoes whatever may still be in effect (after an error part-way through a step).
+    pub fn heal_all(&mut self) -> Result<(), String> {
+        if let Some(fw) = self.firewall {
+            fw.heal()?;
+        }
+        tokio::task::block_in_place(|| self.cluster.heal_processes())
+    }
+}

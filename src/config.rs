@@ -26,6 +26,8 @@ pub struct NodeConfig {
     /// Entries kept in the WAL behind a snapshot, so a briefly lagging follower catches up
     /// from the log instead of a whole snapshot.
     pub snapshot_keep_logs: u64,
+    /// WAL segment size; whole segments are deleted behind snapshots.
+    pub wal_segment_bytes: u64,
     /// After this long a write's outcome is reported unknown (504).
     pub write_timeout: Duration,
     /// How often the leader checks for due TTL expiries.
@@ -82,6 +84,7 @@ impl NodeConfig {
             election_max: Duration::from_millis(1200),
             snapshot_logs: 10_000,
             snapshot_keep_logs: 1_000,
+            wal_segment_bytes: crate::wal::DEFAULT_SEGMENT_BYTES,
             write_timeout: Duration::from_secs(10),
             expire_interval: Duration::from_secs(1),
             sm: SmOptions::default(),

@@ -148,6 +148,9 @@ struct ServeArgs {
     /// log rather than a whole snapshot.
     #[arg(long, env = "CAIRN_SNAPSHOT_KEEP_LOGS", default_value_t = 1_000)]
     snapshot_keep_logs: u64,
+    /// WAL segment size in bytes; whole segments are deleted once a snapshot covers them.
+    #[arg(long, env = "CAIRN_WAL_SEGMENT_BYTES", default_value_t = 64 << 20)]
+    wal_segment_bytes: u64,
     /// After this long a write's outcome is reported unknown (504).
     #[arg(long, env = "CAIRN_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
     write_timeout_ms: u64,
@@ -213,6 +216,7 @@ impl ServeArgs {
         c.election_max = Duration::from_millis(self.election_max_ms);
         c.snapshot_logs = self.snapshot_logs.max(1);
         c.snapshot_keep_logs = self.snapshot_keep_logs;
+        c.wal_segment_bytes = self.wal_segment_bytes;
         c.write_timeout = Duration::from_millis(self.write_timeout_ms.max(1));
         let loopback = self.listen.ip().is_loopback();
         let admin_token = self.admin_token.clone().filter(|t| !t.is_empty());

@@ -167,7 +167,8 @@ impl Node {
         fs::create_dir_all(&config.data_dir).map_err(StartError::io("create data dir"))?;
         check_identity(&config.data_dir, id)?;
 
-        let log = LogStore::open(&config.data_dir.join("wal")).map_err(StartError::io("open WAL"))?;
+        let log = LogStore::open_with(&config.data_dir.join("wal"), config.wal_segment_bytes)
+            .map_err(StartError::io("open WAL"))?;
         let pristine = log.last_log_id().is_none() && log.current_vote().is_none();
         let sm = StateMachine::open(&config.data_dir, &config.sm).map_err(StartError::io("open state machine"))?;
         let reader = sm.reader();

@@ -29,8 +29,9 @@ use tokio::sync::oneshot;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use writer::{Op, Writer};
 
-/// Segments roll over at this size.
-const SEGMENT_BYTES: u64 = 64 << 20;
+/// Segments roll over at this size by default. Whole segments are deleted once a snapshot
+/// covers them, so this is the granularity of WAL space reclamation.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 
 struct Shared {
     /// Live (unpurged) entries. A std lock: it is never held across an await, and reads are
@@ -58,6 +59,11 @@ pub struct LogReader {
 impl LogStore {
     /// Opens (or creates) the WAL in `dir`, recovering entries and cutting a torn tail.
     pub fn open(dir: &Path) -> io::Result<LogStore> {
+        Self::open_with(dir, DEFAULT_SEGMENT_BYTES)
+    }
+
+    /// [`LogStore::open`] with a chosen segment size.
+    pub fn open_with(dir: &Path, segment_bytes: u64) -> io::Result<LogStore> {
         std::fs::create_dir_all(dir)?;
         let meta = meta::load(dir)?;
         let (segments, entries) = segment::recover(dir, meta.last_purged)?;
@@ -71,7 +77,7 @@ impl LogStore {
             dir: dir.to_path_buf(),
             segments,
             meta,
-            segment_bytes: SEGMENT_BYTES,
+            segment_bytes: segment_bytes.max(4096),
             active: None,
             buf: Vec::new(),
         };

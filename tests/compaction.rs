@@ -7,7 +7,7 @@ use std::path::Path;
 
 use reqwest::Method;
 use serde_json::json;
-use support::{deadline_in, until, Cluster};
+use support::{deadline_in, Cluster};
 
 fn wal_bytes(dir: &Path) -> (u64, usize) {
     let mut bytes = 0;

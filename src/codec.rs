@@ -10,6 +10,12 @@ use serde::Serialize;
 #[error("codec: {0}")]
 pub struct CodecError(String);
 
+impl CodecError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        CodecError(msg.into())
+    }
+}
+
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }

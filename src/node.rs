@@ -182,6 +182,13 @@ impl Node {
             install_snapshot_timeout: 30_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_logs),
             max_in_snapshot_log_to_keep: config.snapshot_keep_logs,
+            // Entries per AppendEntries RPC. openraft times the RPC out after one heartbeat
+            // interval, and batched entries can reach ~4 MiB, so RPCs are kept small; this also
+            // keeps a body far under the peer body limit (api::RAFT_BODY_LIMIT).
+            max_payload_entries: 16,
+            // Smaller chunks than the 3 MiB default arrive well within an election timeout
+            // even on a busy machine, so a follower receiving a large snapshot stays quiet.
+            snapshot_max_chunk_size: 1 << 20,
             ..Default::default()
         }
         .validate()

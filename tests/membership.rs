@@ -35,6 +35,19 @@ async fn wait_voters(c: &Cluster, via: u64, want: &[u64], secs: u64) {
     .await;
 }
 
+async fn remove_until_accepted(c: &Cluster, via: u64, id: u64) {
+    let (http, url) = (&c.http, c.url(via));
+    until(deadline_in(20), &format!("removal of node {id} to be accepted"), async || {
+        let r = http.send(Method::DELETE, &format!("{url}/cluster/members/{id}"), None, &[]).await?;
+        if r.status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
+    .await;
+}
+
 async fn membership(c: &Cluster, via: u64, method: Method, path: &str, body: Option<Value>) -> support::Resp {
     c.http.must(method, &format!("{}{path}", c.url(via)), body.map(|b| serde_json::to_vec(&b).unwrap()), &[]).await
 }
@@ -63,9 +76,10 @@ async fn cluster_grows_to_five_by_join_and_shrinks_back_with_ids_retired() {
         .await;
     }
 
-    // Shrink back to three.
-    membership(&c, 1, Method::DELETE, "/cluster/members/5", None).await.ok();
-    membership(&c, 2, Method::DELETE, "/cluster/members/4", None).await.ok();
+    // Shrink back to three. A join's own request may still hold the change lock for a moment
+    // after the new voter shows up (409 is the right answer then), so removals are retried.
+    remove_until_accepted(&c, 1, 5).await;
+    remove_until_accepted(&c, 2, 4).await;
     wait_voters(&c, 1, &[1, 2, 3], 30).await;
     // A removed id is never admitted again.
     let again = membership(&c, 1, Method::POST, "/cluster/members", Some(json!({"id": 4, "addr": c.addr(4)}))).await;

@@ -49,6 +49,10 @@ pub use raft_rpc::H_CLUSTER_SECRET;
 /// Larger bodies get 413 `value_too_large` (see `kv.rs`).
 const BODY_LIMIT: usize = 3 << 20;
 
+/// Largest Raft RPC body: up to `max_payload_entries` (16) entries of at most ~4 MiB each (a
+/// batched entry) or one snapshot chunk, with room to spare.
+const RAFT_BODY_LIMIT: usize = 512 << 20;
+
 #[derive(Clone)]
 pub struct AppState {
     pub node: Arc<Node>,
@@ -71,7 +75,11 @@ pub fn router(state: AppState) -> Router {
         .route("/raft/append", post(raft_rpc::append))
         .route("/raft/vote", post(raft_rpc::vote))
         .route("/raft/snapshot", post(raft_rpc::snapshot))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), raft_rpc::require_cluster_secret));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), raft_rpc::require_cluster_secret))
+        // Peer RPCs carry whole batches of entries and snapshot chunks: they get their own,
+        // much larger limit (the inner layer wins over the client-facing one below). Found by
+        // a 100 MB snapshot catch-up test: 3 MiB chunks plus framing exceeded the client limit.
+        .layer(DefaultBodyLimit::max(RAFT_BODY_LIMIT));
     let data = Router::new()
         .route("/kv/items", get(kv::scan_items))
         .route("/kv/items/{key}", get(kv::get_item).put(kv::put_item).delete(kv::delete_item))

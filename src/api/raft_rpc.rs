@@ -24,7 +24,10 @@ where
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("bad raft rpc body: {e}")).into_response(),
     };
-    let out = f(req).await;
+    reply(f(req).await)
+}
+
+fn reply(out: impl Serialize) -> Response {
     match wire::encode(&out) {
         Ok(b) => ([("content-type", wire::CONTENT_TYPE)], b).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -40,7 +43,11 @@ pub async fn vote(State(st): State<AppState>, body: Bytes) -> Response {
 }
 
 pub async fn snapshot(State(st): State<AppState>, body: Bytes) -> Response {
-    handle(body, |req| async move { st.node.raft.install_snapshot(req).await }).await
+    let req = match wire::decode_snapshot_chunk(&body) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad snapshot chunk: {e}")).into_response(),
+    };
+    reply(st.node.raft.install_snapshot(req).await)
 }
 
 pub const H_CLUSTER_SECRET: &str = "x-cairn-cluster-secret";

@@ -75,6 +75,19 @@ impl Conn {
         E: std::error::Error + DeserializeOwned,
     {
         let body = wire::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.send(path, body, ttl).await
+    }
+
+    async fn send<Resp, E>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let sent = self
             .http
             .post(format!("{}/{path}", self.base))
@@ -116,7 +129,8 @@ impl RaftNetwork<TypeConfig> for Conn {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
     {
-        self.call("snapshot", &req, option.hard_ttl()).await
+        let body = wire::encode_snapshot_chunk(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.send("snapshot", body, option.hard_ttl()).await
     }
 
     async fn vote(

@@ -18,6 +18,10 @@ use crate::types::SnapshotMeta;
 const MAGIC: &[u8; 4] = b"CRNS";
 const VERSION: u8 = 1;
 const PAIRS_PER_FRAME: usize = 512;
+/// A `Pairs` frame is closed once it holds this many bytes, keeping every frame far below the
+/// framing's record limit whatever the value sizes (found by the 100 MB catch-up test: 512
+/// pairs of 1 MB values made a frame the reader rejects).
+const BYTES_PER_FRAME: usize = 4 << 20;
 
 #[derive(Serialize, Deserialize)]
 enum Frame {
@@ -55,16 +59,19 @@ pub fn write(tree: &sled::Tree, meta: &SnapshotMeta, path: &Path) -> io::Result<
     w.write_all(&[VERSION])?;
     put_frame(&mut w, &Frame::Meta(meta.clone()))?;
     let mut pairs = Vec::with_capacity(PAIRS_PER_FRAME);
+    let mut bytes = 0usize;
     let mut total = 0u64;
     for kv in tree.iter() {
         let (k, v) = kv.map_err(io::Error::other)?;
         if is_replica_local(&k) {
             continue;
         }
+        bytes += k.len() + v.len();
         pairs.push((k.to_vec(), v.to_vec()));
         total += 1;
-        if pairs.len() == PAIRS_PER_FRAME {
+        if pairs.len() == PAIRS_PER_FRAME || bytes >= BYTES_PER_FRAME {
             put_frame(&mut w, &Frame::Pairs(std::mem::take(&mut pairs)))?;
+            bytes = 0;
         }
     }
     if !pairs.is_empty() {

@@ -40,7 +40,6 @@ pub async fn observe(req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", id = %id, method = %req.method(), route = %route);
     let started = Instant::now();
     let mut resp = next.run(req).instrument(span).await;
-    // Raft RPCs are high-volume internal traffic; they are counted but not timed per route.
     METRICS.record_request(&route, resp.status().as_u16(), started.elapsed());
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(H_REQUEST_ID, v);

@@ -224,11 +224,7 @@ impl StateMachine {
                 load_snapshot(&sm.tree, &sm.clock, &current)?;
             }
         }
-        let clock = match sm.tree.get(keys::META_CLOCK).map_err(io::Error::other)? {
-            Some(v) => codec::decode(&v).map_err(io::Error::other)?,
-            None => 0,
-        };
-        sm.clock.0.store(clock, Ordering::Release);
+        load_clock(&sm.tree, &sm.clock)?;
         Ok(sm)
     }
 
@@ -251,6 +247,16 @@ impl StateMachine {
     }
 }
 
+/// Publishes the persisted logical clock to readers.
+fn load_clock(t: &sled::Tree, clock: &Clock) -> io::Result<()> {
+    let c = match t.get(keys::META_CLOCK).map_err(io::Error::other)? {
+        Some(v) => codec::decode(&v).map_err(io::Error::other)?,
+        None => 0,
+    };
+    clock.0.store(c, Ordering::Release);
+    Ok(())
+}
+
 fn enc<T: serde::Serialize>(v: &T) -> io::Result<Vec<u8>> {
     codec::encode(v).map_err(io::Error::other)
 }
@@ -267,11 +273,7 @@ fn load_snapshot(t: &sled::Tree, clock: &Clock, path: &Path) -> io::Result<Snaps
     t.insert(keys::META_FORMAT, enc(&keys::FORMAT_VERSION)?).map_err(io::Error::other)?;
     t.remove(keys::META_INSTALLING).map_err(io::Error::other)?;
     t.flush().map_err(io::Error::other)?;
-    let c = match t.get(keys::META_CLOCK).map_err(io::Error::other)? {
-        Some(v) => codec::decode(&v).map_err(io::Error::other)?,
-        None => 0,
-    };
-    clock.0.store(c, Ordering::Release);
+    load_clock(t, clock)?;
     Ok(meta)
 }
 

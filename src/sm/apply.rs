@@ -94,9 +94,23 @@ impl<'a> Overlay<'a> {
         Ok(out)
     }
 
+    fn into_writes(self) -> Writes {
+        Writes(self.writes)
+    }
+}
+
+/// The tree changes of one apply run, ready to be committed as one sled batch.
+pub struct Writes(BTreeMap<Vec<u8>, Option<Vec<u8>>>);
+
+impl Writes {
+    /// Every key the batch sets or removes.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.keys().map(Vec::as_slice)
+    }
+
     pub fn into_batch(self) -> sled::Batch {
         let mut b = sled::Batch::default();
-        for (k, v) in self.writes {
+        for (k, v) in self.0 {
             match v {
                 Some(v) => b.insert(k, v),
                 None => b.remove(k),
@@ -141,7 +155,7 @@ impl<'a> Applier<'a> {
         self.clock = self.clock.max(p.now_ms);
         self.limits = p.limits;
         let mut results = Vec::with_capacity(p.cmds.len());
-        for cmd in &p.cmds {
+        for cmd in p.cmds.iter() {
             results.push(self.apply_cmd(index, cmd)?);
         }
         Ok(ProposalResult { results })
@@ -342,12 +356,12 @@ impl<'a> Applier<'a> {
     }
 
     /// The batch holding every change plus the new clock and `last_applied`.
-    pub fn finish(mut self) -> Result<sled::Batch, ApplyError> {
+    pub fn finish(mut self) -> Result<Writes, ApplyError> {
         self.ov.put(keys::META_CLOCK.to_vec(), codec::encode(&self.clock)?);
         if self.last_applied.is_some() {
             self.ov.put(keys::META_LAST_APPLIED.to_vec(), codec::encode(&self.last_applied)?);
         }
-        Ok(self.ov.into_batch())
+        Ok(self.ov.into_writes())
     }
 }
 

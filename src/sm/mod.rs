@@ -7,9 +7,11 @@
 //!
 //! - `keys.rs`: sled layout
 //! - `apply.rs`: deterministic apply
+//! - `cut.rs`: the consistent cut that lets a snapshot build run beside applies
 //! - `snapshot.rs`: snapshot file layout
 
 pub mod apply;
+mod cut;
 pub mod keys;
 pub mod snapshot;
 
@@ -27,6 +29,7 @@ use crate::command::{Item, ProposalResult};
 use crate::metrics::METRICS;
 use crate::types::{Entry, LogId, Membership, SnapshotMeta, StorageError, TypeConfig};
 use apply::Applier;
+use cut::Cut;
 use keys::StoredItem;
 pub use keys::TokenRecord;
 
@@ -66,6 +69,11 @@ pub struct StateMachine {
     tree: sled::Tree,
     snap_dir: PathBuf,
     clock: Arc<Clock>,
+    /// The cut of the snapshot build in progress, if any; apply records pre-images for it.
+    cut: Option<Arc<Cut>>,
+    /// Held by a snapshot build from its cut to its last byte, and by a snapshot install, so
+    /// an install never rewrites the tree under a running scan (and builds never overlap).
+    scan_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Read access for the API layer. Reads see whole applied batches (sled batches are atomic).
@@ -213,7 +221,7 @@ impl StateMachine {
                 tree.insert(keys::META_FORMAT, v).map_err(io::Error::other)?;
             }
         }
-        let sm = StateMachine { _db: db, tree, snap_dir, clock: Arc::default() };
+        let sm = StateMachine { _db: db, tree, snap_dir, clock: Arc::default(), cut: None, scan_gate: Arc::default() };
         let current = sm.snap_dir.join(CURRENT);
         if current.exists() {
             let meta = snapshot::read_meta(&current)?;
@@ -277,17 +285,46 @@ fn load_snapshot(t: &sled::Tree, clock: &Clock, path: &Path) -> io::Result<Snaps
     Ok(meta)
 }
 
-/// Hands openraft a snapshot that `get_snapshot_builder` already wrote (see there why).
+/// Writes the snapshot fixed by `get_snapshot_builder`'s cut. openraft runs it in its own
+/// task while applies go on; see `cut.rs` for how the file still shows the state at the cut.
 pub struct SnapshotBuilder {
-    built: Result<(SnapshotMeta, PathBuf), io::Error>,
+    tree: sled::Tree,
+    dir: PathBuf,
+    head: Result<SnapshotMeta, io::Error>,
+    cut: Arc<Cut>,
+    gate: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (meta, path) = match &self.built {
-            Ok(b) => b.clone(),
-            Err(e) => return Err(StorageIOError::write_snapshot(None, e).into()),
+        let meta = match &self.head {
+            Ok(m) => m.clone(),
+            Err(e) => {
+                self.cut.finish();
+                return Err(StorageIOError::write_snapshot(None, e).into());
+            }
         };
+        let (tree, dir, cut, gate) = (self.tree.clone(), self.dir.clone(), self.cut.clone(), self.gate.take());
+        let started = std::time::Instant::now();
+        let m = meta.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let _gate = gate;
+            let tmp = dir.join(BUILDING);
+            let written = snapshot::write(cut::scan(&cut, &tree), &m, &tmp);
+            // Also on error: recording must stop whatever happened to the scan.
+            cut.finish();
+            let pairs = written?;
+            let current = dir.join(CURRENT);
+            fs::rename(&tmp, &current)?;
+            fs::File::open(&dir)?.sync_all()?;
+            tracing::info!(last = ?m.last_log_id, pairs, "snapshot written");
+            Ok::<_, io::Error>(current)
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)));
+        let path = built.map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        METRICS.snapshot_build.observe(started.elapsed());
+        METRICS.snapshots_built.fetch_add(1, Ordering::Relaxed);
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
@@ -320,44 +357,40 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .sum();
         METRICS.expired_keys.fetch_add(expired, Ordering::Relaxed);
         let clock = applier.clock;
-        let batch = applier.finish().map_err(|e| StorageIOError::write_state_machine(&e))?;
-        self.tree.apply_batch(batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let writes = applier.finish().map_err(|e| StorageIOError::write_state_machine(&e))?;
+        if let Some(cut) = &self.cut {
+            if cut.is_active() {
+                cut.record(&self.tree, writes.keys()).map_err(|e| StorageIOError::write_state_machine(&e))?;
+            } else {
+                self.cut = None;
+            }
+        }
+        self.tree.apply_batch(writes.into_batch()).map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.clock.0.store(clock, Ordering::Release);
         Ok(out)
     }
 
-    /// Writes the snapshot file here, not in `build_snapshot`: openraft runs the builder
-    /// concurrently with later applies, and sled has no point-in-time view, so the only
-    /// consistent moment to read the tree is now, on the state machine's own task.
+    /// Fixes the cut: called on the state machine's task, between two applies, so the tree
+    /// holds exactly the applied state. The scan itself runs later, in `build_snapshot`.
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        let tree = self.tree.clone();
-        let dir = self.snap_dir.clone();
-        let head = self.last_applied().and_then(|a| Ok((a, self.membership()?)));
-        let started = std::time::Instant::now();
-        let built = tokio::task::spawn_blocking(move || {
-            let (last, membership) = head.map_err(io::Error::other)?;
-            let nanos =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-            let id = match last {
-                Some(l) => format!("{}-{}-{nanos}", l.leader_id, l.index),
-                None => format!("0-0-{nanos}"),
-            };
-            let meta = SnapshotMeta { last_log_id: last, last_membership: membership, snapshot_id: id };
-            let tmp = dir.join(BUILDING);
-            let pairs = snapshot::write(&tree, &meta, &tmp)?;
-            let current = dir.join(CURRENT);
-            fs::rename(&tmp, &current)?;
-            fs::File::open(&dir)?.sync_all()?;
-            tracing::info!(last = ?meta.last_log_id, pairs, "snapshot written");
-            Ok((meta, current))
-        })
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(e)));
-        if built.is_ok() {
-            METRICS.snapshot_build.observe(started.elapsed());
-            METRICS.snapshots_built.fetch_add(1, Ordering::Relaxed);
-        }
-        SnapshotBuilder { built }
+        // Waits out a build still running (openraft starts one at a time; this is a guard).
+        let gate = self.scan_gate.clone().lock_owned().await;
+        let head = self.last_applied().and_then(|a| Ok((a, self.membership()?))).map_err(io::Error::other).map(
+            |(last, membership)| {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                let id = match last {
+                    Some(l) => format!("{}-{}-{nanos}", l.leader_id, l.index),
+                    None => format!("0-0-{nanos}"),
+                };
+                SnapshotMeta { last_log_id: last, last_membership: membership, snapshot_id: id }
+            },
+        );
+        let cut = Arc::new(Cut::default());
+        self.cut = Some(cut.clone());
+        SnapshotBuilder { tree: self.tree.clone(), dir: self.snap_dir.clone(), head, cut, gate: Some(gate) }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
@@ -385,7 +418,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let tree = self.tree.clone();
         let clock = self.clock.clone();
         let expect = meta.clone();
+        // The install replaces the tree, so it waits for a running build's scan to end.
+        let gate = self.scan_gate.clone().lock_owned().await;
         let r = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let _gate = gate;
             use std::io::{Seek, SeekFrom};
             let tmp = dir.join(INSTALLING);
             {

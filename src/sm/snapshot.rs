@@ -51,8 +51,12 @@ fn is_replica_local(k: &[u8]) -> bool {
     k == keys::META_LAST_APPLIED || k == keys::META_MEMBERSHIP || k == keys::META_INSTALLING
 }
 
-/// Writes the whole tree to `path` and fsyncs it. The caller guarantees no concurrent apply.
-pub fn write(tree: &sled::Tree, meta: &SnapshotMeta, path: &Path) -> io::Result<u64> {
+/// Writes `pairs` (the raw tree, as of `meta`'s index) to `path` and fsyncs it.
+pub fn write(
+    pairs_in: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    meta: &SnapshotMeta,
+    path: &Path,
+) -> io::Result<u64> {
     let file = File::create(path)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     w.write_all(MAGIC)?;
@@ -61,7 +65,7 @@ pub fn write(tree: &sled::Tree, meta: &SnapshotMeta, path: &Path) -> io::Result<
     let mut pairs = Vec::with_capacity(PAIRS_PER_FRAME);
     let mut bytes = 0usize;
     let mut total = 0u64;
-    for kv in tree.iter() {
+    for kv in pairs_in {
         let (k, v) = kv.map_err(io::Error::other)?;
         if is_replica_local(&k) {
             continue;

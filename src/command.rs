@@ -3,6 +3,8 @@
 //! JSON values travel as JSON text (`String`), because bincode cannot encode
 //! `serde_json::Value`; the API layer validates and canonicalises the text before proposing.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// One Raft entry's payload: commands stamped by the leader with its wall clock. Several
@@ -15,7 +17,10 @@ pub struct Proposal {
     /// Limits in force when the leader proposed, carried in the entry so every replica judges
     /// quotas identically even if nodes are configured differently.
     pub limits: Limits,
-    pub cmds: Vec<Command>,
+    /// Shared, because openraft clones entries (into the WAL's in-memory cache and into every
+    /// replication batch) and a deep copy of every key and value showed up in profiles. Encoded
+    /// exactly like a `Vec`.
+    pub cmds: Arc<[Command]>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]

@@ -107,7 +107,7 @@ async fn propose(raft: Raft, id: NodeId, timeout: Duration, limits: Limits, cmds
     if !is_leader(&raft, id) {
         return Err(not_leader(&raft, id));
     }
-    let proposal = Proposal { now_ms: now_ms(), limits, cmds };
+    let proposal = Proposal { now_ms: now_ms(), limits, cmds: cmds.into() };
     match tokio::time::timeout(timeout, raft.client_write(proposal)).await {
         Err(_) => Err(Error::UnknownOutcome("timed out waiting for commit".into())),
         Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data.results)),

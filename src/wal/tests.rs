@@ -25,7 +25,7 @@ fn entry(index: u64) -> Entry {
     };
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Proposal { now_ms: index, limits: Default::default(), cmds: vec![cmd] }),
+        payload: EntryPayload::Normal(Proposal { now_ms: index, limits: Default::default(), cmds: vec![cmd].into() }),
     }
 }
 

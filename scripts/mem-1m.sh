@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# mem-1m.sh: measures what one node costs with KEYS keys (default 1,000,000) of 100-byte values:
+# resident memory (now and peak) and data dir size once a snapshot and WAL compaction have run.
+# Starts its own 3-node cluster on loopback (ports 17811-17813, temp data dirs), loads every key
+# once with `cairn bench --preload`, writes past the next snapshot, waits for it, and prints one
+# line per node. Stops only the processes it started.
+#
+#   scripts/mem-1m.sh
+#   KEYS=200000 scripts/mem-1m.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+KEYS=${KEYS:-1000000}
+VALUE_SIZE=100
+BIN=${CAIRN_BIN:-target/release/cairn}
+[[ -x $BIN ]] || cargo build --release --quiet --bin cairn
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-mem.XXXXXX")
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$WORK"; then
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf -- "$WORK"
+}
+trap cleanup EXIT
+
+PEERS="1=127.0.0.1:17811,2=127.0.0.1:17812,3=127.0.0.1:17813"
+ENDPOINTS=127.0.0.1:17811,127.0.0.1:17812,127.0.0.1:17813
+for i in 1 2 3; do
+    # The namespace quota (1,000,000 keys by default) is lifted so the bench's own marker key fits.
+    "$BIN" serve --id "$i" --listen "127.0.0.1:1781$i" --data-dir "$WORK/node$i" --peers "$PEERS" \
+        --max-keys-per-namespace 0 >"$WORK/node$i.log" 2>&1 &
+    PIDS+=($!)
+done
+deadline=$((SECONDS + 30))
+until curl -sf http://127.0.0.1:17811/ready >/dev/null; do
+    ((SECONDS < deadline)) || { echo "cluster did not become ready" >&2; exit 1; }
+    sleep 0.5
+done
+
+metric() { curl -sf "http://127.0.0.1:1781$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
+snapshots() { metric "$1" cairn_snapshots_built_total; }
+
+echo "loading $KEYS keys of $VALUE_SIZE bytes"
+t0=$SECONDS
+"$BIN" bench --endpoints "$ENDPOINTS" --workload get --preload --keys "$KEYS" --value-size "$VALUE_SIZE" \
+    --clients 64 --duration 1s --warmup 0s --json >"$WORK/load.json" 2>"$WORK/load.log" \
+    || { cat "$WORK/load.log" >&2; exit 1; }
+echo "loaded in $((SECONDS - t0)) s"
+
+# Overwrite a small set of keys until every node has built one more snapshot, so the snapshot
+# covers the whole key space and the WAL behind it is compacted.
+declare -A before
+for i in 1 2 3; do before[$i]=$(snapshots "$i"); done
+deadline=$((SECONDS + 600))
+while :; do
+    fresh=0
+    for i in 1 2 3; do
+        [[ $(snapshots "$i") != "${before[$i]}" ]] && fresh=$((fresh + 1))
+    done
+    ((fresh == 3)) && break
+    ((SECONDS < deadline)) || { echo "no new snapshot on every node within 600 s" >&2; exit 1; }
+    "$BIN" bench --endpoints "$ENDPOINTS" --workload put --keys 1000 --value-size "$VALUE_SIZE" \
+        --clients 16 --duration 5s --warmup 0s --json >/dev/null 2>&1
+done
+sleep 2
+
+key_bytes=$(python3 -c "print(len('bench-00000000'))")
+raw=$((KEYS * (key_bytes + VALUE_SIZE)))
+echo "raw data: $KEYS keys x ($key_bytes B key + $VALUE_SIZE B value) = $raw B"
+echo "node  rss_now_MiB  rss_peak_MiB  data_dir_B  data_dir/raw  wal_B  snapshots_B  sled_B"
+for i in 1 2 3; do
+    pid=${PIDS[$((i - 1))]}
+    rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
+    hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")
+    dir=$(du -sb "$WORK/node$i" | cut -f1)
+    wal=$(du -sb "$WORK/node$i/wal" 2>/dev/null | cut -f1 || echo 0)
+    snap=$(du -sb "$WORK/node$i/snapshots" 2>/dev/null | cut -f1 || echo 0)
+    sled=$(du -sb "$WORK/node$i/sm" 2>/dev/null | cut -f1 || echo 0)
+    printf '%-5s %-12s %-13s %-11s %-13s %-6s %-12s %s\n' "$i" "$((rss / 1024))" "$((hwm / 1024))" "$dir" \
+        "$(python3 -c "print(f'{$dir / $raw:.2f}')")" "$wal" "$snap" "$sled"
+done

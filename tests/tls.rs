@@ -122,6 +122,10 @@ async fn plain_and_untrusting_clients_are_refused_and_raft_needs_a_peer_certific
     let addr = c.addr(1);
     let https = c.url(1);
 
+    // A connection that never starts its handshake must not hold up anyone else: every request
+    // below is made while it stays open.
+    let _stalled = tokio::net::TcpStream::connect(&addr).await.expect("open a silent TCP connection");
+
     // Positive control: a client trusting the CA is served.
     c.http.must(Method::GET, &format!("{https}/health"), None, &[]).await.ok();
 

@@ -39,6 +39,19 @@ pub struct NodeConfig {
     pub join_timeout: Duration,
     pub quotas: Quotas,
     pub security: Security,
+    /// `--tls-cert` and friends; `None` serves and dials plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for TLS. A cluster is all-TLS or all-plain: with these set, this node serves
+/// HTTPS and dials its peers over HTTPS. See docs/security.md.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain (leaf first), served to clients and presented to peers.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA that signs every node's certificate: turns on mutual TLS between peers.
+    pub peer_ca: Option<PathBuf>,
 }
 
 /// Per-namespace limits (defaults from the hosted API this replaces: seed 000).
@@ -92,7 +105,22 @@ impl NodeConfig {
             join_timeout: Duration::from_secs(300),
             quotas: Quotas::default(),
             security: Security { allow_anonymous: true, ..Security::default() },
+            tls: None,
         }
+    }
+
+    /// The URL scheme of this cluster's peers (and of this node).
+    pub fn peer_scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Whether `/raft/*` demands a client certificate verified against `--peer-ca`.
+    pub fn peer_certs_required(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.peer_ca.is_some())
     }
 }
 

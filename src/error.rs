@@ -40,6 +40,8 @@ pub enum StartError {
     Io { what: String, source: std::io::Error },
     #[error("raft: {0}")]
     Raft(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl StartError {

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - `server`: runs a node until shutdown (the binary's `serve` calls this)
+//! - `tls`: PEM loading and the rustls configurations (server, peer client, CLI client)
+//! - `listener`: the HTTPS listener: TLS handshakes off the accept loop, per-connection info
 //! - `node`: storage + Raft wired together; the core write/read/status operations
 //! - `membership`: adding/removing nodes, retired ids, the `--join` loop
 //! - `api/`: the HTTP edge (axum): validation, error table, forwarding, Raft RPC endpoints
@@ -29,6 +31,7 @@ pub mod config;
 pub mod config_file;
 pub mod error;
 pub mod frame;
+pub mod listener;
 pub mod membership;
 pub mod metrics;
 pub mod net;
@@ -36,6 +39,7 @@ pub mod node;
 pub mod read_barrier;
 pub mod server;
 pub mod sm;
+pub mod tls;
 pub mod ttl;
 pub mod types;
 pub mod wal;

@@ -10,7 +10,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use cairn::client::{run_backup, run_cluster, run_kv, run_token, ClientOpts, ClusterCmd, KvCmd, TokenCmd};
-use cairn::config::{parse_peers, NodeConfig, Quotas, Security};
+use cairn::config::{parse_peers, NodeConfig, Quotas, Security, TlsFiles};
 use cairn::config_file::{extra_args, FlagInfo};
 use cairn::sm::SmOptions;
 
@@ -169,6 +169,16 @@ struct ServeArgs {
     /// or --insecure-allow-anonymous is given.
     #[arg(long, env = "CAIRN_CLUSTER_SECRET", hide_env_values = true)]
     cluster_secret: Option<String>,
+    /// PEM certificate chain to serve HTTPS with (peers then dial https://). With --tls-key.
+    #[arg(long, env = "CAIRN_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CAIRN_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) that sign every node's certificate: peers then use mutual TLS and
+    /// /raft/* requires a client certificate from this CA. Needs --tls-cert and --tls-key.
+    #[arg(long, env = "CAIRN_PEER_CA")]
+    peer_ca: Option<PathBuf>,
     /// Serve the open default namespace and unauthenticated peer RPCs on a non-loopback address.
     #[arg(long, env = "CAIRN_INSECURE_ALLOW_ANONYMOUS")]
     insecure_allow_anonymous: bool,
@@ -184,8 +194,9 @@ struct ServeArgs {
     /// Requests per second per token (or per client IP without one), per node; 0 = off.
     #[arg(long, env = "CAIRN_RATE_LIMIT", default_value_t = 0)]
     rate_limit: u32,
-    /// Join an existing cluster through this member (http://host:port). The node asks to be
-    /// added as a learner and is promoted to voter once caught up. Not with --peers.
+    /// Join an existing cluster through this member (http://host:port, https://host:port with
+    /// TLS; a bare host:port gets this node's scheme). The node asks to be added as a learner
+    /// and is promoted to voter once caught up. Not with --peers.
     #[arg(long, env = "CAIRN_JOIN")]
     join: Option<String>,
     /// Bound on admitting a node (learner catch-up plus promotion), in seconds.
@@ -244,6 +255,7 @@ impl ServeArgs {
             cluster_secret,
             rate_limit_per_sec: self.rate_limit,
         };
+        c.tls = self.tls_files()?;
         c.join = self.join.clone();
         c.join_timeout = Duration::from_secs(self.join_timeout_s.max(1));
         c.quotas = Quotas {
@@ -256,6 +268,22 @@ impl ServeArgs {
             flush_every_ms: Some(self.sled_flush_ms).filter(|&ms| ms > 0),
         };
         Ok(c)
+    }
+}
+
+impl ServeArgs {
+    fn tls_files(&self) -> Result<Option<TlsFiles>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Ok(Some(TlsFiles { cert: cert.clone(), key: key.clone(), peer_ca: self.peer_ca.clone() }))
+            }
+            (None, None) if self.peer_ca.is_some() => {
+                Err("--peer-ca needs --tls-cert and --tls-key (this node's own identity)".into())
+            }
+            (None, None) => Ok(None),
+            (Some(_), None) => Err("--tls-cert needs --tls-key".into()),
+            (None, Some(_)) => Err("--tls-key needs --tls-cert".into()),
+        }
     }
 }
 

@@ -89,7 +89,7 @@ impl Node {
     }
 
     async fn wait_learner_applied(&self, addr: &str, target: u64, deadline: Instant) -> Result<(), Error> {
-        let url = format!("http://{addr}/cluster/status");
+        let url = format!("{}://{addr}/cluster/status", self.config.peer_scheme());
         loop {
             let mut req = self.peer_http.get(&url).timeout(Duration::from_secs(2));
             if let Some(t) = &self.config.security.admin_token {
@@ -143,7 +143,7 @@ impl Node {
 /// Asks the cluster at `join` to admit this node, retrying until admitted or the join timeout.
 pub async fn join_loop(node: std::sync::Arc<Node>, join: String) {
     let base = join.trim_end_matches('/').to_string();
-    let base = if base.starts_with("http") { base } else { format!("http://{base}") };
+    let base = if base.contains("://") { base } else { format!("{}://{base}", node.config.peer_scheme()) };
     let body = serde_json::json!({"id": node.id, "addr": node.config.advertise});
     let deadline = Instant::now() + node.config.join_timeout;
     loop {

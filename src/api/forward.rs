@@ -49,7 +49,7 @@ pub async fn to_leader(st: &AppState, req: Replay) -> Response {
     let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut rb = st
         .forward_http
-        .request(req.method.clone(), format!("http://{addr}{path}"))
+        .request(req.method.clone(), format!("{}://{addr}{path}", st.node.config.peer_scheme()))
         .timeout(st.node.config.write_timeout + Duration::from_secs(2))
         .header(H_FORWARDED_BY, st.node.id)
         .body(req.body);

@@ -76,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/raft/vote", post(raft_rpc::vote))
         .route("/raft/snapshot", post(raft_rpc::snapshot))
         .layer(axum::middleware::from_fn_with_state(state.clone(), raft_rpc::require_cluster_secret))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), raft_rpc::require_peer_cert))
         // Peer RPCs carry whole batches of entries and snapshot chunks: they get their own,
         // much larger limit (the inner layer wins over the client-facing one below). Found by
         // a 100 MB snapshot catch-up test: 3 MiB chunks plus framing exceeded the client limit.

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::listener::Conn;
 use crate::net::wire;
 
 async fn handle<Req, Out, Fut>(body: Bytes, f: impl FnOnce(Req) -> Fut) -> Response
@@ -63,6 +64,23 @@ pub async fn require_cluster_secret(State(st): State<AppState>, req: Request, ne
         if !ok {
             return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "peer RPCs need the cluster secret")
                 .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// With `--peer-ca`, peer RPCs must come over a connection whose client certificate verified
+/// against it; API clients (no certificate) may use the port but not vote or append entries.
+pub async fn require_peer_cert(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if st.node.config.peer_certs_required() {
+        let verified = req.extensions().get::<ConnectInfo<Conn>>().is_some_and(|ConnectInfo(c)| c.peer_cert);
+        if !verified {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "peer_certificate_required",
+                "peer RPCs need a client certificate signed by the cluster's --peer-ca",
+            )
+            .into_response();
         }
     }
     next.run(req).await

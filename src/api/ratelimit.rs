@@ -3,7 +3,6 @@
 //! requests over three nodes gets up to three times the rate; docs/security.md says so.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -15,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use super::auth::{credential_from, split_token};
 use super::error::ApiError;
 use super::AppState;
+use crate::listener::Conn;
 
 /// Beyond this many tracked callers the table is reset, bounding memory against callers that
 /// invent credentials; a reset only ever grants fresh buckets.
@@ -77,8 +77,8 @@ fn caller_key(req: &Request) -> String {
             Some((id, _)) => format!("token:{id}"),
             None => format!("cred:{:x}", crc32fast::hash(c.as_bytes())),
         },
-        None => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(addr)) => format!("ip:{}", addr.ip()),
+        None => match req.extensions().get::<ConnectInfo<Conn>>() {
+            Some(ConnectInfo(conn)) => format!("ip:{}", conn.remote.ip()),
             None => "ip:unknown".into(),
         },
     }

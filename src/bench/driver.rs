@@ -9,17 +9,20 @@ use super::target::Routes;
 use super::workload::{OpKind, Rng, Workload};
 
 /// Builds the HTTP client of one bench client. Each bench client owns one, so each holds exactly
-/// one keep-alive connection and no pool is shared (or contended) between them.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+/// one keep-alive connection and no pool is shared (or contended) between them. `tls` is the
+/// configuration for https endpoints (see `tls::client_config`).
+pub fn http_client(timeout: Duration, tls: Option<&rustls::ClientConfig>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .pool_max_idle_per_host(1)
         // A redirect would send a write somewhere we did not choose; neither system redirects.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(tls) = tls {
+        builder = builder.use_preconfigured_tls(tls.clone());
+    }
+    builder.build().map_err(|e| format!("cannot build HTTP client: {e}"))
 }
 
 /// Writes every key once through `routes`, `concurrency` at a time. Stops at the first error,
@@ -29,12 +32,13 @@ pub async fn preload(
     keys: usize,
     concurrency: usize,
     timeout: Duration,
+    tls: Option<&rustls::ClientConfig>,
 ) -> Result<Duration, String> {
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency.clamp(1, keys.max(1)) {
-        let (routes, next, http) = (routes.clone(), next.clone(), http_client(timeout)?);
+        let (routes, next, http) = (routes.clone(), next.clone(), http_client(timeout, tls)?);
         tasks.push(tokio::spawn(async move {
             loop {
                 let key = next.fetch_add(1, Ordering::Relaxed);

@@ -77,6 +77,9 @@ pub struct BenchOpts {
     /// Seed for key and op choice [default: from the clock].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// PEM CA certificate to trust for https:// endpoints [default: the system's trust roots].
+    #[arg(long, env = "CAIRN_CACERT", value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 impl BenchOpts {
@@ -134,7 +137,13 @@ pub async fn run(opts: BenchOpts) -> i32 {
 }
 
 async fn run_checked(opts: &BenchOpts, endpoints: &[reqwest::Url]) -> Result<Report, String> {
-    let control = driver::http_client(Duration::from_secs(5))?;
+    let tls = if opts.cacert.is_some() || endpoints.iter().any(|e| e.scheme() == "https") {
+        Some(crate::tls::client_config(opts.cacert.as_deref()).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let tls = tls.as_ref();
+    let control = driver::http_client(Duration::from_secs(5), tls)?;
     let discover = !opts.no_leader_discovery;
     let plan = discovery::plan(&control, opts.target, endpoints, opts.workload, discover, &opts.etcd_prefix).await?;
     let kinds = opts.workload.op_kinds();
@@ -143,7 +152,7 @@ async fn run_checked(opts: &BenchOpts, endpoints: &[reqwest::Url]) -> Result<Rep
     };
     if opts.wants_preload() {
         eprintln!("bench: preloading {} keys through {}", opts.keys, plan.write);
-        let took = driver::preload(routes_for(&plan.write), opts.keys, opts.clients.min(64), opts.timeout).await?;
+        let took = driver::preload(routes_for(&plan.write), opts.keys, opts.clients.min(64), opts.timeout, tls).await?;
         eprintln!("bench: preload took {:.1}s", took.as_secs_f64());
         if opts.workload == Workload::GetStale {
             discovery::wait_for_followers(&control, opts.target, &plan, &opts.etcd_prefix, Duration::from_secs(15))
@@ -159,7 +168,7 @@ async fn run_checked(opts: &BenchOpts, endpoints: &[reqwest::Url]) -> Result<Rep
         clients.push(Client {
             seed: base_seed.wrapping_add((i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
             routes: routes[i % routes.len()].clone(),
-            http: driver::http_client(opts.timeout)?,
+            http: driver::http_client(opts.timeout, tls)?,
         });
     }
     eprintln!(

@@ -1,5 +1,6 @@
 //! The `cairn kv ...` / `cairn cluster ...` subcommands: clap types, and running them to an exit code.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -47,6 +48,10 @@ pub struct ClientOpts {
     /// Namespace to act on (admin tokens only; a namespace token is bound to its own)
     #[arg(long, env = "CAIRN_NAMESPACE", global = true)]
     pub namespace: Option<String>,
+
+    /// PEM CA certificate to trust for https:// endpoints [default: the system's trust roots]
+    #[arg(long, env = "CAIRN_CACERT", value_name = "FILE", global = true)]
+    pub cacert: Option<PathBuf>,
 }
 
 impl ClientOpts {
@@ -60,6 +65,7 @@ impl ClientOpts {
             request_timeout,
             token: self.token.clone(),
             namespace: self.namespace.clone(),
+            cacert: self.cacert.clone(),
         })
     }
 }
@@ -322,8 +328,23 @@ mod tests {
 
     #[test]
     fn bad_endpoint_is_a_usage_error() {
-        let err = parse(&["--endpoints", "https://x:1", "get", "k"]).unwrap_err();
+        let err = parse(&["--endpoints", "ftp://x:1", "get", "k"]).unwrap_err();
         assert_eq!(err.exit_code(), exit::USAGE);
+    }
+
+    #[test]
+    fn https_endpoints_and_cacert_parse() {
+        let cli = parse(&["get", "k", "--endpoints", "https://a:1", "--cacert", "/tmp/ca.pem"]).unwrap();
+        assert_eq!(cli.opts.endpoints[0].scheme(), "https");
+        assert_eq!(cli.opts.cacert.as_deref(), Some(std::path::Path::new("/tmp/ca.pem")));
+    }
+
+    #[test]
+    fn an_unreadable_cacert_is_a_usage_error_naming_the_file() {
+        let cli = parse(&["get", "k", "--endpoints", "https://a:1", "--cacert", "/nonexistent/ca.pem"]).unwrap();
+        let err = cli.opts.client().unwrap_err();
+        assert_eq!(err.exit_code(), exit::USAGE);
+        assert!(error_line(&err).contains("/nonexistent/ca.pem"), "{}", error_line(&err));
     }
 
     #[test]

@@ -35,10 +35,7 @@ pub fn parse_endpoint(raw: &str) -> Result<Url, ClientError> {
     let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("http://{raw}") };
     let url = Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
     match url.scheme() {
-        "http" => {}
-        // The crate builds reqwest without a TLS backend, so https would fail on every request;
-        // saying so up front beats a confusing connect error later.
-        "https" => return Err(invalid("https is not supported by this build (no TLS)")),
+        "http" | "https" => {}
         other => return Err(invalid(&format!("unsupported scheme {other:?}"))),
     }
     if url.host_str().is_none_or(str::is_empty) {
@@ -93,7 +90,6 @@ mod tests {
     #[test]
     fn unsupported_forms_are_rejected() {
         for bad in [
-            "https://127.0.0.1:7001",
             "ftp://host",
             "http://host:7001/?x=1",
             "http://host#frag",
@@ -103,6 +99,11 @@ mod tests {
         ] {
             assert!(parse_endpoint(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn https_endpoint_is_accepted() {
+        assert_eq!(parse_endpoint("https://127.0.0.1:7001").unwrap().scheme(), "https");
     }
 
     #[test]

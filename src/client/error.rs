@@ -35,7 +35,7 @@ pub enum ClientError {
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint { endpoint: String, reason: String },
 
-    /// The HTTP client could not be constructed (e.g. the TLS-less build was asked for TLS).
+    /// The HTTP client could not be constructed.
     #[error("cannot build HTTP client: {0}")]
     Setup(#[source] reqwest::Error),
 

@@ -142,6 +142,10 @@ pub(super) fn cause(err: &reqwest::Error) -> String {
     if parts.is_empty() {
         parts.push(err.to_string());
     }
+    // The usual cause is a private CA the client was not told about; say how to fix that.
+    if parts.iter().any(|p| p.contains("invalid peer certificate")) {
+        parts.push("trust the server's CA with --cacert FILE (or CAIRN_CACERT)".to_string());
+    }
     parts.join(": ")
 }
 

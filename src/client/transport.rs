@@ -9,6 +9,7 @@
 //!   other 5xx): stop and report [`ClientError::UnknownOutcome`]. Re-sending it elsewhere could
 //!   apply it twice (an increment, say), so that decision belongs to the caller.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::{Method, Url};
@@ -36,6 +37,8 @@ pub struct ClientConfig {
     pub token: Option<String>,
     /// Sent as `X-Cairn-Namespace`.
     pub namespace: Option<String>,
+    /// PEM CA certificate(s) trusted for https endpoints instead of the system roots.
+    pub cacert: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -46,6 +49,7 @@ impl ClientConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             token: None,
             namespace: None,
+            cacert: None,
         }
     }
 }
@@ -92,14 +96,18 @@ impl Client {
             let v = reqwest::header::HeaderValue::from_str(ns).map_err(|_| invalid("--namespace"))?;
             headers.insert("x-cairn-namespace", v);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             // A redirect would re-send a write somewhere we did not choose; Cairn never redirects.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(ClientError::Setup)?;
+            .redirect(reqwest::redirect::Policy::none());
+        if config.cacert.is_some() || config.endpoints.iter().any(|e| e.scheme() == "https") {
+            let tls = crate::tls::client_config(config.cacert.as_deref())
+                .map_err(|e| ClientError::InvalidInput { code: "invalid_cacert", message: e.to_string() })?;
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let http = builder.build().map_err(ClientError::Setup)?;
         Ok(Client { http, endpoints: config.endpoints })
     }
 

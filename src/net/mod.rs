@@ -2,10 +2,17 @@
 //! One shared keep-alive `reqwest::Client` serves every peer connection; client forwarding
 //! uses a separate one (see `api::forward`) so a burst of proxied requests cannot starve
 //! heartbeats of connections.
+//!
+//! With TLS the peer client dials `https://` with the node's rustls client configuration. That
+//! configuration reaches [`http_client`] and [`Network::new`] through [`with_peer_tls`], a
+//! task-local scope around `Node::start`, because `node.rs` builds both with signatures that
+//! predate TLS; an explicit parameter would be the cleaner route once `node.rs` can change.
 
 pub mod wire;
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -20,31 +27,60 @@ use serde::Serialize;
 
 use crate::types::{NodeId, TypeConfig};
 
+tokio::task_local! {
+    static PEER_TLS: Option<Arc<rustls::ClientConfig>>;
+}
+
+/// Runs `f` (`Node::start`) with the peer TLS configuration that [`http_client`] and
+/// [`Network::new`] pick up; `None` means plain HTTP.
+pub async fn with_peer_tls<F: Future>(tls: Option<Arc<rustls::ClientConfig>>, f: F) -> F::Output {
+    PEER_TLS.scope(tls, f).await
+}
+
+fn scoped_peer_tls() -> Option<Arc<rustls::ClientConfig>> {
+    PEER_TLS.try_with(Clone::clone).ok().flatten()
+}
+
+/// Builds an HTTP client for node-to-node traffic, over TLS inside [`with_peer_tls`].
+pub fn http_client(local_ip: Option<IpAddr>, cluster_secret: Option<&str>) -> reqwest::Result<reqwest::Client> {
+    peer_client(local_ip, cluster_secret, scoped_peer_tls())
+}
+
 /// Builds an HTTP client for node-to-node traffic. Binding `local_ip` makes connections leave
 /// from this node's own address, so packet-level partitions between loopback addresses cut
 /// exactly the intended links (the kernel would otherwise pick 127.0.0.1).
-pub fn http_client(local_ip: Option<IpAddr>, cluster_secret: Option<&str>) -> reqwest::Result<reqwest::Client> {
+pub fn peer_client(
+    local_ip: Option<IpAddr>,
+    cluster_secret: Option<&str>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> reqwest::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(s) = cluster_secret.and_then(|s| reqwest::header::HeaderValue::from_str(s).ok()) {
         headers.insert(crate::api::H_CLUSTER_SECRET, s);
     }
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .default_headers(headers)
         .local_address(local_ip)
         .pool_idle_timeout(Duration::from_secs(60))
         .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
-        .build()
+        .connect_timeout(Duration::from_secs(2));
+    if let Some(tls) = tls {
+        // reqwest takes the config by value; the Arc only spares the node a second load.
+        builder = builder.use_preconfigured_tls(rustls::ClientConfig::clone(&tls));
+    }
+    builder.build()
 }
 
 #[derive(Clone)]
 pub struct Network {
     http: reqwest::Client,
+    scheme: &'static str,
 }
 
 impl Network {
     pub fn new(http: reqwest::Client) -> Self {
-        Network { http }
+        let scheme = if scoped_peer_tls().is_some() { "https" } else { "http" };
+        Network { http, scheme }
     }
 }
 
@@ -58,7 +94,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Conn;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Conn {
-        Conn { http: self.http.clone(), target, base: format!("http://{}/raft", node.addr) }
+        Conn { http: self.http.clone(), target, base: format!("{}://{}/raft", self.scheme, node.addr) }
     }
 }
 

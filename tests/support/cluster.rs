@@ -25,6 +25,8 @@ struct Node {
     child: Option<Child>,
     /// `--join` target when the node joins an existing cluster instead of using `--peers`.
     join: Option<String>,
+    /// `cairn serve` arguments for this node only (e.g. its own `--tls-cert`).
+    own_args: Vec<String>,
 }
 
 /// A set of `cairn serve` processes on loopback sharing one tempdir. Node ids are 1..=n.
@@ -39,6 +41,8 @@ pub struct Cluster {
     /// Extra `cairn serve` arguments for every node (e.g. `--admin-token`), applied at each
     /// (re)start.
     pub extra_args: Vec<String>,
+    /// `http` or `https`: the scheme of `url`, for clusters started with `--tls-cert`.
+    pub scheme: &'static str,
 }
 
 impl Cluster {
@@ -64,12 +68,13 @@ impl Cluster {
                     log_path: dir.path().join(format!("node{id}.log")),
                     child: None,
                     join: None,
+                    own_args: Vec::new(),
                 }
             })
             .collect();
         let peers =
             with_peers.then(|| nodes.iter().map(|n| format!("{}={}", n.id, n.addr)).collect::<Vec<_>>().join(","));
-        Self { dir: Some(dir), nodes, peers, leader: None, http: Http::new(), extra_args: Vec::new() }
+        Self { dir: Some(dir), nodes, peers, leader: None, http: Http::new(), extra_args: Vec::new(), scheme: "http" }
     }
 
     /// Starts `n` nodes with `--peers`, in id order, without delay.
@@ -142,7 +147,13 @@ impl Cluster {
             (None, None) => {}
         }
         args.extend(self.extra_args.iter().cloned());
+        args.extend(node.own_args.iter().cloned());
         args
+    }
+
+    /// Sets `cairn serve` arguments for node `id` alone, applied at each (re)start.
+    pub fn set_node_args(&mut self, id: u64, args: &[&str]) {
+        self.node_mut(id).own_args = args.iter().map(|s| s.to_string()).collect();
     }
 
     /// Spawns node `id` (it must not be running), appending stdout and stderr to its log.
@@ -254,9 +265,9 @@ impl Cluster {
         self.node(id).addr.clone()
     }
 
-    /// `http://host:port` of node `id`.
+    /// `http://host:port` (or `https://`) of node `id`.
     pub fn url(&self, id: u64) -> String {
-        format!("http://{}", self.node(id).addr)
+        format!("{}://{}", self.scheme, self.node(id).addr)
     }
 
     pub fn data_dir(&self, id: u64) -> PathBuf {

@@ -121,14 +121,29 @@ impl Default for Http {
 
 impl Http {
     pub fn new() -> Self {
-        let client = reqwest::Client::builder()
+        Self::build(|b| b)
+    }
+
+    /// A client for https nodes: trusts only `root_ca_pem` and, when given, presents
+    /// `identity_pem` (a certificate followed by its private key) as its client certificate.
+    pub fn with_tls(root_ca_pem: &str, identity_pem: Option<&str>) -> Self {
+        let ca = reqwest::Certificate::from_pem(root_ca_pem.as_bytes()).expect("parse test CA");
+        Self::build(|b| {
+            let b = b.tls_built_in_root_certs(false).add_root_certificate(ca);
+            match identity_pem {
+                Some(pem) => b.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("parse test identity")),
+                None => b,
+            }
+        })
+    }
+
+    fn build(tune: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder) -> Self {
+        let builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(2))
             .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("build reqwest client");
-        Self { client }
+            .redirect(reqwest::redirect::Policy::none());
+        Self { client: tune(builder).build().expect("build reqwest client") }
     }
 
     /// Sends one request; transport errors (refused, reset, timeout) come back as `Err`.

@@ -19,6 +19,10 @@ const CAIRN_ENV: &[&str] = &[
     "CAIRN_SNAPSHOT_LOGS",
     "CAIRN_WRITE_TIMEOUT_MS",
     "CAIRN_ENDPOINTS",
+    "CAIRN_TLS_CERT",
+    "CAIRN_TLS_KEY",
+    "CAIRN_PEER_CA",
+    "CAIRN_CACERT",
 ];
 
 /// Runs the `cairn` binary once with `args` (stdout and stderr captured), killing it and

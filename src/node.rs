@@ -159,7 +159,11 @@ fn check_identity(dir: &Path, id: NodeId) -> Result<(), StartError> {
 }
 
 impl Node {
-    pub async fn start(config: NodeConfig) -> Result<Arc<Node>, StartError> {
+    /// `peer_tls` is the client side of mutual TLS between peers (`None`: plain HTTP).
+    pub async fn start(
+        config: NodeConfig,
+        peer_tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Arc<Node>, StartError> {
         let id = config.id;
         if !config.peers.is_empty() && !config.peers.iter().any(|(p, _)| *p == id) {
             return Err(StartError::Config(format!("--peers does not list this node's id {id}")));
@@ -195,9 +199,9 @@ impl Node {
         .map_err(|e| StartError::Config(e.to_string()))?;
 
         let local_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified());
-        let http = net::http_client(local_ip, config.security.cluster_secret.as_deref())
+        let http = net::peer_client(local_ip, config.security.cluster_secret.as_deref(), peer_tls)
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let raft = Raft::new(id, Arc::new(raft_config), Network::new(http.clone()), log, sm)
+        let raft = Raft::new(id, Arc::new(raft_config), Network::new(http.clone(), config.peer_scheme()), log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 

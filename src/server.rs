@@ -20,7 +20,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         .map_err(StartError::io(format!("listen on {}", config.listen)))?;
     let local_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified());
     let peer_tls = tls.as_ref().map(|t| t.peer_client.clone());
-    let node = net::with_peer_tls(peer_tls.clone(), Node::start(config)).await?;
+    let node = Node::start(config, peer_tls.clone()).await?;
     tracing::info!(id = node.id, addr = %node.config.listen, tls = tls.is_some(), "cairn node serving");
 
     let ticker = tokio::spawn(ttl::run(node.clone()));

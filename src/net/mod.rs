@@ -3,14 +3,10 @@
 //! uses a separate one (see `api::forward`) so a burst of proxied requests cannot starve
 //! heartbeats of connections.
 //!
-//! With TLS the peer client dials `https://` with the node's rustls client configuration. That
-//! configuration reaches [`http_client`] and [`Network::new`] through [`with_peer_tls`], a
-//! task-local scope around `Node::start`, because `node.rs` builds both with signatures that
-//! predate TLS; an explicit parameter would be the cleaner route once `node.rs` can change.
+//! With TLS the peer client dials `https://` with the node's rustls client configuration.
 
 pub mod wire;
 
-use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,25 +22,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::types::{NodeId, TypeConfig};
-
-tokio::task_local! {
-    static PEER_TLS: Option<Arc<rustls::ClientConfig>>;
-}
-
-/// Runs `f` (`Node::start`) with the peer TLS configuration that [`http_client`] and
-/// [`Network::new`] pick up; `None` means plain HTTP.
-pub async fn with_peer_tls<F: Future>(tls: Option<Arc<rustls::ClientConfig>>, f: F) -> F::Output {
-    PEER_TLS.scope(tls, f).await
-}
-
-fn scoped_peer_tls() -> Option<Arc<rustls::ClientConfig>> {
-    PEER_TLS.try_with(Clone::clone).ok().flatten()
-}
-
-/// Builds an HTTP client for node-to-node traffic, over TLS inside [`with_peer_tls`].
-pub fn http_client(local_ip: Option<IpAddr>, cluster_secret: Option<&str>) -> reqwest::Result<reqwest::Client> {
-    peer_client(local_ip, cluster_secret, scoped_peer_tls())
-}
 
 /// Builds an HTTP client for node-to-node traffic. Binding `local_ip` makes connections leave
 /// from this node's own address, so packet-level partitions between loopback addresses cut
@@ -78,8 +55,8 @@ pub struct Network {
 }
 
 impl Network {
-    pub fn new(http: reqwest::Client) -> Self {
-        let scheme = if scoped_peer_tls().is_some() { "https" } else { "http" };
+    /// `scheme` is `http` or `https`, as the whole cluster uses (`NodeConfig::peer_scheme`).
+    pub fn new(http: reqwest::Client, scheme: &'static str) -> Self {
         Network { http, scheme }
     }
 }

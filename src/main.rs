@@ -149,7 +149,7 @@ struct ServeArgs {
     #[arg(long, env = "CAIRN_SNAPSHOT_KEEP_LOGS", default_value_t = 1_000)]
     snapshot_keep_logs: u64,
     /// WAL segment size in bytes; whole segments are deleted once a snapshot covers them.
-    #[arg(long, env = "CAIRN_WAL_SEGMENT_BYTES", default_value_t = 64 << 20)]
+    #[arg(long, env = "CAIRN_WAL_SEGMENT_BYTES", default_value_t = cairn::wal::DEFAULT_SEGMENT_BYTES)]
     wal_segment_bytes: u64,
     /// After this long a write's outcome is reported unknown (504).
     #[arg(long, env = "CAIRN_WRITE_TIMEOUT_MS", default_value_t = 10_000)]

@@ -30,8 +30,10 @@ use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use writer::{Op, Writer};
 
 /// Segments roll over at this size by default. Whole segments are deleted once a snapshot
-/// covers them, so this is the granularity of WAL space reclamation.
-pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// covers them, so this is the granularity of WAL space reclamation: the segment being written
+/// is never deleted, so up to one segment of already-purged entries stays on disk. 64 MiB made
+/// that term the largest part of a small node's data dir (measured in docs/operations.md).
+pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
 
 struct Shared {
     /// Live (unpurged) entries. A std lock: it is never held across an await, and reads are

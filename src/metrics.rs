@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, RwLock};
 
 /// Latency buckets in seconds, from a fast fsync to a slow snapshot.
 const BUCKETS: &[f64] =
@@ -52,10 +52,23 @@ impl Histogram {
     }
 }
 
+/// One route's requests: a latency histogram and a counter per status code.
+struct RouteStats {
+    seconds: Histogram,
+    /// Indexed by status - 100; HTTP statuses are 100..=599.
+    by_status: Vec<AtomicU64>,
+}
+
+impl RouteStats {
+    fn new() -> Self {
+        RouteStats { seconds: Histogram::new(), by_status: (100..600).map(|_| AtomicU64::new(0)).collect() }
+    }
+}
+
 pub struct Metrics {
-    /// (route, status) → count. A std mutex: held for one map update.
-    pub requests: Mutex<HashMap<(String, u16), u64>>,
-    pub request_seconds: Mutex<HashMap<String, std::sync::Arc<Histogram>>>,
+    /// Route → its stats. Every request records here, so the hot path takes only the read lock
+    /// and touches atomics; the write lock is taken once per route, the first time it is seen.
+    routes: RwLock<HashMap<String, Arc<RouteStats>>>,
     pub wal_fsync: Histogram,
     pub snapshot_build: Histogram,
     pub snapshots_built: AtomicU64,
@@ -64,8 +77,7 @@ pub struct Metrics {
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
-    requests: Mutex::new(HashMap::new()),
-    request_seconds: Mutex::new(HashMap::new()),
+    routes: RwLock::new(HashMap::new()),
     wal_fsync: Histogram::new(),
     snapshot_build: Histogram::new(),
     snapshots_built: AtomicU64::new(0),
@@ -75,37 +87,34 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
 
 impl Metrics {
     pub fn record_request(&self, route: &str, status: u16, d: std::time::Duration) {
-        *self.requests.lock().unwrap_or_else(|e| e.into_inner()).entry((route.to_string(), status)).or_insert(0) += 1;
-        let h = self
-            .request_seconds
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(route.to_string())
-            .or_insert_with(|| std::sync::Arc::new(Histogram::new()))
-            .clone();
-        h.observe(d);
+        let known = self.routes.read().unwrap_or_else(|e| e.into_inner()).get(route).cloned();
+        let stats = known.unwrap_or_else(|| {
+            let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+            routes.entry(route.to_string()).or_insert_with(|| Arc::new(RouteStats::new())).clone()
+        });
+        stats.seconds.observe(d);
+        if let Some(n) = status.checked_sub(100).and_then(|i| stats.by_status.get(usize::from(i))) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Renders the process-wide part; `api/observe.rs` adds the per-node gauges.
     pub fn render(&self, out: &mut String) {
+        let mut routes: Vec<(String, Arc<RouteStats>)> =
+            self.routes.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        routes.sort_by(|a, b| a.0.cmp(&b.0));
         out.push_str("# TYPE cairn_http_requests_total counter\n");
-        let mut reqs: Vec<_> =
-            self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect();
-        reqs.sort();
-        for ((route, status), n) in reqs {
-            let _ = writeln!(out, "cairn_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        for (route, stats) in &routes {
+            for (status, n) in (100u16..).zip(&stats.by_status) {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(out, "cairn_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+                }
+            }
         }
         out.push_str("# TYPE cairn_http_request_duration_seconds histogram\n");
-        let mut hs: Vec<_> = self
-            .request_seconds
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        hs.sort_by(|a, b| a.0.cmp(&b.0));
-        for (route, h) in hs {
-            h.render(out, "cairn_http_request_duration_seconds", &format!("route=\"{route}\""));
+        for (route, stats) in &routes {
+            stats.seconds.render(out, "cairn_http_request_duration_seconds", &format!("route=\"{route}\""));
         }
         out.push_str("# TYPE cairn_wal_fsync_duration_seconds histogram\n");
         self.wal_fsync.render(out, "cairn_wal_fsync_duration_seconds", "");
@@ -126,6 +135,30 @@ impl Metrics {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn requests_are_counted_per_route_and_status() {
+        let m = Metrics {
+            routes: RwLock::new(HashMap::new()),
+            wal_fsync: Histogram::new(),
+            snapshot_build: Histogram::new(),
+            snapshots_built: AtomicU64::new(0),
+            snapshots_installed: AtomicU64::new(0),
+            expired_keys: AtomicU64::new(0),
+        };
+        for status in [200, 200, 404, 999] {
+            m.record_request("/kv/items/{key}", status, Duration::from_millis(1));
+        }
+        m.record_request("/health", 200, Duration::from_micros(10));
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("cairn_http_requests_total{route=\"/kv/items/{key}\",status=\"200\"} 2\n"), "{out}");
+        assert!(out.contains("cairn_http_requests_total{route=\"/kv/items/{key}\",status=\"404\"} 1\n"), "{out}");
+        assert!(out.contains("cairn_http_requests_total{route=\"/health\",status=\"200\"} 1\n"), "{out}");
+        assert!(!out.contains("status=\"999\""), "{out}");
+        // The histogram counts every request, whatever its status.
+        assert!(out.contains("cairn_http_request_duration_seconds_count{route=\"/kv/items/{key}\"} 4\n"), "{out}");
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

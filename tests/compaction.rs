@@ -96,6 +96,25 @@ async fn lagging_follower_catches_up_by_a_snapshot_of_over_100_mb() {
             .unwrap_or_else(|e| panic!("write {i}: {e}"));
         assert_eq!(r.status(), 200, "write {i}: {}", r.text().await.unwrap_or_default());
     }
+    // Snapshots are built beside applies, so the last writes can be acknowledged before the
+    // snapshot that covers them (every 40 entries: the one at about 120) is written. Wait for
+    // it, so the follower is sent a snapshot of over 100 MB rather than an older one.
+    let (http, leader_url) = (&c.http, c.url(leader));
+    until(deadline_in(120), "the leader's snapshot to cover the first 120 entries", async || {
+        let m = http.send(Method::GET, &format!("{leader_url}/metrics"), None, &[]).await?;
+        let index: u64 = m
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix("cairn_raft_snapshot_index "))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or("no cairn_raft_snapshot_index")?;
+        if index >= 120 {
+            Ok(())
+        } else {
+            Err(format!("snapshot index {index}"))
+        }
+    })
+    .await;
     c.restart(lagging);
     let (http, url) = (&c.http, c.url(lagging));
     until(deadline_in(240), "the lagging follower to serve the last key from its own state", async || {

@@ -165,3 +165,31 @@ async fn concurrent_membership_changes_get_409() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     c.assert_running();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_change_finishes_after_its_caller_hangs_up() {
+    let mut c = Cluster::start_growable(4, 3, &["--join-timeout-s", "60"]);
+    let leader = c.wait_for_leader(deadline_in(20)).await;
+    let url = c.url(leader);
+    // Node 4 is not running yet, so its admission cannot finish; the caller gives up after 1 s.
+    let impatient = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    let body = serde_json::to_vec(&json!({"id": 4, "addr": c.addr(4)})).unwrap();
+    let r = impatient.post(format!("{url}/cluster/members")).body(body).send().await;
+    assert!(r.is_err(), "the admission of a node that is down answered: {r:?}");
+    // The change goes on without its caller: it still holds the change slot ...
+    let http = &c.http;
+    until(deadline_in(10), "a second change to be refused while the first runs on", async || {
+        let ghost = serde_json::to_vec(&json!({"id": 5, "addr": "127.0.0.1:1"})).unwrap();
+        let r = http.send(Method::POST, &format!("{url}/cluster/members"), Some(ghost), &[]).await?;
+        if r.status == 409 && r.error_code() == Some("membership_conflict") {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
+    .await;
+    // ... and once node 4 runs, it catches up and is promoted. It starts with --join, whose own
+    // request meets the running change and keeps retrying; either way 4 ends up a voter.
+    c.start_joining(4, leader);
+    wait_voters(&c, leader, &[1, 2, 3, 4], 60).await;
+}

@@ -58,6 +58,14 @@ fn membership_result(st: &AppState, r: Result<(), Error>) -> Result<Response, Er
 }
 
 /// `POST /cluster/members {"id", "addr"}`: admit a node (learner, catch-up, then voter).
+/// Runs a membership change in its own task, so it finishes (within `--join-timeout-s`) even
+/// if the caller hangs up: dropping a change half-way could leave an added node a learner.
+async fn detached<T: Send + 'static>(
+    change: impl std::future::Future<Output = Result<T, Error>> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::spawn(change).await.unwrap_or_else(|e| Err(Error::Storage(format!("membership change task failed: {e}"))))
+}
+
 pub async fn add_member(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
     let parsed = (|| -> Result<(u64, String), ApiError> {
         cluster_admin(&caller)?;
@@ -76,7 +84,8 @@ pub async fn add_member(State(st): State<AppState>, caller: Caller, replay: Repl
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match membership_result(&st, st.node.add_member(id, addr).await) {
+    let node = st.node.clone();
+    match membership_result(&st, detached(async move { node.add_member(id, addr).await }).await) {
         Ok(r) => r,
         Err(Error::NotLeader { .. }) => forward::to_leader(&st, replay).await,
         Err(e) => ApiError::from(e).into_response(),
@@ -96,7 +105,8 @@ pub async fn remove_member(
     let Ok(id) = id.parse::<u64>() else {
         return ApiError::bad_request("invalid_id", "the node id is not a number").into_response();
     };
-    match membership_result(&st, st.node.remove_member(id).await) {
+    let node = st.node.clone();
+    match membership_result(&st, detached(async move { node.remove_member(id).await }).await) {
         Ok(r) => r,
         Err(Error::NotLeader { .. }) => forward::to_leader(&st, replay).await,
         Err(e) => ApiError::from(e).into_response(),

@@ -97,10 +97,16 @@ async fn lagging_follower_catches_up_by_a_snapshot_of_over_100_mb() {
         assert_eq!(r.status(), 200, "write {i}: {}", r.text().await.unwrap_or_default());
     }
     // Snapshots are built beside applies, so the last writes can be acknowledged before the
-    // snapshot that covers them (every 40 entries: the one at about 120) is written. Wait for
-    // it, so the follower is sent a snapshot of over 100 MB rather than an older one.
+    // snapshot that covers them (every 40 entries: the one at about 120) is written, and
+    // openraft checks its snapshot policy only when the commit index moves: if a slow build was
+    // still running when the last write committed, no new build starts until the next write.
+    // So small writes go on until the leader's snapshot covers 120 entries; the follower is
+    // then sent a snapshot of over 100 MB rather than an older one.
     let (http, leader_url) = (&c.http, c.url(leader));
+    let mut nudge = 0;
     until(deadline_in(120), "the leader's snapshot to cover the first 120 entries", async || {
+        nudge += 1;
+        http.try_put(&leader_url, &format!("nudge{nudge}"), &json!({"value": nudge})).await?;
         let m = http.send(Method::GET, &format!("{leader_url}/metrics"), None, &[]).await?;
         let index: u64 = m
             .text

@@ -13,40 +13,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 WRITES=${WRITES:-1000000}
 KEYS=${KEYS:-1000}
 CHUNK=${CHUNK:-30s}
-BIN=${CAIRN_BIN:-target/release/cairn}
-[[ -x $BIN ]] || cargo build --release --quiet --bin cairn
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-disk-bound.XXXXXX")
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$WORK"; then
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf -- "$WORK"
-}
-trap cleanup EXIT
-
-PEERS="1=127.0.0.1:17801,2=127.0.0.1:17802,3=127.0.0.1:17803"
-for i in 1 2 3; do
-    "$BIN" serve --id "$i" --listen "127.0.0.1:1780$i" --data-dir "$WORK/node$i" --peers "$PEERS" \
-        >"$WORK/node$i.log" 2>&1 &
-    PIDS+=($!)
-done
-deadline=$((SECONDS + 30))
-until curl -sf http://127.0.0.1:17801/ready >/dev/null; do
-    ((SECONDS < deadline)) || { echo "cluster did not become ready" >&2; exit 1; }
-    sleep 0.5
-done
+# shellcheck source=scripts/lib/tmp-cluster.sh
+source scripts/lib/tmp-cluster.sh
+tmp_cluster_up disk-bound 17800
 
 du_node() { du -sb "$WORK/node$1" | cut -f1; }
 peak=(0 0 0 0)
 done_writes=0
 echo "writes        node1_bytes   node2_bytes   node3_bytes"
 while ((done_writes < WRITES)); do
-    out=$("$BIN" bench --endpoints 127.0.0.1:17801,127.0.0.1:17802,127.0.0.1:17803 --workload put \
+    out=$("$BIN" bench --endpoints "$ENDPOINTS" --workload put \
         --keys "$KEYS" --value-size 100 --clients 64 --duration "$CHUNK" --warmup 0s --json 2>/dev/null)
     ops=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["ops"])' <<<"$out")
     done_writes=$((done_writes + ops))

@@ -12,35 +12,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 KEYS=${KEYS:-1000000}
 VALUE_SIZE=100
-BIN=${CAIRN_BIN:-target/release/cairn}
-[[ -x $BIN ]] || cargo build --release --quiet --bin cairn
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-mem.XXXXXX")
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$WORK"; then
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf -- "$WORK"
-}
-trap cleanup EXIT
-
-PEERS="1=127.0.0.1:17811,2=127.0.0.1:17812,3=127.0.0.1:17813"
-ENDPOINTS=127.0.0.1:17811,127.0.0.1:17812,127.0.0.1:17813
-for i in 1 2 3; do
-    # The namespace quota (1,000,000 keys by default) is lifted so the bench's own marker key fits.
-    "$BIN" serve --id "$i" --listen "127.0.0.1:1781$i" --data-dir "$WORK/node$i" --peers "$PEERS" \
-        --max-keys-per-namespace 0 >"$WORK/node$i.log" 2>&1 &
-    PIDS+=($!)
-done
-deadline=$((SECONDS + 30))
-until curl -sf http://127.0.0.1:17811/ready >/dev/null; do
-    ((SECONDS < deadline)) || { echo "cluster did not become ready" >&2; exit 1; }
-    sleep 0.5
-done
+# shellcheck source=scripts/lib/tmp-cluster.sh
+source scripts/lib/tmp-cluster.sh
+# The namespace quota (1,000,000 keys by default) is lifted so the bench's own marker key fits.
+tmp_cluster_up mem 17810 --max-keys-per-namespace 0
 
 metric() { curl -sf "http://127.0.0.1:1781$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
 snapshots() { metric "$1" cairn_snapshots_built_total; }

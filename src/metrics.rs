@@ -76,16 +76,20 @@ pub struct Metrics {
     pub expired_keys: AtomicU64,
 }
 
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
-    routes: RwLock::new(HashMap::new()),
-    wal_fsync: Histogram::new(),
-    snapshot_build: Histogram::new(),
-    snapshots_built: AtomicU64::new(0),
-    snapshots_installed: AtomicU64::new(0),
-    expired_keys: AtomicU64::new(0),
-});
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 impl Metrics {
+    fn new() -> Self {
+        Metrics {
+            routes: RwLock::new(HashMap::new()),
+            wal_fsync: Histogram::new(),
+            snapshot_build: Histogram::new(),
+            snapshots_built: AtomicU64::new(0),
+            snapshots_installed: AtomicU64::new(0),
+            expired_keys: AtomicU64::new(0),
+        }
+    }
+
     pub fn record_request(&self, route: &str, status: u16, d: std::time::Duration) {
         let known = self.routes.read().unwrap_or_else(|e| e.into_inner()).get(route).cloned();
         let stats = known.unwrap_or_else(|| {
@@ -138,14 +142,7 @@ mod tests {
 
     #[test]
     fn requests_are_counted_per_route_and_status() {
-        let m = Metrics {
-            routes: RwLock::new(HashMap::new()),
-            wal_fsync: Histogram::new(),
-            snapshot_build: Histogram::new(),
-            snapshots_built: AtomicU64::new(0),
-            snapshots_installed: AtomicU64::new(0),
-            expired_keys: AtomicU64::new(0),
-        };
+        let m = Metrics::new();
         for status in [200, 200, 404, 999] {
             m.record_request("/kv/items/{key}", status, Duration::from_millis(1));
         }

@@ -48,6 +48,21 @@ async fn remove_until_accepted(c: &Cluster, via: u64, id: u64) {
     .await;
 }
 
+/// Waits until adding node `id` (at an address nobody listens on) through `url` is refused
+/// with 409 `membership_conflict` because another change is running.
+async fn second_change_is_refused(http: &Http, url: &str, id: u64, secs: u64) {
+    until(deadline_in(secs), "a second change to be refused while the first runs", async || {
+        let body = serde_json::to_vec(&json!({"id": id, "addr": "127.0.0.1:1"})).unwrap();
+        let r = http.send(Method::POST, &format!("{url}/cluster/members"), Some(body), &[]).await?;
+        if r.status == 409 && r.error_code() == Some("membership_conflict") {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
+    .await;
+}
+
 async fn membership(c: &Cluster, via: u64, method: Method, path: &str, body: Option<Value>) -> support::Resp {
     c.http.must(method, &format!("{}{path}", c.url(via)), body.map(|b| serde_json::to_vec(&b).unwrap()), &[]).await
 }
@@ -151,16 +166,7 @@ async fn concurrent_membership_changes_get_409() {
         }
     })
     .await;
-    until(deadline_in(15), "a second change to be refused while the first runs", async || {
-        let body = serde_json::to_vec(&json!({"id": 8, "addr": "127.0.0.1:1"})).unwrap();
-        let r = http.send(Method::POST, &format!("{url}/cluster/members"), Some(body), &[]).await?;
-        if r.status == 409 && r.error_code() == Some("membership_conflict") {
-            Ok(())
-        } else {
-            Err(format!("{r:?}"))
-        }
-    })
-    .await;
+    second_change_is_refused(http, &url, 8, 15).await;
     slow.abort();
     tokio::time::sleep(Duration::from_millis(200)).await;
     c.assert_running();
@@ -177,17 +183,7 @@ async fn a_membership_change_finishes_after_its_caller_hangs_up() {
     let r = impatient.post(format!("{url}/cluster/members")).body(body).send().await;
     assert!(r.is_err(), "the admission of a node that is down answered: {r:?}");
     // The change goes on without its caller: it still holds the change slot ...
-    let http = &c.http;
-    until(deadline_in(10), "a second change to be refused while the first runs on", async || {
-        let ghost = serde_json::to_vec(&json!({"id": 5, "addr": "127.0.0.1:1"})).unwrap();
-        let r = http.send(Method::POST, &format!("{url}/cluster/members"), Some(ghost), &[]).await?;
-        if r.status == 409 && r.error_code() == Some("membership_conflict") {
-            Ok(())
-        } else {
-            Err(format!("{r:?}"))
-        }
-    })
-    .await;
+    second_change_is_refused(&c.http, &url, 5, 10).await;
     // ... and once node 4 runs, it catches up and is promoted. It starts with --join, whose own
     // request meets the running change and keeps retrying; either way 4 ends up a voter.
     c.start_joining(4, leader);

@@ -1,0 +1,46 @@
+# shellcheck shell=bash
+# tmp-cluster.sh: sourced by the measurement scripts (disk-bound.sh, mem-1m.sh). Starts a 3-node
+# Cairn cluster on loopback in a fresh temp dir and tears it down on exit, signalling only the
+# PIDs it started, and only while their command line still names that dir.
+#
+#   tmp_cluster_up NAME BASE_PORT [serve args...]   # nodes listen on BASE_PORT+1..+3
+#
+# Sets WORK (the temp dir; node N's data is $WORK/nodeN, its log $WORK/nodeN.log), PIDS,
+# ENDPOINTS (host:port,...) and BIN (CAIRN_BIN, default target/release/cairn, built if missing).
+
+BIN=${CAIRN_BIN:-target/release/cairn}
+[[ -x $BIN ]] || cargo build --release --quiet --bin cairn
+PIDS=()
+
+tmp_cluster_cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$WORK"; then
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf -- "$WORK"
+}
+
+tmp_cluster_up() {
+    local name=$1 base=$2 i peers=""
+    shift 2
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-$name.XXXXXX")
+    trap tmp_cluster_cleanup EXIT
+    ENDPOINTS=""
+    for i in 1 2 3; do
+        peers+="${peers:+,}$i=127.0.0.1:$((base + i))"
+        ENDPOINTS+="${ENDPOINTS:+,}127.0.0.1:$((base + i))"
+    done
+    for i in 1 2 3; do
+        "$BIN" serve --id "$i" --listen "127.0.0.1:$((base + i))" --data-dir "$WORK/node$i" --peers "$peers" "$@" \
+            >"$WORK/node$i.log" 2>&1 &
+        PIDS+=($!)
+    done
+    local deadline=$((SECONDS + 30))
+    until curl -sf "http://127.0.0.1:$((base + 1))/ready" >/dev/null; do
+        ((SECONDS < deadline)) || { echo "cluster did not become ready" >&2; exit 1; }
+        sleep 0.5
+    done
+}

@@ -4,22 +4,44 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+
 use super::report::{Outcome, Recorder};
 use super::target::Routes;
 use super::workload::{OpKind, Rng, Workload};
 
+/// How every bench connection is made: the TLS configuration for https endpoints (see
+/// `tls::client_config`) and the `Authorization` header, when either is needed.
+#[derive(Clone, Copy)]
+pub struct ConnSetup<'a> {
+    pub tls: Option<&'a rustls::ClientConfig>,
+    pub token: Option<&'a HeaderValue>,
+}
+
+/// `Bearer <token>`, marked sensitive so it never shows up in debug output.
+pub fn bearer(token: &str) -> Result<HeaderValue, String> {
+    let mut v =
+        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| "--token must be printable ASCII".to_string())?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
 /// Builds the HTTP client of one bench client. Each bench client owns one, so each holds exactly
-/// one keep-alive connection and no pool is shared (or contended) between them. `tls` is the
-/// configuration for https endpoints (see `tls::client_config`).
-pub fn http_client(timeout: Duration, tls: Option<&rustls::ClientConfig>) -> Result<reqwest::Client, String> {
+/// one keep-alive connection and no pool is shared (or contended) between them.
+pub fn http_client(timeout: Duration, conn: &ConnSetup) -> Result<reqwest::Client, String> {
+    let mut headers = HeaderMap::new();
+    if let Some(t) = conn.token {
+        headers.insert(AUTHORIZATION, t.clone());
+    }
     let mut builder = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .pool_max_idle_per_host(1)
         // A redirect would send a write somewhere we did not choose; neither system redirects.
         .redirect(reqwest::redirect::Policy::none());
-    if let Some(tls) = tls {
+    if let Some(tls) = conn.tls {
         builder = builder.use_preconfigured_tls(tls.clone());
     }
     builder.build().map_err(|e| format!("cannot build HTTP client: {e}"))
@@ -32,13 +54,13 @@ pub async fn preload(
     keys: usize,
     concurrency: usize,
     timeout: Duration,
-    tls: Option<&rustls::ClientConfig>,
+    conn: &ConnSetup<'_>,
 ) -> Result<Duration, String> {
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency.clamp(1, keys.max(1)) {
-        let (routes, next, http) = (routes.clone(), next.clone(), http_client(timeout, tls)?);
+        let (routes, next, http) = (routes.clone(), next.clone(), http_client(timeout, conn)?);
         tasks.push(tokio::spawn(async move {
             loop {
                 let key = next.fetch_add(1, Ordering::Relaxed);

@@ -80,6 +80,10 @@ pub struct BenchOpts {
     /// PEM CA certificate to trust for https:// endpoints [default: the system's trust roots].
     #[arg(long, env = "CAIRN_CACERT", value_name = "FILE")]
     pub cacert: Option<std::path::PathBuf>,
+    /// Access token, sent as `Authorization: Bearer` (Cairn only): needed by any cluster that
+    /// has an admin token, since it serves no anonymous requests.
+    #[arg(long, env = "CAIRN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 impl BenchOpts {
@@ -142,8 +146,12 @@ async fn run_checked(opts: &BenchOpts, endpoints: &[reqwest::Url]) -> Result<Rep
     } else {
         None
     };
-    let tls = tls.as_ref();
-    let control = driver::http_client(Duration::from_secs(5), tls)?;
+    let token = match (&opts.token, opts.target) {
+        (Some(t), Target::Cairn) => Some(driver::bearer(t)?),
+        _ => None,
+    };
+    let conn = driver::ConnSetup { tls: tls.as_ref(), token: token.as_ref() };
+    let control = driver::http_client(Duration::from_secs(5), &conn)?;
     let discover = !opts.no_leader_discovery;
     let plan = discovery::plan(&control, opts.target, endpoints, opts.workload, discover, &opts.etcd_prefix).await?;
     let kinds = opts.workload.op_kinds();
@@ -152,7 +160,8 @@ async fn run_checked(opts: &BenchOpts, endpoints: &[reqwest::Url]) -> Result<Rep
     };
     if opts.wants_preload() {
         eprintln!("bench: preloading {} keys through {}", opts.keys, plan.write);
-        let took = driver::preload(routes_for(&plan.write), opts.keys, opts.clients.min(64), opts.timeout, tls).await?;
+        let took =
+            driver::preload(routes_for(&plan.write), opts.keys, opts.clients.min(64), opts.timeout, &conn).await?;
         eprintln!("bench: preload took {:.1}s", took.as_secs_f64());
         if opts.workload == Workload::GetStale {
             discovery::wait_for_followers(&control, opts.target, &plan, &opts.etcd_prefix, Duration::from_secs(15))
@@ -168,7 +177,7 @@ async fn run_checked(opts: &BenchOpts, endpoints: &[reqwest::Url]) -> Result<Rep
         clients.push(Client {
             seed: base_seed.wrapping_add((i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
             routes: routes[i % routes.len()].clone(),
-            http: driver::http_client(opts.timeout, tls)?,
+            http: driver::http_client(opts.timeout, &conn)?,
         });
     }
     eprintln!(

@@ -63,6 +63,13 @@ impl RouteStats {
     fn new() -> Self {
         RouteStats { seconds: Histogram::new(), by_status: (100..600).map(|_| AtomicU64::new(0)).collect() }
     }
+
+    fn record(&self, status: u16, d: std::time::Duration) {
+        self.seconds.observe(d);
+        if let Some(n) = status.checked_sub(100).and_then(|i| self.by_status.get(usize::from(i))) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 pub struct Metrics {
@@ -91,15 +98,12 @@ impl Metrics {
     }
 
     pub fn record_request(&self, route: &str, status: u16, d: std::time::Duration) {
-        let known = self.routes.read().unwrap_or_else(|e| e.into_inner()).get(route).cloned();
-        let stats = known.unwrap_or_else(|| {
-            let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
-            routes.entry(route.to_string()).or_insert_with(|| Arc::new(RouteStats::new())).clone()
-        });
-        stats.seconds.observe(d);
-        if let Some(n) = status.checked_sub(100).and_then(|i| stats.by_status.get(usize::from(i))) {
-            n.fetch_add(1, Ordering::Relaxed);
+        if let Some(stats) = self.routes.read().unwrap_or_else(|e| e.into_inner()).get(route) {
+            stats.record(status, d);
+            return;
         }
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        routes.entry(route.to_string()).or_insert_with(|| Arc::new(RouteStats::new())).record(status, d);
     }
 
     /// Renders the process-wide part; `api/observe.rs` adds the per-node gauges.

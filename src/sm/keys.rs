@@ -16,7 +16,13 @@
 //! one contiguous, byte-ordered range.
 //!
 //! Meta names: `last_applied` (`Option<LogId>`), `membership` (`StoredMembership`), `clock`
-//! (u64 logical ms), `installing` (present while a snapshot is being loaded), `format` (u32).
+//! (u64 logical ms), `installing` (written by older builds while a snapshot was loaded into the
+//! live tree; still honoured on open), `format` (u32).
+//!
+//! The tree holding all this is named `sm` at first. Installing a snapshot loads it into a fresh
+//! tree `sm.<n+1>` and then switches over, so the db's default tree records the live tree's name
+//! under [`LIVE_TREE`]; any other `sm*` tree found on open is a leftover of an install that did
+//! not finish and is dropped.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +40,26 @@ pub const META_MEMBERSHIP: &[u8] = b"mmembership";
 pub const META_CLOCK: &[u8] = b"mclock";
 pub const META_INSTALLING: &[u8] = b"minstalling";
 pub const META_FORMAT: &[u8] = b"mformat";
+
+/// Key in the db's default tree naming the live state tree (absent: [`FIRST_TREE`]).
+pub const LIVE_TREE: &[u8] = b"live_tree";
+pub const FIRST_TREE: &[u8] = b"sm";
+
+/// Whether `name` is one of the state trees (the live one or an install's leftover).
+pub fn is_state_tree(name: &[u8]) -> bool {
+    name == FIRST_TREE
+        || name.strip_prefix(b"sm.").is_some_and(|n| std::str::from_utf8(n).is_ok_and(|n| n.parse::<u64>().is_ok()))
+}
+
+/// The name of the tree the next install loads into: `sm` → `sm.1` → `sm.2` …
+pub fn next_state_tree(current: &[u8]) -> Vec<u8> {
+    let n = current
+        .strip_prefix(b"sm.")
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    format!("sm.{}", n + 1).into_bytes()
+}
 
 /// A key's value as stored; namespace and user key are the sled key itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -151,6 +177,14 @@ mod tests {
         assert_eq!(parse_expiry_key(&a), Some((5, "ns", "b")));
         assert!(a < expiry_upper_bound(5));
         assert!(b >= expiry_upper_bound(5));
+    }
+
+    #[test]
+    fn state_trees_are_named_in_sequence() {
+        assert_eq!(next_state_tree(FIRST_TREE), b"sm.1");
+        assert_eq!(next_state_tree(b"sm.41"), b"sm.42");
+        assert!(is_state_tree(b"sm") && is_state_tree(b"sm.7"));
+        assert!(!is_state_tree(b"__sled__default") && !is_state_tree(b"sm.x") && !is_state_tree(b"smx"));
     }
 
     #[test]

@@ -64,9 +64,32 @@ impl Default for SmOptions {
 #[derive(Default)]
 struct Clock(AtomicU64);
 
+/// The tree readers use. An install loads its snapshot into a fresh tree and then swaps it in
+/// here, so a reader sees the old state or the new one, never a tree half cleared or half
+/// loaded. Readers take one handle per call; the count of handles tells an install when the
+/// old tree has no reader left and can be dropped.
+struct Live(std::sync::RwLock<Arc<sled::Tree>>);
+
+impl Live {
+    fn new(tree: sled::Tree) -> Live {
+        Live(std::sync::RwLock::new(Arc::new(tree)))
+    }
+
+    fn tree(&self) -> Arc<sled::Tree> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes `tree` the live one and returns the previous handle.
+    fn swap(&self, tree: sled::Tree) -> Arc<sled::Tree> {
+        std::mem::replace(&mut *self.0.write().unwrap_or_else(|p| p.into_inner()), Arc::new(tree))
+    }
+}
+
 pub struct StateMachine {
-    _db: sled::Db,
+    db: sled::Db,
+    /// The live tree, which applies write to (the same tree `live` hands to readers).
     tree: sled::Tree,
+    live: Arc<Live>,
     snap_dir: PathBuf,
     clock: Arc<Clock>,
     /// The cut of the snapshot build in progress, if any; apply records pre-images for it.
@@ -79,7 +102,7 @@ pub struct StateMachine {
 /// Read access for the API layer. Reads see whole applied batches (sled batches are atomic).
 #[derive(Clone)]
 pub struct SmReader {
-    tree: sled::Tree,
+    live: Arc<Live>,
     clock: Arc<Clock>,
 }
 
@@ -94,7 +117,7 @@ pub enum ReadError {
 impl SmReader {
     /// The live item under `key` in `ns`, or `None` when absent or expired.
     pub fn get(&self, ns: &str, key: &str) -> Result<Option<Item>, ReadError> {
-        let Some(raw) = self.tree.get(keys::data_key(ns, key))? else {
+        let Some(raw) = self.live.tree().get(keys::data_key(ns, key))? else {
             return Ok(None);
         };
         let s: StoredItem = codec::decode(&raw)?;
@@ -125,7 +148,7 @@ impl SmReader {
         let scope = keys::data_key(ns, prefix);
         let clock = self.clock_ms();
         let mut out = Vec::new();
-        for kv in self.tree.range(lo..) {
+        for kv in self.live.tree().range(lo..) {
             let (k, v) = kv?;
             if !k.starts_with(&scope) {
                 return Ok((out, false));
@@ -145,16 +168,16 @@ impl SmReader {
 
     /// Keys stored in `ns`, counting expired ones not yet deleted.
     pub fn key_count(&self, ns: &str) -> Result<u64, ReadError> {
-        Ok(self.tree.get(keys::count_key(ns))?.map(|v| keys::decode_count(&v)).unwrap_or(0))
+        Ok(self.live.tree().get(keys::count_key(ns))?.map(|v| keys::decode_count(&v)).unwrap_or(0))
     }
 
     /// Whether `id` was removed from the cluster at some point (ids are never reused).
     pub fn is_retired(&self, id: u64) -> Result<bool, ReadError> {
-        Ok(self.tree.contains_key(keys::retired_key(id))?)
+        Ok(self.live.tree().contains_key(keys::retired_key(id))?)
     }
 
     pub fn token(&self, id: &str) -> Result<Option<TokenRecord>, ReadError> {
-        match self.tree.get(keys::token_key(id))? {
+        match self.live.tree().get(keys::token_key(id))? {
             Some(v) => Ok(Some(codec::decode(&v)?)),
             None => Ok(None),
         }
@@ -163,7 +186,7 @@ impl SmReader {
     /// Keys stored per namespace (expired-but-undeleted ones included).
     pub fn namespace_counts(&self) -> Result<Vec<(String, u64)>, ReadError> {
         let mut out = Vec::new();
-        for kv in self.tree.scan_prefix([keys::COUNT]) {
+        for kv in self.live.tree().scan_prefix([keys::COUNT]) {
             let (k, v) = kv?;
             out.push((String::from_utf8_lossy(&k[1..]).into_owned(), keys::decode_count(&v)));
         }
@@ -172,7 +195,7 @@ impl SmReader {
 
     pub fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, ReadError> {
         let mut out = Vec::new();
-        for kv in self.tree.scan_prefix([keys::TOKEN]) {
+        for kv in self.live.tree().scan_prefix([keys::TOKEN]) {
             let (k, v) = kv?;
             let id = String::from_utf8_lossy(&k[1..]).into_owned();
             out.push((id, codec::decode(&v)?));
@@ -186,7 +209,7 @@ impl SmReader {
 
     /// The earliest expiry in the index, for the leader's expiry ticker.
     pub fn next_expiry(&self) -> Option<u64> {
-        let (k, _) = self.tree.scan_prefix([keys::EXPIRY]).next()?.ok()?;
+        let (k, _) = self.live.tree().scan_prefix([keys::EXPIRY]).next()?.ok()?;
         keys::parse_expiry_key(&k).map(|(at, _, _)| at)
     }
 }
@@ -203,7 +226,17 @@ impl StateMachine {
             .flush_every_ms(opts.flush_every_ms)
             .open()
             .map_err(io::Error::other)?;
-        let tree = db.open_tree("sm").map_err(io::Error::other)?;
+        let live_name = match db.get(keys::LIVE_TREE).map_err(io::Error::other)? {
+            Some(n) => n.to_vec(),
+            None => keys::FIRST_TREE.to_vec(),
+        };
+        let tree = db.open_tree(&live_name).map_err(io::Error::other)?;
+        for name in db.tree_names() {
+            if keys::is_state_tree(&name) && name != live_name {
+                tracing::info!(tree = %String::from_utf8_lossy(&name), "dropping a state tree left by an unfinished install");
+                db.drop_tree(&name).map_err(io::Error::other)?;
+            }
+        }
         let snap_dir = dir.join("snapshots");
         fs::create_dir_all(&snap_dir)?;
         for leftover in [BUILDING, RECEIVING, INSTALLING] {
@@ -221,7 +254,9 @@ impl StateMachine {
                 tree.insert(keys::META_FORMAT, v).map_err(io::Error::other)?;
             }
         }
-        let sm = StateMachine { _db: db, tree, snap_dir, clock: Arc::default(), cut: None, scan_gate: Arc::default() };
+        let live = Arc::new(Live::new(tree.clone()));
+        let mut sm =
+            StateMachine { db, tree, live, snap_dir, clock: Arc::default(), cut: None, scan_gate: Arc::default() };
         let current = sm.snap_dir.join(CURRENT);
         if current.exists() {
             let meta = snapshot::read_meta(&current)?;
@@ -229,7 +264,7 @@ impl StateMachine {
             let applied = sm.last_applied().map_err(io::Error::other)?;
             if installing || applied < meta.last_log_id {
                 tracing::info!(?applied, snapshot = ?meta.last_log_id, "state machine is behind its snapshot; reloading it");
-                load_snapshot(&sm.tree, &sm.clock, &current)?;
+                sm.tree = load_snapshot(&sm.db, &sm.live, &sm.clock, &current)?;
             }
         }
         load_clock(&sm.tree, &sm.clock)?;
@@ -237,7 +272,7 @@ impl StateMachine {
     }
 
     pub fn reader(&self) -> SmReader {
-        SmReader { tree: self.tree.clone(), clock: self.clock.clone() }
+        SmReader { live: self.live.clone(), clock: self.clock.clone() }
     }
 
     fn last_applied(&self) -> Result<Option<LogId>, ReadError> {
@@ -269,20 +304,43 @@ fn enc<T: serde::Serialize>(v: &T) -> io::Result<Vec<u8>> {
     codec::encode(v).map_err(io::Error::other)
 }
 
-/// Replaces the whole state with the snapshot file's. An `installing` marker makes a crash
-/// part-way visible to the next open, which then loads the file again.
-fn load_snapshot(t: &sled::Tree, clock: &Clock, path: &Path) -> io::Result<SnapshotMeta> {
-    t.clear().map_err(io::Error::other)?;
-    t.insert(keys::META_INSTALLING, Vec::new()).map_err(io::Error::other)?;
-    t.flush().map_err(io::Error::other)?;
-    let meta = snapshot::load_into(path, t)?;
-    t.insert(keys::META_LAST_APPLIED, enc(&meta.last_log_id)?).map_err(io::Error::other)?;
-    t.insert(keys::META_MEMBERSHIP, enc(&meta.last_membership)?).map_err(io::Error::other)?;
-    t.insert(keys::META_FORMAT, enc(&keys::FORMAT_VERSION)?).map_err(io::Error::other)?;
-    t.remove(keys::META_INSTALLING).map_err(io::Error::other)?;
-    t.flush().map_err(io::Error::other)?;
-    load_clock(t, clock)?;
-    Ok(meta)
+/// How long an install waits for readers of the old tree before leaving it to the next open.
+const OLD_TREE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Replaces the whole state with the snapshot file's and returns the new live tree.
+///
+/// The file is loaded into a fresh tree while readers keep using the old one; the db then
+/// records the fresh tree as live (after a flush, so a crash can only leave the switch undone)
+/// and readers move over. The file is already the durable current snapshot, so a crash at any
+/// point is repaired by the next open: the live tree is still behind the file, and it is loaded
+/// again. The old tree is dropped once no reader holds it.
+fn load_snapshot(db: &sled::Db, live: &Live, clock: &Clock, path: &Path) -> io::Result<sled::Tree> {
+    let ioe = io::Error::other;
+    let old = live.tree();
+    let name = keys::next_state_tree(&old.name());
+    let fresh = db.open_tree(&name).map_err(ioe)?;
+    fresh.clear().map_err(ioe)?;
+    let meta = snapshot::load_into(path, &fresh)?;
+    fresh.insert(keys::META_LAST_APPLIED, enc(&meta.last_log_id)?).map_err(ioe)?;
+    fresh.insert(keys::META_MEMBERSHIP, enc(&meta.last_membership)?).map_err(ioe)?;
+    fresh.insert(keys::META_FORMAT, enc(&keys::FORMAT_VERSION)?).map_err(ioe)?;
+    fresh.flush().map_err(ioe)?;
+    db.insert(keys::LIVE_TREE, name.as_slice()).map_err(ioe)?;
+    db.flush().map_err(ioe)?;
+    drop(live.swap(fresh.clone()));
+    load_clock(&fresh, clock)?;
+    // Readers that took the old handle before the swap finish their call on it; dropping the
+    // tree under them would free pages they are reading.
+    let deadline = std::time::Instant::now() + OLD_TREE_GRACE;
+    while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    if Arc::strong_count(&old) == 1 {
+        db.drop_tree(old.name()).map_err(ioe)?;
+    } else {
+        tracing::warn!("readers still hold the replaced state tree; the next open drops it");
+    }
+    Ok(fresh)
 }
 
 /// Writes the snapshot fixed by `get_snapshot_builder`'s cut. openraft runs it in its own
@@ -415,12 +473,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let sig = Some(meta.signature());
         let mut src = snapshot.into_std().await;
         let dir = self.snap_dir.clone();
-        let tree = self.tree.clone();
-        let clock = self.clock.clone();
+        let (db, live, clock) = (self.db.clone(), self.live.clone(), self.clock.clone());
         let expect = meta.clone();
         // The install replaces the tree, so it waits for a running build's scan to end.
         let gate = self.scan_gate.clone().lock_owned().await;
-        let r = tokio::task::spawn_blocking(move || -> io::Result<()> {
+        let r = tokio::task::spawn_blocking(move || -> io::Result<sled::Tree> {
             let _gate = gate;
             use std::io::{Seek, SeekFrom};
             let tmp = dir.join(INSTALLING);
@@ -438,14 +495,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             fs::rename(&tmp, &current)?;
             fs::File::open(&dir)?.sync_all()?;
             let _ = fs::remove_file(dir.join(RECEIVING));
-            load_snapshot(&tree, &clock, &current).map(|_| ())
+            load_snapshot(&db, &live, &clock, &current)
         })
         .await
         .unwrap_or_else(|e| Err(io::Error::other(e)));
-        if r.is_ok() {
-            METRICS.snapshots_installed.fetch_add(1, Ordering::Relaxed);
-        }
-        r.map_err(|e| StorageIOError::write_snapshot(sig, &e).into())
+        let fresh = r.map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
+        self.tree = fresh;
+        METRICS.snapshots_installed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
@@ -465,7 +522,7 @@ impl SmReader {
     /// Best-effort flush at shutdown; durability comes from the WAL, this only shortens the
     /// replay on the next start.
     pub fn flush(&self) {
-        if let Err(e) = self.tree.flush() {
+        if let Err(e) = self.live.tree().flush() {
             tracing::warn!(error = %e, "sled flush at shutdown");
         }
     }

@@ -185,6 +185,33 @@ async fn the_cli_talks_https_with_cacert_and_fails_clearly_without_it() {
     assert!(get.status.success(), "get: {}", String::from_utf8_lossy(&get.stderr));
     assert!(String::from_utf8_lossy(&get.stdout).contains("\"hi\""), "{}", String::from_utf8_lossy(&get.stdout));
 
+    // The bench drives the load through its own HTTP client, which must speak TLS as well.
+    let bench = run_cairn_once(
+        &cli(&[
+            "bench",
+            "--endpoints",
+            &endpoint,
+            "--cacert",
+            &ca,
+            "--workload",
+            "mixed:50/50",
+            "--clients",
+            "2",
+            "--keys",
+            "20",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--json",
+        ]),
+        deadline_in(30),
+    )
+    .await;
+    let report = String::from_utf8_lossy(&bench.stdout);
+    assert!(bench.status.success(), "bench over https: {report} {}", String::from_utf8_lossy(&bench.stderr));
+    assert!(report.contains("\"errors\":{\"total\":0,"), "{report}");
+
     let untrusted = run_cairn_once(&cli(&["kv", "get", "greeting", "--endpoints", &endpoint]), deadline_in(20)).await;
     let stderr = String::from_utf8_lossy(&untrusted.stderr);
     assert_eq!(untrusted.status.code(), Some(3), "unreachable exit code: {stderr}");

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 
+use super::conn::Conn;
 use super::report::{Outcome, Recorder};
 use super::target::Routes;
 use super::workload::{OpKind, Rng, Workload};
@@ -26,8 +27,8 @@ pub fn bearer(token: &str) -> Result<HeaderValue, String> {
     Ok(v)
 }
 
-/// Builds the HTTP client of one bench client. Each bench client owns one, so each holds exactly
-/// one keep-alive connection and no pool is shared (or contended) between them.
+/// Builds the reqwest client for the bench's control requests (discovery, markers). The load
+/// itself goes through `Conn`, one per bench client.
 pub fn http_client(timeout: Duration, conn: &ConnSetup) -> Result<reqwest::Client, String> {
     let mut headers = HeaderMap::new();
     if let Some(t) = conn.token {
@@ -50,6 +51,7 @@ pub fn http_client(timeout: Duration, conn: &ConnSetup) -> Result<reqwest::Clien
 /// Writes every key once through `routes`, `concurrency` at a time. Stops at the first error,
 /// because reads of a half-loaded key space would measure misses, not reads.
 pub async fn preload(
+    base: &reqwest::Url,
     routes: Arc<Routes>,
     keys: usize,
     concurrency: usize,
@@ -60,14 +62,14 @@ pub async fn preload(
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency.clamp(1, keys.max(1)) {
-        let (routes, next, http) = (routes.clone(), next.clone(), http_client(timeout, conn)?);
+        let (routes, next, mut conn) = (routes.clone(), next.clone(), Conn::new(base, timeout, conn)?);
         tasks.push(tokio::spawn(async move {
             loop {
                 let key = next.fetch_add(1, Ordering::Relaxed);
                 if key >= keys {
                     return Ok(());
                 }
-                if let Outcome::Error(e) = routes.perform(&http, OpKind::Put, key).await {
+                if let Outcome::Error(e) = routes.perform(&mut conn, OpKind::Put, key).await {
                     // Make the other tasks stop at their next key.
                     next.store(keys, Ordering::Relaxed);
                     return Err(format!("preload of key {key} failed: {e}"));
@@ -135,7 +137,7 @@ pub struct Live {
 pub struct Client {
     pub seed: u64,
     pub routes: Arc<Routes>,
-    pub http: reqwest::Client,
+    pub conn: Conn,
 }
 
 /// Runs `clients` until the schedule ends and returns what the measurement window recorded.
@@ -167,7 +169,7 @@ pub async fn drive(workload: Workload, keys: usize, schedule: Arc<Schedule>, cli
 }
 
 async fn client_loop(
-    c: Client,
+    mut c: Client,
     workload: Workload,
     keys: usize,
     schedule: Arc<Schedule>,
@@ -196,7 +198,7 @@ async fn client_loop(
         };
         let kind = workload.next_op(rng.next_u64());
         let key = rng.below(keys);
-        let outcome = c.routes.perform(&c.http, kind, key).await;
+        let outcome = c.routes.perform(&mut c.conn, kind, key).await;
         let latency = due.elapsed();
         if matches!(&outcome, Outcome::Error(e) if e == "connect") {
             // A refused connection fails in microseconds; spinning on it would take the CPU

@@ -8,6 +8,7 @@
 //! - `driver`: preload, the client tasks (closed or open loop) and the progress line
 //! - `report`: HDR histograms, error counts, and the text and JSON reports
 
+mod conn;
 mod discovery;
 mod driver;
 mod report;
@@ -21,6 +22,7 @@ pub use report::{Outcome, Report, RunInfo};
 pub use target::Target;
 pub use workload::{Mix, OpKind, Workload};
 
+use conn::Conn;
 use driver::{Client, Schedule};
 use target::Routes;
 
@@ -161,7 +163,8 @@ async fn run_checked(opts: &BenchOpts, endpoints: &[reqwest::Url]) -> Result<Rep
     if opts.wants_preload() {
         eprintln!("bench: preloading {} keys through {}", opts.keys, plan.write);
         let took =
-            driver::preload(routes_for(&plan.write), opts.keys, opts.clients.min(64), opts.timeout, &conn).await?;
+            driver::preload(&plan.write, routes_for(&plan.write), opts.keys, opts.clients.min(64), opts.timeout, &conn)
+                .await?;
         eprintln!("bench: preload took {:.1}s", took.as_secs_f64());
         if opts.workload == Workload::GetStale {
             discovery::wait_for_followers(&control, opts.target, &plan, &opts.etcd_prefix, Duration::from_secs(15))
@@ -177,7 +180,7 @@ async fn run_checked(opts: &BenchOpts, endpoints: &[reqwest::Url]) -> Result<Rep
         clients.push(Client {
             seed: base_seed.wrapping_add((i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
             routes: routes[i % routes.len()].clone(),
-            http: driver::http_client(opts.timeout, &conn)?,
+            conn: Conn::new(&plan.targets[i % plan.targets.len()], opts.timeout, &conn)?,
         });
     }
     eprintln!(

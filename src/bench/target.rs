@@ -8,6 +8,7 @@ use bytes::Bytes;
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{json, Value};
 
+use super::conn::Conn;
 use super::report::{Outcome, MISS};
 use super::workload::{key_name, OpKind};
 
@@ -135,7 +136,15 @@ pub async fn send(
     Ok((status, body))
 }
 
-/// Prebuilt requests for one endpoint.
+/// The path and query of `url`, as a request line carries them.
+fn request_target(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
+}
+
+/// Prebuilt requests for one endpoint (request targets: path and query).
 #[derive(Debug)]
 pub enum Routes {
     Cairn(CairnRoutes),
@@ -145,14 +154,14 @@ pub enum Routes {
 #[derive(Debug)]
 pub struct CairnRoutes {
     /// `/kv/items/{key}` per key (PUT, and the write half of CAS).
-    items: Vec<Url>,
+    items: Vec<String>,
     /// `/kv/items/{key}?consistency=strong` per key (get, the read half of CAS). Explicit, so a
     /// leader change mid-run cannot quietly turn them into stale reads on the old leader.
-    strong: Vec<Url>,
+    strong: Vec<String>,
     /// `/kv/items/{key}?consistency=stale` per key, built only for get-stale.
-    stale: Vec<Url>,
+    stale: Vec<String>,
     /// `/kv/items/{key}/increment` per key, built only for incr.
-    incr: Vec<Url>,
+    incr: Vec<String>,
     put_body: Bytes,
     /// The value as a JSON string literal, for CAS bodies built per request.
     value_json: String,
@@ -160,8 +169,8 @@ pub struct CairnRoutes {
 
 #[derive(Debug)]
 pub struct EtcdRoutes {
-    put_url: Url,
-    range_url: Url,
+    put_url: String,
+    range_url: String,
     put_bodies: Vec<Bytes>,
     range_bodies: Vec<Bytes>,
 }
@@ -180,20 +189,19 @@ impl Routes {
         let names: Vec<String> = (0..keys).map(key_name).collect();
         match target {
             Target::Cairn => {
-                let items: Vec<Url> = names.iter().map(|k| join(base, &["kv", "items", k])).collect();
-                let with_query = |wanted: bool, query: &str| -> Vec<Url> {
+                let items: Vec<String> =
+                    names.iter().map(|k| request_target(&join(base, &["kv", "items", k]))).collect();
+                let with_query = |wanted: bool, query: &str| -> Vec<String> {
                     if !wanted {
                         return Vec::new();
                     }
-                    let mut urls = items.clone();
-                    urls.iter_mut().for_each(|u| u.set_query(Some(query)));
-                    urls
+                    items.iter().map(|p| format!("{p}?{query}")).collect()
                 };
                 let strong =
                     with_query(kinds.iter().any(|k| matches!(k, OpKind::Get | OpKind::Cas)), "consistency=strong");
                 let stale = with_query(kinds.contains(&OpKind::GetStale), "consistency=stale");
                 let incr = if kinds.contains(&OpKind::Incr) {
-                    names.iter().map(|k| join(base, &["kv", "items", k, "increment"])).collect()
+                    names.iter().map(|k| request_target(&join(base, &["kv", "items", k, "increment"]))).collect()
                 } else {
                     Vec::new()
                 };
@@ -211,7 +219,7 @@ impl Routes {
                 let url = |op: &str| {
                     let mut segs = prefix.clone();
                     segs.extend(["kv", op]);
-                    join(base, &segs)
+                    request_target(&join(base, &segs))
                 };
                 let stale = kinds.contains(&OpKind::GetStale);
                 let reads = kinds.iter().any(|k| matches!(k, OpKind::Get | OpKind::GetStale));
@@ -230,44 +238,44 @@ impl Routes {
     }
 
     /// Runs one op on key index `key` and says how it ended.
-    pub async fn perform(&self, http: &reqwest::Client, kind: OpKind, key: usize) -> Outcome {
+    pub async fn perform(&self, conn: &mut Conn, kind: OpKind, key: usize) -> Outcome {
         match self {
-            Routes::Cairn(c) => c.perform(http, kind, key).await,
-            Routes::Etcd(e) => e.perform(http, kind, key).await,
+            Routes::Cairn(c) => c.perform(conn, kind, key).await,
+            Routes::Etcd(e) => e.perform(conn, kind, key).await,
         }
     }
 }
 
 impl CairnRoutes {
-    async fn perform(&self, http: &reqwest::Client, kind: OpKind, key: usize) -> Outcome {
-        let (method, url, body) = match kind {
-            OpKind::Put => (Method::PUT, &self.items[key], Some(self.put_body.clone())),
-            OpKind::Get => (Method::GET, &self.strong[key], None),
-            OpKind::GetStale => (Method::GET, &self.stale[key], None),
-            OpKind::Incr => (Method::POST, &self.incr[key], None),
-            OpKind::Cas => return self.cas(http, key).await,
+    async fn perform(&self, conn: &mut Conn, kind: OpKind, key: usize) -> Outcome {
+        let (method, path, body) = match kind {
+            OpKind::Put => ("PUT", &self.items[key], Some(&self.put_body[..])),
+            OpKind::Get => ("GET", &self.strong[key], None),
+            OpKind::GetStale => ("GET", &self.stale[key], None),
+            OpKind::Incr => ("POST", &self.incr[key], None),
+            OpKind::Cas => return self.cas(conn, key).await,
         };
-        match send(http, method, url, body).await {
-            Ok((status, body)) => classify_cairn(kind, status.as_u16(), &body),
+        match conn.send(method, path, body).await {
+            Ok((status, body)) => classify_cairn(kind, status, body),
             Err(e) => Outcome::Error(e),
         }
     }
 
     /// Read the key's version, then write it back only if nobody changed it in between. An
     /// absent key is created with `ifNotExists`, which conflicts the same way.
-    async fn cas(&self, http: &reqwest::Client, key: usize) -> Outcome {
-        let condition = match send(http, Method::GET, &self.strong[key], None).await {
-            Ok((s, body)) if s == StatusCode::OK => match read_version(&body) {
+    async fn cas(&self, conn: &mut Conn, key: usize) -> Outcome {
+        let condition = match conn.send("GET", &self.strong[key], None).await {
+            Ok((200, body)) => match read_version(body) {
                 Some(v) => format!(r#""ifVersion":"{v}""#),
                 None => return Outcome::Error("200 without version".into()),
             },
-            Ok((s, _)) if s == StatusCode::NOT_FOUND => r#""ifNotExists":true"#.to_string(),
-            Ok((s, body)) => return Outcome::Error(status_key(s.as_u16(), &body)),
+            Ok((404, _)) => r#""ifNotExists":true"#.to_string(),
+            Ok((s, body)) => return Outcome::Error(status_key(s, body)),
             Err(e) => return Outcome::Error(e),
         };
         let body = format!(r#"{{"value":{},{condition}}}"#, self.value_json);
-        match send(http, Method::PUT, &self.items[key], Some(Bytes::from(body))).await {
-            Ok((status, body)) => classify_cairn(OpKind::Cas, status.as_u16(), &body),
+        match conn.send("PUT", &self.items[key], Some(body.as_bytes())).await {
+            Ok((status, body)) => classify_cairn(OpKind::Cas, status, body),
             Err(e) => Outcome::Error(e),
         }
     }
@@ -281,15 +289,15 @@ fn read_version(body: &[u8]) -> Option<u64> {
 }
 
 impl EtcdRoutes {
-    async fn perform(&self, http: &reqwest::Client, kind: OpKind, key: usize) -> Outcome {
-        let (url, body) = match kind {
-            OpKind::Put => (&self.put_url, self.put_bodies[key].clone()),
-            OpKind::Get | OpKind::GetStale => (&self.range_url, self.range_bodies[key].clone()),
+    async fn perform(&self, conn: &mut Conn, kind: OpKind, key: usize) -> Outcome {
+        let (path, body) = match kind {
+            OpKind::Put => (&self.put_url, &self.put_bodies[key]),
+            OpKind::Get | OpKind::GetStale => (&self.range_url, &self.range_bodies[key]),
             // Rejected before the run starts (see `mod.rs`); kept total rather than panicking.
             OpKind::Incr | OpKind::Cas => return Outcome::Error("unsupported on etcd".into()),
         };
-        match send(http, Method::POST, url, Some(body)).await {
-            Ok((status, body)) => classify_etcd(kind, status.as_u16(), &body),
+        match conn.send("POST", path, Some(body)).await {
+            Ok((status, body)) => classify_etcd(kind, status, body),
             Err(e) => Outcome::Error(e),
         }
     }
@@ -360,18 +368,22 @@ mod tests {
         let Routes::Etcd(e) = Routes::new(Target::Etcd, &base, 2, 3, &[OpKind::GetStale], "/v3/") else {
             panic!("etcd routes expected");
         };
-        assert_eq!(e.put_url.as_str(), "http://127.0.0.1:7001/v3/kv/put");
-        assert_eq!(e.range_url.as_str(), "http://127.0.0.1:7001/v3/kv/range");
+        assert_eq!(e.put_url, "/v3/kv/put");
+        assert_eq!(e.range_url, "/v3/kv/range");
         assert_eq!(e.range_bodies.len(), 2);
         let Routes::Cairn(c) = Routes::new(Target::Cairn, &base, 2, 3, &[OpKind::GetStale], "") else {
             panic!("cairn routes expected");
         };
-        assert_eq!(c.stale[1].as_str(), "http://127.0.0.1:7001/kv/items/bench-00000001?consistency=stale");
+        assert_eq!(c.stale[1], "/kv/items/bench-00000001?consistency=stale");
         assert!(c.strong.is_empty(), "built only for get and cas");
         let Routes::Cairn(c) = Routes::new(Target::Cairn, &base, 2, 3, &[OpKind::Get], "") else {
             panic!("cairn routes expected");
         };
-        assert_eq!(c.strong[0].as_str(), "http://127.0.0.1:7001/kv/items/bench-00000000?consistency=strong");
+        assert_eq!(c.strong[0], "/kv/items/bench-00000000?consistency=strong");
+        let Routes::Cairn(c) = Routes::new(Target::Cairn, &prefixed, 1, 3, &[OpKind::Incr], "") else {
+            panic!("cairn routes expected");
+        };
+        assert_eq!(c.incr[0], "/cairn/kv/items/bench-00000000/increment");
         assert_eq!(&c.put_body[..], br#"{"value":"xxx"}"#);
     }
 }

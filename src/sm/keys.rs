@@ -17,7 +17,8 @@
 //!
 //! Meta names: `last_applied` (`Option<LogId>`), `membership` (`StoredMembership`), `clock`
 //! (u64 logical ms), `installing` (written by older builds while a snapshot was loaded into the
-//! live tree; still honoured on open), `format` (u32).
+//! live tree; still honoured on open), `format` (u32), `clean` (empty; written by a clean close,
+//! removed on open).
 //!
 //! The tree holding all this is named `sm` at first. Installing a snapshot loads it into a fresh
 //! tree `sm.<n+1>` and then switches over, so the db's default tree records the live tree's name
@@ -40,6 +41,8 @@ pub const META_MEMBERSHIP: &[u8] = b"mmembership";
 pub const META_CLOCK: &[u8] = b"mclock";
 pub const META_INSTALLING: &[u8] = b"minstalling";
 pub const META_FORMAT: &[u8] = b"mformat";
+/// Present only while the state machine is closed after a clean close; see `sm/mod.rs`.
+pub const META_CLEAN: &[u8] = b"mclean";
 
 /// Key in the db's default tree naming the live state tree (absent: [`FIRST_TREE`]).
 pub const LIVE_TREE: &[u8] = b"live_tree";

@@ -1,9 +1,13 @@
 //! The state machine: replicated key/value state in sled, plus snapshot files.
 //!
 //! sled is flushed lazily (its `flush` is not an fsync anyway): the fsync'd WAL is the
-//! durability point. After a crash sled holds a consistent prefix of what was applied, and
-//! openraft re-applies the rest from the WAL. The WAL is purged only behind a snapshot file,
-//! so if sled ever ends up behind that snapshot, opening reloads the snapshot first.
+//! durability point, and sled is trusted only after a clean close. Applies write single keys
+//! (see `Writes::write_to` for why not sled batches), so after a crash sled may hold part of an
+//! apply. Dropping the state machine, which happens after its last apply, writes a `clean`
+//! marker behind everything else; opening removes it. Opening without it rebuilds the state
+//! from the snapshot file (or from nothing when there is none) and openraft re-applies the rest
+//! from the WAL, which is purged only behind a snapshot file. Readers take the `Live` read lock
+//! for each call and apply holds its write lock while it writes, so reads see whole applies.
 //!
 //! - `keys.rs`: sled layout
 //! - `apply.rs`: deterministic apply
@@ -64,24 +68,23 @@ impl Default for SmOptions {
 #[derive(Default)]
 struct Clock(AtomicU64);
 
-/// The tree readers use. An install loads its snapshot into a fresh tree and then swaps it in
-/// here, so a reader sees the old state or the new one, never a tree half cleared or half
-/// loaded. Readers take one handle per call; the count of handles tells an install when the
-/// old tree has no reader left and can be dropped.
-struct Live(std::sync::RwLock<Arc<sled::Tree>>);
+/// The tree readers use, behind the lock that makes applies atomic to them. Readers hold the
+/// read side for one call; apply holds the write side while it writes. An install loads its
+/// snapshot into a fresh tree and then swaps it in here, so a reader sees the old state or the
+/// new one, never a tree half cleared or half loaded.
+struct Live(std::sync::RwLock<sled::Tree>);
 
 impl Live {
     fn new(tree: sled::Tree) -> Live {
-        Live(std::sync::RwLock::new(Arc::new(tree)))
+        Live(std::sync::RwLock::new(tree))
     }
 
-    fn tree(&self) -> Arc<sled::Tree> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, sled::Tree> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes `tree` the live one and returns the previous handle.
-    fn swap(&self, tree: sled::Tree) -> Arc<sled::Tree> {
-        std::mem::replace(&mut *self.0.write().unwrap_or_else(|p| p.into_inner()), Arc::new(tree))
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, sled::Tree> {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -97,6 +100,9 @@ pub struct StateMachine {
     /// Held by a snapshot build from its cut to its last byte, and by a snapshot install, so
     /// an install never rewrites the tree under a running scan (and builds never overlap).
     scan_gate: Arc<tokio::sync::Mutex<()>>,
+    /// Set while an apply writes and left set if it fails part-way: such a tree must not be
+    /// marked clean.
+    torn: bool,
 }
 
 /// Read access for the API layer. Reads see whole applied batches (sled batches are atomic).
@@ -117,7 +123,7 @@ pub enum ReadError {
 impl SmReader {
     /// The live item under `key` in `ns`, or `None` when absent or expired.
     pub fn get(&self, ns: &str, key: &str) -> Result<Option<Item>, ReadError> {
-        let Some(raw) = self.live.tree().get(keys::data_key(ns, key))? else {
+        let Some(raw) = self.live.read().get(keys::data_key(ns, key))? else {
             return Ok(None);
         };
         let s: StoredItem = codec::decode(&raw)?;
@@ -148,7 +154,7 @@ impl SmReader {
         let scope = keys::data_key(ns, prefix);
         let clock = self.clock_ms();
         let mut out = Vec::new();
-        for kv in self.live.tree().range(lo..) {
+        for kv in self.live.read().range(lo..) {
             let (k, v) = kv?;
             if !k.starts_with(&scope) {
                 return Ok((out, false));
@@ -168,16 +174,16 @@ impl SmReader {
 
     /// Keys stored in `ns`, counting expired ones not yet deleted.
     pub fn key_count(&self, ns: &str) -> Result<u64, ReadError> {
-        Ok(self.live.tree().get(keys::count_key(ns))?.map(|v| keys::decode_count(&v)).unwrap_or(0))
+        Ok(self.live.read().get(keys::count_key(ns))?.map(|v| keys::decode_count(&v)).unwrap_or(0))
     }
 
     /// Whether `id` was removed from the cluster at some point (ids are never reused).
     pub fn is_retired(&self, id: u64) -> Result<bool, ReadError> {
-        Ok(self.live.tree().contains_key(keys::retired_key(id))?)
+        Ok(self.live.read().contains_key(keys::retired_key(id))?)
     }
 
     pub fn token(&self, id: &str) -> Result<Option<TokenRecord>, ReadError> {
-        match self.live.tree().get(keys::token_key(id))? {
+        match self.live.read().get(keys::token_key(id))? {
             Some(v) => Ok(Some(codec::decode(&v)?)),
             None => Ok(None),
         }
@@ -186,7 +192,7 @@ impl SmReader {
     /// Keys stored per namespace (expired-but-undeleted ones included).
     pub fn namespace_counts(&self) -> Result<Vec<(String, u64)>, ReadError> {
         let mut out = Vec::new();
-        for kv in self.live.tree().scan_prefix([keys::COUNT]) {
+        for kv in self.live.read().scan_prefix([keys::COUNT]) {
             let (k, v) = kv?;
             out.push((String::from_utf8_lossy(&k[1..]).into_owned(), keys::decode_count(&v)));
         }
@@ -195,7 +201,7 @@ impl SmReader {
 
     pub fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, ReadError> {
         let mut out = Vec::new();
-        for kv in self.live.tree().scan_prefix([keys::TOKEN]) {
+        for kv in self.live.read().scan_prefix([keys::TOKEN]) {
             let (k, v) = kv?;
             let id = String::from_utf8_lossy(&k[1..]).into_owned();
             out.push((id, codec::decode(&v)?));
@@ -209,7 +215,7 @@ impl SmReader {
 
     /// The earliest expiry in the index, for the leader's expiry ticker.
     pub fn next_expiry(&self) -> Option<u64> {
-        let (k, _) = self.live.tree().scan_prefix([keys::EXPIRY]).next()?.ok()?;
+        let (k, _) = self.live.read().scan_prefix([keys::EXPIRY]).next()?.ok()?;
         keys::parse_expiry_key(&k).map(|(at, _, _)| at)
     }
 }
@@ -255,18 +261,39 @@ impl StateMachine {
             }
         }
         let live = Arc::new(Live::new(tree.clone()));
-        let mut sm =
-            StateMachine { db, tree, live, snap_dir, clock: Arc::default(), cut: None, scan_gate: Arc::default() };
+        let mut sm = StateMachine {
+            db,
+            tree,
+            live,
+            snap_dir,
+            clock: Arc::default(),
+            cut: None,
+            scan_gate: Arc::default(),
+            torn: false,
+        };
         let current = sm.snap_dir.join(CURRENT);
-        if current.exists() {
-            let meta = snapshot::read_meta(&current)?;
+        let snapshot = current.exists().then_some(current.as_path());
+        let applied = sm.last_applied().map_err(io::Error::other)?;
+        let clean = sm.tree.contains_key(keys::META_CLEAN).map_err(io::Error::other)?;
+        if applied.is_some() && !clean {
+            tracing::info!(
+                ?applied,
+                from_snapshot = snapshot.is_some(),
+                "state machine was not closed cleanly; rebuilding it from its snapshot and log"
+            );
+            sm.tree = load_snapshot(&sm.db, &sm.live, &sm.clock, snapshot)?;
+        } else if let Some(path) = snapshot {
+            let meta = snapshot::read_meta(path)?;
             let installing = sm.tree.contains_key(keys::META_INSTALLING).map_err(io::Error::other)?;
-            let applied = sm.last_applied().map_err(io::Error::other)?;
             if installing || applied < meta.last_log_id {
                 tracing::info!(?applied, snapshot = ?meta.last_log_id, "state machine is behind its snapshot; reloading it");
-                sm.tree = load_snapshot(&sm.db, &sm.live, &sm.clock, &current)?;
+                sm.tree = load_snapshot(&sm.db, &sm.live, &sm.clock, snapshot)?;
             }
         }
+        // Removed before any apply, so any later write follows the removal in sled's log and a
+        // crash can never leave a half-applied tree that still says it was closed cleanly.
+        sm.tree.remove(keys::META_CLEAN).map_err(io::Error::other)?;
+        sm.tree.flush().map_err(io::Error::other)?;
         load_clock(&sm.tree, &sm.clock)?;
         Ok(sm)
     }
@@ -304,42 +331,32 @@ fn enc<T: serde::Serialize>(v: &T) -> io::Result<Vec<u8>> {
     codec::encode(v).map_err(io::Error::other)
 }
 
-/// How long an install waits for readers of the old tree before leaving it to the next open.
-const OLD_TREE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Replaces the whole state with the snapshot file's and returns the new live tree.
+/// Replaces the whole state with the snapshot file's (or with the empty state, given no file)
+/// and returns the new live tree.
 ///
 /// The file is loaded into a fresh tree while readers keep using the old one; the db then
 /// records the fresh tree as live (after a flush, so a crash can only leave the switch undone)
 /// and readers move over. The file is already the durable current snapshot, so a crash at any
-/// point is repaired by the next open: the live tree is still behind the file, and it is loaded
-/// again. The old tree is dropped once no reader holds it.
-fn load_snapshot(db: &sled::Db, live: &Live, clock: &Clock, path: &Path) -> io::Result<sled::Tree> {
+/// point is repaired by the next open, which finds no clean marker and loads the file again.
+fn load_snapshot(db: &sled::Db, live: &Live, clock: &Clock, path: Option<&Path>) -> io::Result<sled::Tree> {
     let ioe = io::Error::other;
-    let old = live.tree();
-    let name = keys::next_state_tree(&old.name());
+    let old_name = live.read().name();
+    let name = keys::next_state_tree(&old_name);
     let fresh = db.open_tree(&name).map_err(ioe)?;
     fresh.clear().map_err(ioe)?;
-    let meta = snapshot::load_into(path, &fresh)?;
-    fresh.insert(keys::META_LAST_APPLIED, enc(&meta.last_log_id)?).map_err(ioe)?;
-    fresh.insert(keys::META_MEMBERSHIP, enc(&meta.last_membership)?).map_err(ioe)?;
+    if let Some(path) = path {
+        let meta = snapshot::load_into(path, &fresh)?;
+        fresh.insert(keys::META_LAST_APPLIED, enc(&meta.last_log_id)?).map_err(ioe)?;
+        fresh.insert(keys::META_MEMBERSHIP, enc(&meta.last_membership)?).map_err(ioe)?;
+    }
     fresh.insert(keys::META_FORMAT, enc(&keys::FORMAT_VERSION)?).map_err(ioe)?;
     fresh.flush().map_err(ioe)?;
     db.insert(keys::LIVE_TREE, name.as_slice()).map_err(ioe)?;
     db.flush().map_err(ioe)?;
-    drop(live.swap(fresh.clone()));
+    *live.write() = fresh.clone();
     load_clock(&fresh, clock)?;
-    // Readers that took the old handle before the swap finish their call on it; dropping the
-    // tree under them would free pages they are reading.
-    let deadline = std::time::Instant::now() + OLD_TREE_GRACE;
-    while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    if Arc::strong_count(&old) == 1 {
-        db.drop_tree(old.name()).map_err(ioe)?;
-    } else {
-        tracing::warn!("readers still hold the replaced state tree; the next open drops it");
-    }
+    // No reader can still be inside the old tree: each holds the live lock for its whole call.
+    db.drop_tree(&old_name).map_err(ioe)?;
     Ok(fresh)
 }
 
@@ -423,8 +440,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 self.cut = None;
             }
         }
-        self.tree.apply_batch(writes.into_batch()).map_err(|e| StorageIOError::write_state_machine(&e))?;
-        self.clock.0.store(clock, Ordering::Release);
+        {
+            let _visible = self.live.write();
+            self.torn = true;
+            writes.write_to(&self.tree).map_err(|e| StorageIOError::write_state_machine(&e))?;
+            self.torn = false;
+            self.clock.0.store(clock, Ordering::Release);
+        }
         Ok(out)
     }
 
@@ -495,7 +517,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             fs::rename(&tmp, &current)?;
             fs::File::open(&dir)?.sync_all()?;
             let _ = fs::remove_file(dir.join(RECEIVING));
-            load_snapshot(&db, &live, &clock, &current)
+            load_snapshot(&db, &live, &clock, Some(&current))
         })
         .await
         .unwrap_or_else(|e| Err(io::Error::other(e)));
@@ -518,11 +540,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+/// The clean close: runs after the last apply (openraft drops the state machine when its worker
+/// stops). The marker is written behind every applied key, so finding it on open means sled
+/// holds every apply whole. A failed apply leaves the tree torn, and it is not marked.
+impl Drop for StateMachine {
+    fn drop(&mut self) {
+        if self.torn {
+            tracing::warn!("an apply failed part-way; the next open rebuilds the state machine");
+            return;
+        }
+        let closed = self.tree.insert(keys::META_CLEAN, Vec::new()).and_then(|_| self.tree.flush());
+        if let Err(e) = closed {
+            tracing::warn!(error = %e, "could not mark the state machine closed cleanly");
+        }
+    }
+}
+
 impl SmReader {
     /// Best-effort flush at shutdown; durability comes from the WAL, this only shortens the
     /// replay on the next start.
     pub fn flush(&self) {
-        if let Err(e) = self.live.tree().flush() {
+        if let Err(e) = self.live.read().flush() {
             tracing::warn!(error = %e, "sled flush at shutdown");
         }
     }

@@ -48,7 +48,7 @@ fn next_frame(r: &mut impl Read) -> io::Result<Frame> {
 
 /// Keys that describe the replica rather than the data; the snapshot meta carries their truth.
 fn is_replica_local(k: &[u8]) -> bool {
-    k == keys::META_LAST_APPLIED || k == keys::META_MEMBERSHIP || k == keys::META_INSTALLING
+    [keys::META_LAST_APPLIED, keys::META_MEMBERSHIP, keys::META_INSTALLING, keys::META_CLEAN].contains(&k)
 }
 
 /// Writes `pairs` (the raw tree, as of `meta`'s index) to `path` and fsyncs it.
@@ -132,14 +132,15 @@ pub fn validate(path: &Path) -> io::Result<SnapshotMeta> {
     for_each_pair(path, |_| Ok(()))
 }
 
-/// Loads the file's pairs into `tree`, which the caller has emptied.
+/// Loads the file's pairs into `tree`, which the caller has emptied and which no reader sees
+/// yet. Single-key inserts, as in apply (`Writes::write_to` says why); a crash part-way is
+/// repaired by loading the file again.
 pub fn load_into(path: &Path, tree: &sled::Tree) -> io::Result<SnapshotMeta> {
     for_each_pair(path, |pairs| {
-        let mut b = sled::Batch::default();
         for (k, v) in pairs {
-            b.insert(k, v);
+            tree.insert(k, v).map_err(io::Error::other)?;
         }
-        tree.apply_batch(b).map_err(io::Error::other)
+        Ok(())
     })
 }
 

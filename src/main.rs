@@ -373,9 +373,9 @@ where
     ExitCode::from(u8::try_from(code).unwrap_or(3))
 }
 
-/// Runs `cairn bench` on a multi-thread runtime: many clients need more than one core.
+/// Runs `cairn bench` on `--threads` runtime threads (every client is a task).
 fn bench_main(opts: cairn::bench::BenchOpts) -> ExitCode {
-    match runtime(None) {
+    match runtime(Some(opts.threads)) {
         Ok(rt) => ExitCode::from(u8::try_from(rt.block_on(cairn::bench::run(opts))).unwrap_or(1)),
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");

@@ -26,8 +26,11 @@ impl<S: Send + Sync> FromRequest<S> for Replay {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let (parts, body) = req.into_parts();
-        let (method, uri, headers) = (parts.method.clone(), parts.uri.clone(), parts.headers.clone());
+        let (mut parts, body) = req.into_parts();
+        // The headers are moved out, not copied (a copy per request showed in read profiles):
+        // reading the body needs only the extensions, which carry its size limit.
+        let headers = std::mem::take(&mut parts.headers);
+        let (method, uri) = (parts.method.clone(), parts.uri.clone());
         let body =
             Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(|e| match e.status() {
                 StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(e.status(), "value_too_large", "request body too large"),

@@ -86,12 +86,17 @@ pub struct BenchOpts {
     /// has an admin token, since it serves no anonymous requests.
     #[arg(long, env = "CAIRN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Threads driving the clients. One is the default: the load generator shares the machine
+    /// with what it measures, and on this project's 2-core machine one thread drove ~40,000
+    /// requests/s with less CPU than two (docs/performance.md).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 impl BenchOpts {
     fn validate(&self) -> Result<(), String> {
-        if self.clients == 0 || self.keys == 0 {
-            return Err("--clients and --keys must be at least 1".into());
+        if self.clients == 0 || self.keys == 0 || self.threads == 0 {
+            return Err("--clients, --keys and --threads must be at least 1".into());
         }
         if self.duration.is_zero() {
             return Err("--duration must be positive".into());

@@ -10,6 +10,7 @@
 //! always travels alone, as do token changes.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -32,23 +33,22 @@ pub struct Pending {
     pub done: oneshot::Sender<WriteResult>,
 }
 
-/// The keys a command touches, as `ns\0key`; `None` for commands that must travel alone
-/// (expiry touches unknown keys; token changes are rare and simplest alone).
-fn keys_of(cmd: &Command) -> Option<Vec<String>> {
+/// Adds the keys `cmd` touches to `out`, as hashes of (namespace, key) under a per-process
+/// random key; false for commands that must travel alone (expiry touches unknown keys; token
+/// changes are rare and simplest alone). Hashes, not strings: two keys that collide only end a
+/// batch early, which costs nothing but batching, and nobody can aim at a random key.
+fn keys_of(cmd: &Command, h: &RandomState, out: &mut Vec<u64>) -> bool {
     match cmd {
         Command::Get { ns, key }
         | Command::Set { ns, key, .. }
         | Command::Delete { ns, key, .. }
-        | Command::Increment { ns, key, .. } => Some(vec![format!("{ns}\0{key}")]),
-        Command::Batch(ops) => {
-            let mut all = Vec::with_capacity(ops.len());
-            for op in ops {
-                all.extend(keys_of(op)?);
-            }
-            Some(all)
+        | Command::Increment { ns, key, .. } => {
+            out.push(h.hash_one((ns, key)));
+            true
         }
+        Command::Batch(ops) => ops.iter().all(|op| keys_of(op, h, out)),
         Command::Expire | Command::CreateToken { .. } | Command::RevokeToken { .. } | Command::RetireNode { .. } => {
-            None
+            false
         }
     }
 }
@@ -63,20 +63,9 @@ fn size_of(cmd: &Command) -> usize {
 }
 
 /// The keys of a pending write, or `None` if it must travel alone.
-fn pending_keys(p: &Pending) -> Option<HashSet<String>> {
-    let mut keys = HashSet::new();
-    for c in &p.cmds {
-        keys.extend(keys_of(c)?);
-    }
-    Some(keys)
-}
-
-/// Whether `p` can join a batch already holding `keys` (and `bytes`, `n` commands).
-fn fits(p: &Pending, keys: &HashSet<String>, bytes: usize, n: usize) -> bool {
-    if n + p.cmds.len() > MAX_CMDS || bytes + p.cmds.iter().map(size_of).sum::<usize>() > MAX_BYTES {
-        return false;
-    }
-    pending_keys(p).is_some_and(|mine| mine.is_disjoint(keys))
+fn pending_keys(p: &Pending, h: &RandomState) -> Option<Vec<u64>> {
+    let mut keys = Vec::with_capacity(p.cmds.len());
+    p.cmds.iter().all(|c| keys_of(c, h, &mut keys)).then_some(keys)
 }
 
 /// Runs until every sender is dropped. `propose` submits one entry's commands and returns the
@@ -87,6 +76,7 @@ where
     Fut: std::future::Future<Output = WriteResult> + Send + 'static,
 {
     let propose = Arc::new(propose);
+    let hasher = RandomState::new();
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut carry: Option<Pending> = None;
     loop {
@@ -101,18 +91,25 @@ where
             return;
         };
         let mut batch = vec![first];
-        if let Some(mut keys) = pending_keys(&batch[0]) {
+        if let Some(first_keys) = pending_keys(&batch[0], &hasher) {
+            let mut keys: HashSet<u64> = first_keys.into_iter().collect();
             let mut bytes: usize = batch[0].cmds.iter().map(size_of).sum();
             let mut n = batch[0].cmds.len();
             while let Ok(p) = rx.try_recv() {
-                if !fits(&p, &keys, bytes, n) {
-                    carry = Some(p);
-                    break;
+                let p_bytes: usize = p.cmds.iter().map(size_of).sum();
+                let joins = n + p.cmds.len() <= MAX_CMDS && bytes + p_bytes <= MAX_BYTES;
+                match pending_keys(&p, &hasher) {
+                    Some(mine) if joins && mine.iter().all(|k| !keys.contains(k)) => {
+                        keys.extend(mine);
+                        bytes += p_bytes;
+                        n += p.cmds.len();
+                        batch.push(p);
+                    }
+                    _ => {
+                        carry = Some(p);
+                        break;
+                    }
                 }
-                keys.extend(pending_keys(&p).unwrap_or_default());
-                bytes += p.cmds.iter().map(size_of).sum::<usize>();
-                n += p.cmds.len();
-                batch.push(p);
             }
         }
         let propose = propose.clone();
@@ -149,5 +146,68 @@ fn fan_out(result: WriteResult, counts: &[usize], waiters: Vec<oneshot::Sender<W
                 let _ = w.send(Err(e.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Condition;
+    use std::sync::Mutex;
+
+    fn set(key: &str) -> Command {
+        Command::Set { ns: "n".into(), key: key.into(), value: "1".into(), ttl_ms: None, cond: Condition::None }
+    }
+
+    /// Queues `writes` before the batcher runs, so it sees them all at once, and returns the
+    /// entries it proposed (as the keys each holds).
+    async fn entries_for(writes: Vec<Vec<Command>>) -> Vec<Vec<String>> {
+        let (tx, rx) = mpsc::channel(64);
+        let mut done = Vec::new();
+        for cmds in writes {
+            let (d, r) = oneshot::channel();
+            tx.send(Pending { cmds, done: d }).await.unwrap();
+            done.push(r);
+        }
+        drop(tx);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        run(rx, move |cmds: Vec<Command>| {
+            let s = s.clone();
+            async move {
+                let keys = cmds
+                    .iter()
+                    .map(|c| match c {
+                        Command::Set { key, .. } => key.clone(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect::<Vec<_>>();
+                let n = cmds.len();
+                let mut all = s.lock().unwrap();
+                all.push(keys);
+                Ok((all.len() as u64, vec![CmdResult::Deleted { key: String::new() }; n]))
+            }
+        })
+        .await;
+        for r in done {
+            let (_, results) =
+                tokio::time::timeout(std::time::Duration::from_secs(5), r).await.unwrap().unwrap().unwrap();
+            assert!(!results.is_empty());
+        }
+        let out = seen.lock().unwrap().clone();
+        out
+    }
+
+    #[tokio::test]
+    async fn disjoint_writes_share_an_entry_and_a_repeated_key_starts_the_next() {
+        let entries = entries_for(vec![vec![set("a")], vec![set("b")], vec![set("a")], vec![set("c")]]).await;
+        assert_eq!(entries, vec![vec!["a", "b"], vec!["a", "c"]]);
+    }
+
+    #[tokio::test]
+    async fn expiry_travels_alone() {
+        let entries = entries_for(vec![vec![set("a")], vec![Command::Expire], vec![set("b")]]).await;
+        assert_eq!(entries.len(), 3, "{entries:?}");
+        assert_eq!(entries[1], vec!["Expire"]);
     }
 }

@@ -429,3 +429,9 @@ fn main() -> ExitCode {
         Cmd::Bench(opts) => bench_main(opts),
     }
 }
+
+/// glibc's allocator was about 20 % of a busy leader's CPU (`_int_malloc`, `malloc_consolidate`,
+/// `unlink_chunk`); with mimalloc, puts at 256 clients went up by about a quarter
+/// (docs/performance.md, "What mattered").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

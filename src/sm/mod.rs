@@ -90,8 +90,7 @@ impl Live {
 
 pub struct StateMachine {
     db: sled::Db,
-    /// The live tree, which applies write to (the same tree `live` hands to readers).
-    tree: sled::Tree,
+    /// The live tree: applies write to it, readers read it, installs replace it.
     live: Arc<Live>,
     snap_dir: PathBuf,
     clock: Arc<Clock>,
@@ -260,10 +259,9 @@ impl StateMachine {
                 tree.insert(keys::META_FORMAT, v).map_err(io::Error::other)?;
             }
         }
-        let live = Arc::new(Live::new(tree.clone()));
-        let mut sm = StateMachine {
+        let live = Arc::new(Live::new(tree));
+        let sm = StateMachine {
             db,
-            tree,
             live,
             snap_dir,
             clock: Arc::default(),
@@ -274,27 +272,28 @@ impl StateMachine {
         let current = sm.snap_dir.join(CURRENT);
         let snapshot = current.exists().then_some(current.as_path());
         let applied = sm.last_applied().map_err(io::Error::other)?;
-        let clean = sm.tree.contains_key(keys::META_CLEAN).map_err(io::Error::other)?;
+        let clean = sm.tree().contains_key(keys::META_CLEAN).map_err(io::Error::other)?;
         if applied.is_some() && !clean {
             tracing::info!(
                 ?applied,
                 from_snapshot = snapshot.is_some(),
                 "state machine was not closed cleanly; rebuilding it from its snapshot and log"
             );
-            sm.tree = load_snapshot(&sm.db, &sm.live, &sm.clock, snapshot)?;
+            load_snapshot(&sm.db, &sm.live, &sm.clock, snapshot)?;
         } else if let Some(path) = snapshot {
             let meta = snapshot::read_meta(path)?;
-            let installing = sm.tree.contains_key(keys::META_INSTALLING).map_err(io::Error::other)?;
+            let installing = sm.tree().contains_key(keys::META_INSTALLING).map_err(io::Error::other)?;
             if installing || applied < meta.last_log_id {
                 tracing::info!(?applied, snapshot = ?meta.last_log_id, "state machine is behind its snapshot; reloading it");
-                sm.tree = load_snapshot(&sm.db, &sm.live, &sm.clock, snapshot)?;
+                load_snapshot(&sm.db, &sm.live, &sm.clock, snapshot)?;
             }
         }
         // Removed before any apply, so any later write follows the removal in sled's log and a
         // crash can never leave a half-applied tree that still says it was closed cleanly.
-        sm.tree.remove(keys::META_CLEAN).map_err(io::Error::other)?;
-        sm.tree.flush().map_err(io::Error::other)?;
-        load_clock(&sm.tree, &sm.clock)?;
+        let tree = sm.tree();
+        tree.remove(keys::META_CLEAN).map_err(io::Error::other)?;
+        tree.flush().map_err(io::Error::other)?;
+        load_clock(&tree, &sm.clock)?;
         Ok(sm)
     }
 
@@ -302,15 +301,20 @@ impl StateMachine {
         SmReader { live: self.live.clone(), clock: self.clock.clone() }
     }
 
+    /// A handle on the live tree (sled trees are shared handles).
+    fn tree(&self) -> sled::Tree {
+        self.live.read().clone()
+    }
+
     fn last_applied(&self) -> Result<Option<LogId>, ReadError> {
-        match self.tree.get(keys::META_LAST_APPLIED)? {
+        match self.tree().get(keys::META_LAST_APPLIED)? {
             Some(v) => Ok(codec::decode(&v)?),
             None => Ok(None),
         }
     }
 
     fn membership(&self) -> Result<Membership, ReadError> {
-        match self.tree.get(keys::META_MEMBERSHIP)? {
+        match self.tree().get(keys::META_MEMBERSHIP)? {
             Some(v) => Ok(codec::decode(&v)?),
             None => Ok(Membership::default()),
         }
@@ -332,13 +336,13 @@ fn enc<T: serde::Serialize>(v: &T) -> io::Result<Vec<u8>> {
 }
 
 /// Replaces the whole state with the snapshot file's (or with the empty state, given no file)
-/// and returns the new live tree.
+/// and makes it the live tree.
 ///
 /// The file is loaded into a fresh tree while readers keep using the old one; the db then
 /// records the fresh tree as live (after a flush, so a crash can only leave the switch undone)
 /// and readers move over. The file is already the durable current snapshot, so a crash at any
 /// point is repaired by the next open, which finds no clean marker and loads the file again.
-fn load_snapshot(db: &sled::Db, live: &Live, clock: &Clock, path: Option<&Path>) -> io::Result<sled::Tree> {
+fn load_snapshot(db: &sled::Db, live: &Live, clock: &Clock, path: Option<&Path>) -> io::Result<()> {
     let ioe = io::Error::other;
     let old_name = live.read().name();
     let name = keys::next_state_tree(&old_name);
@@ -357,7 +361,7 @@ fn load_snapshot(db: &sled::Db, live: &Live, clock: &Clock, path: Option<&Path>)
     load_clock(&fresh, clock)?;
     // No reader can still be inside the old tree: each holds the live lock for its whole call.
     db.drop_tree(&old_name).map_err(ioe)?;
-    Ok(fresh)
+    Ok(())
 }
 
 /// Writes the snapshot fixed by `get_snapshot_builder`'s cut. openraft runs it in its own
@@ -419,7 +423,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut applier = Applier::new(&self.tree).map_err(sm_err)?;
+        let tree = self.tree();
+        let mut applier = Applier::new(&tree).map_err(sm_err)?;
         let mut out = Vec::new();
         for entry in entries {
             let r = applier.apply_entry(&entry).map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
@@ -435,15 +440,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let writes = applier.finish().map_err(|e| StorageIOError::write_state_machine(&e))?;
         if let Some(cut) = &self.cut {
             if cut.is_active() {
-                cut.record(&self.tree, writes.keys()).map_err(|e| StorageIOError::write_state_machine(&e))?;
+                cut.record(&tree, writes.keys()).map_err(|e| StorageIOError::write_state_machine(&e))?;
             } else {
                 self.cut = None;
             }
         }
         {
-            let _visible = self.live.write();
+            let live = self.live.write();
             self.torn = true;
-            writes.write_to(&self.tree).map_err(|e| StorageIOError::write_state_machine(&e))?;
+            writes.write_to(&live).map_err(|e| StorageIOError::write_state_machine(&e))?;
             self.torn = false;
             self.clock.0.store(clock, Ordering::Release);
         }
@@ -470,7 +475,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         );
         let cut = Arc::new(Cut::default());
         self.cut = Some(cut.clone());
-        SnapshotBuilder { tree: self.tree.clone(), dir: self.snap_dir.clone(), head, cut, gate: Some(gate) }
+        SnapshotBuilder { tree: self.tree(), dir: self.snap_dir.clone(), head, cut, gate: Some(gate) }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
@@ -499,7 +504,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let expect = meta.clone();
         // The install replaces the tree, so it waits for a running build's scan to end.
         let gate = self.scan_gate.clone().lock_owned().await;
-        let r = tokio::task::spawn_blocking(move || -> io::Result<sled::Tree> {
+        let r = tokio::task::spawn_blocking(move || -> io::Result<()> {
             let _gate = gate;
             use std::io::{Seek, SeekFrom};
             let tmp = dir.join(INSTALLING);
@@ -521,8 +526,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await
         .unwrap_or_else(|e| Err(io::Error::other(e)));
-        let fresh = r.map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
-        self.tree = fresh;
+        r.map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
         METRICS.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -549,7 +553,8 @@ impl Drop for StateMachine {
             tracing::warn!("an apply failed part-way; the next open rebuilds the state machine");
             return;
         }
-        let closed = self.tree.insert(keys::META_CLEAN, Vec::new()).and_then(|_| self.tree.flush());
+        let tree = self.tree();
+        let closed = tree.insert(keys::META_CLEAN, Vec::new()).and_then(|_| tree.flush());
         if let Err(e) = closed {
             tracing::warn!(error = %e, "could not mark the state machine closed cleanly");
         }

@@ -357,7 +357,7 @@ async fn a_snapshot_built_during_applies_holds_the_state_at_its_cut() {
         let cmds = (chunk * 500..(chunk + 1) * 500).map(|i| set(&key(i))).collect();
         sm.apply(vec![entry(cmds)]).await.unwrap();
     }
-    let at_cut = replicated(&sm.tree);
+    let at_cut = replicated(&sm.tree());
 
     let mut builder = sm.get_snapshot_builder().await;
     let build = tokio::spawn(async move { builder.build_snapshot().await });
@@ -386,7 +386,22 @@ async fn a_snapshot_built_during_applies_holds_the_state_at_its_cut() {
     assert_eq!(got.len(), at_cut.len(), "pair count differs ({rounds} applies ran during the build)");
     assert!(got == at_cut, "snapshot content differs from the state at the cut ({rounds} applies ran)");
     // The applies themselves all landed in the live tree.
-    assert_ne!(replicated(&sm.tree), at_cut);
+    assert_ne!(replicated(&sm.tree()), at_cut);
+}
+
+/// Opens the state machine in `dir`. A state machine dropped just before still has sled's
+/// background threads holding the db's file lock for a moment, so a reopen retries for a while.
+fn reopen(dir: &std::path::Path) -> super::StateMachine {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match super::StateMachine::open(dir, &super::SmOptions::default()) {
+            Ok(sm) => return sm,
+            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("open {}: {e}", dir.display()),
+        }
+    }
 }
 
 fn entry_at(index: u64, cmds: Vec<Command>) -> Entry {
@@ -450,14 +465,14 @@ async fn reads_during_an_install_see_the_old_state_or_the_new_one() {
     assert_eq!(misses.load(Ordering::Relaxed), 0, "a read during the install found no {STABLE}");
     assert!(reader.get("n", "only-before").unwrap().is_none(), "the old state must be gone");
     assert!(reader.get("n", "k000000").unwrap().is_some(), "the snapshot's state must be live");
-    assert_eq!(replicated(&dst.tree), replicated(&src.tree));
+    assert_eq!(replicated(&dst.tree()), replicated(&src.tree()));
     let state_trees: Vec<_> = dst.db.tree_names().into_iter().filter(|n| super::keys::is_state_tree(n)).collect();
     assert_eq!(state_trees.len(), 1, "the replaced tree must be dropped: {state_trees:?}");
 
     // A restart opens the installed tree, not the first one.
     drop((dst, reader));
-    let dst = super::StateMachine::open(dst_dir.path(), &super::SmOptions::default()).unwrap();
-    assert_eq!(replicated(&dst.tree), replicated(&src.tree));
+    let dst = reopen(dst_dir.path());
+    assert_eq!(replicated(&dst.tree()), replicated(&src.tree()));
 }
 
 /// sled is trusted only after a clean close. A state machine dropped with an apply torn (what a
@@ -468,7 +483,7 @@ async fn only_a_cleanly_closed_state_machine_is_trusted_on_open() {
     use openraft::storage::RaftStateMachine;
     use openraft::RaftSnapshotBuilder;
 
-    let open = |d: &tempfile::TempDir| super::StateMachine::open(d.path(), &super::SmOptions::default()).unwrap();
+    let open = |d: &tempfile::TempDir| reopen(d.path());
     let applied = |sm: &mut super::StateMachine| sm.last_applied().unwrap().map(|l| l.index);
 
     let with_snapshot = tempfile::tempdir().unwrap();

@@ -199,9 +199,10 @@ impl Node {
         .map_err(|e| StartError::Config(e.to_string()))?;
 
         let local_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified());
-        let http = net::peer_client(local_ip, config.security.cluster_secret.as_deref(), peer_tls)
-            .map_err(|e| StartError::Raft(e.to_string()))?;
-        let raft = Raft::new(id, Arc::new(raft_config), Network::new(http.clone(), config.peer_scheme()), log, sm)
+        let secret = config.security.cluster_secret.as_deref();
+        let http = net::peer_client(local_ip, secret, peer_tls.clone()).map_err(|e| StartError::Raft(e.to_string()))?;
+        let network = Network::new(net::peer_options(local_ip, secret, peer_tls), config.peer_scheme());
+        let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 
-use super::conn::Conn;
 use super::report::{Outcome, Recorder};
 use super::target::Routes;
 use super::workload::{OpKind, Rng, Workload};
+use crate::net::http1::{self, Conn};
 
 /// How every bench connection is made: the TLS configuration for https endpoints (see
 /// `tls::client_config`) and the `Authorization` header, when either is needed.
@@ -17,6 +17,26 @@ use super::workload::{OpKind, Rng, Workload};
 pub struct ConnSetup<'a> {
     pub tls: Option<&'a rustls::ClientConfig>,
     pub token: Option<&'a HeaderValue>,
+}
+
+impl ConnSetup<'_> {
+    /// One keep-alive connection to `base` with this setup.
+    pub fn open(&self, base: &reqwest::Url, timeout: Duration) -> Result<Conn, String> {
+        let mut headers = Vec::new();
+        if let Some(t) = self.token {
+            headers.push(("Authorization", t.to_str().map_err(|e| e.to_string())?.to_string()));
+        }
+        let opts = http1::Options {
+            timeout,
+            tls: self.tls.map(|c| Arc::new(c.clone())),
+            local_ip: None,
+            headers,
+            content_type: "application/json",
+            // Bench requests include increments, which must not be sent twice.
+            retry_stale: false,
+        };
+        Conn::new(base, &opts)
+    }
 }
 
 /// `Bearer <token>`, marked sensitive so it never shows up in debug output.
@@ -62,7 +82,7 @@ pub async fn preload(
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency.clamp(1, keys.max(1)) {
-        let (routes, next, mut conn) = (routes.clone(), next.clone(), Conn::new(base, timeout, conn)?);
+        let (routes, next, mut conn) = (routes.clone(), next.clone(), conn.open(base, timeout)?);
         tasks.push(tokio::spawn(async move {
             loop {
                 let key = next.fetch_add(1, Ordering::Relaxed);

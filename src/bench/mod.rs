@@ -8,7 +8,6 @@
 //! - `driver`: preload, the client tasks (closed or open loop) and the progress line
 //! - `report`: HDR histograms, error counts, and the text and JSON reports
 
-mod conn;
 mod discovery;
 mod driver;
 mod report;
@@ -22,7 +21,6 @@ pub use report::{Outcome, Report, RunInfo};
 pub use target::Target;
 pub use workload::{Mix, OpKind, Workload};
 
-use conn::Conn;
 use driver::{Client, Schedule};
 use target::Routes;
 
@@ -185,7 +183,7 @@ async fn run_checked(opts: &BenchOpts, endpoints: &[reqwest::Url]) -> Result<Rep
         clients.push(Client {
             seed: base_seed.wrapping_add((i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)),
             routes: routes[i % routes.len()].clone(),
-            conn: Conn::new(&plan.targets[i % plan.targets.len()], opts.timeout, &conn)?,
+            conn: conn.open(&plan.targets[i % plan.targets.len()], opts.timeout)?,
         });
     }
     eprintln!(

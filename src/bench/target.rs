@@ -8,9 +8,9 @@ use bytes::Bytes;
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{json, Value};
 
-use super::conn::Conn;
 use super::report::{Outcome, MISS};
 use super::workload::{key_name, OpKind};
+use crate::net::http1::Conn;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
@@ -257,7 +257,7 @@ impl CairnRoutes {
         };
         match conn.send(method, path, body).await {
             Ok((status, body)) => classify_cairn(kind, status, body),
-            Err(e) => Outcome::Error(e),
+            Err(e) => Outcome::Error(e.to_string()),
         }
     }
 
@@ -271,12 +271,12 @@ impl CairnRoutes {
             },
             Ok((404, _)) => r#""ifNotExists":true"#.to_string(),
             Ok((s, body)) => return Outcome::Error(status_key(s, body)),
-            Err(e) => return Outcome::Error(e),
+            Err(e) => return Outcome::Error(e.to_string()),
         };
         let body = format!(r#"{{"value":{},{condition}}}"#, self.value_json);
         match conn.send("PUT", &self.items[key], Some(body.as_bytes())).await {
             Ok((status, body)) => classify_cairn(OpKind::Cas, status, body),
-            Err(e) => Outcome::Error(e),
+            Err(e) => Outcome::Error(e.to_string()),
         }
     }
 }
@@ -298,7 +298,7 @@ impl EtcdRoutes {
         };
         match conn.send("POST", path, Some(body)).await {
             Ok((status, body)) => classify_etcd(kind, status, body),
-            Err(e) => Outcome::Error(e),
+            Err(e) => Outcome::Error(e.to_string()),
         }
     }
 }

@@ -1,14 +1,16 @@
-//! Outgoing Raft RPCs: openraft's network factory over HTTP (reqwest) with bincode bodies.
-//! One shared keep-alive `reqwest::Client` serves every peer connection; client forwarding
-//! uses a separate one (see `api::forward`) so a burst of proxied requests cannot starve
-//! heartbeats of connections.
+//! Outgoing Raft RPCs: openraft's network factory over HTTP/1.1 with bincode bodies, one
+//! keep-alive connection per openraft client (`http1.rs`). Client forwarding and the node's
+//! other peer requests use reqwest (`peer_client`), on connections of their own, so a burst of
+//! proxied requests cannot delay heartbeats.
 //!
 //! With TLS the peer client dials `https://` with the node's rustls client configuration.
 
+pub mod http1;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -48,36 +50,90 @@ pub fn peer_client(
     builder.build()
 }
 
+/// Options for Raft's own connections ([`Network`]): the same local address, secret and TLS as
+/// [`peer_client`], bincode bodies, and one retry of a request that met a connection the peer
+/// had closed while it sat idle (every Raft RPC may be delivered twice).
+pub fn peer_options(
+    local_ip: Option<IpAddr>,
+    cluster_secret: Option<&str>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> http1::Options {
+    http1::Options {
+        // Every call passes openraft's own deadline; this is only the fallback.
+        timeout: Duration::from_secs(10),
+        tls,
+        local_ip,
+        headers: cluster_secret.map(|s| vec![(crate::api::H_CLUSTER_SECRET, s.to_string())]).unwrap_or_default(),
+        content_type: wire::CONTENT_TYPE,
+        retry_stale: true,
+    }
+}
+
+/// Idle connections kept per peer address. openraft opens a client for every leadership check
+/// (each linearizable read round) as well as one per replication stream, so without reuse
+/// every read round would open new TCP connections.
+const IDLE_PER_PEER: usize = 8;
+
+type Idle = Arc<Mutex<HashMap<String, Vec<http1::Conn>>>>;
+
 #[derive(Clone)]
 pub struct Network {
-    http: reqwest::Client,
+    opts: http1::Options,
     scheme: &'static str,
+    idle: Idle,
 }
 
 impl Network {
     /// `scheme` is `http` or `https`, as the whole cluster uses (`NodeConfig::peer_scheme`).
-    pub fn new(http: reqwest::Client, scheme: &'static str) -> Self {
-        Network { http, scheme }
+    pub fn new(opts: http1::Options, scheme: &'static str) -> Self {
+        Network { opts, scheme, idle: Idle::default() }
     }
 }
 
+/// One peer connection per openraft client: openraft calls it one RPC at a time (`&mut self`),
+/// so it needs no pool of its own; dropped, it goes back to the network's idle list. Raft traffic
+/// uses its own HTTP/1.1 client rather than reqwest because the append round trip is on every
+/// write's path (docs/performance.md, "What mattered").
 pub struct Conn {
-    http: reqwest::Client,
+    /// `Err` when the peer's address cannot be used; every call then reports it unreachable.
+    http: Result<http1::Conn, String>,
     target: NodeId,
     base: String,
+    idle: Idle,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let http = std::mem::replace(&mut self.http, Err(String::new()));
+        if let Ok(h) = http {
+            let mut idle = self.idle.lock().expect("idle connections lock");
+            let list = idle.entry(std::mem::take(&mut self.base)).or_default();
+            if list.len() < IDLE_PER_PEER {
+                list.push(h);
+            }
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Conn;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Conn {
-        Conn { http: self.http.clone(), target, base: format!("{}://{}/raft", self.scheme, node.addr) }
+        let base = format!("{}://{}/", self.scheme, node.addr);
+        let reused = self.idle.lock().expect("idle connections lock").get_mut(&base).and_then(Vec::pop);
+        let http = match reused {
+            Some(h) => Ok(h),
+            None => reqwest::Url::parse(&base)
+                .map_err(|e| format!("{base}: {e}"))
+                .and_then(|u| http1::Conn::new(&u, &self.opts)),
+        };
+        Conn { http, target, base, idle: self.idle.clone() }
     }
 }
 
 impl Conn {
     async fn call<Req, Resp, E>(
-        &self,
+        &mut self,
         path: &str,
         req: &Req,
         ttl: Duration,
@@ -88,41 +144,35 @@ impl Conn {
         E: std::error::Error + DeserializeOwned,
     {
         let body = wire::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        self.send(path, body, ttl).await
+        self.send(path, &body, ttl).await
     }
 
     async fn send<Resp, E>(
-        &self,
+        &mut self,
         path: &str,
-        body: Vec<u8>,
+        body: &[u8],
         ttl: Duration,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let sent = self
-            .http
-            .post(format!("{}/{path}", self.base))
-            .header("content-type", wire::CONTENT_TYPE)
-            .timeout(ttl)
-            .body(body)
-            .send()
-            .await;
-        let resp = match sent {
+        let http = match &mut self.http {
+            Ok(h) => h,
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.clone())))),
+        };
+        let (status, bytes) = match http.send_within(ttl, "POST", path, Some(body)).await {
             Ok(r) => r,
             // Unreachable makes openraft back off instead of retrying a dead peer in a loop.
-            Err(e) if e.is_connect() => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e @ http1::Failure::Connect) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
             Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
         };
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        if !status.is_success() {
-            let msg = String::from_utf8_lossy(&bytes).into_owned();
+        if !(200..300).contains(&status) {
+            let msg = String::from_utf8_lossy(bytes).into_owned();
             return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(format!("{status}: {msg}")))));
         }
         let reply: Result<Resp, RaftError<NodeId, E>> =
-            wire::decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            wire::decode(bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -133,7 +183,7 @@ impl RaftNetwork<TypeConfig> for Conn {
         req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("append", &req, option.hard_ttl()).await
+        self.call("/raft/append", &req, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
@@ -143,7 +193,7 @@ impl RaftNetwork<TypeConfig> for Conn {
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
     {
         let body = wire::encode_snapshot_chunk(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        self.send("snapshot", body, option.hard_ttl()).await
+        self.send("/raft/snapshot", &body, option.hard_ttl()).await
     }
 
     async fn vote(
@@ -151,6 +201,6 @@ impl RaftNetwork<TypeConfig> for Conn {
         req: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("vote", &req, option.hard_ttl()).await
+        self.call("/raft/vote", &req, option.hard_ttl()).await
     }
 }

@@ -1,6 +1,6 @@
 //! Process-wide counters and histograms, rendered in the Prometheus text format by
-//! `api/observe.rs`. A global rather than per-node state: the WAL writer thread and the state
-//! machine record into it without plumbing, and one process runs one node.
+//! `api/observe.rs`. A global rather than per-node state: the WAL writer and the state machine
+//! record into it without plumbing, and one process runs one node.
 
 use std::collections::HashMap;
 use std::fmt::Write;

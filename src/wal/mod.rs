@@ -1,14 +1,21 @@
 //! The Raft log and vote: a segmented, fsync'd write-ahead log owned by Cairn.
 //!
 //! Readers see entries from an in-memory map as soon as `append` returns (openraft requires
-//! that); durability is signalled separately through `LogFlushed` once the writer thread's
-//! group fsync covers them. Memory stays bounded because the log is purged behind snapshots.
+//! that); durability is signalled through `LogFlushed` once the entries' `fdatasync` is done.
+//! Memory stays bounded because the log is purged behind snapshots.
+//!
+//! The file IO runs on the calling task (openraft's RaftCore), blocking its runtime worker for
+//! the write and the fdatasync, rather than on an IO thread of its own. openraft 0.9's RaftCore
+//! awaits every append's flush before it does anything else, so a thread gained no overlap; it
+//! only added two thread hand-offs to every write, on the leader and again on each follower.
+//! The runtime's other worker steals the blocked worker's queued tasks meanwhile.
+//! `block_in_place` was measured too and cost more than the thread (docs/performance.md).
 //!
 //! - `crate::frame`: record layout (length + CRC)
 //! - `segment.rs`: segment files and recovery
 //! - `meta.rs`: vote and last-purged file
 //! - `committed.rs`: last committed log id (not fsync'd; see there)
-//! - `writer.rs`: the single IO thread, group commit, truncate, purge
+//! - `writer.rs`: the segment files' single owner: append + fdatasync, vote, truncate, purge
 
 mod committed;
 mod meta;
@@ -20,14 +27,13 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
 use std::path::Path;
-use std::sync::{mpsc, Arc, RwLock};
+use std::sync::{Arc, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
-use tokio::sync::oneshot;
 
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
-use writer::{Op, Writer};
+use writer::Writer;
 
 /// Segments roll over at this size by default. Whole segments are deleted once a snapshot
 /// covers them, so this is the granularity of WAL space reclamation: the segment being written
@@ -46,7 +52,7 @@ struct Shared {
 /// The log store handed to openraft.
 pub struct LogStore {
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Op>,
+    writer: Writer,
     committed: committed::CommittedFile,
     /// The committed id found on open, if the WAL still holds that entry.
     saved_committed: Option<LogId>,
@@ -95,16 +101,7 @@ impl LogStore {
             }
         };
         let saved_committed = saved.filter(holds);
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new().name("cairn-wal".into()).spawn(move || writer.run(rx))?;
-        Ok(LogStore { shared, tx, committed, saved_committed })
-    }
-
-    /// Sends an op to the writer and waits for it to be durable.
-    async fn call(&self, op: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Op) -> io::Result<()> {
-        let (done, rx) = oneshot::channel();
-        self.tx.send(op(done)).map_err(|_| io::Error::other("WAL writer stopped"))?;
-        rx.await.map_err(|_| io::Error::other("WAL writer stopped"))?
+        Ok(LogStore { shared, writer, committed, saved_committed })
     }
 
     /// Prepares an empty WAL whose log starts after `upto`, as if everything through it had
@@ -163,7 +160,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let vote = *vote;
-        self.call(|done| Op::SaveVote { vote, done }).await.map_err(|e| StorageIOError::write_vote(&e))?;
+        self.writer.save_vote(vote).map_err(|e| StorageIOError::write_vote(&e))?;
         *self.shared.vote.write().expect("wal lock") = Some(vote);
         Ok(())
     }
@@ -193,9 +190,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 log.insert(e.log_id.index, e.clone());
             }
         }
-        self.tx
-            .send(Op::Append { entries, callback })
-            .map_err(|_| StorageIOError::write_logs(&io::Error::other("WAL writer stopped")))?;
+        let result = self.writer.append_durably(&entries);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "WAL write failed; Raft will stop this node");
+        }
+        callback.log_io_completed(result);
         Ok(())
     }
 
@@ -205,12 +204,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut log = self.shared.log.write().expect("wal lock");
             log.split_off(&since);
         }
-        self.call(|done| Op::Truncate { since, done }).await.map_err(|e| StorageIOError::write_logs(&e))?;
+        self.writer.truncate(since).map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.call(|done| Op::Purge { upto: log_id, done }).await.map_err(|e| StorageIOError::write_logs(&e))?;
+        self.writer.purge(log_id).map_err(|e| StorageIOError::write_logs(&e))?;
         *self.shared.last_purged.write().expect("wal lock") = Some(log_id);
         let mut log = self.shared.log.write().expect("wal lock");
         let keep = log.split_off(&(log_id.index + 1));

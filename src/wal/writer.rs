@@ -1,30 +1,19 @@
-//! The WAL writer thread: the single owner of segment files. All write IO (appends, vote
-//! saves, truncates, purges) flows through one channel and runs in arrival order, as
-//! openraft's storage contract requires. Appends that queue up while a fsync runs are written
-//! together and covered by one `fdatasync` (group commit); only after it do their callbacks
-//! tell openraft the entries are durable.
+//! The WAL writer: the single owner of segment files. All write IO (appends, vote saves,
+//! truncates, purges) goes through it, one call at a time, in the order openraft makes them
+//! (the log store owns it and openraft calls the store through `&mut self`). An append is one
+//! `write` and one `fdatasync`; grouping happens before it, in the batcher and in openraft,
+//! which hands over every entry that is ready in one call.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::mpsc;
-
-use openraft::storage::LogFlushed;
-use tokio::sync::oneshot;
 
 use super::meta::{self, WalMeta};
 use super::segment::{self, Segment};
 use crate::codec;
 use crate::frame;
-use crate::types::{Entry, LogId, TypeConfig, Vote};
-
-pub enum Op {
-    Append { entries: Vec<Entry>, callback: LogFlushed<TypeConfig> },
-    SaveVote { vote: Vote, done: oneshot::Sender<io::Result<()>> },
-    Truncate { since: u64, done: oneshot::Sender<io::Result<()>> },
-    Purge { upto: LogId, done: oneshot::Sender<io::Result<()>> },
-}
+use crate::types::{Entry, LogId, Vote};
 
 pub struct Writer {
     pub dir: PathBuf,
@@ -39,54 +28,9 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn run(mut self, rx: mpsc::Receiver<Op>) {
-        while let Ok(first) = rx.recv() {
-            let mut ops = vec![first];
-            ops.extend(rx.try_iter());
-            let mut waiting: Vec<LogFlushed<TypeConfig>> = Vec::new();
-            let mut failed: Option<io::Error> = None;
-            for op in ops {
-                match op {
-                    Op::Append { entries, callback } => {
-                        if failed.is_none() {
-                            if let Err(e) = self.append(&entries) {
-                                failed = Some(e);
-                            }
-                        }
-                        waiting.push(callback);
-                    }
-                    other => {
-                        // Everything queued before this op must be durable before it runs.
-                        self.finish_group(&mut waiting, &mut failed);
-                        self.handle(other);
-                    }
-                }
-            }
-            self.finish_group(&mut waiting, &mut failed);
-        }
-    }
-
-    fn finish_group(&mut self, waiting: &mut Vec<LogFlushed<TypeConfig>>, failed: &mut Option<io::Error>) {
-        if waiting.is_empty() {
-            return;
-        }
-        let result = match failed.take() {
-            Some(e) => Err(e),
-            None => self.sync_active(),
-        };
-        for cb in waiting.drain(..) {
-            let r = match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-            };
-            cb.log_io_completed(r);
-        }
-        if let Err(e) = result {
-            tracing::error!(error = %e, "WAL write failed; Raft will stop this node");
-        }
-    }
-
-    fn sync_active(&mut self) -> io::Result<()> {
+    /// Writes `entries` with one `write` and makes them durable with one `fdatasync`.
+    pub fn append_durably(&mut self, entries: &[Entry]) -> io::Result<()> {
+        self.append(entries)?;
         match &self.active {
             Some(f) => {
                 let t = std::time::Instant::now();
@@ -98,22 +42,12 @@ impl Writer {
         }
     }
 
-    fn handle(&mut self, op: Op) {
-        match op {
-            Op::Append { .. } => unreachable!("appends are grouped by run()"),
-            Op::SaveVote { vote, done } => {
-                let mut m = self.meta.clone();
-                m.vote = Some(vote);
-                let r = meta::store(&self.dir, &m).map(|()| self.meta = m);
-                let _ = done.send(r);
-            }
-            Op::Truncate { since, done } => {
-                let _ = done.send(self.truncate(since));
-            }
-            Op::Purge { upto, done } => {
-                let _ = done.send(self.purge(upto));
-            }
-        }
+    pub fn save_vote(&mut self, vote: Vote) -> io::Result<()> {
+        let mut m = self.meta.clone();
+        m.vote = Some(vote);
+        meta::store(&self.dir, &m)?;
+        self.meta = m;
+        Ok(())
     }
 
     fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
@@ -185,7 +119,7 @@ impl Writer {
 
     /// Removes entries `since..`. Later segments go first, then the one holding `since` is cut,
     /// so a crash part-way leaves a shorter but still contiguous log.
-    fn truncate(&mut self, since: u64) -> io::Result<()> {
+    pub fn truncate(&mut self, since: u64) -> io::Result<()> {
         let doomed: Vec<u64> = self.segments.range(since..).map(|(k, _)| *k).rev().collect();
         if !doomed.is_empty() {
             self.active = None;
@@ -210,7 +144,7 @@ impl Writer {
     }
 
     /// Records `upto` as purged (durably, first), then deletes sealed segments it covers.
-    fn purge(&mut self, upto: LogId) -> io::Result<()> {
+    pub fn purge(&mut self, upto: LogId) -> io::Result<()> {
         let mut m = self.meta.clone();
         m.last_purged = Some(upto);
         meta::store(&self.dir, &m)?;

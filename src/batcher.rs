@@ -18,9 +18,10 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::command::{CmdResult, Command};
 use crate::error::Error;
 
-/// Two, not more: openraft 0.9 flushes each entry on the leader before it replicates it, one
-/// entry at a time, so extra proposals only queue inside Raft while splitting the waiting
-/// commands into smaller entries. Measured in docs/performance.md ("What mattered").
+/// Two, not more: measured when openraft 0.9 still flushed each entry on the leader before it
+/// replicated it, one entry at a time, so extra proposals only queued inside Raft while
+/// splitting the waiting commands into smaller entries (docs/performance.md, "What mattered").
+/// Not measured again since the leader's fsync moved beside replication (`wal/durable.rs`).
 const MAX_IN_FLIGHT: usize = 2;
 const MAX_CMDS: usize = 512;
 /// Keeps one entry's size reasonable for replication; a single command may exceed it alone.

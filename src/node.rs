@@ -171,10 +171,13 @@ impl Node {
         fs::create_dir_all(&config.data_dir).map_err(StartError::io("create data dir"))?;
         check_identity(&config.data_dir, id)?;
 
-        let log = LogStore::open_with(&config.data_dir.join("wal"), config.wal_segment_bytes)
+        let mut log = LogStore::open_with(&config.data_dir.join("wal"), config.wal_segment_bytes)
             .map_err(StartError::io("open WAL"))?;
+        log.pipeline_own_appends(id).map_err(StartError::io("start the WAL syncer"))?;
+        let durable = log.durability();
         let pristine = log.last_log_id().is_none() && log.current_vote().is_none();
-        let sm = StateMachine::open(&config.data_dir, &config.sm).map_err(StartError::io("open state machine"))?;
+        let mut sm = StateMachine::open(&config.data_dir, &config.sm).map_err(StartError::io("open state machine"))?;
+        sm.wait_for_wal(durable.clone());
         let reader = sm.reader();
 
         let raft_config = openraft::Config {
@@ -201,7 +204,7 @@ impl Node {
         let local_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified());
         let secret = config.security.cluster_secret.as_deref();
         let http = net::peer_client(local_ip, secret, peer_tls.clone()).map_err(|e| StartError::Raft(e.to_string()))?;
-        let network = Network::new(net::peer_options(local_ip, secret, peer_tls), config.peer_scheme());
+        let network = Network::new(net::peer_options(local_ip, secret, peer_tls), config.peer_scheme(), durable);
         let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;

@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::types::{NodeId, TypeConfig};
+use crate::wal::DurableWatch;
 
 /// Builds an HTTP client for node-to-node traffic. Binding `local_ip` makes connections leave
 /// from this node's own address, so packet-level partitions between loopback addresses cut
@@ -81,12 +82,14 @@ pub struct Network {
     opts: http1::Options,
     scheme: &'static str,
     idle: Idle,
+    durable: DurableWatch,
 }
 
 impl Network {
     /// `scheme` is `http` or `https`, as the whole cluster uses (`NodeConfig::peer_scheme`).
-    pub fn new(opts: http1::Options, scheme: &'static str) -> Self {
-        Network { opts, scheme, idle: Idle::default() }
+    /// `durable` is this node's WAL: the commit index sent to followers never passes it.
+    pub fn new(opts: http1::Options, scheme: &'static str, durable: DurableWatch) -> Self {
+        Network { opts, scheme, idle: Idle::default(), durable }
     }
 }
 
@@ -100,6 +103,7 @@ pub struct Conn {
     target: NodeId,
     base: String,
     idle: Idle,
+    durable: DurableWatch,
 }
 
 impl Drop for Conn {
@@ -127,7 +131,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .map_err(|e| format!("{base}: {e}"))
                 .and_then(|u| http1::Conn::new(&u, &self.opts)),
         };
-        Conn { http, target, base, idle: self.idle.clone() }
+        Conn { http, target, base, idle: self.idle.clone(), durable: self.durable.clone() }
     }
 }
 
@@ -180,9 +184,12 @@ impl Conn {
 impl RaftNetwork<TypeConfig> for Conn {
     async fn append_entries(
         &mut self,
-        req: AppendEntriesRequest<TypeConfig>,
+        mut req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        // openraft counts the leader's own entries before their fsync; followers must not
+        // apply an entry the leader could still lose (wal/durable.rs).
+        req.leader_commit = self.durable.cap(req.leader_commit);
         self.call("/raft/append", &req, option.hard_ttl()).await
     }
 

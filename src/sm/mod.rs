@@ -102,6 +102,9 @@ pub struct StateMachine {
     /// Set while an apply writes and left set if it fails part-way: such a tree must not be
     /// marked clean.
     torn: bool,
+    /// The WAL's durable index: an entry is applied only once it is on this node's disk (the
+    /// leader reports its own appends flushed before their fsync; see `wal/durable.rs`).
+    wal: Option<crate::wal::DurableWatch>,
 }
 
 /// Read access for the API layer. Reads see whole applied batches (sled batches are atomic).
@@ -268,6 +271,7 @@ impl StateMachine {
             cut: None,
             scan_gate: Arc::default(),
             torn: false,
+            wal: None,
         };
         let current = sm.snap_dir.join(CURRENT);
         let snapshot = current.exists().then_some(current.as_path());
@@ -295,6 +299,11 @@ impl StateMachine {
         tree.flush().map_err(io::Error::other)?;
         load_clock(&tree, &sm.clock)?;
         Ok(sm)
+    }
+
+    /// Applies wait for the WAL to hold their entries durably (see the `wal` field).
+    pub fn wait_for_wal(&mut self, wal: crate::wal::DurableWatch) {
+        self.wal = Some(wal);
     }
 
     pub fn reader(&self) -> SmReader {
@@ -423,11 +432,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let (Some(wal), Some(last)) = (&self.wal, entries.last()) {
+            wal.wait_for(last.log_id.index).await.map_err(|e| StorageIOError::apply(last.log_id, &e))?;
+        }
         let tree = self.tree();
         let mut applier = Applier::new(&tree).map_err(sm_err)?;
         let mut out = Vec::new();
-        for entry in entries {
-            let r = applier.apply_entry(&entry).map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
+        for entry in &entries {
+            let r = applier.apply_entry(entry).map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
             out.push(r);
         }
         let expired: u64 = out

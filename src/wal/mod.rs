@@ -15,9 +15,11 @@
 //! - `segment.rs`: segment files and recovery
 //! - `meta.rs`: vote and last-purged file
 //! - `committed.rs`: last committed log id (not fsync'd; see there)
+//! - `durable.rs`: the durable index, and the syncer thread behind the leader's own appends
 //! - `writer.rs`: the segment files' single owner: append + fdatasync, vote, truncate, purge
 
 mod committed;
+mod durable;
 mod meta;
 mod segment;
 mod writer;
@@ -27,12 +29,15 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{mpsc, Arc, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
 
-use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+pub use durable::DurableWatch;
+use durable::{Durable, SyncRequest};
+use tokio::sync::watch;
 use writer::Writer;
 
 /// Segments roll over at this size by default. Whole segments are deleted once a snapshot
@@ -53,6 +58,9 @@ struct Shared {
 pub struct LogStore {
     shared: Arc<Shared>,
     writer: Writer,
+    durable: Arc<watch::Sender<Durable>>,
+    /// Set by [`LogStore::pipeline_own_appends`]: this node's id, and the syncer's queue.
+    pipeline: Option<(NodeId, mpsc::Sender<SyncRequest>)>,
     committed: committed::CommittedFile,
     /// The committed id found on open, if the WAL still holds that entry.
     saved_committed: Option<LogId>,
@@ -101,7 +109,47 @@ impl LogStore {
             }
         };
         let saved_committed = saved.filter(holds);
-        Ok(LogStore { shared, writer, committed, saved_committed })
+        // What recovery read back may still be only in the page cache (a process crash
+        // keeps it, a power cut does not): make it durable before vouching for it.
+        if let Some(seg) = writer.segments.values().next_back() {
+            std::fs::File::open(&seg.path)?.sync_data()?;
+        }
+        let last = shared.log.read().expect("wal lock").keys().next_back().copied();
+        let upto = last.or(writer.meta.last_purged.map(|p| p.index));
+        let durable = Arc::new(watch::Sender::new(Durable { upto, epoch: 0, failed: false }));
+        Ok(LogStore { shared, writer, durable, pipeline: None, committed, saved_committed })
+    }
+
+    /// Lets this node's own appends as leader report flushed once written, with their fsync
+    /// running beside replication on a syncer thread (see `durable.rs` for the rules that keep
+    /// this safe; the state machine and the network must use [`LogStore::durability`]).
+    pub fn pipeline_own_appends(&mut self, me: NodeId) -> io::Result<()> {
+        let (tx, rx) = mpsc::channel();
+        let state = self.durable.clone();
+        std::thread::Builder::new().name("cairn-wal-sync".into()).spawn(move || durable::run_syncer(rx, state))?;
+        self.pipeline = Some((me, tx));
+        Ok(())
+    }
+
+    /// The durable index, for the state machine (apply waits for it) and the peer network
+    /// (the commit index sent to followers is capped by it).
+    pub fn durability(&self) -> DurableWatch {
+        DurableWatch { rx: self.durable.subscribe(), shared: self.shared.clone() }
+    }
+
+    /// Whether appends now are this node's own, as leader: its vote is committed and names
+    /// itself. A node saves the vote of any new leader before it accepts that leader's entries.
+    fn appends_are_own(&self, me: NodeId) -> bool {
+        self.shared.vote.read().expect("wal lock").is_some_and(|v| v.committed && v.leader_id.node_id == me)
+    }
+
+    /// Writes `entries` and hands their fsync to the syncer. `Ok(false)`: written, but the
+    /// syncer is gone, so the caller must sync them itself.
+    fn append_pipelined(&mut self, tx: &mpsc::Sender<SyncRequest>, entries: &[Entry], last: u64) -> io::Result<bool> {
+        self.writer.append(entries)?;
+        let file = self.writer.active_handle()?;
+        let epoch = self.durable.borrow().epoch;
+        Ok(tx.send(SyncRequest { file, upto: last, epoch }).is_ok())
     }
 
     /// Prepares an empty WAL whose log starts after `upto`, as if everything through it had
@@ -190,7 +238,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 log.insert(e.log_id.index, e.clone());
             }
         }
-        let result = self.writer.append_durably(&entries);
+        let Some(last) = entries.last().map(|e| e.log_id.index) else {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
+        let own = match &self.pipeline {
+            Some((me, tx)) if self.appends_are_own(*me) => Some(tx.clone()),
+            _ => None,
+        };
+        let result = match own {
+            Some(tx) => match self.append_pipelined(&tx, &entries, last) {
+                Ok(true) => {
+                    callback.log_io_completed(Ok(()));
+                    return Ok(());
+                }
+                Ok(false) => self.writer.sync(),
+                Err(e) => Err(e),
+            },
+            None => self.writer.append_durably(&entries),
+        };
+        if result.is_ok() {
+            let epoch = self.durable.borrow().epoch;
+            self.durable.send_modify(|d| d.advance(last, epoch));
+        }
         if let Err(e) = &result {
             tracing::error!(error = %e, "WAL write failed; Raft will stop this node");
         }
@@ -204,6 +274,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut log = self.shared.log.write().expect("wal lock");
             log.split_off(&since);
         }
+        // Bump the epoch first, so a sync still running cannot vouch for the entries replaced.
+        self.durable.send_modify(|d| {
+            d.epoch += 1;
+            d.upto = d.upto.min(since.checked_sub(1));
+        });
         self.writer.truncate(since).map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }

@@ -155,3 +155,64 @@ async fn state_machine_reports_applied_state_after_reopen() {
     assert_eq!(applied, Some(entry(3).log_id));
     assert_eq!(sm.reader().get("default", "k2").unwrap().map(|i| i.value), Some("2".to_string()));
 }
+
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[tokio::test]
+async fn the_leaders_own_appends_become_durable_behind_the_flush_report() {
+    let dir = TempDir::new().unwrap();
+    let mut s = LogStore::open(dir.path()).unwrap();
+    s.pipeline_own_appends(1).unwrap();
+    s.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+    let durable = s.durability();
+    append_durable(&mut s, (1..=5).map(entry).collect()).await;
+    tokio::time::timeout(DEADLINE, durable.wait_for(5)).await.expect("synced in time").unwrap();
+    assert_eq!(durable.cap(Some(entry(5).log_id)), Some(entry(5).log_id));
+    // A truncate withdraws what it removes, and the commit sent to followers drops with it.
+    s.truncate(entry(4).log_id).await.unwrap();
+    assert_eq!(durable.cap(Some(entry(5).log_id)), Some(entry(3).log_id));
+    assert_eq!(durable.cap(Some(entry(2).log_id)), Some(entry(2).log_id));
+    assert_eq!(durable.cap(None), None);
+    drop(s);
+    let s = LogStore::open(dir.path()).unwrap();
+    assert_eq!(s.last_log_id(), Some(entry(3).log_id));
+}
+
+#[tokio::test]
+async fn a_followers_appends_are_durable_when_reported() {
+    let dir = TempDir::new().unwrap();
+    let mut s = LogStore::open(dir.path()).unwrap();
+    s.pipeline_own_appends(1).unwrap();
+    // Following node 9's leadership: nothing is reported flushed before its fsync.
+    s.save_vote(&Vote::new_committed(2, 9)).await.unwrap();
+    let durable = s.durability();
+    append_durable(&mut s, (1..=3).map(entry).collect()).await;
+    assert_eq!(durable.cap(Some(entry(3).log_id)), Some(entry(3).log_id), "durable at once");
+}
+
+#[tokio::test]
+async fn apply_waits_until_its_entries_are_durable() {
+    let dir = TempDir::new().unwrap();
+    let mut s = LogStore::open(&dir.path().join("wal")).unwrap();
+    s.pipeline_own_appends(1).unwrap();
+    s.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+    let durable = s.durability();
+    append_durable(&mut s, (1..=5).map(entry).collect()).await;
+    tokio::time::timeout(DEADLINE, durable.wait_for(5)).await.expect("synced in time").unwrap();
+    // After a truncate at 4, entries 4 and 5 are not vouched for until written again.
+    s.truncate(entry(4).log_id).await.unwrap();
+    let mut sm = StateMachine::open(dir.path(), &SmOptions::default()).unwrap();
+    sm.wait_for_wal(durable);
+    sm.apply((1..=3).map(entry)).await.unwrap();
+    {
+        let apply = sm.apply((4..=5).map(entry));
+        tokio::pin!(apply);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(200), &mut apply).await;
+        assert!(waited.is_err(), "applied entries that are not durable");
+        // Entry 4 and 5 arrive again, from a new leader: synced before being reported.
+        s.save_vote(&Vote::new_committed(3, 9)).await.unwrap();
+        append_durable(&mut s, (4..=5).map(entry).collect()).await;
+        tokio::time::timeout(DEADLINE, apply).await.expect("applied once durable").unwrap();
+    }
+    assert_eq!(sm.reader().get("default", "k5").unwrap().map(|i| i.value), Some("5".to_string()));
+}

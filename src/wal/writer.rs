@@ -31,6 +31,12 @@ impl Writer {
     /// Writes `entries` with one `write` and makes them durable with one `fdatasync`.
     pub fn append_durably(&mut self, entries: &[Entry]) -> io::Result<()> {
         self.append(entries)?;
+        self.sync()
+    }
+
+    /// Makes everything written to the active segment durable (earlier segments were synced
+    /// when the writer left them).
+    pub fn sync(&self) -> io::Result<()> {
         match &self.active {
             Some(f) => {
                 let t = std::time::Instant::now();
@@ -50,7 +56,13 @@ impl Writer {
         Ok(())
     }
 
-    fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
+    /// A second handle on the active segment, for syncing it from another thread.
+    pub fn active_handle(&self) -> io::Result<File> {
+        self.active.as_ref().ok_or_else(|| io::Error::other("no active WAL segment"))?.try_clone()
+    }
+
+    /// Writes `entries` with one `write`, without syncing them.
+    pub fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
         let Some(first) = entries.first().map(|e| e.log_id.index) else {
             return Ok(());
         };

@@ -21,7 +21,8 @@ use crate::error::Error;
 /// Two, not more: measured when openraft 0.9 still flushed each entry on the leader before it
 /// replicated it, one entry at a time, so extra proposals only queued inside Raft while
 /// splitting the waiting commands into smaller entries (docs/performance.md, "What mattered").
-/// Not measured again since the leader's fsync moved beside replication (`wal/durable.rs`).
+/// Since the leader's fsync moved beside replication (`wal/durable.rs`) four were no better
+/// than two at 64 clients (measured in docs/performance.md).
 const MAX_IN_FLIGHT: usize = 2;
 const MAX_CMDS: usize = 512;
 /// Keeps one entry's size reasonable for replication; a single command may exceed it alone.

@@ -80,6 +80,10 @@ pub struct Conn {
     timeout: Duration,
     retry_stale: bool,
     io: Option<Box<dyn Io>>,
+    /// Set while an exchange runs. Still set when the next one starts means the caller dropped
+    /// the last one part-way (openraft times RPCs out by dropping them): its response may still
+    /// be on the way, so the connection must not carry another request.
+    in_exchange: bool,
     /// The request being written.
     out: Vec<u8>,
     /// Bytes read and not yet consumed.
@@ -133,6 +137,7 @@ impl Conn {
             timeout: opts.timeout,
             retry_stale: opts.retry_stale,
             io: None,
+            in_exchange: false,
             out: Vec::with_capacity(512),
             buf: Vec::with_capacity(8 << 10),
             body: Vec::with_capacity(1 << 10),
@@ -153,6 +158,10 @@ impl Conn {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<(u16, &[u8]), Failure> {
+        if self.in_exchange {
+            self.io = None;
+        }
+        self.in_exchange = true;
         let attempts = async {
             match self.exchange(method, path, body).await {
                 Err(Err::Stale) if self.retry_stale => {
@@ -162,7 +171,9 @@ impl Conn {
                 other => other,
             }
         };
-        match tokio::time::timeout(deadline, attempts).await {
+        let outcome = tokio::time::timeout(deadline, attempts).await;
+        self.in_exchange = false;
+        match outcome {
             Ok(Ok(status)) => Ok((status, &self.body)),
             Ok(Err(e)) => {
                 self.io = None;
@@ -527,5 +538,47 @@ mod tests {
         let mut c = Conn::new(&url, &opts).unwrap();
         assert_eq!(c.send("POST", "/x", Some(b"body")).await.unwrap().0, 204);
         assert_eq!(peer.await.unwrap(), local);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_exchange_never_hands_its_late_answer_to_the_next_request() {
+        // Answers request n with body n; the first answer comes late.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", l.local_addr().unwrap())).unwrap();
+        let served = Arc::new(AtomicUsize::new(0));
+        let s = served.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = l.accept().await else { return };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let mut chunk = [0u8; 4096];
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                        buf.drain(..end + 4);
+                        let n = s.fetch_add(1, Ordering::SeqCst) + 1;
+                        if n == 1 {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{n}");
+                        if sock.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let mut c = conn(&url, None);
+        let dropped = tokio::time::timeout(Duration::from_millis(50), c.send("GET", "/", None)).await;
+        assert!(dropped.is_err(), "the first exchange is dropped before its answer");
+        let (status, body) = c.send("GET", "/", None).await.unwrap();
+        assert_eq!((status, body), (200, &b"2"[..]), "the answer to the second request, not the first's");
     }
 }

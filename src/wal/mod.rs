@@ -1,15 +1,19 @@
 //! The Raft log and vote: a segmented, fsync'd write-ahead log owned by Cairn.
 //!
 //! Readers see entries from an in-memory map as soon as `append` returns (openraft requires
-//! that); durability is signalled through `LogFlushed` once the entries' `fdatasync` is done.
-//! Memory stays bounded because the log is purged behind snapshots.
+//! that). Durability is signalled through `LogFlushed`: for entries from another leader once
+//! their `fdatasync` is done; for this node's own entries as leader once they are written, with
+//! the `fdatasync` on the syncer thread and a durable index that applies and the commit sent to
+//! followers wait for (`durable.rs`). Memory stays bounded because the log is purged behind
+//! snapshots.
 //!
 //! The file IO runs on the calling task (openraft's RaftCore), blocking its runtime worker for
-//! the write and the fdatasync, rather than on an IO thread of its own. openraft 0.9's RaftCore
-//! awaits every append's flush before it does anything else, so a thread gained no overlap; it
-//! only added two thread hand-offs to every write, on the leader and again on each follower.
-//! The runtime's other worker steals the blocked worker's queued tasks meanwhile.
-//! `block_in_place` was measured too and cost more than the thread (docs/performance.md).
+//! the write (and a follower's fdatasync), rather than on an IO thread of its own. openraft
+//! 0.9's RaftCore awaits every append's flush before it does anything else, so a thread gained
+//! no overlap; it only added two thread hand-offs to every write, on the leader and again on
+//! each follower. The runtime's other worker steals the blocked worker's queued tasks
+//! meanwhile. `block_in_place` was measured too and cost more than the thread
+//! (docs/performance.md).
 //!
 //! - `crate::frame`: record layout (length + CRC)
 //! - `segment.rs`: segment files and recovery

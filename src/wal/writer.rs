@@ -1,7 +1,8 @@
 //! The WAL writer: the single owner of segment files. All write IO (appends, vote saves,
 //! truncates, purges) goes through it, one call at a time, in the order openraft makes them
 //! (the log store owns it and openraft calls the store through `&mut self`). An append is one
-//! `write` and one `fdatasync`; grouping happens before it, in the batcher and in openraft,
+//! `write`, then one `fdatasync`, here for a follower or on the syncer thread for the leader's
+//! own entries (`durable.rs`); grouping happens before it, in the batcher and in openraft,
 //! which hands over every entry that is ready in one call.
 
 use std::collections::BTreeMap;

@@ -158,13 +158,19 @@ async fn state_machine_reports_applied_state_after_reopen() {
 
 const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A store for node 1 with its own appends pipelined, holding a committed vote for `leader`.
+async fn pipelined(dir: &Path, leader: u64) -> (LogStore, super::DurableWatch) {
+    let mut s = LogStore::open(dir).unwrap();
+    s.pipeline_own_appends(1).unwrap();
+    s.save_vote(&Vote::new_committed(2, leader)).await.unwrap();
+    let durable = s.durability();
+    (s, durable)
+}
+
 #[tokio::test]
 async fn the_leaders_own_appends_become_durable_behind_the_flush_report() {
     let dir = TempDir::new().unwrap();
-    let mut s = LogStore::open(dir.path()).unwrap();
-    s.pipeline_own_appends(1).unwrap();
-    s.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
-    let durable = s.durability();
+    let (mut s, durable) = pipelined(dir.path(), 1).await;
     append_durable(&mut s, (1..=5).map(entry).collect()).await;
     tokio::time::timeout(DEADLINE, durable.wait_for(5)).await.expect("synced in time").unwrap();
     assert_eq!(durable.cap(Some(entry(5).log_id)), Some(entry(5).log_id));
@@ -181,11 +187,8 @@ async fn the_leaders_own_appends_become_durable_behind_the_flush_report() {
 #[tokio::test]
 async fn a_followers_appends_are_durable_when_reported() {
     let dir = TempDir::new().unwrap();
-    let mut s = LogStore::open(dir.path()).unwrap();
-    s.pipeline_own_appends(1).unwrap();
     // Following node 9's leadership: nothing is reported flushed before its fsync.
-    s.save_vote(&Vote::new_committed(2, 9)).await.unwrap();
-    let durable = s.durability();
+    let (mut s, durable) = pipelined(dir.path(), 9).await;
     append_durable(&mut s, (1..=3).map(entry).collect()).await;
     assert_eq!(durable.cap(Some(entry(3).log_id)), Some(entry(3).log_id), "durable at once");
 }
@@ -193,10 +196,7 @@ async fn a_followers_appends_are_durable_when_reported() {
 #[tokio::test]
 async fn apply_waits_until_its_entries_are_durable() {
     let dir = TempDir::new().unwrap();
-    let mut s = LogStore::open(&dir.path().join("wal")).unwrap();
-    s.pipeline_own_appends(1).unwrap();
-    s.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
-    let durable = s.durability();
+    let (mut s, durable) = pipelined(&dir.path().join("wal"), 1).await;
     append_durable(&mut s, (1..=5).map(entry).collect()).await;
     tokio::time::timeout(DEADLINE, durable.wait_for(5)).await.expect("synced in time").unwrap();
     // After a truncate at 4, entries 4 and 5 are not vouched for until written again.

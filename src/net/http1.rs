@@ -478,6 +478,21 @@ mod tests {
         assert_eq!(conn(&url, None).send("GET", "/", None).await.unwrap_err(), Failure::Io);
     }
 
+    /// Reads into `buf` until it holds a request head; returns where the head ends, or `None`
+    /// if the connection closed first.
+    async fn read_head(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Some(end);
+            }
+            let mut chunk = [0u8; 4096];
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
     /// A server that answers one request per connection and then closes it without saying so,
     /// as a server does with a connection that sat idle too long.
     async fn closing_server() -> (Url, Arc<AtomicUsize>) {
@@ -490,12 +505,8 @@ mod tests {
                 let Ok((mut sock, _)) = l.accept().await else { return };
                 a.fetch_add(1, Ordering::Relaxed);
                 let mut buf = Vec::new();
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let mut chunk = [0u8; 4096];
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                if read_head(&mut sock, &mut buf).await.is_none() {
+                    continue;
                 }
                 let _ = sock.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
             }
@@ -554,14 +565,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     loop {
-                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                            let mut chunk = [0u8; 4096];
-                            match sock.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                        let Some(end) = read_head(&mut sock, &mut buf).await else { return };
                         buf.drain(..end + 4);
                         let n = s.fetch_add(1, Ordering::SeqCst) + 1;
                         if n == 1 {

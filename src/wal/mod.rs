@@ -262,8 +262,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             None => self.writer.append_durably(&entries),
         };
         if result.is_ok() {
-            let epoch = self.durable.borrow().epoch;
-            self.durable.send_modify(|d| d.advance(last, epoch));
+            // Synced here, under the current epoch: nothing can intervene.
+            self.durable.send_modify(|d| d.advance(last, d.epoch));
         }
         if let Err(e) = &result {
             tracing::error!(error = %e, "WAL write failed; Raft will stop this node");

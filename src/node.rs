@@ -342,10 +342,10 @@ impl Node {
     }
 
     /// The cheap subset of [`Node::status`] stamped on every response.
+    /// The applied index comes from the state machine, which raises it before any answer that
+    /// depends on the apply can leave; openraft's metrics can still show the one before.
     pub fn leader_and_applied(&self) -> (Option<NodeId>, u64) {
-        let rx = self.raft.metrics();
-        let m = rx.borrow();
-        (m.current_leader, m.last_applied.map(|l| l.index).unwrap_or(0))
+        (self.raft.metrics().borrow().current_leader, self.reader.applied_index())
     }
 
     pub fn is_leader(&self) -> bool {

@@ -64,9 +64,14 @@ impl Default for SmOptions {
     }
 }
 
-/// The logical clock, shared with readers so they judge expiry exactly as apply does.
+/// What readers must see exactly as apply left it: the logical clock (so they judge expiry as
+/// apply does) and the last applied index (for `X-Cairn-Applied-Index`; openraft's metrics
+/// catch up only after the client has its answer).
 #[derive(Default)]
-struct Clock(AtomicU64);
+struct Clock {
+    ms: AtomicU64,
+    applied: AtomicU64,
+}
 
 /// The tree readers use, behind the lock that makes applies atomic to them. Readers hold the
 /// read side for one call; apply holds the write side while it writes. An install loads its
@@ -212,7 +217,12 @@ impl SmReader {
     }
 
     pub fn clock_ms(&self) -> u64 {
-        self.clock.0.load(Ordering::Acquire)
+        self.clock.ms.load(Ordering::Acquire)
+    }
+
+    /// The highest log index applied to what this reader sees.
+    pub fn applied_index(&self) -> u64 {
+        self.clock.applied.load(Ordering::Acquire)
     }
 
     /// The earliest expiry in the index, for the leader's expiry ticker.
@@ -336,7 +346,12 @@ fn load_clock(t: &sled::Tree, clock: &Clock) -> io::Result<()> {
         Some(v) => codec::decode(&v).map_err(io::Error::other)?,
         None => 0,
     };
-    clock.0.store(c, Ordering::Release);
+    let applied: Option<LogId> = match t.get(keys::META_LAST_APPLIED).map_err(io::Error::other)? {
+        Some(v) => codec::decode(&v).map_err(io::Error::other)?,
+        None => None,
+    };
+    clock.ms.store(c, Ordering::Release);
+    clock.applied.store(applied.map_or(0, |a| a.index), Ordering::Release);
     Ok(())
 }
 
@@ -463,7 +478,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.torn = true;
             writes.write_to(&live).map_err(|e| StorageIOError::write_state_machine(&e))?;
             self.torn = false;
-            self.clock.0.store(clock, Ordering::Release);
+            self.clock.ms.store(clock, Ordering::Release);
+            if let Some(last) = entries.last() {
+                self.clock.applied.store(last.log_id.index, Ordering::Release);
+            }
         }
         Ok(out)
     }

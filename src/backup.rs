@@ -1,17 +1,61 @@
-//! Restoring a backup into a new node's data dir. A backup is a snapshot file (see
+//! Backup files: checking a downloaded one, and restoring one into a new node's data dir. A backup is a snapshot file (see
 //! `sm::snapshot`). Every node of the new cluster is seeded from the same file with the same
 //! `--peers`: its state machine holds the backup's data at the backup's log index, its WAL
 //! starts right after that index, and the cluster membership is the new one. The nodes then
 //! elect a leader and continue the log, so versions keep growing past the backup's.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use openraft::{BasicNode, Membership, StoredMembership};
 
-use crate::sm::{self, snapshot, SmOptions, StateMachine};
-use crate::types::{NodeId, SnapshotMeta};
+use crate::config::args::{parse_peer_list, Peers};
+use crate::config::SmOptions;
+use crate::model::types::{NodeId, SnapshotMeta};
+use crate::sm::{self, snapshot, StateMachine};
 use crate::wal::LogStore;
+
+/// `cairn restore`'s arguments.
+#[derive(clap::Args)]
+pub struct RestoreArgs {
+    /// The backup file
+    #[arg(long)]
+    from: PathBuf,
+    /// The new node's (empty) data dir
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The new node's id
+    #[arg(long)]
+    id: u64,
+    /// The new cluster's voters: 1=host:port,2=host:port,3=host:port
+    #[arg(long, value_parser = parse_peer_list)]
+    peers: Peers,
+}
+
+/// `cairn restore`: prints what was restored as JSON, or the error; returns the exit code.
+pub fn run_restore(a: &RestoreArgs) -> i32 {
+    match restore(&a.from, &a.data_dir, a.id, &a.peers.0) {
+        Ok(r) => {
+            println!(
+                "{{\"dataDir\": {:?}, \"lastIndex\": {}, \"pairs\": {}}}",
+                a.data_dir.display().to_string(),
+                r.last_index,
+                r.pairs
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// Checks that `path` is a whole backup (snapshot) file and returns its last log index.
+pub fn validate(path: &Path) -> Result<u64, String> {
+    let meta = snapshot::validate(path).map_err(|e| e.to_string())?;
+    Ok(meta.last_log_id.map(|l| l.index).unwrap_or(0))
+}
 
 #[derive(Debug)]
 pub struct Restored {

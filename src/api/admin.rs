@@ -12,9 +12,9 @@ use super::error::ApiError;
 use super::exec::{self, Blocked};
 use super::forward;
 use super::forward::Replay;
-use super::kv;
-use super::AppState;
-use crate::command::{perm, CmdResult, Command};
+use super::state::AppState;
+use super::{parse, render};
+use crate::model::command::{perm, CmdResult, Command};
 use crate::sm::TokenRecord;
 
 fn blocked(b: Blocked) -> Response {
@@ -29,13 +29,13 @@ fn token_json(id: &str, rec: &TokenRecord) -> Value {
         "id": id,
         "namespace": rec.namespace,
         "permissions": auth::perm_names(rec.perms),
-        "createdAt": kv::rfc3339(rec.created_ms),
+        "createdAt": render::rfc3339(rec.created_ms),
     })
 }
 
 pub async fn create(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
     let parsed = (|| -> Result<_, ApiError> {
-        let body = kv::json_object(&replay.body, false)?;
+        let body = parse::json_object(&replay.body, false)?;
         let ns = match body.get("namespace") {
             Some(Value::String(ns)) if auth::valid_namespace(ns) => ns.clone(),
             _ => return Err(ApiError::bad_request("invalid_namespace", "namespace: 1-64 of A-Z a-z 0-9 - _ .")),

@@ -10,8 +10,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::AppState;
-use crate::command::perm;
+use super::state::AppState;
+use crate::model::command::perm;
 
 pub const DEFAULT_NAMESPACE: &str = "default";
 pub const H_NAMESPACE: &str = "x-cairn-namespace";
@@ -24,7 +24,6 @@ pub enum Principal {
     /// No credentials, on a node that serves an open default namespace.
     Anonymous,
     Token {
-        id: String,
         namespace: String,
         perms: u8,
     },
@@ -70,15 +69,6 @@ impl Caller {
                 }
                 Ok(namespace.clone())
             }
-        }
-    }
-
-    /// Identifies the caller for rate limiting.
-    pub fn rate_key(&self) -> Option<String> {
-        match &self.principal {
-            Principal::Token { id, .. } => Some(format!("token:{id}")),
-            Principal::Admin => Some("admin".into()),
-            Principal::Anonymous => None,
         }
     }
 }
@@ -194,7 +184,7 @@ impl FromRequestParts<AppState> for Caller {
                     if !constant_time_eq(&rec.hash, &hash_secret(secret)) {
                         return Err(unauthorized("unknown token"));
                     }
-                    Principal::Token { id: id.to_string(), namespace: rec.namespace, perms: rec.perms }
+                    Principal::Token { namespace: rec.namespace, perms: rec.perms }
                 }
             }
         };
@@ -226,10 +216,7 @@ mod tests {
 
     #[test]
     fn tokens_are_confined_to_their_namespace_and_permissions() {
-        let c = Caller {
-            principal: Principal::Token { id: "i".into(), namespace: "ns".into(), perms: perm::READ },
-            requested: None,
-        };
+        let c = Caller { principal: Principal::Token { namespace: "ns".into(), perms: perm::READ }, requested: None };
         assert_eq!(c.namespace(perm::READ).unwrap(), "ns");
         assert_eq!(c.namespace(perm::WRITE).unwrap_err().status, StatusCode::FORBIDDEN);
         assert_eq!(c.namespace_for(Some("other"), perm::READ).unwrap_err().status, StatusCode::FORBIDDEN);

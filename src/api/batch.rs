@@ -11,9 +11,10 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::exec::{self, Blocked};
 use super::forward::Replay;
-use super::kv::{self, ApiResult};
-use super::AppState;
-use crate::command::{perm, CmdResult, Command, Condition};
+use super::parse::{self, ApiResult};
+use super::render;
+use super::state::AppState;
+use crate::model::command::{perm, CmdResult, Command, Condition};
 
 pub const MAX_OPS: usize = 100;
 
@@ -27,28 +28,28 @@ fn parse_op(st: &AppState, ns: &str, op: &Map<String, Value>) -> ApiResult<Comma
         Some(Value::String(k)) => k.clone(),
         _ => return Err(ApiError::bad_request("invalid_key", "every op needs a string \"key\"")),
     };
-    kv::validate_key(&key)?;
+    parse::validate_key(&key)?;
     let ns = ns.to_string();
     match op.get("op").and_then(Value::as_str) {
         Some("get") => Ok(Command::Get { ns, key }),
         Some("set") => {
             let value =
                 op.get("value").ok_or_else(|| ApiError::bad_request("invalid_json", "a set op needs a \"value\""))?;
-            let value = kv::value_text(st, value)?;
-            let ttl_ms = kv::ttl_ms(st, op.get("ttlSeconds"))?;
-            let (cond, _) = kv::condition(op, &Default::default())?;
+            let value = parse::value_text(st, value)?;
+            let ttl_ms = parse::ttl_ms(st, op.get("ttlSeconds"))?;
+            let (cond, _) = parse::condition(op, &Default::default())?;
             Ok(Command::Set { ns, key, value, ttl_ms, cond })
         }
         Some("delete") => {
-            let (cond, _) = kv::condition(op, &Default::default())?;
+            let (cond, _) = parse::condition(op, &Default::default())?;
             if matches!(cond, Condition::IfAbsent) {
                 return Err(ApiError::bad_request("invalid_json", "ifNotExists does not apply to delete"));
             }
             Ok(Command::Delete { ns, key, cond })
         }
         Some("increment") => {
-            let delta = kv::delta_of(op.get("delta"))?;
-            let ttl_ms = kv::ttl_ms(st, op.get("ttlSeconds"))?;
+            let delta = parse::delta_of(op.get("delta"))?;
+            let ttl_ms = parse::ttl_ms(st, op.get("ttlSeconds"))?;
             Ok(Command::Increment { ns, key, delta, ttl_ms })
         }
         _ => Err(ApiError::bad_request("invalid_op", "op must be get, set, delete or increment")),
@@ -75,7 +76,7 @@ pub fn needs_write(cmds: &[Command]) -> bool {
 
 pub async fn batch(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
     let parsed = (|| -> Result<_, ApiError> {
-        let body = kv::json_object(&replay.body, false)?;
+        let body = parse::json_object(&replay.body, false)?;
         let ops = match body.get("ops") {
             Some(Value::Array(a)) => a.clone(),
             _ => return Err(ApiError::bad_request("invalid_json", "the body needs an \"ops\" array")),
@@ -117,7 +118,7 @@ pub async fn batch(State(st): State<AppState>, caller: Caller, replay: Replay) -
 
 fn result_json_text(r: &CmdResult, is_delete: bool) -> String {
     match r {
-        CmdResult::Item(item) => kv::item_json_text(item, true),
+        CmdResult::Item(item) => render::item_json_text(item, true),
         CmdResult::Absent { key } if is_delete => serde_json::json!({"key": key, "deleted": false}).to_string(),
         CmdResult::Absent { key } => serde_json::json!({"key": key, "found": false}).to_string(),
         CmdResult::Deleted { key } => serde_json::json!({"key": key, "deleted": true}).to_string(),

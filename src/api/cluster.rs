@@ -10,9 +10,10 @@ use axum::response::{IntoResponse, Response};
 use super::auth::{forbidden, Caller, Principal};
 use super::error::ApiError;
 use super::forward::{self, Replay};
-use super::kv;
-use super::AppState;
-use crate::error::Error;
+use super::parse;
+use super::state::AppState;
+use crate::node::error::Error;
+use crate::node::membership;
 
 fn status_json(st: &AppState) -> Value {
     let s = st.node.status();
@@ -69,7 +70,7 @@ async fn detached<T: Send + 'static>(
 pub async fn add_member(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
     let parsed = (|| -> Result<(u64, String), ApiError> {
         cluster_admin(&caller)?;
-        let body = kv::json_object(&replay.body, false)?;
+        let body = parse::json_object(&replay.body, false)?;
         let id = body
             .get("id")
             .and_then(Value::as_u64)
@@ -85,7 +86,7 @@ pub async fn add_member(State(st): State<AppState>, caller: Caller, replay: Repl
         Err(e) => return e.into_response(),
     };
     let node = st.node.clone();
-    match membership_result(&st, detached(async move { node.add_member(id, addr).await }).await) {
+    match membership_result(&st, detached(async move { membership::add_member(&node, id, addr).await }).await) {
         Ok(r) => r,
         Err(Error::NotLeader { .. }) => forward::to_leader(&st, replay).await,
         Err(e) => ApiError::from(e).into_response(),
@@ -106,7 +107,7 @@ pub async fn remove_member(
         return ApiError::bad_request("invalid_id", "the node id is not a number").into_response();
     };
     let node = st.node.clone();
-    match membership_result(&st, detached(async move { node.remove_member(id).await }).await) {
+    match membership_result(&st, detached(async move { membership::remove_member(&node, id).await }).await) {
         Ok(r) => r,
         Err(Error::NotLeader { .. }) => forward::to_leader(&st, replay).await,
         Err(e) => ApiError::from(e).into_response(),

@@ -5,8 +5,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::command::Refusal;
-use crate::error::Error;
+use crate::model::command::Refusal;
+use crate::node::error::Error;
 
 #[derive(Debug)]
 pub struct ApiError {

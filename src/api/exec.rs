@@ -8,9 +8,9 @@ use axum::response::Response;
 
 use super::error::ApiError;
 use super::forward::{self, Replay};
-use super::AppState;
-use crate::command::{CmdResult, Command};
-use crate::error::Error;
+use super::state::AppState;
+use crate::model::command::{CmdResult, Command};
+use crate::node::error::Error;
 
 /// Longest a `minVersion` read waits for this node to catch up.
 pub const MIN_VERSION_WAIT: Duration = Duration::from_secs(5);

@@ -11,7 +11,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::{AppState, H_FORWARDED_BY};
+use super::state::AppState;
+use crate::protocol::H_FORWARDED_BY;
 
 /// The parts of an incoming request needed to replay it at the leader. Also the extractor
 /// handlers use for the body, so an oversized body becomes 413 `value_too_large`.

@@ -2,32 +2,40 @@
 //! internal Raft RPCs on one port. Validation happens here, at the edge; the core never
 //! imports axum.
 //!
-//! - `kv.rs`: `/kv/items` handlers (keys, increments, scans)
-//! - `batch.rs`: `/kv/batch`, atomic multi-key batches
-//! - `admin.rs`: `/admin/tokens`
+//! # Layout
+//! Lower modules first; each imports only modules above it in this list.
+//! - `error.rs`: the error → status table
+//! - `state.rs`: [`AppState`], what every handler is given
+//! - `parse.rs`: request parsing and validation shared by every surface
+//! - `render.rs`: items as native JSON, RFC 3339 times
 //! - `auth.rs`: credentials, tokens, namespaces, permissions
-//! - `exec.rs`: write/read execution shared by every API surface
-//! - `forward.rs`: one-hop proxy to the leader
 //! - `ratelimit.rs`: per-caller token buckets
+//! - `forward.rs`: one-hop proxy to the leader
+//! - `exec.rs`: write/read execution shared by every API surface
 //! - `observe.rs`: request ids, request metrics, `/metrics`, `/ready`
-//! - `cluster.rs`: `/cluster/status`, `/health`
 //! - `raft_rpc.rs`: `/raft/*` peer RPCs
-//! - `error.rs`: error → status table
+//! - the surfaces, peers of each other: `kv.rs` (`/kv/items`: keys, increments, scans),
+//!   `batch.rs` (`/kv/batch`), `admin.rs` (`/admin/tokens`, `/admin/backup`), `cluster.rs`
+//!   (`/cluster/*`, `/health`), `dialects/` (the hosted services' API shapes)
+//! - `mod.rs`: the router, which mounts them all
 
 mod admin;
-pub mod auth;
+mod auth;
 mod batch;
 mod cluster;
 mod dialects;
-pub mod error;
-pub mod exec;
-pub mod forward;
-pub mod kv;
+mod error;
+mod exec;
+mod forward;
+mod kv;
 mod observe;
+mod parse;
 mod raft_rpc;
 mod ratelimit;
+mod render;
+mod state;
 
-use std::sync::Arc;
+pub(crate) use state::AppState;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -35,15 +43,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 
-use crate::node::Node;
+use crate::protocol::{H_APPLIED, H_CONSISTENCY, H_LEADER, H_NODE};
 use error::ApiError;
-
-pub const H_NODE: &str = "x-cairn-node";
-pub const H_LEADER: &str = "x-cairn-leader";
-pub const H_CONSISTENCY: &str = "x-cairn-consistency";
-pub const H_APPLIED: &str = "x-cairn-applied-index";
-pub const H_FORWARDED_BY: &str = "x-cairn-forwarded-by";
-pub use raft_rpc::H_CLUSTER_SECRET;
 
 /// Largest request body accepted: a 1 MiB value plus an equally large `ifValue` and slack.
 /// Larger bodies get 413 `value_too_large` (see `kv.rs`).
@@ -53,24 +54,9 @@ const BODY_LIMIT: usize = 3 << 20;
 /// batched entry) or one snapshot chunk, with room to spare.
 const RAFT_BODY_LIMIT: usize = 512 << 20;
 
-#[derive(Clone)]
-pub struct AppState {
-    pub node: Arc<Node>,
-    /// Separate from the Raft RPC client so proxied traffic cannot crowd out heartbeats.
-    pub forward_http: reqwest::Client,
-    /// `None` when `--rate-limit` is 0.
-    pub limiter: Option<Arc<ratelimit::RateLimiter>>,
-}
-
-impl AppState {
-    pub fn new(node: Arc<Node>, forward_http: reqwest::Client) -> Self {
-        let per_sec = node.config.security.rate_limit_per_sec;
-        let limiter = (per_sec > 0).then(|| Arc::new(ratelimit::RateLimiter::new(per_sec)));
-        AppState { node, forward_http, limiter }
-    }
-}
-
 pub fn router(state: AppState) -> Router {
+    let per_sec = state.node.config.security.rate_limit_per_sec;
+    let limiter = (per_sec > 0).then(|| std::sync::Arc::new(ratelimit::RateLimiter::new(per_sec)));
     let raft = Router::new()
         .route("/raft/append", post(raft_rpc::append))
         .route("/raft/vote", post(raft_rpc::vote))
@@ -93,7 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/members", post(cluster::add_member))
         .route("/cluster/members/{id}", delete(cluster::remove_member))
         .merge(dialects::routes())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::limit));
+        .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::limit));
     Router::new()
         .route("/health", get(cluster::health))
         .route("/ready", get(observe::ready))

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::error::ApiError;
-use super::AppState;
+use super::state::AppState;
 use crate::metrics::METRICS;
 
 pub const H_REQUEST_ID: &str = "x-request-id";
@@ -27,7 +27,7 @@ fn new_request_id() -> String {
     static START: LazyLock<u64> = LazyLock::new(|| {
         let mut b = [0u8; 8];
         if getrandom::getrandom(&mut b).is_err() {
-            b = (crate::node::now_ms() ^ 0x5eed).to_le_bytes();
+            b = (crate::protocol::now_ms() ^ 0x5eed).to_le_bytes();
         }
         u64::from_le_bytes(b)
     });

@@ -11,9 +11,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::ApiError;
-use super::AppState;
+use super::state::AppState;
 use crate::listener::Conn;
 use crate::net::wire;
+use crate::protocol::H_CLUSTER_SECRET;
 
 async fn handle<Req, Out, Fut>(body: Bytes, f: impl FnOnce(Req) -> Fut) -> Response
 where
@@ -50,8 +51,6 @@ pub async fn snapshot(State(st): State<AppState>, body: Bytes) -> Response {
     };
     reply(st.node.raft.install_snapshot(req).await)
 }
-
-pub const H_CLUSTER_SECRET: &str = "x-cairn-cluster-secret";
 
 /// Peer RPCs carry the cluster secret when one is configured; anything else gets 401, so a
 /// stranger who can reach the port cannot vote or append entries.

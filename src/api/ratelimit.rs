@@ -3,7 +3,7 @@
 //! requests over three nodes gets up to three times the rate; docs/security.md says so.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth::{credential_from, split_token};
 use super::error::ApiError;
-use super::AppState;
 use crate::listener::Conn;
 
 /// Beyond this many tracked callers the table is reset, bounding memory against callers that
@@ -84,8 +83,9 @@ fn caller_key(req: &Request) -> String {
     }
 }
 
-pub async fn limit(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(limiter) = st.limiter.as_ref() else {
+/// The middleware; its state is `None` when `--rate-limit` is 0.
+pub async fn limit(State(limiter): State<Option<Arc<RateLimiter>>>, req: Request, next: Next) -> Response {
+    let Some(limiter) = limiter.as_ref() else {
         return next.run(req).await;
     };
     let v = limiter.check(&caller_key(&req), Instant::now());

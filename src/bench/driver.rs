@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use super::report::{Outcome, Recorder};
 use super::target::Routes;
 use super::workload::{OpKind, Rng, Workload};
-use crate::net::http1::{self, Conn};
+use crate::http1::{self, Conn};
 
 /// How every bench connection is made: the TLS configuration for https endpoints (see
 /// `tls::client_config`) and the `Authorization` header, when either is needed.

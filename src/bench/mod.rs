@@ -17,9 +17,9 @@ mod workload;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use report::{Outcome, Report, RunInfo};
-pub use target::Target;
-pub use workload::{Mix, OpKind, Workload};
+use report::{Report, RunInfo};
+use target::Target;
+use workload::Workload;
 
 use driver::{Client, Schedule};
 use target::Routes;
@@ -214,6 +214,7 @@ async fn run_checked(opts: &BenchOpts, endpoints: &[reqwest::Url]) -> Result<Rep
 
 #[cfg(test)]
 mod tests {
+    use super::workload::Mix;
     use super::*;
     use clap::Parser;
 

@@ -157,10 +157,6 @@ impl Report {
         self.info.duration.as_secs_f64().max(1e-9)
     }
 
-    pub fn throughput(&self) -> f64 {
-        self.all.ops as f64 / self.secs()
-    }
-
     pub fn to_json(&self) -> Value {
         let i = &self.info;
         let secs = self.secs();

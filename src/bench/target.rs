@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::report::{Outcome, MISS};
 use super::workload::{key_name, OpKind};
-use crate::net::http1::Conn;
+use crate::http1::Conn;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {

@@ -39,10 +39,6 @@ pub enum OpKind {
 }
 
 impl OpKind {
-    pub fn is_write(self) -> bool {
-        matches!(self, OpKind::Put | OpKind::Incr | OpKind::Cas)
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             OpKind::Put => "put",

@@ -272,14 +272,13 @@ pub async fn run_backup(opts: &ClientOpts, out: &std::path::Path) -> i32 {
     let outcome = async {
         let client = opts.client()?;
         let bytes = client.download_snapshot(&tmp).await?;
-        let meta = crate::sm::snapshot::validate(&tmp).map_err(|e| ClientError::BadResponse {
+        let index = crate::backup::validate(&tmp).map_err(|e| ClientError::BadResponse {
             endpoint: "backup".into(),
             status: 200,
             detail: format!("the downloaded snapshot is not valid: {e}"),
         })?;
         std::fs::rename(&tmp, out)
             .map_err(|e| ClientError::InvalidInput { code: "io_error", message: format!("{}: {e}", out.display()) })?;
-        let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
         Ok(format!("{{\"file\": {:?}, \"bytes\": {bytes}, \"lastIndex\": {index}}}", out.display().to_string()))
     }
     .await;

@@ -5,7 +5,6 @@
 //!
 //! With TLS the peer client dials `https://` with the node's rustls client configuration.
 
-pub mod http1;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -23,7 +22,8 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::types::{NodeId, TypeConfig};
+use crate::http1;
+use crate::model::types::{NodeId, TypeConfig};
 use crate::wal::DurableWatch;
 
 /// Builds an HTTP client for node-to-node traffic. Binding `local_ip` makes connections leave
@@ -36,7 +36,7 @@ pub fn peer_client(
 ) -> reqwest::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(s) = cluster_secret.and_then(|s| reqwest::header::HeaderValue::from_str(s).ok()) {
-        headers.insert(crate::api::H_CLUSTER_SECRET, s);
+        headers.insert(crate::protocol::H_CLUSTER_SECRET, s);
     }
     let mut builder = reqwest::Client::builder()
         .default_headers(headers)
@@ -64,7 +64,7 @@ pub fn peer_options(
         timeout: Duration::from_secs(10),
         tls,
         local_ip,
-        headers: cluster_secret.map(|s| vec![(crate::api::H_CLUSTER_SECRET, s.to_string())]).unwrap_or_default(),
+        headers: cluster_secret.map(|s| vec![(crate::protocol::H_CLUSTER_SECRET, s.to_string())]).unwrap_or_default(),
         content_type: wire::CONTENT_TYPE,
         retry_stale: true,
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use openraft::raft::InstallSnapshotRequest;
 
 use crate::codec::{self, CodecError};
-use crate::types::TypeConfig;
+use crate::model::types::TypeConfig;
 
 pub const CONTENT_TYPE: &str = "application/x-cairn-raft-v1";
 
@@ -48,7 +48,7 @@ mod tests {
     use openraft::{CommittedLeaderId, SnapshotMeta, Vote};
 
     use super::*;
-    use crate::types::LogId;
+    use crate::model::types::LogId;
 
     #[test]
     fn snapshot_chunks_round_trip_with_raw_data() {

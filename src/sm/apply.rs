@@ -10,8 +10,8 @@ use openraft::{EntryPayload, StoredMembership};
 
 use super::keys::{self, StoredItem, TokenRecord};
 use crate::codec;
-use crate::command::{CmdResult, Command, Condition, Item, Limits, Number, Proposal, ProposalResult, Refusal};
-use crate::types::{Entry, LogId};
+use crate::model::command::{CmdResult, Command, Condition, Item, Limits, Number, Proposal, ProposalResult, Refusal};
+use crate::model::types::{Entry, LogId};
 
 /// Storage failure while applying: fatal for the node (openraft stops it).
 #[derive(Debug, thiserror::Error)]

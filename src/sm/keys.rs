@@ -34,8 +34,7 @@ pub const EXPIRY: u8 = b'x';
 pub const COUNT: u8 = b'c';
 pub const TOKEN: u8 = b't';
 pub const RETIRED: u8 = b'r';
-pub const META: u8 = b'm';
-
+// b'm' prefixes the meta keys below.
 pub const META_LAST_APPLIED: &[u8] = b"mlast_applied";
 pub const META_MEMBERSHIP: &[u8] = b"mmembership";
 pub const META_CLOCK: &[u8] = b"mclock";
@@ -86,7 +85,7 @@ pub struct TokenRecord {
     pub namespace: String,
     /// SHA-256 of the secret.
     pub hash: Vec<u8>,
-    /// Permission bits, see `crate::command::perm`.
+    /// Permission bits, see `crate::model::command::perm`.
     pub perms: u8,
     pub created_ms: u64,
 }

@@ -29,9 +29,10 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{OptionalSend, RaftSnapshotBuilder, StorageIOError};
 
 use crate::codec;
-use crate::command::{Item, ProposalResult};
+pub use crate::config::SmOptions;
 use crate::metrics::METRICS;
-use crate::types::{Entry, LogId, Membership, SnapshotMeta, StorageError, TypeConfig};
+use crate::model::command::{Item, ProposalResult};
+use crate::model::types::{Entry, LogId, Membership, SnapshotMeta, StorageError, TypeConfig};
 use apply::Applier;
 use cut::Cut;
 use keys::StoredItem;
@@ -50,19 +51,6 @@ pub fn current_snapshot_path(data_dir: &Path) -> PathBuf {
 const BUILDING: &str = "build.tmp";
 const RECEIVING: &str = "recv.tmp";
 const INSTALLING: &str = "install.tmp";
-
-/// sled tuning, exposed as node flags.
-#[derive(Debug, Clone)]
-pub struct SmOptions {
-    pub cache_bytes: u64,
-    pub flush_every_ms: Option<u64>,
-}
-
-impl Default for SmOptions {
-    fn default() -> Self {
-        SmOptions { cache_bytes: 256 << 20, flush_every_ms: Some(1000) }
-    }
-}
 
 /// What readers must see exactly as apply left it: the logical clock (so they judge expiry as
 /// apply does) and the last applied index (for `X-Cairn-Applied-Index`; openraft's metrics
@@ -177,11 +165,6 @@ impl SmReader {
             out.push(item(key, s));
         }
         Ok((out, false))
-    }
-
-    /// Keys stored in `ns`, counting expired ones not yet deleted.
-    pub fn key_count(&self, ns: &str) -> Result<u64, ReadError> {
-        Ok(self.live.read().get(keys::count_key(ns))?.map(|v| keys::decode_count(&v)).unwrap_or(0))
     }
 
     /// Whether `id` was removed from the cluster at some point (ids are never reused).
@@ -461,7 +444,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let expired: u64 = out
             .iter()
             .flat_map(|r| &r.results)
-            .map(|c| if let crate::command::CmdResult::Expired { count } = c { *count } else { 0 })
+            .map(|c| if let crate::model::command::CmdResult::Expired { count } = c { *count } else { 0 })
             .sum();
         METRICS.expired_keys.fetch_add(expired, Ordering::Relaxed);
         let clock = applier.clock;

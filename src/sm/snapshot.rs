@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::keys;
 use crate::codec;
 use crate::frame;
-use crate::types::SnapshotMeta;
+use crate::model::types::SnapshotMeta;
 
 const MAGIC: &[u8; 4] = b"CRNS";
 const VERSION: u8 = 1;

@@ -11,8 +11,8 @@ use openraft::{CommittedLeaderId, EntryPayload};
 use proptest::prelude::*;
 
 use super::apply::{add, Applier};
-use crate::command::{CmdResult, Command, Condition, Item, Limits, Number, Proposal, Refusal};
-use crate::types::{Entry, LogId};
+use crate::model::command::{CmdResult, Command, Condition, Item, Limits, Number, Proposal, Refusal};
+use crate::model::types::{Entry, LogId};
 
 const KEYS: &[&str] = &["a", "b", "c"];
 const NAMESPACES: &[&str] = &["default", "team"];

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use crate::codec;
 use crate::frame;
-use crate::types::LogId;
+use crate::model::types::LogId;
 
 const FILE: &str = "committed";
 

@@ -26,7 +26,7 @@ use std::sync::{mpsc, Arc};
 use tokio::sync::watch;
 
 use super::Shared;
-use crate::types::LogId;
+use crate::model::types::LogId;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Durable {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::frame;
-use crate::types::{LogId, Vote};
+use crate::model::types::{LogId, Vote};
 
 const MAGIC: &[u8; 4] = b"CRNM";
 const VERSION: u8 = 1;

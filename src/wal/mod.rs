@@ -38,17 +38,11 @@ use std::sync::{mpsc, Arc, RwLock};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
 
-use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+use crate::model::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 pub use durable::DurableWatch;
 use durable::{Durable, SyncRequest};
 use tokio::sync::watch;
 use writer::Writer;
-
-/// Segments roll over at this size by default. Whole segments are deleted once a snapshot
-/// covers them, so this is the granularity of WAL space reclamation: the segment being written
-/// is never deleted, so up to one segment of already-purged entries stays on disk. 64 MiB made
-/// that term the largest part of a small node's data dir (measured in docs/operations.md).
-pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
 
 struct Shared {
     /// Live (unpurged) entries. A std lock: it is never held across an await, and reads are
@@ -78,8 +72,9 @@ pub struct LogReader {
 
 impl LogStore {
     /// Opens (or creates) the WAL in `dir`, recovering entries and cutting a torn tail.
+    #[cfg(test)]
     pub fn open(dir: &Path) -> io::Result<LogStore> {
-        Self::open_with(dir, DEFAULT_SEGMENT_BYTES)
+        Self::open_with(dir, crate::config::DEFAULT_WAL_SEGMENT_BYTES)
     }
 
     /// [`LogStore::open`] with a chosen segment size.
@@ -160,7 +155,7 @@ impl LogStore {
     /// been purged behind a snapshot (restore seeds a node this way).
     /// The vote is seeded in `upto`'s term, so the node's first election is in a later term
     /// than any entry it holds (Raft requires a leader's term to cover its log).
-    pub fn seed_purged(dir: &Path, upto: LogId, self_id: crate::types::NodeId) -> io::Result<()> {
+    pub fn seed_purged(dir: &Path, upto: LogId, self_id: crate::model::types::NodeId) -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let vote = Vote::new(upto.leader_id.term, self_id);
         meta::store(dir, &meta::WalMeta { vote: Some(vote), last_purged: Some(upto) })

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::codec;
 use crate::frame;
-use crate::types::{Entry, LogId};
+use crate::model::types::{Entry, LogId};
 
 pub const SUFFIX: &str = ".seg";
 

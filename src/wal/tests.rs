@@ -11,9 +11,9 @@ use openraft::{CommittedLeaderId, EntryPayload, RaftLogReader};
 use tempfile::TempDir;
 
 use super::LogStore;
-use crate::command::{Command, Condition, Proposal};
+use crate::model::command::{Command, Condition, Proposal};
+use crate::model::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::sm::{SmOptions, StateMachine};
-use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 fn entry(index: u64) -> Entry {
     let cmd = Command::Set {

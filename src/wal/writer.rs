@@ -14,7 +14,7 @@ use super::meta::{self, WalMeta};
 use super::segment::{self, Segment};
 use crate::codec;
 use crate::frame;
-use crate::types::{Entry, LogId, Vote};
+use crate::model::types::{Entry, LogId, Vote};
 
 pub struct Writer {
     pub dir: PathBuf,

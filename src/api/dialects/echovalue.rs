@@ -15,13 +15,15 @@ use axum::routing::{any, get};
 use axum::Router;
 use std::collections::HashMap;
 
-use super::{clamp_ttl_ms, dialect_status, has_control, mark_consistency, text, value_as_text, with_retry_after};
+use super::shared::{
+    clamp_ttl_ms, dialect_status, has_control, mark_consistency, text, value_as_text, with_retry_after,
+};
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::api::exec::{self, Blocked};
 use crate::api::forward::Replay;
-use crate::api::AppState;
-use crate::command::{perm, CmdResult, Command, Condition, Refusal};
+use crate::api::state::AppState;
+use crate::model::command::{perm, CmdResult, Command, Condition, Refusal};
 
 const MAX_NAME_CHARS: usize = 30;
 const MAX_VALUE_CHARS: usize = 1000;

@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{blocked, error, not_found, Res};
 use crate::api::auth;
-use crate::api::dialects::clamp_ttl_ms;
+use crate::api::dialects::shared::clamp_ttl_ms;
 use crate::api::error::ApiError;
 use crate::api::exec;
 use crate::api::forward::{self, Replay};
-use crate::api::AppState;
-use crate::command::{CmdResult, Command, Condition, Refusal};
+use crate::api::state::AppState;
+use crate::model::command::{CmdResult, Command, Condition, Refusal};
 
 /// The reserved namespace holding one lookup record per bucket: id → namespace.
 pub const LOOKUP_NS: &str = "_kvdb";

@@ -15,11 +15,11 @@ use axum::response::Response;
 
 use super::bucket::{self, guarded, on_leader, Fail};
 use super::{bad, blocked, check_key, error, not_found, parse_ttl, refused, BucketKey, Res, MAX_VALUE_BYTES};
-use crate::api::dialects::{mark_consistency, text, value_as_text};
+use crate::api::dialects::shared::{mark_consistency, text, value_as_text};
 use crate::api::exec;
 use crate::api::forward::Replay;
-use crate::api::AppState;
-use crate::command::{CmdResult, Command, Condition, Number, Refusal};
+use crate::api::state::AppState;
+use crate::model::command::{CmdResult, Command, Condition, Number, Refusal};
 
 type KeyPath = Result<Path<(String, String)>, PathRejection>;
 type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;

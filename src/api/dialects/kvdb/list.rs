@@ -16,12 +16,12 @@ use axum::response::{IntoResponse, Response};
 
 use super::bucket;
 use super::{bad, blocked, error, not_found, BucketKey, Res};
-use crate::api::dialects::{has_control, mark_consistency, value_as_text};
+use crate::api::dialects::shared::{has_control, mark_consistency, value_as_text};
 use crate::api::error::ApiError;
 use crate::api::exec;
 use crate::api::forward::Replay;
-use crate::api::AppState;
-use crate::command::Item;
+use crate::api::state::AppState;
+use crate::model::command::Item;
 
 const DEFAULT_LIMIT: usize = 10_000;
 const MAX_LIMIT: usize = 10_000;

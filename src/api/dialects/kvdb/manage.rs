@@ -10,12 +10,12 @@ use super::bucket::{busy, clone_replay, key_hash, meta_key, new_id, on_leader, r
 use super::bucket::{GUARD_ATTEMPTS, LOOKUP_NS};
 use super::{bad, blocked, error, forbidden, not_found, refused, BucketKey, Res};
 use crate::api::auth::Caller;
-use crate::api::dialects::{form_pairs, text};
+use crate::api::dialects::shared::{form_pairs, text};
 use crate::api::error::ApiError;
 use crate::api::exec;
 use crate::api::forward::Replay;
-use crate::api::AppState;
-use crate::command::{perm, CmdResult, Command, Condition, Refusal};
+use crate::api::state::AppState;
+use crate::model::command::{perm, CmdResult, Command, Condition, Refusal};
 
 /// One week, the seed's default.
 const DEFAULT_TTL_SECONDS: u64 = 604_800;

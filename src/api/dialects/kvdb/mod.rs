@@ -25,12 +25,12 @@ use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
-use super::{dialect_status, text, with_retry_after};
+use super::shared::{dialect_status, text, with_retry_after};
 use crate::api::auth::{self, Caller, Principal};
 use crate::api::error::ApiError;
 use crate::api::exec::Blocked;
-use crate::api::AppState;
-use crate::command::{perm, Refusal};
+use crate::api::state::AppState;
+use crate::model::command::{perm, Refusal};
 use bucket::Bucket;
 
 type Res<T> = Result<T, ApiError>;
@@ -214,7 +214,7 @@ fn check_key(key: &str) -> Res<()> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
         return Err(bad(format!("keys are 1 to {MAX_KEY_BYTES} bytes")));
     }
-    if super::has_control(key) {
+    if super::shared::has_control(key) {
         return Err(bad("keys must not contain control characters"));
     }
     Ok(())

@@ -13,8 +13,9 @@ use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::api::exec;
 use crate::api::forward::Replay;
-use crate::api::{kv, AppState};
-use crate::command::{perm, CmdResult, Command, Condition};
+use crate::api::parse;
+use crate::api::state::AppState;
+use crate::model::command::{perm, CmdResult, Command, Condition};
 
 const MAX_OPS: usize = 100;
 
@@ -58,7 +59,7 @@ pub(super) async fn batch(State(st): State<AppState>, caller: Res<Caller>, repla
         let caller = caller?;
         let ns = caller.namespace(perm::READ)?;
         let replay = replay?;
-        let body = kv::json_object(&replay.body, false)?;
+        let body = parse::json_object(&replay.body, false)?;
         let ops = match body.get("ops") {
             Some(Value::Array(a)) if a.len() <= MAX_OPS => a,
             Some(Value::Array(_)) => return Err(bad(format!("a batch holds at most {MAX_OPS} ops"))),

@@ -19,13 +19,14 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use serde_json::{Map, Value};
 
-use super::{clamp_ttl_ms, dialect_status, mark_consistency, with_retry_after};
+use super::shared::{clamp_ttl_ms, dialect_status, mark_consistency, with_retry_after};
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::api::exec::{self, Blocked};
 use crate::api::forward::Replay;
-use crate::api::{kv, AppState};
-use crate::command::{perm, CmdResult, Command, Condition, Item, Refusal};
+use crate::api::state::AppState;
+use crate::api::{parse, render};
+use crate::model::command::{perm, CmdResult, Command, Condition, Item, Refusal};
 
 const MAX_KEY_CHARS: usize = 512;
 /// "value max 256 KB serialized".
@@ -161,7 +162,7 @@ fn json_text(s: &str) -> String {
 
 fn expires_json(at: Option<u64>) -> String {
     match at {
-        Some(ms) if ms < RFC3339_LIMIT_MS => json_text(&kv::rfc3339(ms)),
+        Some(ms) if ms < RFC3339_LIMIT_MS => json_text(&render::rfc3339(ms)),
         _ => "null".into(),
     }
 }
@@ -227,7 +228,7 @@ async fn put_key(
         let ns = caller?.namespace(perm::WRITE)?;
         let key = key_of(path)?;
         let replay = replay?;
-        let obj = kv::json_object(&replay.body, false)?;
+        let obj = parse::json_object(&replay.body, false)?;
         let value = obj.get("value").ok_or_else(|| bad("the body needs a `value` field"))?;
         let value = value_text(&st, value)?;
         let ttl_ms = ttl_of(&st, obj.get("ttl"))?;
@@ -277,8 +278,8 @@ async fn increment(
         let ns = caller?.namespace(perm::WRITE)?;
         let key = key_of(path)?;
         let replay = replay?;
-        let obj = kv::json_object(&replay.body, true)?;
-        let delta = kv::delta_of(obj.get("delta"))?;
+        let obj = parse::json_object(&replay.body, true)?;
+        let delta = parse::delta_of(obj.get("delta"))?;
         let ttl_ms = ttl_of(&st, obj.get("ttl"))?;
         Ok((Command::Increment { ns, key, delta, ttl_ms }, replay))
     })();
@@ -304,8 +305,8 @@ async fn scan(
         let q = query_of(query)?;
         let prefix = q.get("prefix").cloned().unwrap_or_default();
         check_key(&prefix, "prefix", true)?;
-        let after = q.get("cursor").filter(|c| !c.is_empty()).map(|c| kv::decode_cursor(c)).transpose()?;
-        let limit = kv::scan_limit(q.get("limit"))?;
+        let after = q.get("cursor").filter(|c| !c.is_empty()).map(|c| parse::decode_cursor(c)).transpose()?;
+        let limit = parse::scan_limit(q.get("limit"))?;
         let strong = exec::is_strong(&st, q.get("consistency").map(String::as_str))?;
         Ok((ns, prefix, after, limit, strong, replay?))
     })();
@@ -321,7 +322,7 @@ async fn scan(
         Err(e) => return error(e.into()),
     };
     let next = match items.last() {
-        Some(last) if more => json_text(&kv::encode_cursor(&last.key)),
+        Some(last) if more => json_text(&parse::encode_cursor(&last.key)),
         _ => "null".into(),
     };
     let keys: Vec<String> = items.iter().map(|i| json_text(&i.key)).collect();

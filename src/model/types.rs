@@ -2,10 +2,9 @@
 
 use openraft::BasicNode;
 
-use crate::command::{Proposal, ProposalResult};
+use crate::model::command::{Proposal, ProposalResult};
 
-/// Node ids are operator-chosen small integers; they are never reused.
-pub type NodeId = u64;
+pub use crate::config::NodeId;
 
 openraft::declare_raft_types!(
     /// Cairn's Raft types. Snapshots are files so a large state machine streams from disk

@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
-use crate::command::Command;
-use crate::node::{now_ms, Node};
+use crate::model::command::Command;
+use crate::node::Node;
+use crate::protocol::now_ms;
 
 pub async fn run(node: Arc<Node>) {
     let mut tick = tokio::time::interval(node.config.expire_interval);

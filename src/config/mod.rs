@@ -1,13 +1,49 @@
-//! A node's configuration as the library sees it: plain data, filled in by the binary from
-//! flags and environment variables. Defaults live in the binary's flag definitions and are
-//! documented in docs/api.md and README.
+//! A node's configuration: what `cairn serve` accepts (`args`: flags, `CAIRN_*` variables and
+//! their defaults, the only place defaults are written), the TOML file that can supply the
+//! same settings (`file`), and the plain data the node runs on ([`NodeConfig`]). Validation
+//! lives here too ([`NodeConfig::validate`]), and the server runs it again on whatever config
+//! it is handed, so an embedding program gets the same refusals as the binary.
+//!
+//! A leaf of the crate: storage, the node and the edge read these types; this module imports
+//! nothing from them.
+
+pub(crate) mod args;
+pub mod file;
+
+pub use args::{LogFormat, ServeArgs};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::sm::SmOptions;
-use crate::types::NodeId;
+/// Node ids are operator-chosen small integers; they are never reused. (`model::types`
+/// re-exports this for openraft.)
+pub type NodeId = u64;
+
+/// Segments roll over at this size by default. Whole segments are deleted once a snapshot
+/// covers them, so this is the granularity of WAL space reclamation: the segment being written
+/// is never deleted, so up to one segment of already-purged entries stays on disk. 64 MiB made
+/// that term the largest part of a small node's data dir (measured in docs/operations.md).
+pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 16 << 20;
+/// sled's page cache.
+pub const DEFAULT_SLED_CACHE_MB: u64 = 256;
+/// sled's background flush interval. The WAL is the durability point; this only shortens
+/// replay after a crash.
+pub const DEFAULT_SLED_FLUSH_MS: u64 = 1000;
+
+/// sled tuning, exposed as node flags.
+#[derive(Debug, Clone)]
+pub struct SmOptions {
+    pub cache_bytes: u64,
+    /// `None`: sled flushes only on shutdown.
+    pub flush_every_ms: Option<u64>,
+}
+
+impl Default for SmOptions {
+    fn default() -> Self {
+        SmOptions { cache_bytes: DEFAULT_SLED_CACHE_MB << 20, flush_every_ms: Some(DEFAULT_SLED_FLUSH_MS) }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -64,12 +100,6 @@ pub struct Quotas {
     pub default_ttl_seconds: Option<u64>,
 }
 
-impl Default for Quotas {
-    fn default() -> Self {
-        Quotas { max_keys_per_namespace: 1_000_000, max_value_bytes: 1 << 20, default_ttl_seconds: None }
-    }
-}
-
 /// Who may call the node. See docs/security.md.
 #[derive(Debug, Clone, Default)]
 pub struct Security {
@@ -81,32 +111,37 @@ pub struct Security {
     pub cluster_secret: Option<String>,
     /// Requests per second per token (or per client IP without one); 0 = off.
     pub rate_limit_per_sec: u32,
+    /// `--insecure-allow-anonymous`: the operator accepts an open node on a non-loopback
+    /// address. Without it [`NodeConfig::validate`] refuses such a node.
+    pub insecure: bool,
 }
 
 impl NodeConfig {
-    /// A config with the documented defaults, for tests and embedding.
-    pub fn new(id: NodeId, listen: SocketAddr, data_dir: PathBuf) -> NodeConfig {
-        NodeConfig {
-            id,
-            listen,
-            advertise: listen.to_string(),
-            data_dir,
-            peers: Vec::new(),
-            heartbeat: Duration::from_millis(100),
-            election_min: Duration::from_millis(600),
-            election_max: Duration::from_millis(1200),
-            snapshot_logs: 10_000,
-            snapshot_keep_logs: 1_000,
-            wal_segment_bytes: crate::wal::DEFAULT_SEGMENT_BYTES,
-            write_timeout: Duration::from_secs(10),
-            expire_interval: Duration::from_secs(1),
-            sm: SmOptions::default(),
-            join: None,
-            join_timeout: Duration::from_secs(300),
-            quotas: Quotas::default(),
-            security: Security { allow_anonymous: true, ..Security::default() },
-            tls: None,
+    /// Refuses a configuration the node must not run with: timings that would elect
+    /// constantly, limits of zero, and (unless explicitly insecure) an open node or open peer
+    /// RPCs on an address other machines can reach.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.election_min >= self.election_max || self.heartbeat >= self.election_min {
+            return Err("need --heartbeat-ms < --election-min-ms < --election-max-ms".into());
         }
+        if self.quotas.max_value_bytes == 0 || self.quotas.default_ttl_seconds == Some(0) {
+            return Err("--max-value-bytes and --default-ttl-seconds must be positive".into());
+        }
+        if !self.listen.ip().is_loopback() && !self.security.insecure {
+            if self.security.admin_token.is_none() {
+                return Err(format!(
+                    "{} is not a loopback address: give --admin-token (or --insecure-allow-anonymous)",
+                    self.listen
+                ));
+            }
+            if self.security.cluster_secret.is_none() {
+                return Err(format!(
+                    "{} is not a loopback address: give --cluster-secret for peer RPCs (or --insecure-allow-anonymous)",
+                    self.listen
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The URL scheme of this cluster's peers (and of this node).

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::command::{CmdResult, Command};
-use crate::error::Error;
+use crate::model::command::{CmdResult, Command};
+use crate::node::error::Error;
 
 /// Two, not more: measured when openraft 0.9 still flushed each entry on the leader before it
 /// replicated it, one entry at a time, so extra proposals only queued inside Raft while
@@ -154,7 +154,7 @@ fn fan_out(result: WriteResult, counts: &[usize], waiters: Vec<oneshot::Sender<W
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::Condition;
+    use crate::model::command::Condition;
     use std::sync::Mutex;
 
     fn set(key: &str) -> Command {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Mutex};
 
-use crate::error::Error;
+use crate::node::error::Error;
 
 pub struct ReadBarrier {
     /// Generation of the most recently *started* barrier.

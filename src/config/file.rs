@@ -5,19 +5,48 @@
 //! same way whatever its source.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-/// What the binary knows about one `serve` flag.
-pub struct FlagInfo {
+use clap::parser::ValueSource;
+
+/// `argv` with the settings of `serve --config FILE` (or `CAIRN_CONFIG`) appended as flags, for
+/// every `serve` flag that neither the command line nor the environment set. `argv` comes back
+/// unchanged when it has no `serve` subcommand or no config file, and also when clap rejects
+/// it: the caller's own parse then reports that (or prints `--help`).
+pub fn argv_with_config_file(command: clap::Command, mut argv: Vec<String>) -> Result<Vec<String>, String> {
+    let Ok(matches) = command.clone().try_get_matches_from(&argv) else { return Ok(argv) };
+    let Some(serve) = matches.subcommand_matches("serve") else { return Ok(argv) };
+    let Some(path) = serve.get_one::<PathBuf>("config") else { return Ok(argv) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let serve_cmd = command.find_subcommand("serve").ok_or("no serve command")?;
+    let flags: Vec<FlagInfo> = serve_cmd
+        .get_arguments()
+        .filter_map(|a| {
+            let long = a.get_long()?.to_string();
+            let source = serve.value_source(a.get_id().as_str());
+            Some(FlagInfo {
+                long,
+                switch: matches!(a.get_action(), clap::ArgAction::SetTrue),
+                set_elsewhere: matches!(source, Some(ValueSource::CommandLine | ValueSource::EnvVariable)),
+            })
+        })
+        .collect();
+    argv.extend(extra_args(&text, &flags)?);
+    Ok(argv)
+}
+
+/// What the parser knows about one `serve` flag.
+struct FlagInfo {
     /// Long name, kebab-case.
-    pub long: String,
+    long: String,
     /// A switch (`--flag`) rather than `--flag VALUE`.
-    pub switch: bool,
+    switch: bool,
     /// Already set on the command line or in the environment.
-    pub set_elsewhere: bool,
+    set_elsewhere: bool,
 }
 
 /// Extra arguments for the settings in `toml_text` that nothing else set.
-pub fn extra_args(toml_text: &str, flags: &[FlagInfo]) -> Result<Vec<String>, String> {
+fn extra_args(toml_text: &str, flags: &[FlagInfo]) -> Result<Vec<String>, String> {
     let table: BTreeMap<String, toml::Value> = toml::from_str(toml_text).map_err(|e| format!("config file: {e}"))?;
     let mut out = Vec::new();
     for (key, value) in table {

@@ -1,5 +1,20 @@
-//! A running node: storage opened, Raft started, and the core operations the API layer calls
-//! (write, read at a consistency level, wait for an index, status). Nothing here knows HTTP.
+//! The core: a running node. Storage opened, Raft started, and the operations the HTTP edge
+//! calls (write, read at a consistency level, wait for an index, status). Nothing in this
+//! folder knows HTTP; the edge translates [`error::Error`] to status codes.
+//!
+//! # Layout
+//! - `mod.rs`: [`Node`]: start-up, status and readiness, writes, reads, shutdown
+//! - `batcher`: packs concurrent writes into one Raft entry on the leader
+//! - `read_barrier`: shares ReadIndex rounds between concurrent strong reads
+//! - `membership`: adding and removing members, retired ids, the `--join` loop
+//! - `ttl`: the leader's expiry ticker
+//! - `error`: the core's error classes and why a node could not start
+
+pub(crate) mod batcher;
+pub mod error;
+pub(crate) mod membership;
+pub(crate) mod read_barrier;
+pub(crate) mod ttl;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -7,23 +22,23 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::batcher::{self, Pending, WriteResult};
-use crate::command::{Command, Item, Limits, Proposal};
 use crate::config::NodeConfig;
-use crate::error::{Error, StartError};
+use crate::model::command::{Command, Item, Limits, Proposal};
+use crate::model::types::{NodeId, Raft};
 use crate::net::{self, Network};
-use crate::read_barrier::ReadBarrier;
-use crate::sm::TokenRecord;
-use crate::sm::{SmReader, StateMachine};
-use crate::types::{NodeId, Raft};
+use crate::protocol::now_ms;
+use crate::sm::{SmReader, StateMachine, TokenRecord};
 use crate::wal::LogStore;
+use batcher::{Pending, WriteResult};
+use error::{Error, StartError};
+use read_barrier::ReadBarrier;
 
 const IDENTITY_FILE: &str = "cairn-node-id";
 
@@ -42,6 +57,9 @@ pub struct Node {
     read_barrier: ReadBarrier,
     /// The term in which this process last committed an entry as leader (see `confirm_term`).
     confirmed_term: AtomicU64,
+    /// The data dir held no Raft state at start: only such a node may `--join` (a node that
+    /// already has a log is a member, or was one, and must not ask again).
+    pub(crate) started_empty: bool,
 }
 
 /// Raft figures for `/metrics`.
@@ -123,10 +141,6 @@ async fn propose(raft: Raft, id: NodeId, timeout: Duration, limits: Limits, cmds
 
 fn storage(e: impl std::fmt::Display) -> Error {
     Error::Storage(e.to_string())
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Writes a new data dir's identity file (also used by restore).
@@ -231,7 +245,6 @@ impl Node {
         let (r, timeout) = (raft.clone(), config.write_timeout);
         let limits = Limits { max_keys_per_namespace: config.quotas.max_keys_per_namespace };
         tokio::spawn(batcher::run(batch_rx, move |cmds| propose(r.clone(), id, timeout, limits, cmds)));
-        let join = config.join.clone().filter(|_| pristine);
         let node = Arc::new(Node {
             id,
             raft,
@@ -242,10 +255,8 @@ impl Node {
             peer_http: http,
             read_barrier: ReadBarrier::default(),
             confirmed_term: AtomicU64::new(0),
+            started_empty: pristine,
         });
-        if let Some(j) = join {
-            tokio::spawn(crate::membership::join_loop(node.clone(), j));
-        }
         Ok(node)
     }
 

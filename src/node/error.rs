@@ -1,7 +1,7 @@
 //! The core's error classes, each something a caller can act on. The API layer translates
 //! them to HTTP in one table (`api/error.rs`); nothing here knows about HTTP.
 
-use crate::types::NodeId;
+use crate::model::types::NodeId;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {

@@ -1,0 +1,187 @@
+//! Request parsing and validation shared by the native API, batches, admin routes and the
+//! dialects: keys, TTLs, versions, JSON bodies, write conditions, increment deltas, scan
+//! cursors and limits. Handlers sit above this module; it never imports one of them.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query};
+use axum::http::{header, HeaderMap, StatusCode};
+use base64::Engine;
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::model::command::{Condition, Number};
+
+pub const MAX_KEY_BYTES: usize = 512;
+
+pub const MAX_TTL_SECONDS: u64 = 365 * 24 * 3600;
+
+pub const MAX_SCAN_LIMIT: usize = 1000;
+
+const DEFAULT_SCAN_LIMIT: usize = 100;
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+pub fn validate_key(key: &str) -> ApiResult<()> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(ApiError::bad_request("invalid_key", format!("keys are 1 to {MAX_KEY_BYTES} bytes")));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("invalid_key", "keys must not contain control characters"));
+    }
+    Ok(())
+}
+
+pub fn key_of(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    let Path(key) = path.map_err(|e| ApiError::bad_request("invalid_key", format!("bad key: {e}")))?;
+    validate_key(&key)?;
+    Ok(key)
+}
+
+pub fn query_of(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<HashMap<String, String>> {
+    q.map(|Query(m)| m).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+/// `ttlSeconds` → milliseconds, falling back to the node's default TTL.
+pub fn ttl_ms(st: &AppState, v: Option<&Value>) -> ApiResult<Option<u64>> {
+    match v {
+        None | Some(Value::Null) => Ok(st.node.config.quotas.default_ttl_seconds.map(|s| s * 1000)),
+        Some(v) => match v.as_u64() {
+            Some(s) if (1..=MAX_TTL_SECONDS).contains(&s) => Ok(Some(s * 1000)),
+            _ => Err(ApiError::bad_request(
+                "invalid_ttl",
+                format!("ttlSeconds must be an integer from 1 to {MAX_TTL_SECONDS}"),
+            )),
+        },
+    }
+}
+
+pub fn parse_version(s: &str) -> ApiResult<u64> {
+    s.trim()
+        .trim_matches('"')
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_version", format!("`{s}` is not a version")))
+}
+
+pub fn json_object(body: &[u8], allow_empty: bool) -> ApiResult<serde_json::Map<String, Value>> {
+    if allow_empty && body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request("invalid_json", "the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}"))),
+    }
+}
+
+/// A JSON value as canonical text, within the node's value size limit.
+pub fn value_text(st: &AppState, v: &Value) -> ApiResult<String> {
+    let text = v.to_string();
+    let max = st.node.config.quotas.max_value_bytes;
+    if text.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "value_too_large",
+            format!("values are at most {max} bytes of JSON"),
+        ));
+    }
+    Ok(text)
+}
+
+/// Collects the write condition from body fields and HTTP precondition headers. At most one
+/// may be given. Returns the condition and whether it came from a header (→ 412 on refusal).
+pub fn condition(body: &serde_json::Map<String, Value>, headers: &HeaderMap) -> ApiResult<(Condition, bool)> {
+    let mut found: Vec<(Condition, bool)> = Vec::new();
+    match body.get("ifNotExists") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+        Some(Value::Bool(true)) => found.push((Condition::IfAbsent, false)),
+        Some(_) => return Err(ApiError::bad_request("invalid_json", "ifNotExists must be a boolean")),
+    }
+    match body.get("ifVersion") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => found.push((Condition::IfVersion(parse_version(s)?), false)),
+        Some(Value::Number(n)) => found.push((Condition::IfVersion(parse_version(&n.to_string())?), false)),
+        Some(_) => return Err(ApiError::bad_request("invalid_version", "ifVersion must be a version string")),
+    }
+    if let Some(v) = body.get("ifValue") {
+        found.push((Condition::IfValue(v.to_string()), false));
+    }
+    found.extend(header_condition(headers)?);
+    single_condition(found)
+}
+
+pub fn single_condition(mut found: Vec<(Condition, bool)>) -> ApiResult<(Condition, bool)> {
+    match found.len() {
+        0 => Ok((Condition::None, false)),
+        1 => Ok(found.remove(0)),
+        _ => Err(ApiError::bad_request(
+            "conflicting_conditions",
+            "give at most one of ifNotExists, ifVersion, ifValue, If-Match, If-None-Match",
+        )),
+    }
+}
+
+pub fn header_condition(headers: &HeaderMap) -> ApiResult<Option<(Condition, bool)>> {
+    let text = |name: header::HeaderName| -> ApiResult<Option<String>> {
+        match headers.get(&name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(|s| Some(s.trim().to_string()))
+                .map_err(|_| ApiError::bad_request("invalid_precondition", format!("{name} is not text"))),
+        }
+    };
+    if let Some(m) = text(header::IF_MATCH)? {
+        let v = parse_version(&m)
+            .map_err(|_| ApiError::bad_request("invalid_precondition", "If-Match takes one version ETag"))?;
+        return Ok(Some((Condition::IfVersion(v), true)));
+    }
+    if let Some(m) = text(header::IF_NONE_MATCH)? {
+        if m != "*" {
+            return Err(ApiError::bad_request("invalid_precondition", "If-None-Match supports only *"));
+        }
+        return Ok(Some((Condition::IfAbsent, true)));
+    }
+    Ok(None)
+}
+
+/// A JSON number as an increment delta.
+pub fn delta_of(v: Option<&Value>) -> ApiResult<Number> {
+    match v {
+        None | Some(Value::Null) => Ok(Number::Int(1)),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(i) => Ok(Number::Int(i)),
+            None => n
+                .as_f64()
+                .map(Number::Float)
+                .ok_or_else(|| ApiError::bad_request("invalid_delta", "delta must be a number")),
+        },
+        Some(_) => Err(ApiError::bad_request("invalid_delta", "delta must be a number")),
+    }
+}
+
+/// Cursors are the last key returned, base64url-encoded: opaque to clients, and resuming
+/// strictly after a key means every key present for the whole scan is returned exactly once.
+pub fn encode_cursor(key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes())
+}
+
+pub fn decode_cursor(c: &str) -> ApiResult<String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not one this API returned"))
+}
+
+pub fn scan_limit(v: Option<&String>) -> ApiResult<usize> {
+    match v {
+        None => Ok(DEFAULT_SCAN_LIMIT),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_SCAN_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {MAX_SCAN_LIMIT}"))),
+        },
+    }
+}

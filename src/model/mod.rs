@@ -1,0 +1,7 @@
+//! The replicated data model: the commands that go through Raft and their results
+//! (`command`), and openraft's type configuration built on them (`types`). Storage (`wal`,
+//! `sm`), the peer network (`net`) and the node all speak these types; this folder imports
+//! nothing else from the crate but the codec-free `serde` derives.
+
+pub mod command;
+pub mod types;

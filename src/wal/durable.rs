@@ -25,7 +25,7 @@ use std::sync::{mpsc, Arc};
 
 use tokio::sync::watch;
 
-use super::Shared;
+use super::shared::Shared;
 use crate::model::types::LogId;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

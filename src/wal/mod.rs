@@ -26,6 +26,7 @@ mod committed;
 mod durable;
 mod meta;
 mod segment;
+mod shared;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -41,16 +42,9 @@ use openraft::{OptionalSend, RaftLogReader, StorageIOError};
 use crate::model::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 pub use durable::DurableWatch;
 use durable::{Durable, SyncRequest};
+use shared::Shared;
 use tokio::sync::watch;
 use writer::Writer;
-
-struct Shared {
-    /// Live (unpurged) entries. A std lock: it is never held across an await, and reads are
-    /// short clones.
-    log: RwLock<BTreeMap<u64, Entry>>,
-    last_purged: RwLock<Option<LogId>>,
-    vote: RwLock<Option<Vote>>,
-}
 
 /// The log store handed to openraft.
 pub struct LogStore {

@@ -3,12 +3,10 @@
 //! Bearer API key, JSON bodies) and read it (`json.data.value`), including the cache-aside
 //! function of seed 001 and the limits table of seed 000.
 
-mod support;
-
+use crate::support::raw::{bearer, mint_token, until_token_known, Raw};
+use crate::support::{deadline_in, parse_rfc3339_utc, unix_now, Cluster, Resp};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::raw::{bearer, mint_token, until_token_known, Raw};
-use support::{deadline_in, parse_rfc3339_utc, unix_now, Cluster, Resp};
 
 const ADMIN: &str = "rocketstack-admin";
 
@@ -38,7 +36,7 @@ impl Client {
 }
 
 async fn cluster_and_clients() -> (Cluster, Client, Client) {
-    let mut c = Cluster::start_with(3, &["--admin-token", ADMIN]);
+    let mut c = Cluster::in_process(3, &["--admin-token", ADMIN]);
     let leader = c.wait_for_leader(deadline_in(20)).await;
     let api_key = mint_token(&c.http, &c.url(leader), ADMIN, "rocketstack", &["read", "write"]).await;
     until_token_known(&c.ids().iter().map(|id| c.url(*id)).collect::<Vec<_>>(), &api_key, deadline_in(10)).await;

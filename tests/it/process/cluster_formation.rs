@@ -1,13 +1,11 @@
 //! Cluster formation: any start order of the `--peers` nodes yields exactly one agreed
 //! leader with every member listed; a node without `--peers` leads itself and serves.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::{deadline_in, Cluster};
 use serde_json::json;
-use support::{deadline_in, Cluster};
 
 /// Gap between starting consecutive nodes, so later nodes join an already-running peer set.
 const START_GAP: Duration = Duration::from_secs(1);

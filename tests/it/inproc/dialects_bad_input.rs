@@ -3,11 +3,9 @@
 //! fails only where it is not a valid value), oversized bodies (rejected before any handler runs),
 //! bodies of the wrong shape, deep JSON, broken forms.
 
-mod support;
-
+use crate::support::raw::Raw;
+use crate::support::{deadline_in, Cluster, Resp};
 use reqwest::Method;
-use support::raw::Raw;
-use support::{deadline_in, Cluster, Resp};
 
 #[derive(Clone, Copy)]
 enum Style {
@@ -34,7 +32,7 @@ fn assert_bad(r: &Resp, style: Style, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_a_4xx_in_the_dialects_style() {
-    let mut c = Cluster::single();
+    let mut c = Cluster::in_process_single(&[]);
     c.wait_for_leader(deadline_in(15)).await;
     let base = c.url(1);
     // A fresh client per request: a body over the limit is refused before it has all been

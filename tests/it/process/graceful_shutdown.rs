@@ -1,10 +1,8 @@
 //! Process lifecycle: SIGTERM stops a node cleanly (exit 0), its data survives a restart
 //! on the same data dir, and a data dir written by another id refuses to start.
 
-mod support;
-
+use crate::support::{deadline_in, free_port, run_cairn_once, Cluster};
 use serde_json::json;
-use support::{deadline_in, free_port, run_cairn_once, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_a_single_node_with_exit_code_zero() {

@@ -2,11 +2,9 @@
 //! (store, store with a 30 s TTL, read, delete) on a real three-node cluster with `x-token`,
 //! then its limits (names 30 characters, values 1000, `ttl` 1 s–30 d) and plain-text bodies.
 
-mod support;
-
+use crate::support::raw::{mint_token, until_token_known, Raw};
+use crate::support::{deadline_in, parse_rfc3339_utc, unix_now, Cluster, Resp};
 use reqwest::Method;
-use support::raw::{mint_token, until_token_known, Raw};
-use support::{deadline_in, parse_rfc3339_utc, unix_now, Cluster, Resp};
 
 const ADMIN: &str = "echovalue-admin";
 
@@ -59,14 +57,14 @@ fn assert_status(resp: &Resp, status: u16) {
 
 /// The key's expiry as seen through the native API, in seconds from now.
 async fn native_expiry_in(raw: &Raw, base: &str, stored_key: &str, headers: &[(&str, &str)]) -> f64 {
-    let url = format!("{base}/kv/items/{}?consistency=strong", support::encode_key(stored_key));
+    let url = format!("{base}/kv/items/{}?consistency=strong", crate::support::encode_key(stored_key));
     let r = raw.send(Method::GET, &url, None, headers).await.ok();
     parse_rfc3339_utc(r.data()["expiresAt"].as_str().expect("a TTL")).expect("RFC 3339") - unix_now()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_seed_example_runs_on_a_three_node_cluster() {
-    let mut c = Cluster::start_with(3, &["--admin-token", ADMIN]);
+    let mut c = Cluster::in_process(3, &["--admin-token", ADMIN]);
     let leader = c.wait_for_leader(deadline_in(20)).await;
     let mytoken = mint_token(&c.http, &c.url(leader), ADMIN, "echo", &["read", "write"]).await;
     until_token_known(&c.ids().iter().map(|id| c.url(*id)).collect::<Vec<_>>(), &mytoken, deadline_in(10)).await;
@@ -102,7 +100,7 @@ async fn every_seed_example_runs_on_a_three_node_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_and_ttls_follow_the_seed() {
-    let mut c = Cluster::single();
+    let mut c = Cluster::in_process_single(&[]);
     c.wait_for_leader(deadline_in(15)).await;
     // A loopback node without --admin-token serves the open `default` namespace.
     let ev = Client { raw: Raw::new(), base: c.url(1), token: String::new() };
@@ -130,7 +128,7 @@ async fn limits_and_ttls_follow_the_seed() {
     }
     assert_text(&ev.post("g/t?ttl=2592000", "v").await, 200, "OK");
     assert_text(&ev.post("g/short?ttl=1", "gone soon").await, 200, "OK");
-    support::until(deadline_in(10), "the 1 s key to expire", async || {
+    crate::support::until(deadline_in(10), "the 1 s key to expire", async || {
         let r = ev.get("g/short").await;
         if r.status == 404 {
             Ok(())

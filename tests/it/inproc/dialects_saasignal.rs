@@ -2,12 +2,10 @@
 //! three-node cluster, then the key rules, value and TTL limits, `if_not_exists`, scans with
 //! cursors, batch atomicity and the `{"code", "message"}` error style on one node.
 
-mod support;
-
+use crate::support::raw::{bearer, mint_token, until_token_known, Raw};
+use crate::support::{deadline_in, encode_key, parse_rfc3339_utc, unix_now, Cluster, Resp};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::raw::{bearer, mint_token, until_token_known, Raw};
-use support::{deadline_in, encode_key, parse_rfc3339_utc, unix_now, Cluster, Resp};
 
 const ADMIN: &str = "saasignal-admin";
 
@@ -54,7 +52,7 @@ fn assert_expires_in(resp: &Resp, seconds: f64) {
 }
 
 async fn single() -> (Cluster, Client) {
-    let mut c = Cluster::single();
+    let mut c = Cluster::in_process_single(&[]);
     c.wait_for_leader(deadline_in(15)).await;
     let client = Client { raw: Raw::new(), base: c.url(1), auth: String::new() };
     (c, client)
@@ -62,7 +60,7 @@ async fn single() -> (Cluster, Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_seed_example_runs_on_a_three_node_cluster() {
-    let mut c = Cluster::start_with(3, &["--admin-token", ADMIN]);
+    let mut c = Cluster::in_process(3, &["--admin-token", ADMIN]);
     let leader = c.wait_for_leader(deadline_in(20)).await;
     let sk_live = mint_token(&c.http, &c.url(leader), ADMIN, "project-1", &["read", "write"]).await;
     until_token_known(&c.ids().iter().map(|id| c.url(*id)).collect::<Vec<_>>(), &sk_live, deadline_in(10)).await;

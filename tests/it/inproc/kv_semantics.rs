@@ -2,14 +2,12 @@
 //! conditional writes (ifNotExists, ifVersion, ifValue, If-Match, If-None-Match),
 //! increment arithmetic, growing versions and the ETag header.
 
-mod support;
-
+use crate::support::{deadline_in, Cluster, Resp};
 use serde_json::{json, Value};
-use support::{deadline_in, Cluster, Resp};
 
 /// A running single-node cluster whose node is leader, and its URL.
 async fn single_node() -> (Cluster, String) {
-    let mut cluster = Cluster::single();
+    let mut cluster = Cluster::in_process_single(&[]);
     cluster.wait_for_leader(deadline_in(15)).await;
     let url = cluster.url(1);
     (cluster, url)

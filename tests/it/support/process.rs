@@ -1,29 +1,9 @@
-//! Spawning the `cairn` binary: a hermetic command (no CAIRN_* variables inherited),
+//! Spawning the `cairn` binary: a hermetic command (no `CAIRN_*` variable inherited),
 //! one-off runs with a deadline, exit waits with a deadline, and log reading.
 
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// Environment variables the server reads; removed so the developer's shell cannot leak in.
-const CAIRN_ENV: &[&str] = &[
-    "CAIRN_ID",
-    "CAIRN_LISTEN",
-    "CAIRN_ADVERTISE",
-    "CAIRN_DATA_DIR",
-    "CAIRN_PEERS",
-    "CAIRN_LOG_FORMAT",
-    "CAIRN_HEARTBEAT_MS",
-    "CAIRN_ELECTION_MIN_MS",
-    "CAIRN_ELECTION_MAX_MS",
-    "CAIRN_SNAPSHOT_LOGS",
-    "CAIRN_WRITE_TIMEOUT_MS",
-    "CAIRN_ENDPOINTS",
-    "CAIRN_TLS_CERT",
-    "CAIRN_TLS_KEY",
-    "CAIRN_PEER_CA",
-    "CAIRN_CACERT",
-];
 
 /// Runs the `cairn` binary once with `args` (stdout and stderr captured), killing it and
 /// failing the test if it has not exited by `deadline`.
@@ -55,11 +35,21 @@ pub async fn wait_until_exit(child: &mut Child, deadline: Instant) -> Result<Exi
     }
 }
 
-/// A `Command` for the binary under test, with no CAIRN_* variables inherited.
+/// A `Command` for the binary under test that inherits no `CAIRN_*` variable: every one is
+/// removed by prefix, so a variable added to `cairn serve` later cannot leak in from the
+/// developer's shell either (`process::environment` proves it).
 pub fn cairn_command() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    for var in CAIRN_ENV {
-        cmd.env_remove(var);
+    cairn_command_for(std::path::Path::new(env!("CARGO_BIN_EXE_cairn")))
+}
+
+/// [`cairn_command`] for another build of the binary (the chaos harness may run a release
+/// build).
+pub fn cairn_command_for(bin: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("CAIRN_") {
+            cmd.env_remove(var);
+        }
     }
     cmd
 }

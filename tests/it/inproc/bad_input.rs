@@ -1,14 +1,12 @@
 //! Bad input is rejected at the edge with the documented 4xx code (never a 500), and the
 //! node keeps serving afterwards.
 
-mod support;
-
+use crate::support::{deadline_in, Cluster, Resp};
 use serde_json::json;
-use support::{deadline_in, Cluster, Resp};
 
 /// A running single-node cluster whose node is leader, and its URL.
 async fn single_node() -> (Cluster, String) {
-    let mut cluster = Cluster::single();
+    let mut cluster = Cluster::in_process_single(&[]);
     cluster.wait_for_leader(deadline_in(15)).await;
     let url = cluster.url(1);
     (cluster, url)

@@ -13,6 +13,7 @@
 
 mod cluster;
 mod http;
+mod inproc;
 mod process;
 pub mod raw;
 mod time;
@@ -23,7 +24,9 @@ pub use cluster::Cluster;
 #[allow(unused_imports)]
 pub use http::{encode_key, item_url, Http, Resp, REQUEST_TIMEOUT};
 #[allow(unused_imports)]
-pub use process::{read_log, run_cairn_once};
+pub use inproc::node_config;
+#[allow(unused_imports)]
+pub use process::{cairn_command, read_log, run_cairn_once};
 #[allow(unused_imports)]
 pub use time::{parse_rfc3339_utc, unix_now};
 

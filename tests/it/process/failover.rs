@@ -2,14 +2,12 @@
 //! accepts writes, and the restarted node catches up; after every node is SIGKILLed under
 //! a concurrent write load, every acknowledged write is still there once they restart.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{deadline_in, until, Cluster, Http, Resp};
 use serde_json::{json, Value};
-use support::{deadline_in, until, Cluster, Http, Resp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_leader_is_replaced_by_another_node_and_catches_up_after_restart() {

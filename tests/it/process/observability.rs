@@ -1,11 +1,9 @@
 //! `/metrics` parses as Prometheus text and carries the documented families, `/ready` flips
 //! to 503 when a node loses its quorum, and request ids are echoed or generated.
 
-mod support;
-
+use crate::support::{deadline_in, until, Cluster};
 use reqwest::Method;
 use serde_json::json;
-use support::{deadline_in, until, Cluster};
 
 /// Checks every sample line is `name{labels} value` with a numeric value; returns the names.
 fn parse_prometheus(text: &str) -> Vec<String> {

@@ -2,13 +2,11 @@
 //! many times larger than the live data, and a follower that missed more than the leader kept
 //! in its log catches up by streaming a snapshot of over 100 MB.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::{deadline_in, until, Cluster};
 use reqwest::Method;
 use serde_json::json;
-use support::{deadline_in, until, Cluster};
 
 fn wal_bytes(dir: &Path) -> (u64, usize) {
     let mut bytes = 0;

@@ -3,12 +3,10 @@
 //! (403), each in its own error style; namespaces stay isolated across dialects while one
 //! namespace's keys are shared by all of them; inside a KVdb bucket its own keys govern.
 
-mod support;
-
+use crate::support::raw::{basic, bearer, mint_token, Raw};
+use crate::support::{deadline_in, encode_key, Cluster, Resp};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::raw::{basic, bearer, mint_token, Raw};
-use support::{deadline_in, encode_key, Cluster, Resp};
 
 const ADMIN: &str = "dialects-admin";
 
@@ -37,7 +35,7 @@ struct Tokens {
 }
 
 async fn setup() -> (Node, Tokens) {
-    let mut c = Cluster::single_with(&["--admin-token", ADMIN]);
+    let mut c = Cluster::in_process_single(&["--admin-token", ADMIN]);
     c.wait_for_leader(deadline_in(15)).await;
     let base = c.url(1);
     let mint = async |ns: &str, perms: &[&str]| mint_token(&c.http, &base, ADMIN, ns, perms).await;

@@ -1,16 +1,14 @@
 //! The native data API beyond single keys: scans with cursors, atomic batches, namespaces and
 //! access tokens (every credential style, 401/403), the key quota and the cluster secret.
 
-mod support;
-
+use crate::support::{deadline_in, Cluster, Http, Resp};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{deadline_in, Cluster, Http, Resp};
 
 const ADMIN: &str = "test-admin-token";
 
 async fn single(extra: &[&str]) -> (Cluster, String) {
-    let mut c = Cluster::single_with(extra);
+    let mut c = Cluster::in_process_single(extra);
     c.wait_for_leader(deadline_in(15)).await;
     let url = c.url(1);
     (c, url)
@@ -50,7 +48,7 @@ async fn scan_pages_through_a_prefix_in_key_order_with_opaque_cursors() {
     assert!(rest.data()["nextCursor"].is_null(), "{rest:?}");
 
     // The 1 s key disappears from scans once expired.
-    support::until(deadline_in(10), "the expired key to leave the scan", async || {
+    crate::support::until(deadline_in(10), "the expired key to leave the scan", async || {
         let r = c.http.send(Method::GET, &format!("{url}/kv/items?prefix=user:0"), None, &[]).await?;
         if keys_of(&r).is_empty() {
             Ok(())
@@ -290,7 +288,7 @@ async fn namespace_key_quota_refuses_new_keys_but_allows_updates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_rpcs_need_the_cluster_secret_when_one_is_set() {
-    let mut c = Cluster::start_with(3, &["--cluster-secret", "s3cret"]);
+    let mut c = Cluster::in_process(3, &["--cluster-secret", "s3cret"]);
     c.wait_for_leader(deadline_in(20)).await;
     let url = c.url(1);
     let r = call(&c.http, Method::POST, &format!("{url}/raft/vote"), Some(json!({})), &[]).await;
@@ -309,16 +307,25 @@ async fn default_ttl_applies_to_writes_without_one() {
 }
 
 #[test]
-fn non_loopback_listen_without_admin_token_refuses_to_start() {
+fn an_in_process_node_gets_the_binarys_refusals() {
+    // The flags the binary refuses (`process::startup`) are refused by the library itself,
+    // before any data is touched.
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .expect("run cairn");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let data = dir.path().join("data");
+    let args: Vec<String> =
+        ["--listen", "0.0.0.0:0", "--data-dir", data.to_str().unwrap()].iter().map(|s| s.to_string()).collect();
+    let err = crate::support::node_config(&args).unwrap_err();
     assert!(err.contains("--admin-token"), "{err}");
+    // An embedding program that builds its own config is checked by the server as well.
+    let mut ok_args = args.clone();
+    ok_args.extend(["--admin-token".to_string(), "t".to_string(), "--cluster-secret".to_string(), "s".to_string()]);
+    let mut config = crate::support::node_config(&ok_args).expect("a secured node is accepted");
+    config.security.admin_token = None;
+    config.security.allow_anonymous = true;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let err = rt.block_on(cairn::server::run(config, async {})).unwrap_err().to_string();
+    assert!(err.contains("--admin-token"), "{err}");
+    assert!(!data.exists(), "the refused node touched its data dir");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,11 @@
 //! A backup taken under write load restores into a fresh three-node cluster with every key,
 //! value and version it held, and the new cluster keeps growing versions past it.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::support::{deadline_in, Cluster};
 use serde_json::{json, Value};
-use support::{deadline_in, Cluster};
 
 fn cairn(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_cairn")).args(args).output().expect("run cairn")

@@ -1,5 +1,7 @@
-//! `Cluster`: owns the `cairn serve` child processes of one test — their ports, data dirs
-//! and log files in one tempdir — and starts, kills, terminates and restarts them.
+//! `Cluster`: owns the nodes of one test — their ports, data dirs and log files in one
+//! tempdir — and starts, kills, terminates and restarts them. A cluster's nodes are either
+//! `cairn serve` child processes (the process tier) or servers inside the test process
+//! (`in_process*`, the in-process tier: see `inproc.rs`); the same tests' helpers serve both.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -10,19 +12,29 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::inproc::InProcNode;
 use super::process::{cairn_command, log_tail, wait_until_exit};
 use super::{free_ports, Http, POLL_EVERY};
 
 /// Lines of each node's log printed by `dump_logs`.
 const LOG_TAIL_LINES: usize = 80;
 
-/// One node's fixed identity and, while it runs, its child process.
+/// A running node: a child process, or a server inside this process.
+enum Running {
+    Child(Child),
+    InProc(InProcNode),
+}
+
+/// One node's fixed identity and, while it runs, its process or in-process server.
 struct Node {
     id: u64,
     addr: String,
     data_dir: PathBuf,
     log_path: PathBuf,
-    child: Option<Child>,
+    child: Option<Running>,
+    /// In-process nodes: the listener bound at `prepare`, handed to the server at its first
+    /// start (so no other test can take the port in between).
+    listener: Option<std::net::TcpListener>,
     /// `--join` target when the node joins an existing cluster instead of using `--peers`.
     join: Option<String>,
     /// `cairn serve` arguments for this node only (e.g. its own `--tls-cert`).
@@ -43,6 +55,8 @@ pub struct Cluster {
     pub extra_args: Vec<String>,
     /// `http` or `https`: the scheme of `url`, for clusters started with `--tls-cert`.
     pub scheme: &'static str,
+    /// Nodes run inside this process (`in_process*`) instead of as child processes.
+    in_process: bool,
 }
 
 impl Cluster {
@@ -54,8 +68,24 @@ impl Cluster {
     }
 
     fn prepare_inner(n: usize, with_peers: bool) -> Self {
+        Self::prepare_tier(n, with_peers, false)
+    }
+
+    fn prepare_tier(n: usize, with_peers: bool, in_process: bool) -> Self {
         let dir = tempfile::Builder::new().prefix("cairn-it-").tempdir().expect("create tempdir");
-        let ports = free_ports(n);
+        // In-process nodes keep their bound listeners; processes need the port free to bind.
+        let mut listeners: Vec<Option<std::net::TcpListener>> = if in_process {
+            (0..n)
+                .map(|_| Some(std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port")))
+                .collect()
+        } else {
+            (0..n).map(|_| None).collect()
+        };
+        let ports: Vec<u16> = if in_process {
+            listeners.iter().map(|l| l.as_ref().and_then(|l| l.local_addr().ok()).expect("local_addr").port()).collect()
+        } else {
+            free_ports(n)
+        };
         let nodes: Vec<Node> = ports
             .iter()
             .enumerate()
@@ -67,6 +97,7 @@ impl Cluster {
                     data_dir: dir.path().join(format!("node{id}")),
                     log_path: dir.path().join(format!("node{id}.log")),
                     child: None,
+                    listener: listeners[i].take(),
                     join: None,
                     own_args: Vec::new(),
                 }
@@ -74,7 +105,32 @@ impl Cluster {
             .collect();
         let peers =
             with_peers.then(|| nodes.iter().map(|n| format!("{}={}", n.id, n.addr)).collect::<Vec<_>>().join(","));
-        Self { dir: Some(dir), nodes, peers, leader: None, http: Http::new(), extra_args: Vec::new(), scheme: "http" }
+        Self {
+            dir: Some(dir),
+            nodes,
+            peers,
+            leader: None,
+            http: Http::new(),
+            extra_args: Vec::new(),
+            scheme: "http",
+            in_process,
+        }
+    }
+
+    /// `n` in-process nodes forming one cluster via `--peers` (one node: no `--peers`, a
+    /// single-node cluster), each with `extra` `cairn serve` arguments, all started.
+    pub fn in_process(n: usize, extra: &[&str]) -> Self {
+        let mut cluster = Self::prepare_tier(n, n > 1, true);
+        cluster.extra_args = extra.iter().map(|s| s.to_string()).collect();
+        for id in 1..=n as u64 {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// One in-process node, a single-node cluster, with `extra` `cairn serve` arguments.
+    pub fn in_process_single(extra: &[&str]) -> Self {
+        Self::in_process(1, extra)
     }
 
     /// Starts `n` nodes with `--peers`, in id order, without delay.
@@ -156,11 +212,22 @@ impl Cluster {
         self.node_mut(id).own_args = args.iter().map(|s| s.to_string()).collect();
     }
 
-    /// Spawns node `id` (it must not be running), appending stdout and stderr to its log.
+    /// Starts node `id` (it must not be running). A process appends stdout and stderr to its
+    /// log; an in-process node serves on its prepared listener (or its address again, after a
+    /// `terminate`).
     pub fn start_node(&mut self, id: u64) {
         let args = self.serve_args(id);
+        let in_process = self.in_process;
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} is already running");
+        if in_process {
+            let listener = match node.listener.take() {
+                Some(l) => l,
+                None => std::net::TcpListener::bind(&node.addr).expect("bind the node's address again"),
+            };
+            node.child = Some(Running::InProc(InProcNode::start(format!("cairn-node-{id}"), &args[1..], listener)));
+            return;
+        }
         let mut log = OpenOptions::new().create(true).append(true).open(&node.log_path).expect("open node log");
         let stderr = log.try_clone().expect("clone log handle");
         let stdout = log.try_clone().expect("clone log handle");
@@ -169,7 +236,7 @@ impl Cluster {
         let child = cmd.spawn().expect("spawn cairn serve");
         // Marks each (re)start in the log, so a dump shows which incarnation said what.
         let _ = writeln!(log, "=== harness: started node {id} pid {} args {args:?}", child.id());
-        node.child = Some(child);
+        node.child = Some(Running::Child(child));
     }
 
     /// `total` prepared nodes of which the first `initial` form the cluster via `--peers` and
@@ -197,10 +264,13 @@ impl Cluster {
         self.start_node(id);
     }
 
-    /// SIGKILL via `Child::kill` (this child's own PID only), then reaps it.
+    /// SIGKILL via `Child::kill` (this child's own PID only), then reaps it. Process tier only:
+    /// an in-process node cannot be crashed.
     pub fn kill(&mut self, id: u64) {
         let node = self.node_mut(id);
-        let mut child = node.child.take().unwrap_or_else(|| panic!("node {id} is not running"));
+        let Some(Running::Child(mut child)) = node.child.take() else {
+            panic!("node {id} is not a running process (kills belong to the process tier)")
+        };
         let _ = child.kill();
         let _ = child.wait();
         if self.leader == Some(id) {
@@ -212,7 +282,9 @@ impl Cluster {
     /// `deadline`; returns its exit status. Panics (and `Drop` then SIGKILLs it) if it is
     /// still running at the deadline.
     pub async fn terminate(&mut self, id: u64, deadline: Instant) -> ExitStatus {
-        let mut child = self.node_mut(id).child.take().unwrap_or_else(|| panic!("node {id} is not running"));
+        let Some(Running::Child(mut child)) = self.node_mut(id).child.take() else {
+            panic!("node {id} is not a running process (SIGTERM belongs to the process tier)")
+        };
         let pid = child.id().to_string();
         let sent = Command::new("kill").arg("-TERM").arg(&pid).status();
         let outcome = match sent {
@@ -229,7 +301,7 @@ impl Cluster {
             }
             Err(why) => {
                 // Hand the child back so `Drop` SIGKILLs and reaps it.
-                self.node_mut(id).child = Some(child);
+                self.node_mut(id).child = Some(Running::Child(child));
                 panic!("terminating node {id}: {why}");
             }
         }
@@ -238,12 +310,15 @@ impl Cluster {
     /// Panics if a node this harness started has exited on its own.
     pub fn assert_running(&mut self) {
         for node in &mut self.nodes {
-            if let Some(child) = node.child.as_mut() {
-                if let Some(status) = child.try_wait().expect("try_wait on node") {
-                    let id = node.id;
-                    node.child = None;
-                    panic!("node {id} exited unexpectedly with {status}");
-                }
+            let exited = match node.child.as_mut() {
+                Some(Running::Child(child)) => child.try_wait().expect("try_wait on node").map(|s| s.to_string()),
+                Some(Running::InProc(server)) => server.exit(),
+                None => None,
+            };
+            if let Some(why) = exited {
+                let id = node.id;
+                node.child = None;
+                panic!("node {id} exited unexpectedly: {why}");
             }
         }
     }
@@ -335,6 +410,10 @@ impl Cluster {
 
     /// Prints the last lines of every node's log to stderr (shown for failing tests).
     pub fn dump_logs(&self) {
+        if self.in_process {
+            eprintln!("(in-process nodes write no log files; rerun the test in the process tier for logs)");
+            return;
+        }
         for node in &self.nodes {
             eprintln!("===== node {} log tail ({}) =====", node.id, node.log_path.display());
             eprintln!("{}", log_tail(&node.log_path, LOG_TAIL_LINES));
@@ -344,10 +423,22 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // Every in-process node is asked to stop before any is waited for, so none waits out
+        // its peers' departures one by one.
         for node in &mut self.nodes {
-            if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
+            if let Some(Running::InProc(server)) = node.child.as_mut() {
+                server.ask_to_stop();
+            }
+        }
+        for node in &mut self.nodes {
+            match node.child.take() {
+                Some(Running::Child(mut child)) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                // Dropping an in-process node stops it (bounded; see `InProcNode`).
+                Some(Running::InProc(server)) => drop(server),
+                None => {}
             }
         }
         if std::thread::panicking() {

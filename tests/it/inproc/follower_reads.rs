@@ -2,14 +2,12 @@
 //! that see a just-acknowledged write, stale default reads, `minVersion` and the
 //! X-Cairn-* headers.
 
-mod support;
-
+use crate::support::{deadline_in, Cluster};
 use serde_json::json;
-use support::{deadline_in, Cluster};
 
 /// A running 3-node cluster with an agreed leader.
 async fn three_nodes() -> Cluster {
-    let mut cluster = Cluster::start(3);
+    let mut cluster = Cluster::in_process(3, &[]);
     cluster.wait_for_leader(deadline_in(20)).await;
     cluster
 }

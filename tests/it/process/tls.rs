@@ -3,13 +3,11 @@
 //! CA, one certificate per node (IP SAN 127.0.0.1, usable as server and client), and a
 //! stranger CA whose certificates must be refused.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
+use crate::support::{deadline_in, free_port, read_log, run_cairn_once, until, Cluster, Http};
 use reqwest::Method;
 use serde_json::json;
-use support::{deadline_in, free_port, read_log, run_cairn_once, until, Cluster, Http};
 
 /// A CA and the PEM files it issued, in a tempdir.
 struct Pki {

@@ -2,10 +2,8 @@
 //! with `--token` the run completes without errors; without it, every request is refused and
 //! the run fails.
 
-mod support;
-
+use crate::support::{deadline_in, run_cairn_once, Cluster};
 use serde_json::Value;
-use support::{deadline_in, run_cairn_once, Cluster};
 
 const ADMIN: &str = "bench-admin-token";
 

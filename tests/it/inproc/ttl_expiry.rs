@@ -1,16 +1,14 @@
 //! TTL: a key written with ttlSeconds is readable with an expiresAt, then disappears on
 //! every node (judged by each node's own stale read); a key without a TTL stays.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::{deadline_in, parse_rfc3339_utc, unix_now, until, Cluster};
 use serde_json::{json, Value};
-use support::{deadline_in, parse_rfc3339_utc, unix_now, until, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ttl_key_expires_on_every_node_while_a_key_without_ttl_stays() {
-    let mut c = Cluster::start(3);
+    let mut c = Cluster::in_process(3, &[]);
     c.wait_for_leader(deadline_in(20)).await;
     let leader = c.leader_url();
 

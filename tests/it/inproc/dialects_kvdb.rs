@@ -2,12 +2,10 @@
 //! way KVdb users write them) on a real three-node cluster, then the access-key rules, listing
 //! formats and Accept negotiation, counters, TTLs, limits and bucket deletion on one node.
 
-mod support;
-
+use crate::support::raw::{basic, query_escape, Raw};
+use crate::support::{deadline_in, parse_rfc3339_utc, unix_now, Cluster, Resp};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::raw::{basic, query_escape, Raw};
-use support::{deadline_in, parse_rfc3339_utc, unix_now, Cluster, Resp};
 
 /// `curl` against one node: `-d` bodies are sent as forms, `-u 'key:'` as Basic auth.
 struct Curl {
@@ -68,7 +66,7 @@ fn assert_status(resp: &Resp, status: u16) {
 }
 
 async fn single() -> (Cluster, Curl) {
-    let mut c = Cluster::single();
+    let mut c = Cluster::in_process_single(&[]);
     c.wait_for_leader(deadline_in(15)).await;
     let curl = Curl { raw: Raw::new(), base: c.url(1) };
     (c, curl)
@@ -76,7 +74,7 @@ async fn single() -> (Cluster, Curl) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_seed_example_runs_on_a_three_node_cluster() {
-    let mut c = Cluster::start(3);
+    let mut c = Cluster::in_process(3, &[]);
     let leader = c.wait_for_leader(deadline_in(20)).await;
     let kv = Curl { raw: Raw::new(), base: c.url(leader) };
     let via_follower = Curl { raw: Raw::new(), base: c.url(c.follower_ids()[0]) };
@@ -286,7 +284,7 @@ async fn values_counters_ttls_and_limits() {
 
     // TTLs: the bucket's default_ttl, ?ttl= overrides it, ttl=0 means none, and a PATCH of an
     // existing counter renews the TTL ("keys not updated expire after this time").
-    let ns_url = |k: &str| format!("{}/kv/items/{}", kv.base, support::encode_key(&format!("kvdb:{b}:{k}")));
+    let ns_url = |k: &str| format!("{}/kv/items/{}", kv.base, crate::support::encode_key(&format!("kvdb:{b}:{k}")));
     let expiry = async |k: &str| -> Option<f64> {
         let r = kv.raw.send(Method::GET, &ns_url(k), None, &[]).await.ok();
         r.data()["expiresAt"].as_str().map(|s| parse_rfc3339_utc(s).unwrap() - unix_now())
@@ -303,7 +301,7 @@ async fn values_counters_ttls_and_limits() {
     assert_status(&kv.req(Method::PUT, &at("x?ttl=soon"), Some("v"), None).await, 400);
 
     kv.req(Method::PUT, &at("brief?ttl=1"), Some("v"), None).await.ok();
-    support::until(deadline_in(10), "the 1 s key to expire", async || {
+    crate::support::until(deadline_in(10), "the 1 s key to expire", async || {
         let r = kv.req(Method::GET, &at("brief"), None, None).await;
         if r.status == 404 {
             Ok(())
@@ -336,7 +334,7 @@ async fn deleting_a_bucket_removes_all_its_keys() {
     assert_status(&kv.req(Method::PUT, &format!("/{b}/k000"), Some("v"), Some("s")).await, 404);
     assert_status(&kv.req(Method::DELETE, &format!("/{b}"), None, Some("s")).await, 404);
     let scan = format!("{}/kv/items?prefix={}&limit=1000", kv.base, query_escape(&format!("kvdb:{b}")));
-    support::until(deadline_in(15), "the bucket's keys to be swept", async || {
+    crate::support::until(deadline_in(15), "the bucket's keys to be swept", async || {
         let r = kv.raw.try_send(Method::GET, &scan, None, &[]).await?;
         match r.data()["items"].as_array().map(Vec::len) {
             Some(0) => Ok(()),

@@ -2,13 +2,11 @@
 //! snapshot because the log behind it was purged), shrinking back, replacing a dead voter,
 //! removing the leader, retired ids, and concurrent changes answered with 409.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{deadline_in, until, Cluster, Http};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{deadline_in, until, Cluster, Http};
 
 async fn members(http: &Http, url: &str) -> Result<(Vec<u64>, Vec<u64>), String> {
     let s = http.status(url).await?;
@@ -63,7 +61,7 @@ async fn second_change_is_refused(http: &Http, url: &str, id: u64, secs: u64) {
     .await;
 }
 
-async fn membership(c: &Cluster, via: u64, method: Method, path: &str, body: Option<Value>) -> support::Resp {
+async fn membership(c: &Cluster, via: u64, method: Method, path: &str, body: Option<Value>) -> crate::support::Resp {
     c.http.must(method, &format!("{}{path}", c.url(via)), body.map(|b| serde_json::to_vec(&b).unwrap()), &[]).await
 }
 
@@ -148,7 +146,7 @@ async fn concurrent_membership_changes_get_409() {
     let mut c = Cluster::start_with(3, &["--join-timeout-s", "20"]);
     let leader = c.wait_for_leader(deadline_in(20)).await;
     // Node 9's address has nothing listening: its admission blocks until the join timeout.
-    let ghost = support::free_port();
+    let ghost = crate::support::free_port();
     let url = c.url(leader);
     let http = c.http.clone();
     let slow = tokio::spawn(async move {

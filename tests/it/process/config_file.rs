@@ -1,11 +1,9 @@
 //! `serve --config FILE`: file settings apply, and CAIRN_* variables override them.
 
-mod support;
-
 use std::process::{Command, Stdio};
 
+use crate::support::{deadline_in, free_port, until, Http};
 use serde_json::json;
-use support::{deadline_in, free_port, until, Http};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_file_settings_apply_and_environment_overrides_them() {

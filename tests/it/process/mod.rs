@@ -1,0 +1,16 @@
+//! The process tier: real `cairn` processes for what only they show: kills and restarts,
+//! SIGTERM, the CLI and its exit codes, TLS files and environment variables, membership
+//! changes with crashed members, and the process-wide metrics.
+
+mod backup_restore;
+mod bench_cli;
+mod cluster_formation;
+mod compaction;
+mod config_file;
+mod environment;
+mod failover;
+mod graceful_shutdown;
+mod membership;
+mod observability;
+mod startup;
+mod tls;

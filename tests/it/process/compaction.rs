@@ -12,7 +12,13 @@ fn wal_bytes(dir: &Path) -> (u64, usize) {
     let mut bytes = 0;
     let mut segments = 0;
     for e in std::fs::read_dir(dir.join("wal")).unwrap().flatten() {
-        let len = e.metadata().unwrap().len();
+        // The node purges segments while this runs: one listed a moment ago may be gone now,
+        // and then it holds no bytes (this unwrap failed once on exactly that race).
+        let len = match e.metadata() {
+            Ok(m) => m.len(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => panic!("stat {}: {err}", e.path().display()),
+        };
         bytes += len;
         segments += e.path().extension().is_some_and(|x| x == "seg") as usize;
     }

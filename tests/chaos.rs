@@ -8,6 +8,9 @@
 
 #[path = "chaos/mod.rs"]
 mod chaos;
+/// The cluster harness the integration tests use (`tests/it/support`).
+#[path = "it/support/mod.rs"]
+mod support;
 
 use chaos::entry::{main, Mode};
 

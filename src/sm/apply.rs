@@ -1,8 +1,10 @@
 //! Deterministic application of committed entries. This is the only code that mutates state.
 //! It never reads a clock or randomness: time comes from the leader's stamp on each proposal,
-//! folded into the replicated logical clock. A run of entries is applied through an overlay and
-//! committed as one atomic sled batch, together with `last_applied`, so a crash can never apply
-//! an entry twice or half-apply it.
+//! folded into the replicated logical clock. A run of entries is applied through an overlay
+//! whose changes, `last_applied` included, are then written key by key under the live lock
+//! ([`Writes::write_to`]): readers never see half of an apply, and after a crash the state
+//! machine is rebuilt from its snapshot and the WAL unless it was closed cleanly (`sm/mod.rs`),
+//! so an entry is never applied twice or half-applied.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -100,7 +100,8 @@ pub struct StateMachine {
     wal: Option<crate::wal::DurableWatch>,
 }
 
-/// Read access for the API layer. Reads see whole applied batches (sled batches are atomic).
+/// Read access for the API layer. Each call holds the live lock's read side, so a read sees
+/// whole applies (apply writes under its write side; sled batches are not used).
 #[derive(Clone)]
 pub struct SmReader {
     live: Arc<Live>,

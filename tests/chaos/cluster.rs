@@ -1,32 +1,18 @@
-//! The `cairn serve` processes of one run: spawned from this process (so inside its network
-//! namespace when it runs in one), killed with SIGKILL, paused with SIGSTOP/SIGCONT and
-//! restarted on the same data dir. Only the PIDs of these children are ever signalled.
+//! The `cairn serve` processes of one run, on the shared harness (`support::Cluster`, the one
+//! the integration tests use): spawned from this process (so inside its network namespace when
+//! it runs in one), killed with SIGKILL, paused with SIGSTOP/SIGCONT and restarted on the same
+//! data dir. Only the PIDs of these children are ever signalled. What is chaos-specific lives
+//! here: exits collected as findings, and the status views the nemesis and checks read.
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::proc::signal;
-
-struct Node {
-    id: u64,
-    ip: String,
-    port: u16,
-    data_dir: PathBuf,
-    log_path: PathBuf,
-    child: Option<Child>,
-    paused: bool,
-}
+use crate::support;
 
 pub struct Cluster {
-    nodes: Vec<Node>,
-    peers: String,
-    bin: PathBuf,
-    snapshot_logs: u64,
+    inner: support::Cluster,
     /// Nodes that exited without being killed by the nemesis: a crash is a finding.
     pub unexpected_exits: Vec<String>,
 }
@@ -44,45 +30,20 @@ pub struct StatusView {
 impl Cluster {
     /// Lays out nodes 1..=n at `addrs` (`(ip, port)`), with data dirs and logs under `dir`.
     pub fn new(dir: &Path, addrs: &[(String, u16)], bin: PathBuf, snapshot_logs: u64) -> Cluster {
-        let nodes: Vec<Node> = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, (ip, port))| {
-                let id = i as u64 + 1;
-                Node {
-                    id,
-                    ip: ip.clone(),
-                    port: *port,
-                    data_dir: dir.join(format!("node{id}")),
-                    log_path: dir.join(format!("node{id}.log")),
-                    child: None,
-                    paused: false,
-                }
-            })
-            .collect();
-        let peers = nodes.iter().map(|n| format!("{}={}:{}", n.id, n.ip, n.port)).collect::<Vec<_>>().join(",");
-        Cluster { nodes, peers, bin, snapshot_logs, unexpected_exits: Vec::new() }
-    }
-
-    fn node(&self, id: u64) -> &Node {
-        &self.nodes[(id - 1) as usize]
-    }
-
-    fn node_mut(&mut self, id: u64) -> &mut Node {
-        &mut self.nodes[(id - 1) as usize]
+        let extra = vec!["--snapshot-logs".to_string(), snapshot_logs.to_string()];
+        Cluster { inner: support::Cluster::at(dir, addrs, bin, extra), unexpected_exits: Vec::new() }
     }
 
     pub fn ids(&self) -> Vec<u64> {
-        self.nodes.iter().map(|n| n.id).collect()
+        self.inner.ids()
     }
 
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.inner.ids().len()
     }
 
     pub fn url(&self, id: u64) -> String {
-        let n = self.node(id);
-        format!("http://{}:{}", n.ip, n.port)
+        self.inner.url(id)
     }
 
     pub fn urls(&self) -> Vec<String> {
@@ -90,90 +51,41 @@ impl Cluster {
     }
 
     pub fn ip(&self, id: u64) -> String {
-        self.node(id).ip.clone()
+        let addr = self.inner.addr(id);
+        addr.rsplit_once(':').map(|(ip, _)| ip.to_string()).unwrap_or(addr)
     }
 
     pub fn is_up(&self, id: u64) -> bool {
-        let n = self.node(id);
-        n.child.is_some() && !n.paused
+        self.inner.is_up(id)
     }
 
     /// Spawns node `id` on its data dir, appending its output to its log.
     pub fn start(&mut self, id: u64) -> Result<(), String> {
-        let (bin, peers, snapshot_logs) = (self.bin.clone(), self.peers.clone(), self.snapshot_logs);
-        let node = self.node_mut(id);
-        if node.child.is_some() {
-            return Err(format!("node {id} is already running"));
-        }
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log_path)
-            .map_err(|e| format!("open {}: {e}", node.log_path.display()))?;
-        let out = log.try_clone().map_err(|e| e.to_string())?;
-        let err = log.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(&bin);
-        cmd.arg("serve")
-            .args(["--id", &id.to_string()])
-            .args(["--listen", &format!("{}:{}", node.ip, node.port)])
-            .arg("--data-dir")
-            .arg(&node.data_dir)
-            .args(["--peers", &peers])
-            .args(["--snapshot-logs", &snapshot_logs.to_string()])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        // The node must see only the flags above, not the developer's environment.
-        for (var, _) in std::env::vars_os() {
-            if var.to_string_lossy().starts_with("CAIRN_") {
-                cmd.env_remove(var);
-            }
-        }
-        let child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", bin.display()))?;
-        let _ = writeln!(log, "=== chaos: started node {id} pid {}", child.id());
-        node.child = Some(child);
-        node.paused = false;
-        Ok(())
+        self.inner.try_start_node(id)
     }
 
-    /// SIGKILL (this child's PID only) and reap.
+    /// SIGKILL (this child's PID only) and reap; a node that is not running is left alone.
     pub fn kill(&mut self, id: u64) {
-        let node = self.node_mut(id);
-        if let Some(mut child) = node.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            let pid = child.id();
-            if let Ok(mut log) = OpenOptions::new().append(true).open(&node.log_path) {
-                let _ = writeln!(log, "=== chaos: SIGKILLed node {id} pid {pid}");
-            }
+        if self.inner.is_running(id) {
+            self.inner.kill(id);
         }
-        node.paused = false;
     }
 
     pub fn pause(&mut self, id: u64) -> Result<(), String> {
-        let node = self.node_mut(id);
-        let child = node.child.as_ref().ok_or(format!("node {id} is not running"))?;
-        signal(child, "STOP")?;
-        node.paused = true;
-        Ok(())
+        self.inner.pause(id)
     }
 
     pub fn resume(&mut self, id: u64) -> Result<(), String> {
-        let node = self.node_mut(id);
-        if let Some(child) = node.child.as_ref() {
-            signal(child, "CONT")?;
-        }
-        node.paused = false;
-        Ok(())
+        self.inner.resume(id)
     }
 
     /// Brings every node back: resumes paused ones and starts stopped ones.
     pub fn heal_processes(&mut self) -> Result<(), String> {
         for id in self.ids() {
-            if self.node(id).paused {
+            if self.inner.is_paused(id) {
                 self.resume(id)?;
             }
-            if self.node(id).child.is_none() {
+            if !self.inner.is_running(id) {
                 self.start(id)?;
             }
         }
@@ -182,20 +94,8 @@ impl Cluster {
 
     /// Records (and forgets) nodes that exited on their own since the last call.
     pub fn reap(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(child) = node.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.unexpected_exits.push(format!(
-                        "node {} (pid {}) exited on its own with {status}; see {}",
-                        node.id,
-                        child.id(),
-                        node.log_path.display()
-                    ));
-                    node.child = None;
-                    node.paused = false;
-                }
-            }
-        }
+        let exits = self.inner.reap();
+        self.unexpected_exits.extend(exits);
     }
 
     /// `GET /cluster/status` of every running, unpaused node, within `deadline`.
@@ -259,16 +159,10 @@ impl Cluster {
     /// Kills every node (end of run).
     pub fn stop_all(&mut self) {
         for id in self.ids() {
-            if self.node(id).paused {
+            if self.inner.is_paused(id) {
                 let _ = self.resume(id);
             }
             self.kill(id);
         }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.stop_all();
     }
 }

@@ -8,8 +8,9 @@
 //! - `scenarios`: named regression plans, one per bug found.
 //! - `runner`: one run: namespace + re-exec, cluster, workload, nemesis, checks.
 //! - `finale`: after healing: final strong reads, replica convergence.
-//! - `netns`: the private network namespace and its iptables rules; `proc`: tools, signals.
-//! - `cluster`: the `cairn serve` children (kill, pause, restart, leader lookup).
+//! - `netns`: the private network namespace and its iptables rules; `proc`: external tools.
+//! - `cluster`: the `cairn serve` children on the shared harness (`tests/it/support`), and
+//!   the status views the nemesis and checks read.
 //! - `client`: HTTP and the ok / fail / info rules; `workload`: the client workers.
 //! - `nemesis`: fault steps and their timeline.
 //! - `history`: the JSON Lines history; `checker`: the Wing–Gong/Lowe search and models;

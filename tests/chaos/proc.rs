@@ -1,5 +1,4 @@
-//! Running short external tools (`ip`, `iptables`, `kill`) with a deadline, and sending
-//! signals to PIDs this harness started.
+//! Running short external tools (`ip`, `iptables`) with a deadline.
 
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -52,10 +51,4 @@ pub fn wait_deadline(child: &mut Child, deadline: Instant) -> Result<ExitStatus,
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Sends `signal` (e.g. "STOP", "CONT") to a child this harness spawned.
-pub fn signal(child: &Child, signal: &str) -> Result<(), String> {
-    let pid = child.id().to_string();
-    run_cmd("kill", &[&format!("-{signal}"), &pid], Duration::from_secs(5)).map(|_| ())
 }

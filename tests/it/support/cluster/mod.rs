@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod faults;
+
 use super::inproc::InProcNode;
-use super::process::{cairn_command, log_tail, wait_until_exit};
+use super::process::{cairn_command_for, log_tail, wait_until_exit};
 use super::{free_ports, Http, POLL_EVERY};
 
 /// Lines of each node's log printed by `dump_logs`.
@@ -32,6 +34,8 @@ struct Node {
     data_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Running>,
+    /// Stopped with SIGSTOP (`pause`) and not yet resumed.
+    paused: bool,
     /// In-process nodes: the listener bound at `prepare`, handed to the server at its first
     /// start (so no other test can take the port in between).
     listener: Option<std::net::TcpListener>,
@@ -57,6 +61,8 @@ pub struct Cluster {
     pub scheme: &'static str,
     /// Nodes run inside this process (`in_process*`) instead of as child processes.
     in_process: bool,
+    /// The binary processes run: the one `cargo test` built unless set (`Cluster::at`).
+    bin: PathBuf,
 }
 
 impl Cluster {
@@ -97,6 +103,7 @@ impl Cluster {
                     data_dir: dir.path().join(format!("node{id}")),
                     log_path: dir.path().join(format!("node{id}.log")),
                     child: None,
+                    paused: false,
                     listener: listeners[i].take(),
                     join: None,
                     own_args: Vec::new(),
@@ -114,6 +121,7 @@ impl Cluster {
             extra_args: Vec::new(),
             scheme: "http",
             in_process,
+            bin: PathBuf::from(env!("CARGO_BIN_EXE_cairn")),
         }
     }
 
@@ -216,27 +224,39 @@ impl Cluster {
     /// log; an in-process node serves on its prepared listener (or its address again, after a
     /// `terminate`).
     pub fn start_node(&mut self, id: u64) {
+        if let Err(e) = self.try_start_node(id) {
+            panic!("{e}");
+        }
+    }
+
+    /// [`Cluster::start_node`] that reports a failure to start instead of panicking.
+    pub fn try_start_node(&mut self, id: u64) -> Result<(), String> {
         let args = self.serve_args(id);
-        let in_process = self.in_process;
+        let (in_process, bin) = (self.in_process, self.bin.clone());
         let node = self.node_mut(id);
-        assert!(node.child.is_none(), "node {id} is already running");
+        if node.child.is_some() {
+            return Err(format!("node {id} is already running"));
+        }
         if in_process {
             let listener = match node.listener.take() {
                 Some(l) => l,
-                None => std::net::TcpListener::bind(&node.addr).expect("bind the node's address again"),
+                None => std::net::TcpListener::bind(&node.addr).map_err(|e| format!("bind {}: {e}", node.addr))?,
             };
             node.child = Some(Running::InProc(InProcNode::start(format!("cairn-node-{id}"), &args[1..], listener)));
-            return;
+            return Ok(());
         }
-        let mut log = OpenOptions::new().create(true).append(true).open(&node.log_path).expect("open node log");
-        let stderr = log.try_clone().expect("clone log handle");
-        let stdout = log.try_clone().expect("clone log handle");
-        let mut cmd = cairn_command();
+        let open_log = || OpenOptions::new().create(true).append(true).open(&node.log_path);
+        let mut log = open_log().map_err(|e| format!("open {}: {e}", node.log_path.display()))?;
+        let stderr = log.try_clone().map_err(|e| format!("clone log handle: {e}"))?;
+        let stdout = log.try_clone().map_err(|e| format!("clone log handle: {e}"))?;
+        let mut cmd = cairn_command_for(&bin);
         cmd.args(&args).stdin(Stdio::null()).stdout(stdout).stderr(stderr);
-        let child = cmd.spawn().expect("spawn cairn serve");
+        let child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", bin.display()))?;
         // Marks each (re)start in the log, so a dump shows which incarnation said what.
         let _ = writeln!(log, "=== harness: started node {id} pid {} args {args:?}", child.id());
         node.child = Some(Running::Child(child));
+        node.paused = false;
+        Ok(())
     }
 
     /// `total` prepared nodes of which the first `initial` form the cluster via `--peers` and
@@ -273,6 +293,10 @@ impl Cluster {
         };
         let _ = child.kill();
         let _ = child.wait();
+        node.paused = false;
+        if let Ok(mut log) = OpenOptions::new().append(true).open(&node.log_path) {
+            let _ = writeln!(log, "=== harness: SIGKILLed node {id} pid {}", child.id());
+        }
         if self.leader == Some(id) {
             self.leader = None;
         }

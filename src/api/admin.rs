@@ -5,32 +5,56 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::auth::{self, Caller, Principal};
+use super::code::Code;
 use super::error::ApiError;
-use super::exec::{self, Blocked};
+use super::exec;
 use super::forward;
 use super::forward::Replay;
+use super::parse;
+use super::render::{self, Data};
 use super::state::AppState;
-use super::{parse, render};
 use crate::model::command::{perm, CmdResult, Command};
 use crate::sm::TokenRecord;
 
-fn blocked(b: Blocked) -> Response {
-    match b {
-        Blocked::Forwarded(r) => r,
-        Blocked::Failed(e) => e.into_response(),
+/// A token as listed: never its secret.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenView<'a> {
+    id: &'a str,
+    namespace: &'a str,
+    permissions: Vec<&'static str>,
+    created_at: String,
+}
+
+impl<'a> TokenView<'a> {
+    fn new(id: &'a str, rec: &'a TokenRecord) -> Self {
+        let permissions = auth::perm_names(rec.perms);
+        TokenView { id, namespace: &rec.namespace, permissions, created_at: render::rfc3339(rec.created_ms) }
     }
 }
 
-fn token_json(id: &str, rec: &TokenRecord) -> Value {
-    json!({
-        "id": id,
-        "namespace": rec.namespace,
-        "permissions": auth::perm_names(rec.perms),
-        "createdAt": render::rfc3339(rec.created_ms),
-    })
+/// A new token, with the secret shown this once.
+#[derive(Serialize)]
+struct Created {
+    id: String,
+    token: String,
+    namespace: String,
+    permissions: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Tokens<'a> {
+    tokens: Vec<TokenView<'a>>,
+}
+
+#[derive(Serialize)]
+struct Revoked {
+    id: String,
+    revoked: bool,
 }
 
 pub async fn create(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
@@ -38,18 +62,18 @@ pub async fn create(State(st): State<AppState>, caller: Caller, replay: Replay) 
         let body = parse::json_object(&replay.body, false)?;
         let ns = match body.get("namespace") {
             Some(Value::String(ns)) if auth::valid_namespace(ns) => ns.clone(),
-            _ => return Err(ApiError::bad_request("invalid_namespace", "namespace: 1-64 of A-Z a-z 0-9 - _ .")),
+            _ => return Err(ApiError::new(Code::InvalidNamespace, "namespace: 1-64 of A-Z a-z 0-9 - _ .")),
         };
         let names = match body.get("permissions") {
             Some(Value::Array(a)) if !a.is_empty() => a.clone(),
-            _ => return Err(ApiError::bad_request("invalid_permissions", "permissions: a non-empty list")),
+            _ => return Err(ApiError::new(Code::InvalidPermissions, "permissions: a non-empty list")),
         };
         let mut perms = 0u8;
         for n in &names {
             perms |= n
                 .as_str()
                 .and_then(auth::parse_perm)
-                .ok_or_else(|| ApiError::bad_request("invalid_permissions", "permissions are read, write and admin"))?;
+                .ok_or_else(|| ApiError::new(Code::InvalidPermissions, "permissions are read, write and admin"))?;
         }
         caller.namespace_for(Some(&ns), perm::ADMIN)?;
         let (id, token, hash) = auth::mint_token()?;
@@ -62,11 +86,11 @@ pub async fn create(State(st): State<AppState>, caller: Caller, replay: Replay) 
     match exec::write_one(&st, cmd, replay).await {
         Ok((_, CmdResult::TokenCreated { .. })) => (
             StatusCode::CREATED,
-            Json(json!({"data": {"id": id, "token": token, "namespace": ns, "permissions": auth::perm_names(perms)}})),
+            Json(Data { data: Created { id, token, namespace: ns, permissions: auth::perm_names(perms) } }),
         )
             .into_response(),
         Ok((_, other)) => ApiError::internal(format!("unexpected result {other:?}")).into_response(),
-        Err(b) => blocked(b),
+        Err(b) => b.into_response(),
     }
 }
 
@@ -80,7 +104,7 @@ fn visible(caller: &Caller, rec: &TokenRecord) -> bool {
 
 pub async fn list(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
     if let Err(b) = exec::before_read(&st, st.node.is_leader(), None, replay).await {
-        return blocked(b);
+        return b.into_response();
     }
     let tokens = match st.node.tokens() {
         Ok(t) => t,
@@ -89,15 +113,14 @@ pub async fn list(State(st): State<AppState>, caller: Caller, replay: Replay) ->
     if !matches!(caller.principal, Principal::Admin) && caller.namespace(perm::ADMIN).is_err() {
         return auth::forbidden("listing tokens needs the admin permission").into_response();
     }
-    let list: Vec<Value> =
-        tokens.iter().filter(|(_, r)| visible(&caller, r)).map(|(id, r)| token_json(id, r)).collect();
-    Json(json!({"data": {"tokens": list}})).into_response()
+    let tokens = tokens.iter().filter(|(_, r)| visible(&caller, r)).map(|(id, r)| TokenView::new(id, r)).collect();
+    Json(Data { data: Tokens { tokens } }).into_response()
 }
 
 pub async fn revoke(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, replay: Replay) -> Response {
     let rec = match st.node.token(&id) {
         Ok(Some(r)) => r,
-        Ok(None) => return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such token").into_response(),
+        Ok(None) => return ApiError::new(Code::NotFound, "no such token").into_response(),
         Err(e) => return ApiError::from(e).into_response(),
     };
     if let Err(e) = caller.namespace_for(Some(&rec.namespace), perm::ADMIN) {
@@ -105,13 +128,13 @@ pub async fn revoke(State(st): State<AppState>, caller: Caller, Path(id): Path<S
     }
     match exec::write_one(&st, Command::RevokeToken { id: id.clone() }, replay).await {
         Ok((_, CmdResult::TokenRevoked { existed: true, .. })) => {
-            Json(json!({"data": {"id": id, "revoked": true}})).into_response()
+            Json(Data { data: Revoked { id, revoked: true } }).into_response()
         }
         Ok((_, CmdResult::TokenRevoked { existed: false, .. })) => {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such token").into_response()
+            ApiError::new(Code::NotFound, "no such token").into_response()
         }
         Ok((_, other)) => ApiError::internal(format!("unexpected result {other:?}")).into_response(),
-        Err(b) => blocked(b),
+        Err(b) => b.into_response(),
     }
 }
 
@@ -122,11 +145,11 @@ pub async fn snapshot(State(st): State<AppState>, caller: Caller, replay: Replay
         return auth::forbidden("backups need the bootstrap admin token").into_response();
     }
     if !st.node.is_leader() {
-        return forward::to_leader(&st, replay).await;
+        return forward::to_leader(&st, replay).await.unwrap_or_else(ApiError::into_response);
     }
     let target = st.node.leader_and_applied().1;
     if let Err(e) = st.node.raft.trigger().snapshot().await {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", e.to_string()).into_response();
+        return ApiError::new(Code::NoLeader, e.to_string()).into_response();
     }
     let waited = st
         .node
@@ -135,7 +158,7 @@ pub async fn snapshot(State(st): State<AppState>, caller: Caller, replay: Replay
         .metrics(|m| m.snapshot.map(|s| s.index) >= Some(target), "backup snapshot")
         .await;
     if let Err(e) = waited {
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "snapshot_timeout", e.to_string()).into_response();
+        return ApiError::new(Code::SnapshotTimeout, e.to_string()).into_response();
     }
     // The open handle keeps this snapshot readable even if a newer one replaces the file.
     let file = match tokio::fs::File::open(crate::sm::current_snapshot_path(&st.node.config.data_dir)).await {

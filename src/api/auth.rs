@@ -5,10 +5,12 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Uri};
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
+use super::code::Code;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::model::command::perm;
@@ -41,7 +43,7 @@ pub fn valid_namespace(ns: &str) -> bool {
 }
 
 pub fn forbidden(msg: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg)
+    ApiError::new(Code::Forbidden, msg)
 }
 
 impl Caller {
@@ -129,9 +131,10 @@ pub fn hash_secret(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
-/// Compares without an early exit, so timing does not reveal how much of a secret matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares in time independent of where the bytes differ, so timing does not reveal how much
+/// of a secret matched (only whether the lengths match, which every token format fixes anyway).
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
 }
 
 /// Splits `cairn_<id>_<secret>`.
@@ -144,8 +147,7 @@ pub fn split_token(token: &str) -> Option<(&str, &str)> {
 /// Makes a new token: (id, full token text, secret hash).
 pub fn mint_token() -> Result<(String, String, Vec<u8>), ApiError> {
     let mut raw = [0u8; 40];
-    getrandom::getrandom(&mut raw)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no_entropy", e.to_string()))?;
+    getrandom::getrandom(&mut raw).map_err(|e| ApiError::new(Code::NoEntropy, e.to_string()))?;
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let id = hex(&raw[..8]);
     let secret = hex(&raw[8..]);
@@ -154,7 +156,7 @@ pub fn mint_token() -> Result<(String, String, Vec<u8>), ApiError> {
 }
 
 fn unauthorized(msg: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
+    ApiError::new(Code::Unauthorized, msg)
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -164,9 +166,9 @@ impl FromRequestParts<AppState> for Caller {
         let requested = match parts.headers.get(H_NAMESPACE) {
             None => None,
             Some(v) => {
-                let ns = v.to_str().map_err(|_| ApiError::bad_request("invalid_namespace", "namespace is not text"))?;
+                let ns = v.to_str().map_err(|_| ApiError::new(Code::InvalidNamespace, "namespace is not text"))?;
                 if !valid_namespace(ns) {
-                    return Err(ApiError::bad_request("invalid_namespace", "namespaces are 1-64 of A-Z a-z 0-9 - _ ."));
+                    return Err(ApiError::new(Code::InvalidNamespace, "namespaces are 1-64 of A-Z a-z 0-9 - _ ."));
                 }
                 Some(ns.to_string())
             }
@@ -176,12 +178,12 @@ impl FromRequestParts<AppState> for Caller {
             None if sec.allow_anonymous => Principal::Anonymous,
             None => return Err(unauthorized("credentials required")),
             Some(cred) => {
-                if sec.admin_token.as_deref().is_some_and(|a| constant_time_eq(a.as_bytes(), cred.as_bytes())) {
+                if sec.admin_token.as_deref().is_some_and(|a| same_secret(a.as_bytes(), cred.as_bytes())) {
                     Principal::Admin
                 } else {
                     let (id, secret) = split_token(&cred).ok_or_else(|| unauthorized("unknown token"))?;
                     let rec = st.node.token(id)?.ok_or_else(|| unauthorized("unknown token"))?;
-                    if !constant_time_eq(&rec.hash, &hash_secret(secret)) {
+                    if !same_secret(&rec.hash, &hash_secret(secret)) {
                         return Err(unauthorized("unknown token"));
                     }
                     Principal::Token { namespace: rec.namespace, perms: rec.perms }
@@ -201,8 +203,9 @@ mod tests {
         let (id, token, hash) = mint_token().unwrap();
         let (i, secret) = split_token(&token).unwrap();
         assert_eq!(i, id);
-        assert!(constant_time_eq(&hash, &hash_secret(secret)));
-        assert!(!constant_time_eq(&hash, &hash_secret("other")));
+        assert!(same_secret(&hash, &hash_secret(secret)));
+        assert!(!same_secret(&hash, &hash_secret("other")));
+        assert!(!same_secret(&hash, &hash[..16]), "a prefix is not the secret");
         assert!(split_token("nope").is_none());
     }
 
@@ -218,9 +221,9 @@ mod tests {
     fn tokens_are_confined_to_their_namespace_and_permissions() {
         let c = Caller { principal: Principal::Token { namespace: "ns".into(), perms: perm::READ }, requested: None };
         assert_eq!(c.namespace(perm::READ).unwrap(), "ns");
-        assert_eq!(c.namespace(perm::WRITE).unwrap_err().status, StatusCode::FORBIDDEN);
-        assert_eq!(c.namespace_for(Some("other"), perm::READ).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(c.namespace(perm::WRITE).unwrap_err().code, Code::Forbidden);
+        assert_eq!(c.namespace_for(Some("other"), perm::READ).unwrap_err().code, Code::Forbidden);
         let anon = Caller { principal: Principal::Anonymous, requested: Some("x".into()) };
-        assert_eq!(anon.namespace(perm::READ).unwrap_err().status, StatusCode::FORBIDDEN);
+        assert_eq!(anon.namespace(perm::READ).unwrap_err().code, Code::Forbidden);
     }
 }

@@ -3,30 +3,27 @@
 //! through Raft with it).
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::auth::Caller;
+use super::code::Code;
 use super::error::ApiError;
-use super::exec::{self, Blocked};
+use super::exec;
 use super::forward::Replay;
 use super::parse::{self, ApiResult};
-use super::render;
+use super::render::{Data, ItemView};
 use super::state::AppState;
 use crate::model::command::{perm, CmdResult, Command, Condition};
 
 pub const MAX_OPS: usize = 100;
 
-fn op_error(i: usize, e: ApiError) -> ApiError {
-    let msg = format!("op {i}: {}", e.message);
-    ApiError { message: msg, ..e }.with_detail("index", i.into())
-}
-
 fn parse_op(st: &AppState, ns: &str, op: &Map<String, Value>) -> ApiResult<Command> {
     let key = match op.get("key") {
         Some(Value::String(k)) => k.clone(),
-        _ => return Err(ApiError::bad_request("invalid_key", "every op needs a string \"key\"")),
+        _ => return Err(ApiError::new(Code::InvalidKey, "every op needs a string \"key\"")),
     };
     parse::validate_key(&key)?;
     let ns = ns.to_string();
@@ -34,7 +31,7 @@ fn parse_op(st: &AppState, ns: &str, op: &Map<String, Value>) -> ApiResult<Comma
         Some("get") => Ok(Command::Get { ns, key }),
         Some("set") => {
             let value =
-                op.get("value").ok_or_else(|| ApiError::bad_request("invalid_json", "a set op needs a \"value\""))?;
+                op.get("value").ok_or_else(|| ApiError::new(Code::InvalidJson, "a set op needs a \"value\""))?;
             let value = parse::value_text(st, value)?;
             let ttl_ms = parse::ttl_ms(st, op.get("ttlSeconds"))?;
             let (cond, _) = parse::condition(op, &Default::default())?;
@@ -43,7 +40,7 @@ fn parse_op(st: &AppState, ns: &str, op: &Map<String, Value>) -> ApiResult<Comma
         Some("delete") => {
             let (cond, _) = parse::condition(op, &Default::default())?;
             if matches!(cond, Condition::IfAbsent) {
-                return Err(ApiError::bad_request("invalid_json", "ifNotExists does not apply to delete"));
+                return Err(ApiError::new(Code::InvalidJson, "ifNotExists does not apply to delete"));
             }
             Ok(Command::Delete { ns, key, cond })
         }
@@ -52,20 +49,20 @@ fn parse_op(st: &AppState, ns: &str, op: &Map<String, Value>) -> ApiResult<Comma
             let ttl_ms = parse::ttl_ms(st, op.get("ttlSeconds"))?;
             Ok(Command::Increment { ns, key, delta, ttl_ms })
         }
-        _ => Err(ApiError::bad_request("invalid_op", "op must be get, set, delete or increment")),
+        _ => Err(ApiError::new(Code::InvalidOp, "op must be get, set, delete or increment")),
     }
 }
 
 /// Parses a batch body into commands for `ns` (shared with dialects that offer batches).
 pub fn parse_ops(st: &AppState, ns: &str, ops: &[Value]) -> ApiResult<Vec<Command>> {
     if ops.is_empty() || ops.len() > MAX_OPS {
-        return Err(ApiError::bad_request("invalid_batch", format!("a batch holds 1 to {MAX_OPS} ops")));
+        return Err(ApiError::new(Code::InvalidBatch, format!("a batch holds 1 to {MAX_OPS} ops")));
     }
     ops.iter()
         .enumerate()
         .map(|(i, op)| match op {
-            Value::Object(m) => parse_op(st, ns, m).map_err(|e| op_error(i, e)),
-            _ => Err(op_error(i, ApiError::bad_request("invalid_op", "each op is a JSON object"))),
+            Value::Object(m) => parse_op(st, ns, m).map_err(|e| e.for_op(i)),
+            _ => Err(ApiError::new(Code::InvalidOp, "each op is a JSON object").for_op(i)),
         })
         .collect()
 }
@@ -79,7 +76,7 @@ pub async fn batch(State(st): State<AppState>, caller: Caller, replay: Replay) -
         let body = parse::json_object(&replay.body, false)?;
         let ops = match body.get("ops") {
             Some(Value::Array(a)) => a.clone(),
-            _ => return Err(ApiError::bad_request("invalid_json", "the body needs an \"ops\" array")),
+            _ => return Err(ApiError::new(Code::InvalidJson, "the body needs an \"ops\" array")),
         };
         // Namespace first (any permission), then exactly the permissions the ops need.
         let ns = caller.namespace(0)?;
@@ -101,27 +98,46 @@ pub async fn batch(State(st): State<AppState>, caller: Caller, replay: Replay) -
     let deletes: Vec<bool> = cmds.iter().map(|c| matches!(c, Command::Delete { .. })).collect();
     match exec::write_one(&st, Command::Batch(cmds), replay).await {
         Ok((_, CmdResult::Batch(results))) => {
-            let rendered: Vec<String> = results.iter().zip(deletes).map(|(r, d)| result_json_text(r, d)).collect();
-            let body = format!(r#"{{"data":{{"results":[{}]}}}}"#, rendered.join(","));
-            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+            let rendered = results.iter().zip(deletes).map(|(r, d)| OpResult::new(r, d)).collect::<ApiResult<Vec<_>>>();
+            match rendered {
+                Ok(results) => Json(Data { data: Results { results } }).into_response(),
+                Err(e) => e.into_response(),
+            }
         }
         Ok((_, CmdResult::BatchRefused { index, refusal })) => {
             let e = ApiError::refused(refusal, false);
-            let e = if e.status == StatusCode::NOT_FOUND { ApiError { status: StatusCode::CONFLICT, ..e } } else { e };
-            op_error(index as usize, e).into_response()
+            // A missing key fails the batch as a whole, which is a conflict, not a 404.
+            let e = if e.code == Code::NotFound { ApiError { code: Code::BatchOpNotFound, ..e } } else { e };
+            e.for_op(index as usize).into_response()
         }
         Ok((_, other)) => ApiError::internal(format!("unexpected batch result {other:?}")).into_response(),
-        Err(Blocked::Forwarded(r)) => r,
-        Err(Blocked::Failed(e)) => e.into_response(),
+        Err(b) => b.into_response(),
     }
 }
 
-fn result_json_text(r: &CmdResult, is_delete: bool) -> String {
-    match r {
-        CmdResult::Item(item) => render::item_json_text(item, true),
-        CmdResult::Absent { key } if is_delete => serde_json::json!({"key": key, "deleted": false}).to_string(),
-        CmdResult::Absent { key } => serde_json::json!({"key": key, "found": false}).to_string(),
-        CmdResult::Deleted { key } => serde_json::json!({"key": key, "deleted": true}).to_string(),
-        other => serde_json::json!({ "unexpected": format!("{other:?}") }).to_string(),
+#[derive(Serialize)]
+struct Results<'a> {
+    results: Vec<OpResult<'a>>,
+}
+
+/// One op's result: the item, or what happened to a key that is not there.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OpResult<'a> {
+    Item(ItemView<'a>),
+    Deleted { key: &'a str, deleted: bool },
+    Found { key: &'a str, found: bool },
+    Unexpected { unexpected: String },
+}
+
+impl<'a> OpResult<'a> {
+    fn new(r: &'a CmdResult, is_delete: bool) -> ApiResult<Self> {
+        Ok(match r {
+            CmdResult::Item(item) => OpResult::Item(ItemView::new(item, true)?),
+            CmdResult::Absent { key } if is_delete => OpResult::Deleted { key, deleted: false },
+            CmdResult::Absent { key } => OpResult::Found { key, found: false },
+            CmdResult::Deleted { key } => OpResult::Deleted { key, deleted: true },
+            other => OpResult::Unexpected { unexpected: format!("{other:?}") },
+        })
     }
 }

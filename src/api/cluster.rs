@@ -1,38 +1,66 @@
 //! `/cluster/status`, `/cluster/members` (membership changes) and `/health`.
 
-use axum::extract::State;
-use axum::Json;
-use serde_json::{json, Value};
-
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::Value;
 
 use super::auth::{forbidden, Caller, Principal};
+use super::code::Code;
 use super::error::ApiError;
 use super::forward::{self, Replay};
 use super::parse;
+use super::render::Data;
 use super::state::AppState;
+use crate::config::NodeId;
 use crate::node::error::Error;
 use crate::node::membership;
 
-fn status_json(st: &AppState) -> Value {
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusView {
+    id: NodeId,
+    role: &'static str,
+    term: u64,
+    leader: Option<NodeId>,
+    members: Vec<Member>,
+    last_log_index: u64,
+    applied_index: u64,
+}
+
+#[derive(Serialize)]
+struct Member {
+    id: NodeId,
+    addr: String,
+    voter: bool,
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    id: NodeId,
+}
+
+fn status_view(st: &AppState) -> Data<StatusView> {
     let s = st.node.status();
-    let members: Vec<Value> =
-        s.members.iter().map(|(id, addr, voter)| json!({"id": id, "addr": addr, "voter": voter})).collect();
-    json!({
-        "id": s.id,
-        "role": s.role,
-        "term": s.term,
-        "leader": s.leader,
-        "members": members,
-        "lastLogIndex": s.last_log_index,
-        "appliedIndex": s.applied_index,
-    })
+    let members = s.members.into_iter().map(|(id, addr, voter)| Member { id, addr, voter }).collect();
+    Data {
+        data: StatusView {
+            id: s.id,
+            role: s.role,
+            term: s.term,
+            leader: s.leader,
+            members,
+            last_log_index: s.last_log_index,
+            applied_index: s.applied_index,
+        },
+    }
 }
 
 /// Needs any valid credential (or an open node), like every non-probe route.
-pub async fn status(State(st): State<AppState>, _caller: Caller) -> Json<Value> {
-    Json(json!({ "data": status_json(&st) }))
+pub async fn status(State(st): State<AppState>, _caller: Caller) -> Response {
+    Json(status_view(&st)).into_response()
 }
 
 /// Liveness only: the process is up and serving HTTP.
@@ -40,9 +68,9 @@ pub async fn status(State(st): State<AppState>, _caller: Caller) -> Json<Value> 
 /// supervisor's liveness probe restarts a process that can no longer serve.
 pub async fn health(State(st): State<AppState>) -> Response {
     if let Some(fatal) = st.node.fatal_error() {
-        return ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "raft_stopped", fatal).into_response();
+        return ApiError::new(Code::RaftStopped, fatal).into_response();
     }
-    Json(json!({"data": {"status": "ok", "id": st.node.id}})).into_response()
+    Json(Data { data: Health { status: "ok", id: st.node.id } }).into_response()
 }
 
 /// Cluster membership is cluster-wide: only the bootstrap admin (or anyone on an open node)
@@ -55,7 +83,7 @@ fn cluster_admin(caller: &Caller) -> Result<(), ApiError> {
 }
 
 fn membership_result(st: &AppState, r: Result<(), Error>) -> Result<Response, Error> {
-    r.map(|()| Json(json!({"data": status_json(st)})).into_response())
+    r.map(|()| Json(status_view(st)).into_response())
 }
 
 /// `POST /cluster/members {"id", "addr"}`: admit a node (learner, catch-up, then voter).
@@ -71,13 +99,11 @@ pub async fn add_member(State(st): State<AppState>, caller: Caller, replay: Repl
     let parsed = (|| -> Result<(u64, String), ApiError> {
         cluster_admin(&caller)?;
         let body = parse::json_object(&replay.body, false)?;
-        let id = body
-            .get("id")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| ApiError::bad_request("invalid_id", "id: a node id"))?;
+        let id =
+            body.get("id").and_then(Value::as_u64).ok_or_else(|| ApiError::new(Code::InvalidId, "id: a node id"))?;
         let addr = match body.get("addr") {
             Some(Value::String(a)) if a.contains(':') && !a.contains('/') => a.clone(),
-            _ => return Err(ApiError::bad_request("invalid_addr", "addr: host:port")),
+            _ => return Err(ApiError::new(Code::InvalidAddr, "addr: host:port")),
         };
         Ok((id, addr))
     })();
@@ -88,7 +114,7 @@ pub async fn add_member(State(st): State<AppState>, caller: Caller, replay: Repl
     let node = st.node.clone();
     match membership_result(&st, detached(async move { membership::add_member(&node, id, addr).await }).await) {
         Ok(r) => r,
-        Err(Error::NotLeader { .. }) => forward::to_leader(&st, replay).await,
+        Err(Error::NotLeader { .. }) => forward::to_leader(&st, replay).await.unwrap_or_else(ApiError::into_response),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -104,12 +130,12 @@ pub async fn remove_member(
         return e.into_response();
     }
     let Ok(id) = id.parse::<u64>() else {
-        return ApiError::bad_request("invalid_id", "the node id is not a number").into_response();
+        return ApiError::new(Code::InvalidId, "the node id is not a number").into_response();
     };
     let node = st.node.clone();
     match membership_result(&st, detached(async move { membership::remove_member(&node, id).await }).await) {
         Ok(r) => r,
-        Err(Error::NotLeader { .. }) => forward::to_leader(&st, replay).await,
+        Err(Error::NotLeader { .. }) => forward::to_leader(&st, replay).await.unwrap_or_else(ApiError::into_response),
         Err(e) => ApiError::from(e).into_response(),
     }
 }

@@ -1,68 +1,79 @@
-//! The single table from core errors and refusals to HTTP statuses and error codes, and the
-//! JSON error envelope `{"error": {"code", "message"}}`.
+//! The API's error value, core errors and refusals mapped onto [`Code`]s, and the native JSON
+//! error envelope `{"error": {"code", "message"}}`. Each dialect renders the same value in its
+//! own shape ([`Render`]); statuses and wire strings come from the table in `code.rs`.
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
+use super::code::Code;
 use crate::model::command::Refusal;
 use crate::node::error::Error;
 
+/// How one API surface turns an error into a response. The native surface's is
+/// [`ApiError::into_response`]; each dialect has one of its own. Middleware that refuses
+/// requests on several surfaces (the rate limiter) is given the surface's renderer.
+pub type Render = fn(ApiError) -> Response;
+
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     /// Seconds, for `Retry-After`.
     pub retry_after: Option<u32>,
-    /// Extra fields merged into the error object (e.g. a failing batch op's `index`).
-    pub details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// The 0-based index of the batch op the error is about.
+    pub index: Option<usize>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None, details: None }
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into(), retry_after: None, index: None }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        Self::new(Code::Internal, message)
     }
 
-    pub fn with_detail(mut self, key: &str, value: serde_json::Value) -> Self {
-        self.details.get_or_insert_with(Default::default).insert(key.to_string(), value);
-        self
+    /// Blames batch op `i`: the message says which op, and the error carries its index.
+    pub fn for_op(self, i: usize) -> Self {
+        ApiError { message: format!("op {i}: {}", self.message), index: Some(i), ..self }
+    }
+
+    pub fn retry_after(self, seconds: u32) -> Self {
+        ApiError { retry_after: Some(seconds), ..self }
     }
 
     pub fn no_leader(message: impl Into<String>) -> Self {
-        ApiError { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message) }
+        Self::new(Code::NoLeader, message).retry_after(1)
     }
 
     pub fn unknown_outcome(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::GATEWAY_TIMEOUT, "unknown_outcome", message)
+        Self::new(Code::UnknownOutcome, message)
+    }
+
+    /// The rate limiter's refusal: one more request is allowed after `seconds`.
+    pub fn rate_limited(seconds: u32) -> Self {
+        Self::new(Code::RateLimited, "too many requests; slow down").retry_after(seconds)
     }
 
     /// A refused conditional write. `precondition` is true when the condition came from an
     /// HTTP precondition header (`If-Match`, `If-None-Match`), which RFC 9110 answers with 412.
     pub fn refused(r: Refusal, precondition: bool) -> Self {
-        let (status, code, msg) = match r {
-            Refusal::NotFound => (StatusCode::NOT_FOUND, "not_found", "key not found"),
-            _ if precondition => (StatusCode::PRECONDITION_FAILED, "precondition_failed", "precondition failed"),
-            Refusal::KeyExists => (StatusCode::CONFLICT, "key_exists", "key already exists"),
-            Refusal::VersionMismatch => {
-                (StatusCode::CONFLICT, "version_mismatch", "key version does not match ifVersion")
-            }
-            Refusal::ValueMismatch => (StatusCode::CONFLICT, "value_mismatch", "key value does not match ifValue"),
-            Refusal::NotANumber => (StatusCode::CONFLICT, "not_a_number", "the stored value is not a number"),
-            Refusal::Overflow => (StatusCode::CONFLICT, "overflow", "the increment overflows"),
-            Refusal::QuotaExceeded => {
-                (StatusCode::FORBIDDEN, "quota_exceeded", "the namespace already holds its maximum number of keys")
-            }
+        let (code, msg) = match r {
+            Refusal::NotFound => (Code::NotFound, "key not found"),
+            _ if precondition => (Code::PreconditionFailed, "precondition failed"),
+            Refusal::KeyExists => (Code::KeyExists, "key already exists"),
+            Refusal::VersionMismatch => (Code::VersionMismatch, "key version does not match ifVersion"),
+            Refusal::ValueMismatch => (Code::ValueMismatch, "key value does not match ifValue"),
+            Refusal::NotANumber => (Code::NotANumber, "the stored value is not a number"),
+            Refusal::Overflow => (Code::Overflow, "the increment overflows"),
+            Refusal::QuotaExceeded => (Code::QuotaExceeded, "the namespace already holds its maximum number of keys"),
         };
-        Self::new(status, code, msg)
+        Self::new(code, msg)
     }
 }
 
@@ -73,32 +84,71 @@ impl From<Error> for ApiError {
             Error::UnknownOutcome(m) => {
                 ApiError::unknown_outcome(format!("the write may or may not have been applied: {m}"))
             }
-            Error::NotCaughtUp(i) => ApiError {
-                retry_after: Some(1),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not_caught_up",
-                    format!("this node has not applied index {i} yet"),
-                )
-            },
-            Error::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "membership_conflict", m),
-            Error::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
-            Error::Storage(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", m),
+            Error::NotCaughtUp(i) => {
+                ApiError::new(Code::NotCaughtUp, format!("this node has not applied index {i} yet")).retry_after(1)
+            }
+            Error::Conflict(m) => ApiError::new(Code::MembershipConflict, m),
+            Error::NotFound(m) => ApiError::new(Code::NotFound, m),
+            Error::Storage(m) => ApiError::new(Code::StorageError, m),
         }
     }
 }
 
+/// Adds an error's `Retry-After` (503 `no_leader`, `not_caught_up`, 429) to any surface's
+/// rendering of it.
+pub fn with_retry_after(mut resp: Response, e: &ApiError) -> Response {
+    if let Some(s) = e.retry_after {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    resp
+}
+
+/// The native envelope: `{"error": {"code", "message", "index"?}}`.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut err = serde_json::Map::new();
-        err.insert("code".into(), self.code.into());
-        err.insert("message".into(), self.message.into());
-        err.extend(self.details.map(|d| *d).unwrap_or_default());
-        let body = json!({ "error": err });
-        let mut resp = (self.status, axum::Json(body)).into_response();
-        if let Some(s) = self.retry_after {
-            resp.headers_mut().insert("retry-after", HeaderValue::from(s));
-        }
-        resp
+        let body = Envelope { error: Body { code: self.code.as_str(), message: &self.message, index: self.index } };
+        with_retry_after((self.status(), axum::Json(body)).into_response(), &self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(resp: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_native_envelope_nests_code_message_and_index() {
+        let resp = ApiError::new(Code::InvalidKey, "bad").for_op(3).into_response();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let v = body(resp).await;
+        assert_eq!(v, serde_json::json!({"error": {"code": "invalid_key", "message": "op 3: bad", "index": 3}}));
+    }
+
+    #[tokio::test]
+    async fn retryable_errors_carry_retry_after() {
+        let resp = ApiError::no_leader("none").into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(body(resp).await["error"]["code"], "no_leader");
+        let resp = ApiError::rate_limited(7).into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
     }
 }

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::code::Code;
+use super::error::{ApiError, Render};
 use super::forward::{self, Replay};
 use super::state::AppState;
 use crate::model::command::{CmdResult, Command};
@@ -28,13 +29,38 @@ impl From<ApiError> for Blocked {
     }
 }
 
+impl Blocked {
+    /// The leader's response as it is, or the failure in the surface's own shape.
+    pub fn render(self, render: Render) -> Response {
+        match self {
+            Blocked::Forwarded(r) => r,
+            Blocked::Failed(e) => render(e),
+        }
+    }
+
+    /// Replays a request at the leader (this node does not lead).
+    async fn forward(st: &AppState, replay: Replay) -> Self {
+        match forward::to_leader(st, replay).await {
+            Ok(r) => Blocked::Forwarded(r),
+            Err(e) => Blocked::Failed(e),
+        }
+    }
+}
+
+/// The native surface renders a blocked command like any of its errors.
+impl IntoResponse for Blocked {
+    fn into_response(self) -> Response {
+        self.render(ApiError::into_response)
+    }
+}
+
 /// Proposes `cmds` and returns the log index and one result per command.
 pub async fn write(st: &AppState, cmds: Vec<Command>, replay: Replay) -> Result<(u64, Vec<CmdResult>), Blocked> {
     let n = cmds.len();
     match st.node.write(cmds).await {
         Ok((i, results)) if results.len() == n => Ok((i, results)),
         Ok(_) => Err(ApiError::from(Error::Storage("result count mismatch".into())).into()),
-        Err(Error::NotLeader { .. }) => Err(Blocked::Forwarded(forward::to_leader(st, replay).await)),
+        Err(Error::NotLeader { .. }) => Err(Blocked::forward(st, replay).await),
         Err(e) => Err(ApiError::from(e).into()),
     }
 }
@@ -52,9 +78,7 @@ pub fn is_strong(st: &AppState, consistency: Option<&str>) -> Result<bool, ApiEr
         None => Ok(st.node.is_leader()),
         Some("strong") | Some("linearizable") => Ok(true),
         Some("stale") => Ok(false),
-        Some(other) => {
-            Err(ApiError::bad_request("invalid_query", format!("consistency `{other}` is not strong or stale")))
-        }
+        Some(other) => Err(ApiError::new(Code::InvalidQuery, format!("consistency `{other}` is not strong or stale"))),
     }
 }
 
@@ -74,7 +98,7 @@ pub async fn before_read(
         match st.node.linearizable_barrier().await {
             Ok(()) => {}
             Err(Error::NotLeader { .. }) if !asks_consistency(&replay) => linearizable = false,
-            Err(Error::NotLeader { .. }) => return Err(Blocked::Forwarded(forward::to_leader(st, replay).await)),
+            Err(Error::NotLeader { .. }) => return Err(Blocked::forward(st, replay).await),
             Err(e) => return Err(ApiError::from(e).into()),
         }
     }

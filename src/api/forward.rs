@@ -1,15 +1,17 @@
 //! One-hop proxy from a follower to the leader, for writes and strong reads. A request that
 //! already carries the loop-guard header is never forwarded again. When the proxied request
 //! may have reached the leader but no answer came back, a write is reported as 504
-//! `unknown_outcome`, never retried and never called a failure.
+//! `unknown_outcome`, never retried and never called a failure. Those errors are returned,
+//! not rendered, so each surface answers them in its own shape.
 
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
+use super::code::Code;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::protocol::H_FORWARDED_BY;
@@ -34,8 +36,9 @@ impl<S: Send + Sync> FromRequest<S> for Replay {
         let (method, uri) = (parts.method.clone(), parts.uri.clone());
         let body =
             Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(|e| match e.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(e.status(), "value_too_large", "request body too large"),
-                s => ApiError::new(s, "invalid_body", e.body_text()),
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(Code::ValueTooLarge, "request body too large"),
+                // axum's only other body rejection is 400 (the body failed to arrive).
+                _ => ApiError::new(Code::InvalidBody, e.body_text()),
             })?;
         Ok(Replay { method, uri, headers, body })
     }
@@ -43,12 +46,14 @@ impl<S: Send + Sync> FromRequest<S> for Replay {
 
 const HOP_BY_HOP: &[&str] = &["host", "connection", "content-length", "transfer-encoding", "keep-alive", "upgrade"];
 
-pub async fn to_leader(st: &AppState, req: Replay) -> Response {
+/// Replays `req` at the leader and returns the leader's response as it is (already in the
+/// surface's shape), or why no answer came back.
+pub async fn to_leader(st: &AppState, req: Replay) -> Result<Response, ApiError> {
     if req.headers.contains_key(H_FORWARDED_BY) {
-        return ApiError::no_leader("a forwarded request reached a node that is not the leader").into_response();
+        return Err(ApiError::no_leader("a forwarded request reached a node that is not the leader"));
     }
     let Some((_, addr)) = st.node.leader().filter(|(id, _)| *id != st.node.id) else {
-        return ApiError::no_leader("no leader is known").into_response();
+        return Err(ApiError::no_leader("no leader is known"));
     };
     let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut rb = st
@@ -65,16 +70,16 @@ pub async fn to_leader(st: &AppState, req: Replay) -> Response {
     let is_read = req.method == Method::GET;
     let lost = |why: String| {
         if is_read {
-            ApiError::no_leader(format!("leader unreachable: {why}")).into_response()
+            ApiError::no_leader(format!("leader unreachable: {why}"))
         } else {
-            ApiError::unknown_outcome(format!("the leader did not answer: {why}")).into_response()
+            ApiError::unknown_outcome(format!("the leader did not answer: {why}"))
         }
     };
     let resp = match rb.send().await {
         Ok(r) => r,
         // Nothing reached the leader: definitely not applied.
-        Err(e) if e.is_connect() => return ApiError::no_leader(format!("leader unreachable: {e}")).into_response(),
-        Err(e) => return lost(e.to_string()),
+        Err(e) if e.is_connect() => return Err(ApiError::no_leader(format!("leader unreachable: {e}"))),
+        Err(e) => return Err(lost(e.to_string())),
     };
     let status = resp.status();
     let mut headers = HeaderMap::new();
@@ -88,8 +93,8 @@ pub async fn to_leader(st: &AppState, req: Replay) -> Response {
             let mut out = Response::new(Body::from(b));
             *out.status_mut() = status;
             *out.headers_mut() = headers;
-            out
+            Ok(out)
         }
-        Err(e) => lost(e.to_string()),
+        Err(e) => Err(lost(e.to_string())),
     }
 }

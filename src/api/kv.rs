@@ -5,34 +5,44 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use axum::Json;
+use serde::Serialize;
 
 use super::auth::Caller;
+use super::code::Code;
 use super::error::ApiError;
-use super::exec::{self, Blocked};
+use super::exec;
 use super::forward::Replay;
 use super::parse::{
     condition, decode_cursor, delta_of, encode_cursor, header_condition, json_object, key_of, parse_version, query_of,
     scan_limit, single_condition, ttl_ms, value_text,
 };
-use super::render::{consistency_header, item_json_text};
+use super::render::{consistency_header, Data, ItemView};
 use super::state::AppState;
 use crate::model::command::{perm, CmdResult, Command, Condition, Item};
 use crate::protocol::H_CONSISTENCY;
 
-/// Renders a blocked command the native way.
-fn blocked(b: Blocked) -> Response {
-    match b {
-        Blocked::Forwarded(r) => r,
-        Blocked::Failed(e) => e.into_response(),
-    }
+#[derive(Serialize)]
+struct Deleted {
+    key: String,
+    deleted: bool,
+}
+
+#[derive(Serialize)]
+struct Page<'a> {
+    items: Vec<ItemView<'a>>,
+    #[serde(rename = "nextCursor")]
+    next_cursor: Option<String>,
 }
 
 fn item_response(item: &Item, strong: bool) -> Response {
-    let body = format!(r#"{{"data":{}}}"#, item_json_text(item, true));
-    let mut resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    let view = match ItemView::new(item, true) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let mut resp = Json(Data { data: view }).into_response();
     let h = resp.headers_mut();
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", item.version)) {
         h.insert(header::ETAG, etag);
@@ -45,7 +55,7 @@ fn item_response(item: &Item, strong: bool) -> Response {
 fn write_response(result: CmdResult, precondition: bool) -> Response {
     match result {
         CmdResult::Item(item) => item_response(&item, true),
-        CmdResult::Deleted { key } => axum::Json(json!({"data": {"key": key, "deleted": true}})).into_response(),
+        CmdResult::Deleted { key } => Json(Data { data: Deleted { key, deleted: true } }).into_response(),
         CmdResult::Refused(r) => ApiError::refused(r, precondition).into_response(),
         other => ApiError::internal(format!("unexpected result {other:?}")).into_response(),
     }
@@ -59,7 +69,7 @@ async fn run_write(st: &AppState, parsed: Result<(Command, bool), ApiError>, rep
     };
     match exec::write_one(st, cmd, replay).await {
         Ok((_, r)) => write_response(r, precondition),
-        Err(b) => blocked(b),
+        Err(b) => b.into_response(),
     }
 }
 
@@ -73,9 +83,8 @@ pub async fn put_item(
         let ns = caller.namespace(perm::WRITE)?;
         let key = key_of(path)?;
         let obj = json_object(&replay.body, false)?;
-        let value = obj
-            .get("value")
-            .ok_or_else(|| ApiError::bad_request("invalid_json", "the body needs a \"value\" field"))?;
+        let value =
+            obj.get("value").ok_or_else(|| ApiError::new(Code::InvalidJson, "the body needs a \"value\" field"))?;
         let value = value_text(&st, value)?;
         let ttl_ms = ttl_ms(&st, obj.get("ttlSeconds"))?;
         let (cond, precondition) = condition(&obj, &replay.headers)?;
@@ -144,12 +153,12 @@ pub async fn get_item(
     };
     let strong = match exec::before_read(&st, strong, min_version, replay).await {
         Ok(s) => s,
-        Err(b) => return blocked(b),
+        Err(b) => return b.into_response(),
     };
     match st.node.read_local(&ns, &key) {
         Ok(Some(item)) => item_response(&item, strong),
         Ok(None) => {
-            let mut r = ApiError::new(StatusCode::NOT_FOUND, "not_found", "key not found").into_response();
+            let mut r = ApiError::new(Code::NotFound, "key not found").into_response();
             r.headers_mut().insert(H_CONSISTENCY, consistency_header(strong));
             r
         }
@@ -173,7 +182,7 @@ pub async fn scan_items(
         let values = match q.get("values").map(String::as_str) {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
-            Some(_) => return Err(ApiError::bad_request("invalid_query", "values must be true or false")),
+            Some(_) => return Err(ApiError::new(Code::InvalidQuery, "values must be true or false")),
         };
         let strong = exec::is_strong(&st, q.get("consistency").map(String::as_str))?;
         Ok((ns, prefix, after, limit, values, strong))
@@ -184,17 +193,18 @@ pub async fn scan_items(
     };
     let strong = match exec::before_read(&st, strong, None, replay).await {
         Ok(s) => s,
-        Err(b) => return blocked(b),
+        Err(b) => return b.into_response(),
     };
     let (items, more) = match st.node.scan_local(&ns, &prefix, after.as_deref(), limit) {
         Ok(r) => r,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let next = if more { items.last().map(|i| format!("\"{}\"", encode_cursor(&i.key))) } else { None };
-    let list: Vec<String> = items.iter().map(|i| item_json_text(i, values)).collect();
-    let body =
-        format!(r#"{{"data":{{"items":[{}],"nextCursor":{}}}}}"#, list.join(","), next.as_deref().unwrap_or("null"));
-    let mut resp = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    let next_cursor = if more { items.last().map(|i| encode_cursor(&i.key)) } else { None };
+    let list = match items.iter().map(|i| ItemView::new(i, values)).collect::<Result<Vec<_>, _>>() {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    let mut resp = Json(Data { data: Page { items: list, next_cursor } }).into_response();
     resp.headers_mut().insert(H_CONSISTENCY, consistency_header(strong));
     resp
 }

@@ -4,12 +4,13 @@
 //!
 //! # Layout
 //! Lower modules first; each imports only modules above it in this list.
-//! - `error.rs`: the error → status table
+//! - `code.rs`: every error code, with its wire string and status (the one table)
+//! - `error.rs`: [`error::ApiError`], core errors mapped onto codes, the native error envelope
 //! - `state.rs`: [`AppState`], what every handler is given
 //! - `parse.rs`: request parsing and validation shared by every surface
-//! - `render.rs`: items as native JSON, RFC 3339 times
+//! - `render.rs`: stored values as raw JSON, items as native JSON, RFC 3339 times
 //! - `auth.rs`: credentials, tokens, namespaces, permissions
-//! - `ratelimit.rs`: per-caller token buckets
+//! - `ratelimit.rs`: per-caller token buckets, mounted per surface with its error renderer
 //! - `forward.rs`: one-hop proxy to the leader
 //! - `exec.rs`: write/read execution shared by every API surface
 //! - `observe.rs`: request ids, request metrics, `/metrics`, `/ready`
@@ -23,6 +24,7 @@ mod admin;
 mod auth;
 mod batch;
 mod cluster;
+mod code;
 mod dialects;
 mod error;
 mod exec;
@@ -38,13 +40,15 @@ mod state;
 pub(crate) use state::AppState;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::protocol::{H_APPLIED, H_CONSISTENCY, H_LEADER, H_NODE};
+use code::Code;
 use error::ApiError;
+use ratelimit::{Limit, RateLimiter};
 
 /// Largest request body accepted: a 1 MiB value plus an equally large `ifValue` and slack.
 /// Larger bodies get 413 `value_too_large` (see `kv.rs`).
@@ -56,7 +60,7 @@ const RAFT_BODY_LIMIT: usize = 512 << 20;
 
 pub fn router(state: AppState) -> Router {
     let per_sec = state.node.config.security.rate_limit_per_sec;
-    let limiter = (per_sec > 0).then(|| std::sync::Arc::new(ratelimit::RateLimiter::new(per_sec)));
+    let limiter = (per_sec > 0).then(|| std::sync::Arc::new(RateLimiter::new(per_sec)));
     let raft = Router::new()
         .route("/raft/append", post(raft_rpc::append))
         .route("/raft/vote", post(raft_rpc::vote))
@@ -67,7 +71,7 @@ pub fn router(state: AppState) -> Router {
         // much larger limit (the inner layer wins over the client-facing one below). Found by
         // a 100 MB snapshot catch-up test: 3 MiB chunks plus framing exceeded the client limit.
         .layer(DefaultBodyLimit::max(RAFT_BODY_LIMIT));
-    let data = Router::new()
+    let native = Router::new()
         .route("/kv/items", get(kv::scan_items))
         .route("/kv/items/{key}", get(kv::get_item).put(kv::put_item).delete(kv::delete_item))
         .route("/kv/items/{key}/increment", post(kv::increment_item))
@@ -78,18 +82,21 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/status", get(cluster::status))
         .route("/cluster/members", post(cluster::add_member))
         .route("/cluster/members/{id}", delete(cluster::remove_member))
-        .merge(dialects::routes())
-        .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::limit));
+        .layer(axum::middleware::from_fn_with_state(
+            Limit { limiter: limiter.clone(), render: ApiError::into_response },
+            ratelimit::limit,
+        ));
+    // Each dialect mounts the limiter itself, with its own renderer for the 429.
+    let data = native.merge(dialects::routes(limiter));
     Router::new()
         .route("/health", get(cluster::health))
         .route("/ready", get(observe::ready))
         .route("/metrics", get(observe::metrics))
         .merge(data)
         .merge(raft)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route").into_response() })
+        .fallback(|| async { ApiError::new(Code::NoRoute, "no such route").into_response() })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
-                .into_response()
+            ApiError::new(Code::MethodNotAllowed, "method not allowed on this route").into_response()
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response_with_state(state.clone(), node_headers))

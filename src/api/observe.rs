@@ -9,12 +9,14 @@ use std::sync::LazyLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use super::code::Code;
 use super::error::ApiError;
+use super::render::Data;
 use super::state::AppState;
 use crate::metrics::METRICS;
 
@@ -104,12 +106,17 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
     ([("content-type", "text/plain; version=0.0.4")], out).into_response()
 }
 
+#[derive(serde::Serialize)]
+struct Ready {
+    ready: bool,
+}
+
 /// `GET /ready`: 200 only when this node knows a leader and has applied close to what it
 /// knows is committed; otherwise 503 with the reason.
 pub async fn ready(State(st): State<AppState>) -> Response {
     match st.node.readiness() {
-        Ok(()) => axum::Json(serde_json::json!({"data": {"ready": true}})).into_response(),
-        Err(reason) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason).into_response(),
+        Ok(()) => axum::Json(Data { data: Ready { ready: true } }).into_response(),
+        Err(reason) => ApiError::new(Code::NotReady, reason).into_response(),
     }
 }
 

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use base64::Engine;
 use serde_json::Value;
 
+use super::code::Code;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::model::command::{Condition, Number};
@@ -26,22 +27,22 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 pub fn validate_key(key: &str) -> ApiResult<()> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(ApiError::bad_request("invalid_key", format!("keys are 1 to {MAX_KEY_BYTES} bytes")));
+        return Err(ApiError::new(Code::InvalidKey, format!("keys are 1 to {MAX_KEY_BYTES} bytes")));
     }
     if key.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("invalid_key", "keys must not contain control characters"));
+        return Err(ApiError::new(Code::InvalidKey, "keys must not contain control characters"));
     }
     Ok(())
 }
 
 pub fn key_of(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
-    let Path(key) = path.map_err(|e| ApiError::bad_request("invalid_key", format!("bad key: {e}")))?;
+    let Path(key) = path.map_err(|e| ApiError::new(Code::InvalidKey, format!("bad key: {e}")))?;
     validate_key(&key)?;
     Ok(key)
 }
 
 pub fn query_of(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<HashMap<String, String>> {
-    q.map(|Query(m)| m).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    q.map(|Query(m)| m).map_err(|e| ApiError::new(Code::InvalidQuery, e.body_text()))
 }
 
 /// `ttlSeconds` → milliseconds, falling back to the node's default TTL.
@@ -50,8 +51,8 @@ pub fn ttl_ms(st: &AppState, v: Option<&Value>) -> ApiResult<Option<u64>> {
         None | Some(Value::Null) => Ok(st.node.config.quotas.default_ttl_seconds.map(|s| s * 1000)),
         Some(v) => match v.as_u64() {
             Some(s) if (1..=MAX_TTL_SECONDS).contains(&s) => Ok(Some(s * 1000)),
-            _ => Err(ApiError::bad_request(
-                "invalid_ttl",
+            _ => Err(ApiError::new(
+                Code::InvalidTtl,
                 format!("ttlSeconds must be an integer from 1 to {MAX_TTL_SECONDS}"),
             )),
         },
@@ -62,7 +63,7 @@ pub fn parse_version(s: &str) -> ApiResult<u64> {
     s.trim()
         .trim_matches('"')
         .parse()
-        .map_err(|_| ApiError::bad_request("invalid_version", format!("`{s}` is not a version")))
+        .map_err(|_| ApiError::new(Code::InvalidVersion, format!("`{s}` is not a version")))
 }
 
 pub fn json_object(body: &[u8], allow_empty: bool) -> ApiResult<serde_json::Map<String, Value>> {
@@ -71,8 +72,8 @@ pub fn json_object(body: &[u8], allow_empty: bool) -> ApiResult<serde_json::Map<
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::bad_request("invalid_json", "the body must be a JSON object")),
-        Err(e) => Err(ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}"))),
+        Ok(_) => Err(ApiError::new(Code::InvalidJson, "the body must be a JSON object")),
+        Err(e) => Err(ApiError::new(Code::InvalidJson, format!("the body is not JSON: {e}"))),
     }
 }
 
@@ -81,11 +82,7 @@ pub fn value_text(st: &AppState, v: &Value) -> ApiResult<String> {
     let text = v.to_string();
     let max = st.node.config.quotas.max_value_bytes;
     if text.len() > max {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "value_too_large",
-            format!("values are at most {max} bytes of JSON"),
-        ));
+        return Err(ApiError::new(Code::ValueTooLarge, format!("values are at most {max} bytes of JSON")));
     }
     Ok(text)
 }
@@ -97,13 +94,13 @@ pub fn condition(body: &serde_json::Map<String, Value>, headers: &HeaderMap) -> 
     match body.get("ifNotExists") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => {}
         Some(Value::Bool(true)) => found.push((Condition::IfAbsent, false)),
-        Some(_) => return Err(ApiError::bad_request("invalid_json", "ifNotExists must be a boolean")),
+        Some(_) => return Err(ApiError::new(Code::InvalidJson, "ifNotExists must be a boolean")),
     }
     match body.get("ifVersion") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => found.push((Condition::IfVersion(parse_version(s)?), false)),
         Some(Value::Number(n)) => found.push((Condition::IfVersion(parse_version(&n.to_string())?), false)),
-        Some(_) => return Err(ApiError::bad_request("invalid_version", "ifVersion must be a version string")),
+        Some(_) => return Err(ApiError::new(Code::InvalidVersion, "ifVersion must be a version string")),
     }
     if let Some(v) = body.get("ifValue") {
         found.push((Condition::IfValue(v.to_string()), false));
@@ -116,8 +113,8 @@ pub fn single_condition(mut found: Vec<(Condition, bool)>) -> ApiResult<(Conditi
     match found.len() {
         0 => Ok((Condition::None, false)),
         1 => Ok(found.remove(0)),
-        _ => Err(ApiError::bad_request(
-            "conflicting_conditions",
+        _ => Err(ApiError::new(
+            Code::ConflictingConditions,
             "give at most one of ifNotExists, ifVersion, ifValue, If-Match, If-None-Match",
         )),
     }
@@ -130,17 +127,17 @@ pub fn header_condition(headers: &HeaderMap) -> ApiResult<Option<(Condition, boo
             Some(v) => v
                 .to_str()
                 .map(|s| Some(s.trim().to_string()))
-                .map_err(|_| ApiError::bad_request("invalid_precondition", format!("{name} is not text"))),
+                .map_err(|_| ApiError::new(Code::InvalidPrecondition, format!("{name} is not text"))),
         }
     };
     if let Some(m) = text(header::IF_MATCH)? {
         let v = parse_version(&m)
-            .map_err(|_| ApiError::bad_request("invalid_precondition", "If-Match takes one version ETag"))?;
+            .map_err(|_| ApiError::new(Code::InvalidPrecondition, "If-Match takes one version ETag"))?;
         return Ok(Some((Condition::IfVersion(v), true)));
     }
     if let Some(m) = text(header::IF_NONE_MATCH)? {
         if m != "*" {
-            return Err(ApiError::bad_request("invalid_precondition", "If-None-Match supports only *"));
+            return Err(ApiError::new(Code::InvalidPrecondition, "If-None-Match supports only *"));
         }
         return Ok(Some((Condition::IfAbsent, true)));
     }
@@ -153,12 +150,11 @@ pub fn delta_of(v: Option<&Value>) -> ApiResult<Number> {
         None | Some(Value::Null) => Ok(Number::Int(1)),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(i) => Ok(Number::Int(i)),
-            None => n
-                .as_f64()
-                .map(Number::Float)
-                .ok_or_else(|| ApiError::bad_request("invalid_delta", "delta must be a number")),
+            None => {
+                n.as_f64().map(Number::Float).ok_or_else(|| ApiError::new(Code::InvalidDelta, "delta must be a number"))
+            }
         },
-        Some(_) => Err(ApiError::bad_request("invalid_delta", "delta must be a number")),
+        Some(_) => Err(ApiError::new(Code::InvalidDelta, "delta must be a number")),
     }
 }
 
@@ -173,7 +169,7 @@ pub fn decode_cursor(c: &str) -> ApiResult<String> {
         .decode(c)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not one this API returned"))
+        .ok_or_else(|| ApiError::new(Code::InvalidCursor, "the cursor is not one this API returned"))
 }
 
 pub fn scan_limit(v: Option<&String>) -> ApiResult<usize> {
@@ -181,7 +177,7 @@ pub fn scan_limit(v: Option<&String>) -> ApiResult<usize> {
         None => Ok(DEFAULT_SCAN_LIMIT),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=MAX_SCAN_LIMIT).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {MAX_SCAN_LIMIT}"))),
+            _ => Err(ApiError::new(Code::InvalidLimit, format!("limit must be 1 to {MAX_SCAN_LIMIT}"))),
         },
     }
 }

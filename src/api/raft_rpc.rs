@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::auth::same_secret;
+use super::code::Code;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::listener::Conn;
@@ -57,12 +59,9 @@ pub async fn snapshot(State(st): State<AppState>, body: Bytes) -> Response {
 pub async fn require_cluster_secret(State(st): State<AppState>, req: Request, next: Next) -> Response {
     if let Some(secret) = &st.node.config.security.cluster_secret {
         let given = req.headers().get(H_CLUSTER_SECRET).map(|v| v.as_bytes());
-        let ok = given.is_some_and(|g| {
-            g.len() == secret.len() && g.iter().zip(secret.as_bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
-        });
+        let ok = given.is_some_and(|g| same_secret(g, secret.as_bytes()));
         if !ok {
-            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "peer RPCs need the cluster secret")
-                .into_response();
+            return ApiError::new(Code::Unauthorized, "peer RPCs need the cluster secret").into_response();
         }
     }
     next.run(req).await
@@ -75,8 +74,7 @@ pub async fn require_peer_cert(State(st): State<AppState>, req: Request, next: N
         let verified = req.extensions().get::<ConnectInfo<Conn>>().is_some_and(|ConnectInfo(c)| c.peer_cert);
         if !verified {
             return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "peer_certificate_required",
+                Code::PeerCertificateRequired,
                 "peer RPCs need a client certificate signed by the cluster's --peer-ca",
             )
             .into_response();

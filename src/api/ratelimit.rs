@@ -1,18 +1,21 @@
 //! Per-caller token buckets: `--rate-limit N` requests per second per token (or per client IP
 //! without one), bursting to N. Buckets live in this node's memory only, so a client spreading
 //! requests over three nodes gets up to three times the rate; docs/security.md says so.
+//!
+//! The middleware is mounted once per API surface with that surface's error renderer, so a
+//! dialect client over the limit gets its 429 in the dialect's own shape.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::auth::{credential_from, split_token};
-use super::error::ApiError;
+use super::error::{ApiError, Render};
 use crate::listener::Conn;
 
 /// Beyond this many tracked callers the table is reset, bounding memory against callers that
@@ -83,20 +86,24 @@ fn caller_key(req: &Request) -> String {
     }
 }
 
-/// The middleware; its state is `None` when `--rate-limit` is 0.
-pub async fn limit(State(limiter): State<Option<Arc<RateLimiter>>>, req: Request, next: Next) -> Response {
-    let Some(limiter) = limiter.as_ref() else {
+/// The middleware's state: the node's limiter (`None` when `--rate-limit` is 0) and how the
+/// surface it guards renders the 429.
+#[derive(Clone)]
+pub struct Limit {
+    pub limiter: Option<Arc<RateLimiter>>,
+    pub render: Render,
+}
+
+/// The middleware: a refused request is answered by the surface's renderer and never runs.
+pub async fn limit(State(l): State<Limit>, req: Request, next: Next) -> Response {
+    let Some(limiter) = l.limiter.as_ref() else {
         return next.run(req).await;
     };
     let v = limiter.check(&caller_key(&req), Instant::now());
     let mut resp = if v.allowed {
         next.run(req).await
     } else {
-        ApiError {
-            retry_after: Some(v.retry_after as u32),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down")
-        }
-        .into_response()
+        (l.render)(ApiError::rate_limited(u32::try_from(v.retry_after).unwrap_or(u32::MAX)))
     };
     let h = resp.headers_mut();
     h.insert("x-ratelimit-limit", HeaderValue::from(limiter.per_sec as u64));
@@ -108,7 +115,33 @@ pub async fn limit(State(limiter): State<Option<Arc<RateLimiter>>>, req: Request
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use axum::Router;
     use std::time::Duration;
+    use tower::ServiceExt;
+
+    fn plain(e: ApiError) -> Response {
+        crate::api::error::with_retry_after((e.status(), format!("plain {}", e.message)).into_response(), &e)
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_rendered_by_the_surfaces_renderer_with_the_limit_headers() {
+        let state = Limit { limiter: Some(Arc::new(RateLimiter::new(1))), render: plain };
+        let app =
+            Router::new().route("/x", get(|| async { "ok" })).layer(axum::middleware::from_fn_with_state(state, limit));
+        let call = || Request::builder().uri("/x").body(axum::body::Body::empty()).unwrap();
+        assert_eq!(app.clone().oneshot(call()).await.unwrap().status(), StatusCode::OK);
+        let resp = app.oneshot(call()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(resp.headers()["x-ratelimit-limit"], "1");
+        assert_eq!(resp.headers()["x-ratelimit-remaining"], "0");
+        assert!(resp.headers().contains_key("x-ratelimit-reset"));
+        let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"plain too many requests; slow down");
+    }
 
     #[test]
     fn bucket_allows_a_burst_then_refills_at_the_rate() {

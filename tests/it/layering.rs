@@ -14,6 +14,8 @@ const FOLDERS: &[&[&str]] = &[
     &[],
     &["api"],
     &["api", "dialects"],
+    &["api", "dialects", "kvdb"],
+    &["api", "dialects", "saasignal"],
     &["bench"],
     &["client"],
     &["config"],

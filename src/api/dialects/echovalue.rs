@@ -15,12 +15,11 @@ use axum::routing::{any, get};
 use axum::Router;
 use std::collections::HashMap;
 
-use super::shared::{
-    clamp_ttl_ms, dialect_status, has_control, mark_consistency, text, value_as_text, with_retry_after,
-};
+use super::shared::{clamp_ttl_ms, dialect_status, has_control, mark_consistency, text, value_as_text};
 use crate::api::auth::Caller;
-use crate::api::error::ApiError;
-use crate::api::exec::{self, Blocked};
+use crate::api::code::Code;
+use crate::api::error::{with_retry_after, ApiError};
+use crate::api::exec;
 use crate::api::forward::Replay;
 use crate::api::state::AppState;
 use crate::model::command::{perm, CmdResult, Command, Condition, Refusal};
@@ -40,8 +39,9 @@ pub fn routes() -> Router<AppState> {
         .route("/echovalue/{*rest}", any(no_route))
 }
 
-/// The seed's status meanings, used as the first words of each error body.
-fn error(e: ApiError) -> Response {
+/// Renders every echovalue error, including the forwarder's 503/504 and the limiter's 429:
+/// plain text led by the seed's meaning of the status.
+pub(super) fn error(e: ApiError) -> Response {
     let status = dialect_status(&e);
     let lead = match status.as_u16() {
         400 => "Malformed request",
@@ -55,23 +55,16 @@ fn error(e: ApiError) -> Response {
     with_retry_after(text(status, format!("{lead}: {}", e.message)), &e)
 }
 
-fn blocked(b: Blocked) -> Response {
-    match b {
-        Blocked::Forwarded(r) => r,
-        Blocked::Failed(e) => error(e),
-    }
-}
-
 fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError::bad_request("malformed", msg)
+    ApiError::new(Code::Malformed, msg)
 }
 
 fn not_found(msg: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", msg)
+    ApiError::new(Code::NotFound, msg)
 }
 
 async fn method_not_allowed() -> Response {
-    error(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST, GET or DELETE"))
+    error(ApiError::new(Code::MethodNotAllowed, "use POST, GET or DELETE"))
 }
 
 async fn no_route() -> Response {
@@ -140,7 +133,7 @@ async fn store(
         Ok((_, CmdResult::Item(_))) => text(StatusCode::OK, "OK"),
         Ok((_, CmdResult::Refused(r))) => error(ApiError::refused(r, false)),
         Ok((_, other)) => error(ApiError::internal(format!("unexpected result {other:?}"))),
-        Err(b) => blocked(b),
+        Err(b) => b.render(error),
     }
 }
 
@@ -164,7 +157,7 @@ async fn read(
         Err(e) => return error(e),
     };
     if let Err(b) = exec::before_read(&st, strong, None, replay).await {
-        return blocked(b);
+        return b.render(error);
     }
     let resp = match st.node.read_local(&ns, &key) {
         Ok(Some(item)) => text(StatusCode::OK, value_as_text(&item.value)),
@@ -189,7 +182,7 @@ async fn remove(State(st): State<AppState>, caller: Res<Caller>, path: GroupKey,
         Ok((_, CmdResult::Refused(Refusal::NotFound))) => error(not_found("Key does not exist")),
         Ok((_, CmdResult::Refused(r))) => error(ApiError::refused(r, false)),
         Ok((_, other)) => error(ApiError::internal(format!("unexpected result {other:?}"))),
-        Err(b) => blocked(b),
+        Err(b) => b.render(error),
     }
 }
 
@@ -204,6 +197,30 @@ mod tests {
         assert!(check_name(&"x".repeat(31), "key").is_err());
         assert!(check_name("", "key").is_err());
         assert!(check_name("a\tb", "key").is_err());
+    }
+
+    /// Plain text led by the seed's meaning, never the native JSON envelope.
+    #[tokio::test]
+    async fn rate_limits_and_unavailability_are_plain_text() {
+        let cases = [
+            (ApiError::rate_limited(5), 429, Some("5"), "Rate limit exceeded: too many requests; slow down"),
+            (ApiError::no_leader("no leader is known"), 503, Some("1"), "Unavailable: no leader is known"),
+            (
+                ApiError::unknown_outcome("the leader did not answer"),
+                504,
+                None,
+                "Unavailable: the leader did not answer",
+            ),
+        ];
+        for (e, status, retry, text) in cases {
+            let resp = error(e);
+            assert_eq!(resp.status().as_u16(), status);
+            let h = resp.headers();
+            assert_eq!(h.get(axum::http::header::RETRY_AFTER).map(|v| v.to_str().unwrap()), retry);
+            assert!(h[axum::http::header::CONTENT_TYPE].to_str().unwrap().starts_with("text/plain"));
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            assert_eq!(&body[..], text.as_bytes());
+        }
     }
 
     #[test]

@@ -9,18 +9,32 @@
 //!
 //! The native `/kv/items` API is itself the rocketstack dialect (seeds 000 and 001).
 //!
-//! Handlers take every extractor as a `Result`, so a malformed path, an unknown token or an
-//! oversized body is answered in the dialect's own error style rather than the native one.
+//! Every error a dialect answers goes through that dialect's one renderer (`error`), in its
+//! own style: handlers take every extractor as a `Result`, so a malformed path, an unknown
+//! token or an oversized body is rendered there; a forwarding failure (503 `no_leader`, 504
+//! `unknown_outcome`) comes back to the handler as an error; and each dialect mounts the rate
+//! limiter with its renderer, so its 429 is in its style too.
 
 mod echovalue;
 mod kvdb;
 mod saasignal;
 mod shared;
 
+use std::sync::Arc;
+
 use axum::Router;
 
+use crate::api::error::Render;
+use crate::api::ratelimit::{self, Limit, RateLimiter};
 use crate::api::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().merge(saasignal::routes()).merge(kvdb::routes()).merge(echovalue::routes())
+/// Every dialect's routes, each behind the node's rate limiter answering in its style.
+pub fn routes(limiter: Option<Arc<RateLimiter>>) -> Router<AppState> {
+    let limited = |routes: Router<AppState>, render: Render| {
+        routes.layer(axum::middleware::from_fn_with_state(Limit { limiter: limiter.clone(), render }, ratelimit::limit))
+    };
+    Router::new()
+        .merge(limited(saasignal::routes(), saasignal::error))
+        .merge(limited(kvdb::routes(), kvdb::error))
+        .merge(limited(echovalue::routes(), echovalue::error))
 }

@@ -22,14 +22,6 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.into()).into_response()
 }
 
-/// Carries an error's `Retry-After` (503 `no_leader`, `not_caught_up`) onto a dialect response.
-pub fn with_retry_after(mut resp: Response, e: &ApiError) -> Response {
-    if let Some(s) = e.retry_after {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
-    }
-    resp
-}
-
 /// Marks a read answered from this node's applied state without a leader round trip.
 pub fn mark_consistency(mut resp: Response, strong: bool) -> Response {
     let v = if strong { "linearizable" } else { "stale" };
@@ -55,7 +47,7 @@ pub fn value_as_text(json: &str) -> String {
 /// The status a dialect answers for an error: the seeds document 400 for any invalid request
 /// and no 413, so an oversized body (rejected before a handler runs) is a 400 too.
 pub fn dialect_status(e: &ApiError) -> StatusCode {
-    match e.status {
+    match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => StatusCode::BAD_REQUEST,
         s => s,
     }

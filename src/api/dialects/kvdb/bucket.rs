@@ -1,12 +1,12 @@
 //! The bucket record: its replicated layout, resolving an id, and the guarded write that every
 //! change inside a bucket goes through.
 
-use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use super::{blocked, error, not_found, Res};
+use super::common::{error, not_found, Res};
 use crate::api::auth;
+use crate::api::code::Code;
 use crate::api::dialects::shared::clamp_ttl_ms;
 use crate::api::error::ApiError;
 use crate::api::exec;
@@ -127,8 +127,7 @@ pub async fn resolve_fresh(st: &AppState, id: &str) -> Res<Bucket> {
 
 /// 503 with `Retry-After` when the policy changed under a request on every attempt.
 pub fn busy() -> ApiError {
-    let e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the bucket policy kept changing; try again");
-    ApiError { retry_after: Some(1), ..e }
+    ApiError::new(Code::Busy, "the bucket policy kept changing; try again").retry_after(1)
 }
 
 pub fn clone_replay(r: &Replay) -> Replay {
@@ -142,7 +141,7 @@ pub async fn on_leader(st: &AppState, replay: Replay) -> Result<Replay, Response
         return Ok(replay);
     }
     Err(match st.node.leader() {
-        Some(_) => forward::to_leader(st, replay).await,
+        Some(_) => forward::to_leader(st, replay).await.unwrap_or_else(error),
         None => error(ApiError::no_leader("no leader is known")),
     })
 }
@@ -180,7 +179,7 @@ pub async fn guarded(
             Ok((_, CmdResult::BatchRefused { index: 0, .. })) => continue,
             Ok((_, CmdResult::BatchRefused { refusal, .. })) => return Err(Fail::Refused(refusal)),
             Ok((_, other)) => return Err(stop(ApiError::internal(format!("unexpected result {other:?}")))),
-            Err(b) => return Err(Fail::Stop(blocked(b))),
+            Err(b) => return Err(Fail::Stop(b.render(error))),
         }
     }
     Err(stop(busy()))

@@ -13,9 +13,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
+use super::access::BucketKey;
 use super::bucket::{self, guarded, on_leader, Fail};
-use super::{bad, blocked, check_key, error, not_found, parse_ttl, refused, BucketKey, Res, MAX_VALUE_BYTES};
+use super::common::{bad, check_key, error, not_found, parse_ttl, refused, Res, MAX_VALUE_BYTES};
 use crate::api::dialects::shared::{mark_consistency, text, value_as_text};
+use crate::api::error::ApiError;
 use crate::api::exec;
 use crate::api::forward::Replay;
 use crate::api::state::AppState;
@@ -91,7 +93,7 @@ pub async fn get(
         Err(e) => return error(e),
     };
     if let Err(b) = exec::before_read(&st, strong, None, replay).await {
-        return blocked(b);
+        return b.render(error);
     }
     let found = (|| -> Res<_> {
         let b = bucket::resolve(&st, &id)?.ok_or_else(|| not_found("bucket not found"))?;
@@ -179,7 +181,7 @@ pub async fn patch(
     };
     let (existed, item) = match results.as_slice() {
         [before, CmdResult::Item(item)] => (matches!(before, CmdResult::Item(_)), item.clone()),
-        other => return error(crate::api::error::ApiError::internal(format!("unexpected results {other:?}"))),
+        other => return error(ApiError::internal(format!("unexpected results {other:?}"))),
     };
     if existed && (b.ttl_ms(ttl).is_some() || item.expires_at.is_some()) {
         let renew = |b: &bucket::Bucket| {

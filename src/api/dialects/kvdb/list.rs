@@ -11,15 +11,20 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::value::RawValue;
 
+use super::access::BucketKey;
 use super::bucket;
-use super::{bad, blocked, error, not_found, BucketKey, Res};
+use super::common::{bad, error, not_found, Res, MAX_KEY_BYTES};
+use crate::api::code::Code;
 use crate::api::dialects::shared::{has_control, mark_consistency, value_as_text};
 use crate::api::error::ApiError;
 use crate::api::exec;
 use crate::api::forward::Replay;
+use crate::api::render;
 use crate::api::state::AppState;
 use crate::model::command::Item;
 
@@ -38,7 +43,7 @@ enum Format {
 }
 
 fn not_acceptable(msg: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_ACCEPTABLE, "not_acceptable", msg)
+    ApiError::new(Code::NotAcceptable, msg)
 }
 
 /// `format` wins; else the Accept header's most preferred supported type. jsonl is only
@@ -98,7 +103,7 @@ struct Listing {
 
 fn parse(st: &AppState, q: &HashMap<String, String>, replay: &Replay) -> Res<Listing> {
     let prefix = q.get("prefix").cloned().unwrap_or_default();
-    if prefix.len() > super::MAX_KEY_BYTES || has_control(&prefix) {
+    if prefix.len() > MAX_KEY_BYTES || has_control(&prefix) {
         return Err(bad("prefix must be at most 128 bytes of text"));
     }
     let limit = match q.get("limit") {
@@ -143,34 +148,38 @@ fn collect(st: &AppState, b: &bucket::Bucket, l: &Listing) -> Res<Vec<(String, I
     }
 }
 
-fn json_text(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+/// One listed key in JSON and JSONL: its name, or `[name, value]` with the stored value as
+/// it is (numbers stay numbers, text stays a string).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Entry<'a> {
+    Name(&'a str),
+    Pair(&'a str, &'a RawValue),
 }
 
-fn render(format: Format, values: bool, keys: &[(String, Item)]) -> Response {
+fn entries(values: bool, keys: &[(String, Item)]) -> Res<Vec<Entry<'_>>> {
+    keys.iter().map(|(k, i)| Ok(if values { Entry::Pair(k, render::raw(&i.value)?) } else { Entry::Name(k) })).collect()
+}
+
+fn to_json(v: &impl Serialize) -> Res<String> {
+    serde_json::to_string(v).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn render(format: Format, values: bool, keys: &[(String, Item)]) -> Res<Response> {
     let (content_type, body) = match (format, values) {
         (Format::Text, false) => ("text/plain; charset=utf-8", keys.iter().map(|(k, _)| format!("{k}\n")).collect()),
         (Format::Text, true) => (
             "text/plain; charset=utf-8",
             keys.iter().map(|(k, i)| format!("{k}={}\n", value_as_text(&i.value).replace('\n', "\\n"))).collect(),
         ),
-        (Format::Json, false) => {
-            let list: Vec<String> = keys.iter().map(|(k, _)| json_text(k)).collect();
-            ("application/json", format!("[{}]", list.join(",")))
+        (Format::Json, _) => ("application/json", to_json(&entries(values, keys)?)?),
+        (Format::Jsonl, _) => {
+            let lines =
+                entries(values, keys)?.iter().map(|e| to_json(e).map(|line| line + "\n")).collect::<Res<_>>()?;
+            ("application/x-ndjson", lines)
         }
-        (Format::Json, true) => {
-            let list: Vec<String> = keys.iter().map(|(k, i)| format!("[{},{}]", json_text(k), i.value)).collect();
-            ("application/json", format!("[{}]", list.join(",")))
-        }
-        (Format::Jsonl, false) => {
-            ("application/x-ndjson", keys.iter().map(|(k, _)| format!("{}\n", json_text(k))).collect::<String>())
-        }
-        (Format::Jsonl, true) => (
-            "application/x-ndjson",
-            keys.iter().map(|(k, i)| format!("[{},{}]\n", json_text(k), i.value)).collect::<String>(),
-        ),
     };
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 /// `GET /kvdb/{bucket}` or `/kvdb/{bucket}/`.
@@ -192,7 +201,7 @@ pub async fn list(
         Err(e) => return error(e),
     };
     if let Err(b) = exec::before_read(&st, listing.strong, None, replay).await {
-        return blocked(b);
+        return b.render(error);
     }
     let found = (|| -> Res<_> {
         let b = bucket::resolve(&st, &id)?.ok_or_else(|| not_found("bucket not found"))?;
@@ -200,7 +209,7 @@ pub async fn list(
         collect(&st, &b, &listing)
     })();
     let resp = match found {
-        Ok(keys) => render(listing.format, listing.values, &keys),
+        Ok(keys) => render(listing.format, listing.values, &keys).unwrap_or_else(error),
         Err(e) => error(e),
     };
     mark_consistency(resp, listing.strong)
@@ -219,9 +228,9 @@ mod tests {
         assert_eq!(negotiate(None, Some("text/plain;q=0.5, application/json")).unwrap(), Format::Json);
         assert_eq!(negotiate(None, Some("application/json;q=0, text/*")).unwrap(), Format::Text);
         for bad in [Some("application/x-ndjson"), Some("text/html"), Some("application/json;q=0")] {
-            assert_eq!(negotiate(None, bad).unwrap_err().status, StatusCode::NOT_ACCEPTABLE, "{bad:?}");
+            assert_eq!(negotiate(None, bad).unwrap_err().code, Code::NotAcceptable, "{bad:?}");
         }
-        assert_eq!(negotiate(Some("xml"), None).unwrap_err().status, StatusCode::NOT_ACCEPTABLE);
+        assert_eq!(negotiate(Some("xml"), None).unwrap_err().code, Code::NotAcceptable);
     }
 
     #[test]
@@ -234,5 +243,19 @@ mod tests {
         assert!(compile(Some(&"a".repeat(2000))).is_err());
         // Huge repetition counts blow the compiled-size limit instead of memory.
         assert!(compile(Some(&"(a{1000}){1000}".to_string())).is_err());
+    }
+
+    #[tokio::test]
+    async fn json_listings_keep_numbers_and_strings() {
+        let item = |v: &str| Item { key: String::new(), value: v.into(), version: 1, expires_at: None };
+        let keys = vec![("n".to_string(), item("101")), ("t\"x".to_string(), item("\"a\\nb\""))];
+        let body = |resp: Response| async { axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap() };
+        assert_eq!(&body(render(Format::Json, true, &keys).unwrap()).await[..], br#"[["n",101],["t\"x","a\nb"]]"#);
+        assert_eq!(&body(render(Format::Json, false, &keys).unwrap()).await[..], br#"["n","t\"x"]"#);
+        assert_eq!(
+            &body(render(Format::Jsonl, true, &keys).unwrap()).await[..],
+            b"[\"n\",101]\n[\"t\\\"x\",\"a\\nb\"]\n"
+        );
+        assert_eq!(&body(render(Format::Text, true, &keys).unwrap()).await[..], b"n=101\nt\"x=a\\nb\n");
     }
 }

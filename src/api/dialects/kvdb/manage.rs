@@ -6,9 +6,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
+use super::access::BucketKey;
 use super::bucket::{busy, clone_replay, key_hash, meta_key, new_id, on_leader, resolve_fresh, Lookup, Meta};
 use super::bucket::{GUARD_ATTEMPTS, LOOKUP_NS};
-use super::{bad, blocked, error, forbidden, not_found, refused, BucketKey, Res};
+use super::common::{bad, error, forbidden, not_found, parse_ttl, refused, Res};
 use crate::api::auth::Caller;
 use crate::api::dialects::shared::{form_pairs, text};
 use crate::api::error::ApiError;
@@ -40,7 +41,7 @@ fn parse_form(body: &[u8]) -> Res<PolicyForm> {
         match k.as_str() {
             "secret_key" => f.secret_key = Some(v),
             "write_key" => f.write_key = Some(v),
-            "default_ttl" => f.default_ttl = Some(super::parse_ttl(&v, "default_ttl")?),
+            "default_ttl" => f.default_ttl = Some(parse_ttl(&v, "default_ttl")?),
             // The hosted service takes an account e-mail here; Cairn has no accounts.
             "email" => {}
             other => return Err(bad(format!("unknown field `{other}`: use secret_key, write_key, default_ttl"))),
@@ -92,7 +93,7 @@ pub async fn create(State(st): State<AppState>, caller: Res<Caller>, replay: Res
             Ok((_, CmdResult::BatchRefused { refusal: Refusal::KeyExists, .. })) => continue,
             Ok((_, CmdResult::BatchRefused { refusal, .. })) => return error(refused(refusal)),
             Ok((_, other)) => return error(ApiError::internal(format!("unexpected result {other:?}"))),
-            Err(b) => return blocked(b),
+            Err(b) => return b.render(error),
         }
     }
     error(ApiError::internal("could not find a free bucket id"))
@@ -161,7 +162,7 @@ pub async fn update(
             Ok((_, CmdResult::Refused(Refusal::ValueMismatch))) => continue,
             Ok((_, CmdResult::Refused(r))) => return error(refused(r)),
             Ok((_, other)) => return error(ApiError::internal(format!("unexpected result {other:?}"))),
-            Err(b) => return blocked(b),
+            Err(b) => return b.render(error),
         }
     }
     error(busy())
@@ -205,7 +206,7 @@ pub async fn delete(
             Ok((_, CmdResult::BatchRefused { refusal: Refusal::ValueMismatch, .. })) => continue,
             Ok((_, CmdResult::BatchRefused { refusal, .. })) => return error(refused(refusal)),
             Ok((_, other)) => return error(ApiError::internal(format!("unexpected result {other:?}"))),
-            Err(b) => return blocked(b),
+            Err(b) => return b.render(error),
         }
     }
     error(busy())

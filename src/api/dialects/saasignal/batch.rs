@@ -3,26 +3,22 @@
 //! 409 and the op's `index`; an empty batch succeeds with no results (the seed's own example).
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::{
-    bad, blocked, check_key, error, if_not_exists, item_fields, json, json_text, refused, ttl_of, value_text, Res,
-};
+use super::common::{bad, check_key, error, expires_at, if_not_exists, refused, ttl_of, value_text, Res};
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::api::exec;
 use crate::api::forward::Replay;
-use crate::api::parse;
 use crate::api::state::AppState;
+use crate::api::{parse, render};
 use crate::model::command::{perm, CmdResult, Command, Condition};
 
 const MAX_OPS: usize = 100;
-
-fn op_error(i: usize, e: ApiError) -> ApiError {
-    let message = format!("op {i}: {}", e.message);
-    ApiError { message, ..e }.with_detail("index", i.into())
-}
 
 /// One batch op: `{op: "get"|"set"|"delete", key, value?, ttl?, if_not_exists?}`.
 fn parse_op(st: &AppState, ns: &str, op: &Value) -> Res<Command> {
@@ -44,12 +40,42 @@ fn parse_op(st: &AppState, ns: &str, op: &Value) -> Res<Command> {
     }
 }
 
-fn op_result(r: &CmdResult) -> String {
-    match r {
-        CmdResult::Item(item) => format!(r#"{{{},"status":"ok"}}"#, item_fields(item)),
-        CmdResult::Deleted { key } => format!(r#"{{"key":{},"value":null,"status":"ok"}}"#, json_text(key)),
-        CmdResult::Absent { key } => format!(r#"{{"key":{},"value":null,"status":"not_found"}}"#, json_text(key)),
-        other => format!(r#"{{"value":null,"status":{}}}"#, json_text(&format!("{other:?}"))),
+#[derive(Serialize)]
+struct Results<'a> {
+    results: Vec<OpResult<'a>>,
+}
+
+/// One op's result: `{key, value, expires_at, status}`; `value` is `null` and `expires_at`
+/// absent for a deleted or missing key.
+#[derive(Serialize)]
+struct OpResult<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    value: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<Option<String>>,
+    status: String,
+}
+
+impl<'a> OpResult<'a> {
+    fn new(r: &'a CmdResult) -> Res<Self> {
+        let gone = |key: &'a str, status: &str| OpResult {
+            key: Some(key),
+            value: None,
+            expires_at: None,
+            status: status.to_string(),
+        };
+        Ok(match r {
+            CmdResult::Item(item) => OpResult {
+                key: Some(&item.key),
+                value: Some(render::raw(&item.value)?),
+                expires_at: Some(expires_at(item.expires_at)),
+                status: "ok".into(),
+            },
+            CmdResult::Deleted { key } => gone(key, "ok"),
+            CmdResult::Absent { key } => gone(key, "not_found"),
+            other => OpResult { key: None, value: None, expires_at: None, status: format!("{other:?}") },
+        })
     }
 }
 
@@ -68,7 +94,7 @@ pub(super) async fn batch(State(st): State<AppState>, caller: Res<Caller>, repla
         let cmds = ops
             .iter()
             .enumerate()
-            .map(|(i, op)| parse_op(&st, &ns, op).map_err(|e| op_error(i, e)))
+            .map(|(i, op)| parse_op(&st, &ns, op).map_err(|e| e.for_op(i)))
             .collect::<Res<Vec<_>>>()?;
         if cmds.iter().any(|c| !matches!(c, Command::Get { .. })) {
             caller.namespace(perm::WRITE)?;
@@ -76,17 +102,17 @@ pub(super) async fn batch(State(st): State<AppState>, caller: Res<Caller>, repla
         Ok((cmds, replay))
     })();
     let (cmds, replay) = match parsed {
-        Ok(p) if p.0.is_empty() => return json(r#"{"results":[]}"#.into()),
+        Ok(p) if p.0.is_empty() => return Json(Results { results: Vec::new() }).into_response(),
         Ok(p) => p,
         Err(e) => return error(e),
     };
     match exec::write_one(&st, Command::Batch(cmds), replay).await {
-        Ok((_, CmdResult::Batch(results))) => {
-            let shown: Vec<String> = results.iter().map(op_result).collect();
-            json(format!(r#"{{"results":[{}]}}"#, shown.join(",")))
-        }
-        Ok((_, CmdResult::BatchRefused { index, refusal })) => error(op_error(index as usize, refused(refusal))),
+        Ok((_, CmdResult::Batch(results))) => match results.iter().map(OpResult::new).collect::<Res<Vec<_>>>() {
+            Ok(results) => Json(Results { results }).into_response(),
+            Err(e) => error(e),
+        },
+        Ok((_, CmdResult::BatchRefused { index, refusal })) => error(refused(refusal).for_op(index as usize)),
         Ok((_, other)) => error(ApiError::internal(format!("unexpected batch result {other:?}"))),
-        Err(b) => blocked(b),
+        Err(b) => b.render(error),
     }
 }

@@ -1,0 +1,118 @@
+//! Who may do what in a bucket: the key a KVdb request presents (or the Cairn operator behind
+//! it) checked against the bucket's policy. Below the handlers, above `bucket.rs`.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::bucket::{self, Bucket};
+use super::common::{forbidden, Res};
+use crate::api::auth::{self, same_secret, Caller, Principal};
+use crate::api::code::Code;
+use crate::api::error::ApiError;
+use crate::api::state::AppState;
+use crate::model::command::perm;
+
+/// What a request's key allows in one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// No key, or none needed: read keys; write and list when the bucket leaves them open.
+    Public,
+    /// The bucket's `write_key`.
+    Write,
+    /// The bucket's `secret_key`, or a Cairn operator (see [`BucketKey`]).
+    Full,
+}
+
+/// The key a KVdb request presents (HTTP Basic user name, `?key=`, Bearer or `x-token`) and,
+/// when it is also a Cairn credential, who that is. The bootstrap admin token and tokens with
+/// the `admin` permission on a bucket's namespace act as that bucket's secret key, so an
+/// operator can manage a bucket whose keys were lost.
+pub struct BucketKey {
+    key: Option<String>,
+    caller: Option<Caller>,
+}
+
+impl FromRequestParts<AppState> for BucketKey {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        let key = auth::credential(parts);
+        let caller = match key {
+            Some(_) => Caller::from_request_parts(parts, st).await.ok(),
+            None => None,
+        };
+        Ok(BucketKey { key, caller })
+    }
+}
+
+impl BucketKey {
+    fn operator(&self, ns: &str) -> bool {
+        let Some(c) = self.caller.as_ref() else { return false };
+        match c.principal {
+            Principal::Admin => true,
+            Principal::Token { .. } => c.namespace_for(Some(ns), perm::ADMIN).is_ok(),
+            // Anyone may be anonymous; only the bucket's own keys protect it then.
+            Principal::Anonymous => false,
+        }
+    }
+
+    /// 401 when a key is given that the bucket does not know ("Your API key is wrong"). A key
+    /// sent to a bucket that has none is ignored.
+    pub fn access(&self, b: &Bucket) -> Res<Access> {
+        let Some(key) = &self.key else { return Ok(Access::Public) };
+        let hash = bucket::key_hash(key);
+        let matches = |h: &Option<String>| h.as_deref().is_some_and(|h| same_secret(h.as_bytes(), hash.as_bytes()));
+        if matches(&b.meta.secret_key_sha256) || self.operator(&b.ns) {
+            Ok(Access::Full)
+        } else if matches(&b.meta.write_key_sha256) {
+            Ok(Access::Write)
+        } else if b.meta.secret_key_sha256.is_none() && b.meta.write_key_sha256.is_none() {
+            Ok(Access::Public)
+        } else {
+            Err(ApiError::new(Code::Unauthorized, "the key is wrong for this bucket"))
+        }
+    }
+
+    /// Writing keys: the write key (or secret key) when the bucket has a write key.
+    pub fn may_write(&self, b: &Bucket) -> Res<()> {
+        let a = self.access(b)?;
+        if b.meta.write_key_sha256.is_some() && a < Access::Write {
+            return Err(forbidden("the bucket is write-protected: give its write_key or secret_key"));
+        }
+        Ok(())
+    }
+
+    /// Listing keys: the secret key when the bucket has one.
+    pub fn may_list(&self, b: &Bucket) -> Res<()> {
+        let a = self.access(b)?;
+        if b.meta.secret_key_sha256.is_some() && a < Access::Full {
+            return Err(forbidden("listing keys needs the bucket's secret_key"));
+        }
+        Ok(())
+    }
+
+    /// Changing the policy: only a bucket with a secret key has a changeable policy.
+    pub fn may_update(&self, b: &Bucket) -> Res<()> {
+        if self.access(b)? == Access::Full {
+            return Ok(());
+        }
+        match b.meta.secret_key_sha256 {
+            Some(_) => Err(forbidden("updating the bucket policy needs its secret_key")),
+            None => Err(forbidden("this bucket has no secret_key, so its policy cannot be changed")),
+        }
+    }
+
+    /// Deleting the bucket: its strongest key (secret, else write), or nothing if it has none.
+    pub fn may_delete(&self, b: &Bucket) -> Res<()> {
+        let a = self.access(b)?;
+        let need = match (&b.meta.secret_key_sha256, &b.meta.write_key_sha256) {
+            (Some(_), _) => Access::Full,
+            (None, Some(_)) => Access::Write,
+            (None, None) => Access::Public,
+        };
+        if a < need {
+            return Err(forbidden("deleting the bucket needs its secret_key (or write_key if it has none)"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! saasignal's single-key routes (`GET`, `PUT`, `DELETE /infra/kv/{key}`, `POST
+//! /infra/kv/{key}/increment`) and the prefix scan (`GET /infra/kv`).
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use super::common::{
+    bad, check_key, error, if_not_exists, key_of, query_of, refused, ttl_of, value_text, ItemBody, Res,
+};
+use crate::api::auth::Caller;
+use crate::api::dialects::shared::mark_consistency;
+use crate::api::error::ApiError;
+use crate::api::exec::{self, Blocked};
+use crate::api::forward::Replay;
+use crate::api::parse;
+use crate::api::state::AppState;
+use crate::model::command::{perm, CmdResult, Command, Condition, Refusal};
+
+#[derive(Serialize)]
+struct DeletedBody {
+    status: &'static str,
+    key: String,
+    deleted: bool,
+}
+
+#[derive(Serialize)]
+struct ScanBody<'a> {
+    status: &'static str,
+    keys: Vec<&'a str>,
+    next_cursor: Option<String>,
+}
+
+/// A body, or the error that stopped it, as a response.
+fn json<T: Serialize>(body: Res<T>) -> Response {
+    match body {
+        Ok(b) => Json(b).into_response(),
+        Err(e) => error(e),
+    }
+}
+
+/// Renders the result of a single-key write with `render`, which answers `None` for a result
+/// the route never expects.
+fn write_result(r: Result<(u64, CmdResult), Blocked>, render: impl FnOnce(&CmdResult) -> Option<Response>) -> Response {
+    match r {
+        Ok((_, CmdResult::Refused(refusal))) => error(refused(refusal)),
+        Ok((_, result)) => {
+            render(&result).unwrap_or_else(|| error(ApiError::internal(format!("unexpected {result:?}"))))
+        }
+        Err(b) => b.render(error),
+    }
+}
+
+/// `GET /infra/kv/{key}` → `{key, value, expires_at}`.
+pub(super) async fn get_key(
+    State(st): State<AppState>,
+    caller: Res<Caller>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    replay: Res<Replay>,
+) -> Response {
+    let parsed = (|| -> Res<_> {
+        let ns = caller?.namespace(perm::READ)?;
+        let key = key_of(path)?;
+        let strong = exec::is_strong(&st, query_of(query)?.get("consistency").map(String::as_str))?;
+        Ok((ns, key, strong, replay?))
+    })();
+    let (ns, key, strong, replay) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    if let Err(b) = exec::before_read(&st, strong, None, replay).await {
+        return b.render(error);
+    }
+    let resp = match st.node.read_local(&ns, &key) {
+        Ok(Some(item)) => json(ItemBody::new(&item, None)),
+        Ok(None) => error(refused(Refusal::NotFound)),
+        Err(e) => error(e.into()),
+    };
+    mark_consistency(resp, strong)
+}
+
+/// `PUT /infra/kv/{key}` with `{value, ttl?, if_not_exists?}` → `{key, value, expires_at}`.
+pub(super) async fn put_key(
+    State(st): State<AppState>,
+    caller: Res<Caller>,
+    path: Result<Path<String>, PathRejection>,
+    replay: Res<Replay>,
+) -> Response {
+    let parsed = (|| -> Res<_> {
+        let ns = caller?.namespace(perm::WRITE)?;
+        let key = key_of(path)?;
+        let replay = replay?;
+        let obj = parse::json_object(&replay.body, false)?;
+        let value = obj.get("value").ok_or_else(|| bad("the body needs a `value` field"))?;
+        let value = value_text(&st, value)?;
+        let ttl_ms = ttl_of(&st, obj.get("ttl"))?;
+        let cond = if_not_exists(obj.get("if_not_exists"))?;
+        Ok((Command::Set { ns, key, value, ttl_ms, cond }, replay))
+    })();
+    let (cmd, replay) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    write_result(exec::write_one(&st, cmd, replay).await, |r| match r {
+        CmdResult::Item(item) => Some(json(ItemBody::new(item, None))),
+        _ => None,
+    })
+}
+
+/// `DELETE /infra/kv/{key}` → `{"status": "ok", "key", "deleted": true}`, 404 if absent.
+pub(super) async fn delete_key(
+    State(st): State<AppState>,
+    caller: Res<Caller>,
+    path: Result<Path<String>, PathRejection>,
+    replay: Res<Replay>,
+) -> Response {
+    let parsed = (|| -> Res<_> {
+        let ns = caller?.namespace(perm::WRITE)?;
+        Ok((Command::Delete { ns, key: key_of(path)?, cond: Condition::None }, replay?))
+    })();
+    let (cmd, replay) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    write_result(exec::write_one(&st, cmd, replay).await, |r| match r {
+        CmdResult::Deleted { key } => Some(json(Ok(DeletedBody { status: "ok", key: key.clone(), deleted: true }))),
+        _ => None,
+    })
+}
+
+/// `POST /infra/kv/{key}/increment` with `{delta?, ttl?}` → `{"status": "ok", key, value,
+/// expires_at}`; `ttl` applies when the increment creates the key.
+pub(super) async fn increment(
+    State(st): State<AppState>,
+    caller: Res<Caller>,
+    path: Result<Path<String>, PathRejection>,
+    replay: Res<Replay>,
+) -> Response {
+    let parsed = (|| -> Res<_> {
+        let ns = caller?.namespace(perm::WRITE)?;
+        let key = key_of(path)?;
+        let replay = replay?;
+        let obj = parse::json_object(&replay.body, true)?;
+        let delta = parse::delta_of(obj.get("delta"))?;
+        let ttl_ms = ttl_of(&st, obj.get("ttl"))?;
+        Ok((Command::Increment { ns, key, delta, ttl_ms }, replay))
+    })();
+    let (cmd, replay) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    write_result(exec::write_one(&st, cmd, replay).await, |r| match r {
+        CmdResult::Item(item) => Some(json(ItemBody::new(item, Some("ok")))),
+        _ => None,
+    })
+}
+
+/// `GET /infra/kv?prefix&cursor&limit` → `{"status": "ok", "keys": [...], "next_cursor"}`.
+pub(super) async fn scan(
+    State(st): State<AppState>,
+    caller: Res<Caller>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    replay: Res<Replay>,
+) -> Response {
+    let parsed = (|| -> Res<_> {
+        let ns = caller?.namespace(perm::READ)?;
+        let q = query_of(query)?;
+        let prefix = q.get("prefix").cloned().unwrap_or_default();
+        check_key(&prefix, "prefix", true)?;
+        let after = q.get("cursor").filter(|c| !c.is_empty()).map(|c| parse::decode_cursor(c)).transpose()?;
+        let limit = parse::scan_limit(q.get("limit"))?;
+        let strong = exec::is_strong(&st, q.get("consistency").map(String::as_str))?;
+        Ok((ns, prefix, after, limit, strong, replay?))
+    })();
+    let (ns, prefix, after, limit, strong, replay) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(e),
+    };
+    if let Err(b) = exec::before_read(&st, strong, None, replay).await {
+        return b.render(error);
+    }
+    let (items, more) = match st.node.scan_local(&ns, &prefix, after.as_deref(), limit) {
+        Ok(r) => r,
+        Err(e) => return error(e.into()),
+    };
+    let next_cursor = items.last().filter(|_| more).map(|last| parse::encode_cursor(&last.key));
+    let keys = items.iter().map(|i| i.key.as_str()).collect();
+    mark_consistency(json(Ok(ScanBody { status: "ok", keys, next_cursor })), strong)
+}

@@ -38,6 +38,11 @@ pub fn validate_key(key: &str) -> ApiResult<()> {
 pub fn key_of(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     let Path(key) = path.map_err(|e| ApiError::new(Code::InvalidKey, format!("bad key: {e}")))?;
     validate_key(&key)?;
+    // Clients and proxies treat `.` and `..` as dot-segments even percent-encoded, so a path
+    // naming them would address different keys through different clients (docs/api.md).
+    if key == "." || key == ".." {
+        return Err(ApiError::new(Code::InvalidKey, "the keys . and .. cannot be addressed in a path"));
+    }
     Ok(key)
 }
 

@@ -83,3 +83,32 @@ async fn if_version_that_is_not_a_number_is_400_invalid_version() {
     assert_rejected_and_still_serving(&c, &url, resp, 400, "invalid_version").await;
     assert_eq!(c.http.get(&url, "iv").await.ok().data()["value"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segment_keys_are_400_invalid_key_even_percent_encoded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (c, url) = single_node().await;
+    // Sent on a raw socket: reqwest (like any WHATWG URL parser) would resolve `%2E%2E` away.
+    for encoded in ["%2E", "%2e%2E", "%2E%2E"] {
+        let addr = url.trim_start_matches("http://");
+        let body = r#"{"value":1}"#;
+        let request = format!(
+            "PUT /kv/items/{encoded} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            s.write_all(request.as_bytes()).await.expect("send");
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.expect("read");
+            out
+        })
+        .await
+        .expect("an answer within 10 s");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{encoded}: {answer}");
+        assert!(answer.contains("invalid_key"), "{encoded}: {answer}");
+    }
+    // The node still serves, and a batch (keys in the body) can still name them.
+    let put = c.http.put(&url, "after-dot-keys", &json!({"value": "fine"})).await;
+    assert_eq!(put.status, 200, "{put:?}");
+}

@@ -16,7 +16,8 @@
 //! - `tls`: PEM loading and the rustls configurations (server, peer client, CLI client)
 //! - `node/`: the core: storage and Raft wired together, write batching, strong reads,
 //!   membership, the TTL ticker, the core's error classes
-//! - `listener`: the HTTPS listener: TLS handshakes off the accept loop, per-connection info
+//! - `listener`: accepting plain or TLS connections within `--max-connections`
+//! - `connection`: one HTTP/1.1 connection with its header, body and idle timeouts
 //! - `api/`: the HTTP edge (axum): parsing, the error table, native routes, dialects,
 //!   forwarding, Raft RPC endpoints
 //! - `server`: runs a node until shutdown (the binary's `serve` calls this)
@@ -33,6 +34,7 @@ pub mod bench;
 pub mod client;
 pub(crate) mod codec;
 pub mod config;
+pub(crate) mod connection;
 pub(crate) mod frame;
 pub(crate) mod http1;
 pub(crate) mod listener;

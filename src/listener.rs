@@ -1,17 +1,20 @@
-//! The HTTPS listener and what the router learns about each connection.
+//! Accepting connections, plain or TLS, within the `--max-connections` budget, and what the
+//! router learns about each connection.
 //!
-//! TLS handshakes run in their own tasks, each bounded by [`HANDSHAKE_TIMEOUT`], and finished
-//! streams are handed to axum through a channel: a client that stalls mid-handshake (or a port
-//! scanner) costs one task, never the accept loop, so other clients and peers keep connecting.
+//! Every accepted socket takes a permit from the budget, held until the connection closes. A
+//! socket over budget is refused: on plain HTTP it is answered with 503
+//! `too_many_connections` (by the server, which reads its request head first, so the client
+//! sees the answer instead of a reset), with TLS it is closed at once, before any handshake
+//! work. TLS handshakes run in their own tasks, each bounded by [`HANDSHAKE_TIMEOUT`], and
+//! finished streams are handed over through a channel: a client that stalls mid-handshake
+//! (or a port scanner) costs one task and one permit, never the accept loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -19,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 /// A handshake not finished by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Finished handshakes waiting for axum to take them.
+/// Finished handshakes waiting for the server to take them.
 const READY_QUEUE: usize = 64;
 
 /// Per-connection facts, available to handlers as `ConnectInfo<Conn>`.
@@ -31,81 +34,104 @@ pub struct Conn {
     pub peer_cert: bool,
 }
 
-impl Connected<IncomingStream<'_, TcpListener>> for Conn {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Conn { remote: *stream.remote_addr(), peer_cert: false }
-    }
+/// An accepted connection.
+pub enum Accepted {
+    /// Within budget: serve it; the permit is released when it is dropped.
+    Plain(TcpStream, Conn, OwnedSemaphorePermit),
+    Tls(Box<TlsStream<TcpStream>>, Conn, OwnedSemaphorePermit),
+    /// Over budget, plain HTTP: answer 503 and close.
+    Refused(TcpStream),
 }
 
-impl Connected<IncomingStream<'_, TlsListener>> for Conn {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        *stream.remote_addr()
+pub enum Listener {
+    Plain { tcp: TcpListener, permits: Arc<Semaphore> },
+    Tls(TlsListener),
+}
+
+impl Listener {
+    pub fn plain(tcp: TcpListener, permits: Arc<Semaphore>) -> Listener {
+        Listener::Plain { tcp, permits }
+    }
+
+    pub fn tls(tcp: TcpListener, config: Arc<rustls::ServerConfig>, permits: Arc<Semaphore>) -> Listener {
+        let (tx, ready) = mpsc::channel(READY_QUEUE);
+        let accepting = tokio::spawn(tls_accept_loop(tcp, TlsAcceptor::from(config), permits, tx));
+        Listener::Tls(TlsListener { ready, accepting })
+    }
+
+    pub async fn accept(&mut self) -> Accepted {
+        match self {
+            Listener::Plain { tcp, permits } => {
+                let (stream, remote) = accept_tcp(tcp).await;
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => Accepted::Plain(stream, Conn { remote, peer_cert: false }, permit),
+                    Err(_) => Accepted::Refused(stream),
+                }
+            }
+            Listener::Tls(tls) => match tls.ready.recv().await {
+                Some((stream, conn, permit)) => Accepted::Tls(Box::new(stream), conn, permit),
+                // The accept loop never ends by itself; only Drop aborts it, and then nobody
+                // waits.
+                None => std::future::pending().await,
+            },
+        }
     }
 }
 
 pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, Conn)>,
-    local: SocketAddr,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, Conn, OwnedSemaphorePermit)>,
     accepting: JoinHandle<()>,
 }
 
-impl TlsListener {
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<TlsListener> {
-        let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(READY_QUEUE);
-        let accepting = tokio::spawn(accept_loop(tcp, TlsAcceptor::from(config), tx));
-        Ok(TlsListener { ready, local, accepting })
-    }
-}
-
-/// axum drops the listener when graceful shutdown begins; the port must close then too.
+/// The server drops the listener when graceful shutdown begins; the port must close then too.
 impl Drop for TlsListener {
     fn drop(&mut self) {
         self.accepting.abort();
     }
 }
 
-async fn accept_loop(tcp: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<(TlsStream<TcpStream>, Conn)>) {
+/// Accepts the next socket, riding out errors like running out of file descriptors.
+async fn accept_tcp(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
     loop {
-        let (stream, remote) = match tcp.accept().await {
-            Ok(s) => s,
+        match tcp.accept().await {
+            Ok((stream, remote)) => {
+                // TLS turns one response into several socket writes, and Nagle would hold the
+                // last one back; plain responses are one write, so it costs nothing there.
+                let _ = stream.set_nodelay(true);
+                return (stream, remote);
+            }
             Err(e) => {
-                // Like axum's own loop: out of file descriptors and the like pass; back off.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
             }
+        }
+    }
+}
+
+async fn tls_accept_loop(
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    permits: Arc<Semaphore>,
+    tx: mpsc::Sender<(TlsStream<TcpStream>, Conn, OwnedSemaphorePermit)>,
+) {
+    loop {
+        let (stream, remote) = accept_tcp(&tcp).await;
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Over budget: closing now costs nothing; a handshake to say so would not.
+            tracing::debug!(%remote, "connection refused: --max-connections reached");
+            continue;
         };
-        // TLS turns one response into several socket writes; Nagle would hold the last back.
-        let _ = stream.set_nodelay(true);
         let (acceptor, tx) = (acceptor.clone(), tx.clone());
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let peer_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
                     // Fails only when the listener is gone (shutting down).
-                    let _ = tx.send((tls, Conn { remote, peer_cert })).await;
+                    let _ = tx.send((tls, Conn { remote, peer_cert }, permit)).await;
                 }
                 Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
             }
         });
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = Conn;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(conn) => conn,
-            // The accept loop never ends by itself; only Drop aborts it, and then nobody waits.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Conn> {
-        Ok(Conn { remote: self.local, peer_cert: false })
     }
 }

@@ -5,13 +5,17 @@
 //! in-process tests, which read the address before they start the node).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::api::{self, AppState};
-use crate::config::NodeConfig;
-use crate::listener::{Conn, TlsListener};
+use crate::config::{ConnectionLimits, NodeConfig};
+use crate::connection::{self, Timeouts};
+use crate::listener::{Accepted, Conn, Listener};
 use crate::net;
 pub use crate::node::error::StartError;
 use crate::node::{membership, ttl, Node};
@@ -55,23 +59,92 @@ pub async fn serve(
 
     let ticker = tokio::spawn(ttl::run(node.clone()));
     let forward_http = net::peer_client(local_ip, None, peer_tls).map_err(|e| StartError::Raft(e.to_string()))?;
-    let app = api::router(AppState::new(node.clone(), forward_http));
-    let app = app.into_make_service_with_connect_info::<Conn>();
-    let served = match tls {
-        Some(tls) => {
-            let listener = TlsListener::new(listener, tls.server).map_err(StartError::io("listen for TLS"))?;
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
-        }
-        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+    let router = api::router(AppState::new(node.clone(), forward_http));
+    let limits = node.config.connections.clone();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let incoming = match tls {
+        Some(tls) => Listener::tls(listener, tls.server, permits),
+        None => Listener::plain(listener, permits),
     };
+    serve_connections(incoming, router, &limits, shutdown).await;
     ticker.abort();
     tracing::info!("HTTP drained; stopping raft");
     // Bound the stop so a wedged peer connection cannot hold the process forever.
     if tokio::time::timeout(Duration::from_secs(10), node.shutdown()).await.is_err() {
         tracing::warn!("raft did not stop within 10s");
     }
-    served.map_err(StartError::io("serve HTTP"))
+    Ok(())
 }
+
+/// Connections over `--max-connections` being answered 503 at once, at most; past that they
+/// are closed unanswered, so a flood cannot turn refusals into a cost of their own.
+const MAX_REFUSING: usize = 256;
+
+/// Accepts and serves connections until `shutdown`, then drains: the port closes, every
+/// connection finishes its requests in flight (idle ones close at once), and whatever is still
+/// open after `--drain-timeout-ms` is closed.
+async fn serve_connections(
+    mut incoming: Listener,
+    router: axum::Router,
+    limits: &ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let timeouts = Timeouts { header: limits.header_timeout, body: limits.body_timeout, idle: limits.idle_timeout };
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let over_capacity = api::over_capacity();
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = incoming.accept() => {
+                let (io, conn, permit): (Box<dyn Io>, Conn, OwnedSemaphorePermit) = match accepted {
+                    Accepted::Plain(stream, conn, permit) => (Box::new(stream), conn, permit),
+                    Accepted::Tls(stream, conn, permit) => (stream, conn, permit),
+                    Accepted::Refused(stream) => {
+                        let Ok(permit) = refusing.clone().try_acquire_owned() else { continue };
+                        let (router, remote) = (over_capacity.clone(), stream.peer_addr());
+                        let Ok(remote) = remote else { continue };
+                        let conn = Conn { remote, peer_cert: false };
+                        connections.spawn(async move {
+                            let _permit = permit;
+                            let _ = connection::serve(stream, conn, router, timeouts, std::future::pending()).await;
+                        });
+                        continue;
+                    }
+                };
+                let (router, mut drain) = (router.clone(), drain_rx.clone());
+                connections.spawn(async move {
+                    let _permit = permit;
+                    let draining = async move {
+                        let _ = drain.wait_for(|d| *d).await;
+                    };
+                    match connection::serve(io, conn, router, timeouts, draining).await {
+                        Ok(Some(closed)) => tracing::debug!(remote = %conn.remote, ?closed, "connection closed by a limit"),
+                        Ok(None) => {}
+                        Err(e) => tracing::debug!(remote = %conn.remote, error = %e, "connection ended with an error"),
+                    }
+                });
+            }
+            // Reaps finished connections so the set holds only open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    // Closes the port (and, with TLS, stops the handshakes) before the drain.
+    drop(incoming);
+    let _ = drain_tx.send(true);
+    let drained =
+        tokio::time::timeout(limits.drain_timeout, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(open = connections.len(), "drain timeout passed; closing the connections still open");
+        connections.shutdown().await;
+    }
+}
+
+/// A connection's stream, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Resolves on SIGINT or SIGTERM: the binary's shutdown future.
 pub async fn shutdown_signal() {

@@ -52,6 +52,8 @@ pub enum Code {
     /// A native batch op named an absent key where it needed one: the key is `not_found`, but
     /// the batch as a whole is a conflict (nothing applied), hence 409.
     BatchOpNotFound,
+    /// The request body did not arrive within `--body-timeout-ms`.
+    RequestTimeout,
     // 412, 413, 429
     PreconditionFailed,
     ValueTooLarge,
@@ -68,6 +70,8 @@ pub enum Code {
     SnapshotTimeout,
     /// A KVdb bucket's policy kept changing under a request.
     Busy,
+    /// The node holds `--max-connections` open connections.
+    TooManyConnections,
     // 504
     UnknownOutcome,
 }
@@ -112,6 +116,7 @@ impl Code {
             MembershipConflict => ("membership_conflict", StatusCode::CONFLICT),
             Conflict => ("conflict", StatusCode::CONFLICT),
             BatchOpNotFound => ("not_found", StatusCode::CONFLICT),
+            RequestTimeout => ("request_timeout", StatusCode::REQUEST_TIMEOUT),
             PreconditionFailed => ("precondition_failed", StatusCode::PRECONDITION_FAILED),
             ValueTooLarge => ("value_too_large", StatusCode::PAYLOAD_TOO_LARGE),
             RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
@@ -124,6 +129,7 @@ impl Code {
             RaftStopped => ("raft_stopped", StatusCode::SERVICE_UNAVAILABLE),
             SnapshotTimeout => ("snapshot_timeout", StatusCode::SERVICE_UNAVAILABLE),
             Busy => ("busy", StatusCode::SERVICE_UNAVAILABLE),
+            TooManyConnections => ("too_many_connections", StatusCode::SERVICE_UNAVAILABLE),
             UnknownOutcome => ("unknown_outcome", StatusCode::GATEWAY_TIMEOUT),
         }
     }
@@ -180,6 +186,7 @@ mod tests {
         (MembershipConflict, "membership_conflict", 409),
         (Conflict, "conflict", 409),
         (BatchOpNotFound, "not_found", 409),
+        (RequestTimeout, "request_timeout", 408),
         (PreconditionFailed, "precondition_failed", 412),
         (ValueTooLarge, "value_too_large", 413),
         (RateLimited, "rate_limited", 429),
@@ -192,6 +199,7 @@ mod tests {
         (RaftStopped, "raft_stopped", 503),
         (SnapshotTimeout, "snapshot_timeout", 503),
         (Busy, "busy", 503),
+        (TooManyConnections, "too_many_connections", 503),
         (UnknownOutcome, "unknown_outcome", 504),
     ];
 

@@ -38,6 +38,7 @@ impl<S: Send + Sync> FromRequest<S> for Replay {
             Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(|e| match e.status() {
                 StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(Code::ValueTooLarge, "request body too large"),
                 // axum's only other body rejection is 400 (the body failed to arrive).
+                _ if body_timed_out(&e) => ApiError::new(Code::RequestTimeout, e.body_text()),
                 _ => ApiError::new(Code::InvalidBody, e.body_text()),
             })?;
         Ok(Replay { method, uri, headers, body })
@@ -97,4 +98,17 @@ pub async fn to_leader(st: &AppState, req: Replay) -> Result<Response, ApiError>
         }
         Err(e) => Err(lost(e.to_string())),
     }
+}
+
+/// Whether a body rejection was the connection's body timeout (`connection::BodyTimedOut`)
+/// rather than a broken body.
+fn body_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<crate::connection::BodyTimedOut>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }

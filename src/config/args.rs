@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 
 use super::{
-    parse_peers, NodeConfig, NodeId, Quotas, Security, SmOptions, TlsFiles, DEFAULT_SLED_CACHE_MB,
+    parse_peers, ConnectionLimits, NodeConfig, NodeId, Quotas, Security, SmOptions, TlsFiles, DEFAULT_SLED_CACHE_MB,
     DEFAULT_SLED_FLUSH_MS, DEFAULT_WAL_SEGMENT_BYTES,
 };
 
@@ -121,6 +121,26 @@ pub struct ServeArgs {
     /// Bound on admitting a node (learner catch-up plus promotion), in seconds.
     #[arg(long, env = "CAIRN_JOIN_TIMEOUT_S", default_value_t = 300)]
     pub join_timeout_s: u64,
+    /// A request head must arrive complete within this many ms of its first byte (a client
+    /// sending a byte now and then is cut off).
+    #[arg(long, env = "CAIRN_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// A request body must arrive complete within this many ms of its head; a client that
+    /// stalls part-way gets 408 `request_timeout`. Applies to peers' Raft bodies too (up to
+    /// 64 MiB), so keep it above what the slowest peer link needs.
+    #[arg(long, env = "CAIRN_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
+    /// A keep-alive connection with no request in progress is closed after this many ms.
+    #[arg(long, env = "CAIRN_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+    /// Open connections at most (clients and peers together); past it new connections are
+    /// refused (503 `too_many_connections` on plain HTTP; closed at once with TLS).
+    #[arg(long, env = "CAIRN_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// On shutdown, in-flight requests get this many ms to finish; then every connection
+    /// still open is closed.
+    #[arg(long, env = "CAIRN_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub drain_timeout_ms: u64,
     /// Tokio worker threads [default: number of CPUs].
     #[arg(long, env = "CAIRN_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -169,6 +189,13 @@ impl ServeArgs {
                 cluster_secret,
                 rate_limit_per_sec: self.rate_limit,
                 insecure: self.insecure_allow_anonymous,
+            },
+            connections: ConnectionLimits {
+                header_timeout: Duration::from_millis(self.header_timeout_ms),
+                body_timeout: Duration::from_millis(self.body_timeout_ms),
+                idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+                max_connections: self.max_connections,
+                drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             },
             tls: self.tls_files()?,
         };

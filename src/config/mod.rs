@@ -75,6 +75,8 @@ pub struct NodeConfig {
     pub join_timeout: Duration,
     pub quotas: Quotas,
     pub security: Security,
+    /// What one HTTP connection may cost: its timeouts, and how many may be open.
+    pub connections: ConnectionLimits,
     /// `--tls-cert` and friends; `None` serves and dials plain HTTP.
     pub tls: Option<TlsFiles>,
 }
@@ -100,6 +102,26 @@ pub struct Quotas {
     pub default_ttl_seconds: Option<u64>,
 }
 
+/// Bounds on client (and peer) connections, so a slow or abusive client costs a bounded
+/// amount of memory, descriptors and time. See docs/security.md, "Threat model".
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// A request head must be complete this long after its first byte arrived.
+    pub header_timeout: Duration,
+    /// A request body must be complete this long after its head (for every route, `/raft/*`
+    /// included, whose AppendEntries bodies are up to 64 MiB).
+    pub body_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this long. A
+    /// response still streaming is a request in progress.
+    pub idle_timeout: Duration,
+    /// Open connections at most; past it a new one gets 503 `too_many_connections` (plain
+    /// HTTP) or is closed at once (TLS, before any handshake work).
+    pub max_connections: usize,
+    /// On shutdown, in-flight requests get this long to finish before their connections are
+    /// closed.
+    pub drain_timeout: Duration,
+}
+
 /// Who may call the node. See docs/security.md.
 #[derive(Debug, Clone, Default)]
 pub struct Security {
@@ -123,6 +145,13 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.election_min >= self.election_max || self.heartbeat >= self.election_min {
             return Err("need --heartbeat-ms < --election-min-ms < --election-max-ms".into());
+        }
+        let c = &self.connections;
+        if c.header_timeout.is_zero() || c.body_timeout.is_zero() || c.idle_timeout.is_zero() {
+            return Err("--header-timeout-ms, --body-timeout-ms and --idle-timeout-ms must be positive".into());
+        }
+        if c.max_connections == 0 {
+            return Err("--max-connections must be positive".into());
         }
         if self.quotas.max_value_bytes == 0 || self.quotas.default_ttl_seconds == Some(0) {
             return Err("--max-value-bytes and --default-ttl-seconds must be positive".into());

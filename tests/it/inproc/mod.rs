@@ -12,4 +12,5 @@ mod dialects_rocketstack;
 mod dialects_saasignal;
 mod follower_reads;
 mod kv_semantics;
+mod slow_clients;
 mod ttl_expiry;

@@ -1,5 +1,6 @@
-//! Process lifecycle: SIGTERM stops a node cleanly (exit 0), its data survives a restart
-//! on the same data dir, and a data dir written by another id refuses to start.
+//! Process lifecycle: SIGTERM stops a node cleanly (exit 0), even with a client holding a
+//! connection half-open, its data survives a restart on the same data dir, and a data dir
+//! written by another id refuses to start.
 
 use crate::support::{deadline_in, free_port, run_cairn_once, Cluster};
 use serde_json::json;
@@ -11,6 +12,31 @@ async fn sigterm_stops_a_single_node_with_exit_code_zero() {
     c.http.put(&c.url(1), "k", &json!({"value": 1})).await.ok();
     let status = c.terminate(1, deadline_in(10)).await;
     assert_eq!(status.code(), Some(0), "SIGTERM must be a clean exit, got {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_within_the_drain_timeout_despite_a_stalled_request() {
+    use tokio::io::AsyncWriteExt;
+    // Every per-connection limit is far longer than the test: only the drain timeout can end
+    // the stalled request.
+    let mut c = Cluster::single_with(&[
+        "--drain-timeout-ms",
+        "1000",
+        "--body-timeout-ms",
+        "600000",
+        "--header-timeout-ms",
+        "600000",
+        "--idle-timeout-ms",
+        "600000",
+    ]);
+    c.wait_for_leader(deadline_in(15)).await;
+    let mut stalled = tokio::net::TcpStream::connect(c.addr(1)).await.unwrap();
+    stalled.write_all(b"PUT /kv/items/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"value\":").await.unwrap();
+    // Let the node take the head and start waiting for the body.
+    c.http.put(&c.url(1), "other", &json!({"value": 1})).await.ok();
+    let status = c.terminate(1, deadline_in(15)).await;
+    assert_eq!(status.code(), Some(0), "SIGTERM with a stalled request must still exit cleanly, got {status}");
+    drop(stalled);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,9 +82,8 @@ fn code_of(code: Code) -> &'static str {
         | BatchOpNotFound | PreconditionFailed => "conflict",
         RateLimited => "rate_limited",
         Internal | StorageError | NoEntropy => "internal_error",
-        NotAcceptable | NoLeader | NotCaughtUp | NotReady | RaftStopped | SnapshotTimeout | Busy | UnknownOutcome => {
-            code.as_str()
-        }
+        NotAcceptable | NoLeader | NotCaughtUp | NotReady | RaftStopped | SnapshotTimeout | Busy | UnknownOutcome
+        | RequestTimeout | TooManyConnections => code.as_str(),
     }
 }
 

@@ -1,0 +1,348 @@
+//! One HTTP/1.1 connection, served with the limits a public port needs: a request head must
+//! arrive within the header timeout of its first byte, a body within the body timeout of its
+//! head, and a connection with no request in progress is closed after the idle timeout.
+//!
+//! Why not hyper's own `header_read_timeout`: its clock starts as soon as hyper waits for a
+//! head, so on a keep-alive connection the header and idle limits would be one number. Here
+//! the connection's phase is tracked instead: the IO wrapper sees the first byte of a head
+//! (`Idle` → `Head`), the service wrapper sees the head complete (`Busy`), and the end of the
+//! response body (back to `Idle`). A watchdog closes the connection when the current phase's
+//! deadline passes. A response that is still streaming keeps its connection `Busy`, so
+//! streaming responses are exempt from the idle limit, as they are from the body limit (which
+//! only bounds request bodies).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
+use axum::http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
+
+use crate::listener::Conn;
+
+/// The three per-connection clocks (from `ConnectionLimits`).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub header: Duration,
+    pub body: Duration,
+    pub idle: Duration,
+}
+
+/// Where a connection is in its request cycle, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No request in progress since this instant.
+    Idle(Instant),
+    /// The first byte of a request head arrived at this instant.
+    Head(Instant),
+    /// This many requests are being handled (or their responses are still being sent).
+    Busy(usize),
+}
+
+struct Phase {
+    /// A std mutex: held for a few instructions, never across an await.
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+impl Phase {
+    fn update(&self, f: impl FnOnce(State) -> State) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let next = f(*state);
+        if next != *state {
+            *state = next;
+            self.changed.notify_waiters();
+        }
+    }
+
+    fn get(&self) -> State {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Why a connection was closed by a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    HeaderTimeout,
+    IdleTimeout,
+}
+
+/// Resolves when the phase's deadline passes without the phase changing.
+async fn watchdog(phase: &Phase, t: Timeouts) -> Closed {
+    loop {
+        let changed = phase.changed.notified();
+        tokio::pin!(changed);
+        // Registered before the state is read, so a change in between is not missed.
+        changed.as_mut().enable();
+        let state = phase.get();
+        let (deadline, why) = match state {
+            State::Idle(since) => (since + t.idle, Closed::IdleTimeout),
+            State::Head(since) => (since + t.header, Closed::HeaderTimeout),
+            State::Busy(_) => {
+                changed.await;
+                continue;
+            }
+        };
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                if phase.get() == state {
+                    return why;
+                }
+            }
+        }
+    }
+}
+
+/// The socket, watched for the first byte of each request head.
+struct Watched<I> {
+    inner: I,
+    phase: Arc<Phase>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.phase.update(|s| match s {
+                State::Idle(_) => State::Head(Instant::now()),
+                other => other,
+            });
+        }
+        polled
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// One request in progress; dropped when its response body ends (or the request is abandoned).
+struct InFlight(Arc<Phase>);
+
+impl InFlight {
+    fn begin(phase: &Arc<Phase>) -> InFlight {
+        phase.update(|s| match s {
+            State::Busy(n) => State::Busy(n + 1),
+            State::Idle(_) | State::Head(_) => State::Busy(1),
+        });
+        InFlight(phase.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.update(|s| match s {
+            State::Busy(n) if n > 1 => State::Busy(n - 1),
+            _ => State::Idle(Instant::now()),
+        });
+    }
+}
+
+/// The error a request body yields once the body timeout passes; the edge answers it with 408
+/// `request_timeout` (`api/forward.rs`).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+pub struct BodyTimedOut(pub Duration);
+
+/// A request body that fails with [`BodyTimedOut`] at its deadline.
+struct TimedBody {
+    inner: Incoming,
+    deadline: Pin<Box<Sleep>>,
+    limit: Duration,
+}
+
+impl HttpBody for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(BodyTimedOut(self.limit)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] until it ends.
+struct TrackedBody {
+    inner: Body,
+    in_flight: Option<InFlight>,
+}
+
+impl HttpBody for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.in_flight = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The per-connection service: marks requests in flight, bounds their bodies, and gives
+/// handlers the connection's facts as `ConnectInfo<Conn>`.
+#[derive(Clone)]
+struct Service {
+    router: axum::Router,
+    phase: Arc<Phase>,
+    conn: Conn,
+    body_timeout: Duration,
+}
+
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let in_flight = InFlight::begin(&self.phase);
+        let limit = self.body_timeout;
+        let mut req =
+            req.map(|inner| Body::new(TimedBody { inner, deadline: Box::pin(tokio::time::sleep(limit)), limit }));
+        req.extensions_mut().insert(ConnectInfo(self.conn));
+        let router = self.router.clone();
+        Box::pin(async move {
+            let resp = tower::ServiceExt::oneshot(router, req).await?;
+            Ok(resp.map(|inner| Body::new(TrackedBody { inner, in_flight: Some(in_flight) })))
+        })
+    }
+}
+
+/// Serves one connection until the client closes it, a limit closes it (the answer says
+/// which), or `drain` resolves: then the connection finishes its requests in flight and
+/// closes (the server bounds how long that may take).
+pub async fn serve<I>(
+    io: I,
+    conn: Conn,
+    router: axum::Router,
+    t: Timeouts,
+    drain: impl Future<Output = ()>,
+) -> Result<Option<Closed>, hyper::Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let phase = Arc::new(Phase { state: Mutex::new(State::Idle(Instant::now())), changed: Notify::new() });
+    let io = Watched { inner: io, phase: phase.clone() };
+    let service = Service { router, phase: phase.clone(), conn, body_timeout: t.body };
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // This module times heads itself (see the module comment).
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    tokio::pin!(drain);
+    tokio::select! {
+        served = connection.as_mut() => served.map(|()| None),
+        why = watchdog(&phase, t) => Ok(Some(why)),
+        () = &mut drain => {
+            connection.as_mut().graceful_shutdown();
+            connection.await.map(|()| None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn conn() -> Conn {
+        Conn { remote: SocketAddr::from(([127, 0, 0, 1], 9)), peer_cert: false }
+    }
+
+    #[tokio::test]
+    async fn a_streaming_response_is_not_cut_by_the_idle_timeout() {
+        // Chunks every 100 ms for about a second, against an idle limit of 150 ms: only a
+        // connection with no request in progress is idle.
+        let router = axum::Router::new().route(
+            "/stream",
+            axum::routing::get(|| async {
+                let chunks = futures::stream::unfold(0u32, |i| async move {
+                    if i == 10 {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Some((Ok::<_, Infallible>(Bytes::from(format!("chunk{i};"))), i + 1))
+                });
+                Body::from_stream(chunks)
+            }),
+        );
+        let t =
+            Timeouts { header: Duration::from_secs(5), body: Duration::from_secs(5), idle: Duration::from_millis(150) };
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let served = tokio::spawn(serve(server, conn(), router, t, std::future::pending()));
+        client.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&got).contains("chunk9;") {
+                let n = client.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed mid-stream: {}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "the stream did not finish: {}", String::from_utf8_lossy(&got));
+        // Once the response is over the connection is idle, and the idle limit closes it.
+        let closed = tokio::time::timeout(Duration::from_secs(10), served).await.expect("closed by the idle limit");
+        assert_eq!(closed.unwrap().unwrap(), Some(Closed::IdleTimeout));
+    }
+}

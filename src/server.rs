@@ -58,7 +58,11 @@ pub async fn serve(
     }
 
     let ticker = tokio::spawn(ttl::run(node.clone()));
-    let forward_http = net::peer_client(local_ip, None, peer_tls).map_err(|e| StartError::Raft(e.to_string()))?;
+    // The forwarding client sends the cluster secret, so the leader can tell a forwarded
+    // request's loop guard from one a client made up (`api/forward.rs`).
+    let secret = node.config.security.cluster_secret.clone();
+    let forward_http =
+        net::peer_client(local_ip, secret.as_deref(), peer_tls).map_err(|e| StartError::Raft(e.to_string()))?;
     let router = api::router(AppState::new(node.clone(), forward_http));
     let limits = node.config.connections.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));

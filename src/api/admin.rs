@@ -117,22 +117,28 @@ pub async fn list(State(st): State<AppState>, caller: Caller, replay: Replay) ->
     Json(Data { data: Tokens { tokens } }).into_response()
 }
 
+/// Who may revoke a token: the bootstrap admin, `admin` in the token's namespace, or the token
+/// itself. Anyone else is told the same as for an id that does not exist, so ids cannot be
+/// probed for across namespaces.
+fn may_revoke(caller: &Caller, id: &str, rec: &TokenRecord) -> bool {
+    match &caller.principal {
+        Principal::Token { id: own, .. } if own == id => true,
+        _ => visible(caller, rec),
+    }
+}
+
 pub async fn revoke(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, replay: Replay) -> Response {
-    let rec = match st.node.token(&id) {
-        Ok(Some(r)) => r,
-        Ok(None) => return ApiError::new(Code::NotFound, "no such token").into_response(),
+    let no_such_token = || ApiError::new(Code::NotFound, "no such token").into_response();
+    match st.node.token(&id) {
+        Ok(Some(rec)) if may_revoke(&caller, &id, &rec) => {}
+        Ok(_) => return no_such_token(),
         Err(e) => return ApiError::from(e).into_response(),
-    };
-    if let Err(e) = caller.namespace_for(Some(&rec.namespace), perm::ADMIN) {
-        return e.into_response();
     }
     match exec::write_one(&st, Command::RevokeToken { id: id.clone() }, replay).await {
         Ok((_, CmdResult::TokenRevoked { existed: true, .. })) => {
             Json(Data { data: Revoked { id, revoked: true } }).into_response()
         }
-        Ok((_, CmdResult::TokenRevoked { existed: false, .. })) => {
-            ApiError::new(Code::NotFound, "no such token").into_response()
-        }
+        Ok((_, CmdResult::TokenRevoked { existed: false, .. })) => no_such_token(),
         Ok((_, other)) => ApiError::internal(format!("unexpected result {other:?}")).into_response(),
         Err(b) => b.into_response(),
     }

@@ -26,6 +26,8 @@ pub enum Principal {
     /// No credentials, on a node that serves an open default namespace.
     Anonymous,
     Token {
+        /// The token's id (not secret): a token may revoke itself.
+        id: String,
         namespace: String,
         perms: u8,
     },
@@ -186,7 +188,7 @@ impl FromRequestParts<AppState> for Caller {
                     if !same_secret(&rec.hash, &hash_secret(secret)) {
                         return Err(unauthorized("unknown token"));
                     }
-                    Principal::Token { namespace: rec.namespace, perms: rec.perms }
+                    Principal::Token { id: id.to_string(), namespace: rec.namespace, perms: rec.perms }
                 }
             }
         };
@@ -219,7 +221,10 @@ mod tests {
 
     #[test]
     fn tokens_are_confined_to_their_namespace_and_permissions() {
-        let c = Caller { principal: Principal::Token { namespace: "ns".into(), perms: perm::READ }, requested: None };
+        let c = Caller {
+            principal: Principal::Token { id: "i".into(), namespace: "ns".into(), perms: perm::READ },
+            requested: None,
+        };
         assert_eq!(c.namespace(perm::READ).unwrap(), "ns");
         assert_eq!(c.namespace(perm::WRITE).unwrap_err().code, Code::Forbidden);
         assert_eq!(c.namespace_for(Some("other"), perm::READ).unwrap_err().code, Code::Forbidden);

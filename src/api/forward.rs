@@ -11,10 +11,11 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 
+use super::auth::same_secret;
 use super::code::Code;
 use super::error::ApiError;
 use super::state::AppState;
-use crate::protocol::H_FORWARDED_BY;
+use crate::protocol::{H_CLUSTER_SECRET, H_FORWARDED_BY};
 
 /// The parts of an incoming request needed to replay it at the leader. Also the extractor
 /// handlers use for the body, so an oversized body becomes 413 `value_too_large`.
@@ -50,7 +51,9 @@ const HOP_BY_HOP: &[&str] = &["host", "connection", "content-length", "transfer-
 /// Replays `req` at the leader and returns the leader's response as it is (already in the
 /// surface's shape), or why no answer came back.
 pub async fn to_leader(st: &AppState, req: Replay) -> Result<Response, ApiError> {
-    if req.headers.contains_key(H_FORWARDED_BY) {
+    // The loop guard believes only a peer: a client that sends the header itself is ignored
+    // (it used to be able to make a follower refuse its request with 503).
+    if req.headers.contains_key(H_FORWARDED_BY) && from_a_peer(st, &req.headers) {
         return Err(ApiError::no_leader("a forwarded request reached a node that is not the leader"));
     }
     let Some((_, addr)) = st.node.leader().filter(|(id, _)| *id != st.node.id) else {
@@ -64,7 +67,9 @@ pub async fn to_leader(st: &AppState, req: Replay) -> Result<Response, ApiError>
         .header(H_FORWARDED_BY, st.node.id)
         .body(req.body);
     for (k, v) in req.headers.iter() {
-        if !HOP_BY_HOP.contains(&k.as_str()) {
+        // Cairn's own request headers are set by this node (the secret by `forward_http`),
+        // never passed on from whoever sent the request.
+        if !HOP_BY_HOP.contains(&k.as_str()) && k != H_FORWARDED_BY && k != H_CLUSTER_SECRET {
             rb = rb.header(k, v);
         }
     }
@@ -111,4 +116,15 @@ fn body_timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
         cause = c.source();
     }
     false
+}
+
+/// Whether a request comes from a peer: it carries the cluster secret (every node's
+/// forwarding client sends it). A cluster without a secret cannot tell peers from clients, and
+/// trusts the header as it trusts every caller (such a node serves loopback only, unless
+/// started with `--insecure-allow-anonymous`).
+fn from_a_peer(st: &AppState, headers: &HeaderMap) -> bool {
+    match &st.node.config.security.cluster_secret {
+        Some(secret) => headers.get(H_CLUSTER_SECRET).is_some_and(|v| same_secret(v.as_bytes(), secret.as_bytes())),
+        None => true,
+    }
 }

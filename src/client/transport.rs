@@ -226,7 +226,18 @@ impl Client {
                 code: "io_error",
                 message: format!("{}: {e}", out.display()),
             };
-            let mut file = tokio::fs::File::create(out).await.map_err(io)?;
+            // A backup holds every value and every token hash: readable by its owner only.
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(out)
+                .await
+                .map_err(io)?;
+            // `mode` applies only to a new file; a leftover partial one is narrowed too.
+            let owner_only = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+            file.set_permissions(owner_only).await.map_err(io)?;
             let mut resp = resp;
             let mut total = 0u64;
             loop {

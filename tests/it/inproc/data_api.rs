@@ -235,6 +235,32 @@ async fn tokens_confine_callers_to_their_namespace_and_permissions() {
     call(&c.http, Method::DELETE, &format!("{url}/admin/tokens/{id}"), None, &admin)
         .await
         .assert_error(404, "not_found");
+
+    // Revoking another namespace's token is answered exactly like an id that does not exist,
+    // so ids cannot be probed for; a token may revoke itself without the admin permission.
+    let mint = async |ns: &str, perms: Value| {
+        let r = call(
+            &c.http,
+            Method::POST,
+            &format!("{url}/admin/tokens"),
+            Some(json!({"namespace": ns, "permissions": perms})),
+            &admin,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        (r.data()["id"].as_str().unwrap().to_string(), r.data()["token"].as_str().unwrap().to_string())
+    };
+    let (_, other_admin) = mint("other", json!(["admin"])).await;
+    let (team_id, team_token) = mint("team", json!(["read"])).await;
+    let other = [("x-token", other_admin.as_str())];
+    let foreign = call(&c.http, Method::DELETE, &format!("{url}/admin/tokens/{team_id}"), None, &other).await;
+    let unknown = call(&c.http, Method::DELETE, &format!("{url}/admin/tokens/0123456789abcdef"), None, &other).await;
+    foreign.assert_error(404, "not_found");
+    unknown.assert_error(404, "not_found");
+    assert_eq!(foreign.text, unknown.text, "a foreign id and an unknown id must be told apart by nothing");
+    let own = [("x-token", team_token.as_str())];
+    call(&c.http, Method::DELETE, &format!("{url}/admin/tokens/{team_id}"), None, &own).await.ok();
+    call(&c.http, Method::GET, &format!("{url}/kv/items/k"), None, &own).await.assert_error(401, "unauthorized");
     call(
         &c.http,
         Method::POST,

@@ -11,6 +11,7 @@ mod dialects_kvdb;
 mod dialects_rocketstack;
 mod dialects_saasignal;
 mod follower_reads;
+mod internal_headers;
 mod kv_semantics;
 mod slow_clients;
 mod ttl_expiry;

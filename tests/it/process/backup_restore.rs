@@ -8,7 +8,7 @@ use crate::support::{deadline_in, Cluster};
 use serde_json::{json, Value};
 
 fn cairn(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_cairn")).args(args).output().expect("run cairn")
+    crate::support::cairn_command().args(args).output().expect("run cairn")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,6 +35,11 @@ async fn backup_under_load_restores_into_a_new_cluster_with_every_key_and_versio
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     assert!(out.status.success(), "backup failed: {}", String::from_utf8_lossy(&out.stderr));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a backup must be readable by its owner only, got {mode:o}");
+    }
     let summary: Value = serde_json::from_slice(&out.stdout).expect("backup prints JSON");
     let backup_index = summary["lastIndex"].as_u64().unwrap();
 

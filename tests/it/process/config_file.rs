@@ -1,6 +1,6 @@
 //! `serve --config FILE`: file settings apply, and CAIRN_* variables override them.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::support::{deadline_in, free_port, until, Http};
 use serde_json::json;
@@ -12,7 +12,7 @@ async fn config_file_settings_apply_and_environment_overrides_them() {
     let cfg = dir.path().join("cairn.toml");
     std::fs::write(&cfg, format!("listen = \"127.0.0.1:{port}\"\nmax_value_bytes = 10\nmax-keys-per-namespace = 1\n"))
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let mut child = crate::support::cairn_command()
         .args(["serve", "--config"])
         .arg(&cfg)
         .arg("--data-dir")
@@ -40,7 +40,7 @@ async fn config_file_settings_apply_and_environment_overrides_them() {
     child.wait().unwrap();
 
     std::fs::write(&cfg, "no_such_setting = 1\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn")).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    let out = crate::support::cairn_command().args(["serve", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_setting"));
 }

@@ -3,7 +3,7 @@
 #[test]
 fn non_loopback_listen_without_admin_token_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let out = crate::support::cairn_command()
         .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
         .arg(dir.path())
         .output()

@@ -262,7 +262,7 @@ async fn tls_settings_come_from_the_environment_too() {
     let (cert, key) = pki.issue("node1");
     let data = tempfile::tempdir().expect("data tempdir");
     let port = free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let child = crate::support::cairn_command()
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", &s(&data.path().join("d"))])
         .env("CAIRN_TLS_CERT", &cert)
         .env("CAIRN_TLS_KEY", &key)

@@ -60,6 +60,7 @@ struct Revoked {
 pub async fn create(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
     let parsed = (|| -> Result<_, ApiError> {
         let body = parse::json_object(&replay.body, false)?;
+        parse::known_fields(&body, &["namespace", "permissions"], "a token request")?;
         let ns = match body.get("namespace") {
             Some(Value::String(ns)) if auth::valid_namespace(ns) => ns.clone(),
             _ => return Err(ApiError::new(Code::InvalidNamespace, "namespace: 1-64 of A-Z a-z 0-9 - _ .")),

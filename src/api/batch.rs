@@ -20,7 +20,21 @@ use crate::model::command::{perm, CmdResult, Command, Condition};
 
 pub const MAX_OPS: usize = 100;
 
+/// The fields each kind of op may hold.
+fn op_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "get" => &["op", "key"],
+        "set" => &["op", "key", "value", "ttlSeconds", "ifNotExists", "ifVersion", "ifValue"],
+        "delete" => &["op", "key", "ifVersion", "ifValue"],
+        "increment" => &["op", "key", "delta", "ttlSeconds"],
+        _ => &["op", "key"],
+    }
+}
+
 fn parse_op(st: &AppState, ns: &str, op: &Map<String, Value>) -> ApiResult<Command> {
+    if let Some(kind) = op.get("op").and_then(Value::as_str) {
+        parse::known_fields(op, op_fields(kind), &format!("a {kind} op"))?;
+    }
     let key = match op.get("key") {
         Some(Value::String(k)) => k.clone(),
         _ => return Err(ApiError::new(Code::InvalidKey, "every op needs a string \"key\"")),
@@ -74,6 +88,7 @@ pub fn needs_write(cmds: &[Command]) -> bool {
 pub async fn batch(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
     let parsed = (|| -> Result<_, ApiError> {
         let body = parse::json_object(&replay.body, false)?;
+        parse::known_fields(&body, &["ops"], "a batch body")?;
         let ops = match body.get("ops") {
             Some(Value::Array(a)) => a.clone(),
             _ => return Err(ApiError::new(Code::InvalidJson, "the body needs an \"ops\" array")),

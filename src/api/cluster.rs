@@ -99,6 +99,7 @@ pub async fn add_member(State(st): State<AppState>, caller: Caller, replay: Repl
     let parsed = (|| -> Result<(u64, String), ApiError> {
         cluster_admin(&caller)?;
         let body = parse::json_object(&replay.body, false)?;
+        parse::known_fields(&body, &["id", "addr"], "a membership request")?;
         let id =
             body.get("id").and_then(Value::as_u64).ok_or_else(|| ApiError::new(Code::InvalidId, "id: a node id"))?;
         let addr = match body.get("addr") {

@@ -26,6 +26,9 @@ pub enum Code {
     InvalidAddr,
     /// The body could not be read (other than for its size).
     InvalidBody,
+    /// A body field or query parameter the route does not know (a misspelled condition must
+    /// not be dropped silently).
+    UnknownField,
     /// A dialect's bad request (saasignal and KVdb say only that).
     BadRequest,
     /// echovalue's bad request.
@@ -98,6 +101,7 @@ impl Code {
             InvalidId => ("invalid_id", StatusCode::BAD_REQUEST),
             InvalidAddr => ("invalid_addr", StatusCode::BAD_REQUEST),
             InvalidBody => ("invalid_body", StatusCode::BAD_REQUEST),
+            UnknownField => ("unknown_field", StatusCode::BAD_REQUEST),
             BadRequest => ("bad_request", StatusCode::BAD_REQUEST),
             Malformed => ("malformed", StatusCode::BAD_REQUEST),
             Unauthorized => ("unauthorized", StatusCode::UNAUTHORIZED),
@@ -168,6 +172,7 @@ mod tests {
         (InvalidId, "invalid_id", 400),
         (InvalidAddr, "invalid_addr", 400),
         (InvalidBody, "invalid_body", 400),
+        (UnknownField, "unknown_field", 400),
         (BadRequest, "bad_request", 400),
         (Malformed, "malformed", 400),
         (Unauthorized, "unauthorized", 401),

@@ -16,8 +16,8 @@ use super::error::ApiError;
 use super::exec;
 use super::forward::Replay;
 use super::parse::{
-    condition, decode_cursor, delta_of, encode_cursor, header_condition, json_object, key_of, parse_version, query_of,
-    scan_limit, single_condition, ttl_ms, value_text,
+    condition, decode_cursor, delta_of, encode_cursor, header_condition, json_object, key_of, known_fields,
+    known_params, no_precondition_headers, parse_version, query_of, scan_limit, single_condition, ttl_ms, value_text,
 };
 use super::render::{consistency_header, Data, ItemView};
 use super::state::AppState;
@@ -73,16 +73,22 @@ async fn run_write(st: &AppState, parsed: Result<(Command, bool), ApiError>, rep
     }
 }
 
+/// What a PUT body may hold. `ifNotExists`, `ifVersion` and `ifValue` are the conditions.
+const PUT_FIELDS: &[&str] = &["value", "ttlSeconds", "ifNotExists", "ifVersion", "ifValue"];
+
 pub async fn put_item(
     State(st): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
     replay: Replay,
 ) -> Response {
     let parsed = (|| -> Result<_, ApiError> {
         let ns = caller.namespace(perm::WRITE)?;
         let key = key_of(path)?;
         let obj = json_object(&replay.body, false)?;
+        known_fields(&obj, PUT_FIELDS, "a PUT body")?;
+        known_params(&query_of(query)?, &[])?;
         let value =
             obj.get("value").ok_or_else(|| ApiError::new(Code::InvalidJson, "the body needs a \"value\" field"))?;
         let value = value_text(&st, value)?;
@@ -104,6 +110,13 @@ pub async fn delete_item(
         let ns = caller.namespace(perm::WRITE)?;
         let key = key_of(path)?;
         let q = query_of(query)?;
+        known_params(&q, &["ifVersion"])?;
+        if !replay.body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::new(
+                Code::UnknownField,
+                "a DELETE takes no body: give ifVersion as a query parameter, or If-Match",
+            ));
+        }
         let mut found = Vec::new();
         if let Some(v) = q.get("ifVersion") {
             found.push((Condition::IfVersion(parse_version(v)?), false));
@@ -119,12 +132,17 @@ pub async fn increment_item(
     State(st): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
     replay: Replay,
 ) -> Response {
     let parsed = (|| -> Result<_, ApiError> {
         let ns = caller.namespace(perm::WRITE)?;
         let key = key_of(path)?;
         let obj = json_object(&replay.body, true)?;
+        // An increment is unconditional: a condition sent with it is refused, never dropped.
+        known_fields(&obj, &["delta", "ttlSeconds"], "an increment body (increments take no condition)")?;
+        known_params(&query_of(query)?, &[])?;
+        no_precondition_headers(&replay.headers, "an increment")?;
         let delta = delta_of(obj.get("delta"))?;
         let ttl_ms = ttl_ms(&st, obj.get("ttlSeconds"))?;
         Ok((Command::Increment { ns, key, delta, ttl_ms }, false))
@@ -143,6 +161,7 @@ pub async fn get_item(
         let ns = caller.namespace(perm::READ)?;
         let key = key_of(path)?;
         let q = query_of(query)?;
+        known_params(&q, &["consistency", "minVersion"])?;
         let strong = exec::is_strong(&st, q.get("consistency").map(String::as_str))?;
         let min_version = q.get("minVersion").map(|v| parse_version(v)).transpose()?;
         Ok((ns, key, strong, min_version))
@@ -176,6 +195,8 @@ pub async fn scan_items(
     let parsed = (|| -> Result<_, ApiError> {
         let ns = caller.namespace(perm::READ)?;
         let q = query_of(query)?;
+        // minVersion is not offered on scans: refused rather than ignored.
+        known_params(&q, &["prefix", "cursor", "limit", "values", "consistency"])?;
         let prefix = q.get("prefix").cloned().unwrap_or_default();
         let after = q.get("cursor").filter(|c| !c.is_empty()).map(|c| decode_cursor(c)).transpose()?;
         let limit = scan_limit(q.get("limit"))?;

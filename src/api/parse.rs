@@ -135,18 +135,23 @@ pub fn header_condition(headers: &HeaderMap) -> ApiResult<Option<(Condition, boo
                 .map_err(|_| ApiError::new(Code::InvalidPrecondition, format!("{name} is not text"))),
         }
     };
+    let mut found = Vec::new();
     if let Some(m) = text(header::IF_MATCH)? {
         let v = parse_version(&m)
             .map_err(|_| ApiError::new(Code::InvalidPrecondition, "If-Match takes one version ETag"))?;
-        return Ok(Some((Condition::IfVersion(v), true)));
+        found.push((Condition::IfVersion(v), true));
     }
     if let Some(m) = text(header::IF_NONE_MATCH)? {
         if m != "*" {
             return Err(ApiError::new(Code::InvalidPrecondition, "If-None-Match supports only *"));
         }
-        return Ok(Some((Condition::IfAbsent, true)));
+        found.push((Condition::IfAbsent, true));
     }
-    Ok(None)
+    // Both at once cannot both hold: refusing beats applying the write under one of them.
+    match found.len() {
+        2 => Err(ApiError::new(Code::ConflictingConditions, "give at most one of If-Match and If-None-Match")),
+        _ => Ok(found.pop()),
+    }
 }
 
 /// A JSON number as an increment delta.
@@ -185,4 +190,42 @@ pub fn scan_limit(v: Option<&String>) -> ApiResult<usize> {
             _ => Err(ApiError::new(Code::InvalidLimit, format!("limit must be 1 to {MAX_SCAN_LIMIT}"))),
         },
     }
+}
+
+/// Refuses a body field the route does not know, naming it: a misspelled condition (or the
+/// snake_case spelling of another API) would otherwise be dropped and the write applied
+/// unconditionally. 400 `unknown_field`.
+pub fn known_fields(body: &serde_json::Map<String, Value>, known: &[&str], what: &str) -> ApiResult<()> {
+    match body.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::new(
+            Code::UnknownField,
+            format!("unknown field `{k}` in {what} (known: {})", known.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// [`known_fields`] for query parameters. `key` is always allowed: it carries a credential
+/// (`?key=<token>`, see `auth.rs`).
+pub fn known_params(query: &HashMap<String, String>, known: &[&str]) -> ApiResult<()> {
+    match query.keys().find(|k| k.as_str() != "key" && !known.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::new(
+            Code::UnknownField,
+            format!(
+                "unknown query parameter `{k}` (known here: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Refuses `If-Match` / `If-None-Match` on a route they mean nothing to (an increment).
+pub fn no_precondition_headers(headers: &HeaderMap, what: &str) -> ApiResult<()> {
+    for name in [header::IF_MATCH, header::IF_NONE_MATCH] {
+        if headers.contains_key(&name) {
+            return Err(ApiError::new(Code::InvalidPrecondition, format!("{what} takes no {name} condition")));
+        }
+    }
+    Ok(())
 }

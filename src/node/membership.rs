@@ -86,14 +86,16 @@ pub async fn add_member(node: &Node, id: NodeId, addr: String) -> Result<(), Err
 }
 
 async fn wait_learner_applied(node: &Node, addr: &str, target: u64, deadline: Instant) -> Result<(), Error> {
-    let url = format!("{}://{addr}/cluster/status", node.config.peer_scheme());
+    // `/health` is open and every answer carries the node's applied index, so the admin token
+    // never goes to the address an admin named (it may not be a Cairn node at all).
+    let url = format!("{}://{addr}/health", node.config.peer_scheme());
     loop {
-        let mut req = node.peer_http.get(&url).timeout(Duration::from_secs(2));
-        if let Some(t) = &node.config.security.admin_token {
-            req = req.bearer_auth(t);
-        }
-        let applied = match req.send().await {
-            Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["data"]["appliedIndex"].as_u64()),
+        let applied = match node.peer_http.get(&url).timeout(Duration::from_secs(2)).send().await {
+            Ok(r) => r
+                .headers()
+                .get(crate::protocol::H_APPLIED)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok()),
             Err(_) => None,
         };
         if applied.is_some_and(|a| a >= target) {

@@ -14,4 +14,5 @@ mod follower_reads;
 mod internal_headers;
 mod kv_semantics;
 mod slow_clients;
+mod strict_requests;
 mod ttl_expiry;

@@ -70,6 +70,7 @@ fn code_of(code: Code) -> &'static str {
         | InvalidId
         | InvalidAddr
         | InvalidBody
+        | UnknownField
         | BadRequest
         | Malformed
         | ValueTooLarge => "bad_request",

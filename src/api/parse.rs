@@ -84,7 +84,12 @@ pub fn json_object(body: &[u8], allow_empty: bool) -> ApiResult<serde_json::Map<
 
 /// A JSON value as canonical text, within the node's value size limit.
 pub fn value_text(st: &AppState, v: &Value) -> ApiResult<String> {
-    let text = v.to_string();
+    within_value_limit(st, v.to_string())
+}
+
+/// A stored value's JSON text, refused when over `--max-value-bytes`: every write path goes
+/// through this (or a dialect's stricter limit), so no surface stores more than the node allows.
+pub fn within_value_limit(st: &AppState, text: String) -> ApiResult<String> {
     let max = st.node.config.quotas.max_value_bytes;
     if text.len() > max {
         return Err(ApiError::new(Code::ValueTooLarge, format!("values are at most {max} bytes of JSON")));

@@ -20,6 +20,7 @@ use crate::api::auth::Caller;
 use crate::api::code::Code;
 use crate::api::error::{with_retry_after, ApiError};
 use crate::api::exec;
+use crate::api::parse;
 use crate::api::forward::Replay;
 use crate::api::state::AppState;
 use crate::model::command::{perm, CmdResult, Command, Condition, Refusal};
@@ -122,7 +123,7 @@ async fn store(
         if value.chars().count() > MAX_VALUE_CHARS {
             return Err(bad(format!("the value is over {MAX_VALUE_CHARS} characters")));
         }
-        let value = serde_json::Value::from(value).to_string();
+        let value = parse::within_value_limit(&st, serde_json::Value::from(value).to_string())?;
         Ok((Command::Set { ns, key, value, ttl_ms: Some(ttl_ms), cond: Condition::None }, replay))
     })();
     let (cmd, replay) = match parsed {

@@ -147,3 +147,15 @@ async fn limits_and_ttls_follow_the_seed() {
     assert_status(&r, 405);
     assert_status(&ev.get("only-group").await, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_value_limit_applies_under_the_seeds_own() {
+    // 500 characters are within the seed's 1000, but over the node's --max-value-bytes 100.
+    let mut c = Cluster::in_process_single(&["--max-value-bytes", "100"]);
+    c.wait_for_leader(deadline_in(15)).await;
+    let ev = Client { raw: Raw::new(), base: c.url(1), token: String::new() };
+    let r = ev.post("g/big", &"x".repeat(500)).await;
+    assert_status(&r, 400);
+    assert_status(&ev.get("g/big").await, 404);
+    assert_text(&ev.post("g/small", "fits").await, 200, "OK");
+}

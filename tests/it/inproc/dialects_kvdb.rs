@@ -344,3 +344,15 @@ async fn deleting_a_bucket_removes_all_its_keys() {
     .await;
     assert_text(&kv.req(Method::GET, &format!("/{keep}/k"), None, None).await, 200, "kept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_value_limit_applies_under_the_seeds_own() {
+    // 5,000 bytes are within KVdb's 16 KiB, but over the node's --max-value-bytes 100.
+    let mut c = Cluster::in_process_single(&["--max-value-bytes", "100"]);
+    c.wait_for_leader(deadline_in(15)).await;
+    let kv = Curl { raw: Raw::new(), base: c.url(1) };
+    let b = kv.create("").await;
+    assert_status(&kv.req(Method::POST, &format!("/{b}/big"), Some(&"x".repeat(5000)), None).await, 400);
+    assert_status(&kv.req(Method::GET, &format!("/{b}/big"), None, None).await, 404);
+    assert_status(&kv.req(Method::POST, &format!("/{b}/small"), Some("fits"), None).await, 200);
+}

@@ -19,6 +19,7 @@ use super::common::{bad, check_key, error, not_found, parse_ttl, refused, Res, M
 use crate::api::dialects::shared::{mark_consistency, text, value_as_text};
 use crate::api::error::ApiError;
 use crate::api::exec;
+use crate::api::parse;
 use crate::api::forward::Replay;
 use crate::api::state::AppState;
 use crate::model::command::{CmdResult, Command, Condition, Number, Refusal};
@@ -123,7 +124,8 @@ pub async fn set(
             return Err(bad(format!("values are at most {MAX_VALUE_BYTES} bytes")));
         }
         let body = std::str::from_utf8(&replay.body).map_err(|_| bad("values must be UTF-8 text"))?;
-        Ok((id, k, ttl, stored_value(body), replay))
+        let value = parse::within_value_limit(&st, stored_value(body))?;
+        Ok((id, k, ttl, value, replay))
     })();
     let (id, k, ttl, value, replay) = match parsed {
         Ok(p) => p,

@@ -3,15 +3,17 @@
 //! name), `x-token`, or `?key=`. Tokens look like `cairn_<id>_<secret>`; only a SHA-256 of the
 //! secret is stored (replicated in the state machine), and the id makes lookup O(1).
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Uri};
+use axum::middleware::Next;
+use axum::response::Response;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::code::Code;
-use super::error::ApiError;
+use super::error::{ApiError, Render};
 use super::state::AppState;
 use crate::model::command::perm;
 
@@ -194,6 +196,24 @@ impl FromRequestParts<AppState> for Caller {
         };
         Ok(Caller { principal, requested })
     }
+}
+
+/// State of [`credentials_first`]: the node, and how the surface renders its errors.
+#[derive(Clone)]
+pub struct CredentialsFirst {
+    pub state: AppState,
+    pub render: Render,
+}
+
+/// Checks the request's credential from its headers before any handler reads the body, so a
+/// caller without a valid credential is answered at once (in the surface's own style) instead
+/// of being allowed to send, slowly, a body nobody will use. Handlers extract `Caller` again.
+pub async fn credentials_first(State(c): State<CredentialsFirst>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    if let Err(e) = Caller::from_request_parts(&mut parts, &c.state).await {
+        return (c.render)(e);
+    }
+    next.run(Request::from_parts(parts, body)).await
 }
 
 #[cfg(test)]

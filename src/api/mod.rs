@@ -87,7 +87,7 @@ pub fn router(state: AppState) -> Router {
             ratelimit::limit,
         ));
     // Each dialect mounts the limiter itself, with its own renderer for the 429.
-    let data = native.merge(dialects::routes(limiter));
+    let data = native.merge(dialects::routes(&state, limiter));
     Router::new()
         .route("/health", get(cluster::health))
         .route("/ready", get(observe::ready))

@@ -20,8 +20,8 @@ use crate::api::auth::Caller;
 use crate::api::code::Code;
 use crate::api::error::{with_retry_after, ApiError};
 use crate::api::exec;
-use crate::api::parse;
 use crate::api::forward::Replay;
+use crate::api::parse;
 use crate::api::state::AppState;
 use crate::model::command::{perm, CmdResult, Command, Condition, Refusal};
 

@@ -24,17 +24,24 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::api::auth::{credentials_first, CredentialsFirst};
 use crate::api::error::Render;
 use crate::api::ratelimit::{self, Limit, RateLimiter};
 use crate::api::state::AppState;
 
 /// Every dialect's routes, each behind the node's rate limiter answering in its style.
-pub fn routes(limiter: Option<Arc<RateLimiter>>) -> Router<AppState> {
+/// saasignal and echovalue authenticate with a token, checked from the headers before any
+/// body is read; KVdb's bucket keys are checked by its handlers, against the bucket's record.
+pub fn routes(state: &AppState, limiter: Option<Arc<RateLimiter>>) -> Router<AppState> {
     let limited = |routes: Router<AppState>, render: Render| {
         routes.layer(axum::middleware::from_fn_with_state(Limit { limiter: limiter.clone(), render }, ratelimit::limit))
     };
+    let token_first = |routes: Router<AppState>, render: Render| {
+        let checked = CredentialsFirst { state: state.clone(), render };
+        limited(routes.layer(axum::middleware::from_fn_with_state(checked, credentials_first)), render)
+    };
     Router::new()
-        .merge(limited(saasignal::routes(), saasignal::error))
+        .merge(token_first(saasignal::routes(), saasignal::error))
         .merge(limited(kvdb::routes(), kvdb::error))
-        .merge(limited(echovalue::routes(), echovalue::error))
+        .merge(token_first(echovalue::routes(), echovalue::error))
 }

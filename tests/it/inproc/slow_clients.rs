@@ -123,3 +123,26 @@ async fn connections_past_the_maximum_get_503_too_many_connections() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_dialect_refuses_a_missing_credential_before_reading_the_body() {
+    // The body timeout is far longer than the test: only a check made from the headers can
+    // answer before the body would be complete.
+    let (_c, addr) = node(&["--admin-token", "t0ken", "--body-timeout-ms", "600000"]).await;
+    for (method, path, style) in
+        [("PUT", "/infra/kv/k", "unauthorized"), ("POST", "/echovalue/kv/g/k", "Invalid token")]
+    {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(b"{\"value\":").await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{path}: no answer while the body was still owed"))
+            .unwrap();
+        let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(got.starts_with("HTTP/1.1 401"), "{path}: {got}");
+        assert!(got.contains(style), "{path}: the dialect's own style: {got}");
+    }
+}

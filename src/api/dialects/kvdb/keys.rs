@@ -19,8 +19,8 @@ use super::common::{bad, check_key, error, not_found, parse_ttl, refused, Res, M
 use crate::api::dialects::shared::{mark_consistency, text, value_as_text};
 use crate::api::error::ApiError;
 use crate::api::exec;
-use crate::api::parse;
 use crate::api::forward::Replay;
+use crate::api::parse;
 use crate::api::state::AppState;
 use crate::model::command::{CmdResult, Command, Condition, Number, Refusal};
 

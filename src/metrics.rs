@@ -1,6 +1,10 @@
 //! Process-wide counters and histograms, rendered in the Prometheus text format by
 //! `api/observe.rs`. A global rather than per-node state: the WAL writer and the state machine
 //! record into it without plumbing, and one process runs one node.
+//!
+//! Hand-written rather than on `prometheus-client`: an A/B with `cairn bench` (docs/performance.md,
+//! "Tried and not kept") did not show the crate free of cost; per request it took about twice
+//! the time alone (a `String` label and a mutex per histogram against a read lock and atomics).
 
 use std::collections::HashMap;
 use std::fmt::Write;

@@ -50,6 +50,8 @@ pub enum Code {
     NotANumber,
     Overflow,
     MembershipConflict,
+    /// An increment of a stored integer outside the 64-bit signed range.
+    OutOfRange,
     /// saasignal's one conflict code.
     Conflict,
     /// A native batch op named an absent key where it needed one: the key is `not_found`, but
@@ -118,6 +120,7 @@ impl Code {
             NotANumber => ("not_a_number", StatusCode::CONFLICT),
             Overflow => ("overflow", StatusCode::CONFLICT),
             MembershipConflict => ("membership_conflict", StatusCode::CONFLICT),
+            OutOfRange => ("out_of_range", StatusCode::CONFLICT),
             Conflict => ("conflict", StatusCode::CONFLICT),
             BatchOpNotFound => ("not_found", StatusCode::CONFLICT),
             RequestTimeout => ("request_timeout", StatusCode::REQUEST_TIMEOUT),
@@ -189,6 +192,7 @@ mod tests {
         (NotANumber, "not_a_number", 409),
         (Overflow, "overflow", 409),
         (MembershipConflict, "membership_conflict", 409),
+        (OutOfRange, "out_of_range", 409),
         (Conflict, "conflict", 409),
         (BatchOpNotFound, "not_found", 409),
         (RequestTimeout, "request_timeout", 408),

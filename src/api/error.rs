@@ -72,6 +72,9 @@ impl ApiError {
             Refusal::NotANumber => (Code::NotANumber, "the stored value is not a number"),
             Refusal::Overflow => (Code::Overflow, "the increment overflows"),
             Refusal::QuotaExceeded => (Code::QuotaExceeded, "the namespace already holds its maximum number of keys"),
+            Refusal::OutOfRange => {
+                (Code::OutOfRange, "the stored integer is outside the 64-bit signed range; increments stay exact")
+            }
         };
         Self::new(code, msg)
     }

@@ -165,6 +165,10 @@ pub fn delta_of(v: Option<&Value>) -> ApiResult<Number> {
         None | Some(Value::Null) => Ok(Number::Int(1)),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(i) => Ok(Number::Int(i)),
+            // An integer delta is exact or refused, never rounded to a float.
+            None if crate::model::command::is_integer_literal(&n.to_string()) => {
+                Err(ApiError::new(Code::InvalidDelta, "an integer delta must fit in 64 signed bits"))
+            }
             None => {
                 n.as_f64().map(Number::Float).ok_or_else(|| ApiError::new(Code::InvalidDelta, "delta must be a number"))
             }

@@ -99,6 +99,14 @@ pub enum Number {
     Float(f64),
 }
 
+/// `-?[0-9]+`: how JSON writes an integer. serde_json keeps a number's text as the client
+/// wrote it (`arbitrary_precision`), so this tells an integer too large for [`Number::Int`]
+/// from a float.
+pub fn is_integer_literal(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The state of one key as the state machine holds it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Item {
@@ -123,6 +131,9 @@ pub enum Refusal {
     Overflow,
     /// The namespace already holds its maximum number of keys.
     QuotaExceeded,
+    /// An increment of a stored integer outside the 64-bit signed range, which would otherwise
+    /// have to turn it into an inexact float.
+    OutOfRange,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

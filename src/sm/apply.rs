@@ -263,8 +263,8 @@ impl<'a> Applier<'a> {
                 let live = old.as_ref().filter(|o| o.is_live(self.clock));
                 let (current, expires_at) = match live {
                     Some(o) => match parse_number(&o.value) {
-                        Some(n) => (n, o.expires_at),
-                        None => return Ok(CmdResult::Refused(Refusal::NotANumber)),
+                        Ok(n) => (n, o.expires_at),
+                        Err(refusal) => return Ok(CmdResult::Refused(refusal)),
                     },
                     None => (Number::Int(0), ttl_ms.map(|t| self.clock.saturating_add(t))),
                 };
@@ -395,13 +395,18 @@ fn json_eq(a: &str, b: &str) -> bool {
     }
 }
 
-fn parse_number(text: &str) -> Option<Number> {
-    match serde_json::from_str::<serde_json::Value>(text).ok()? {
-        serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => Some(Number::Int(i)),
-            None => n.as_f64().map(Number::Float),
+/// A stored value as an increment's operand. An integer written without a fraction or
+/// exponent is exact: inside the i64 range it is added exactly, outside it the increment is
+/// refused (`OutOfRange`) rather than silently turned into a float. Anything else numeric is
+/// a float, as before.
+fn parse_number(text: &str) -> Result<Number, Refusal> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Number(n)) => match n.as_i64() {
+            Some(i) => Ok(Number::Int(i)),
+            None if crate::model::command::is_integer_literal(&n.to_string()) => Err(Refusal::OutOfRange),
+            None => n.as_f64().map(Number::Float).ok_or(Refusal::NotANumber),
         },
-        _ => None,
+        _ => Err(Refusal::NotANumber),
     }
 }
 

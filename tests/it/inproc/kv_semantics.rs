@@ -171,3 +171,40 @@ async fn increment_past_i64_max_is_409_overflow() {
     c.http.increment(&url, "big", Some(&json!({"delta": 1}))).await.assert_error(409, "overflow");
     assert_eq!(c.http.get(&url, "big").await.ok().data()["value"], json!(i64::MAX));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_come_back_exactly_as_written_and_increments_stay_exact() {
+    let (c, url) = single_node().await;
+    // The body is sent as text, so each literal reaches the node exactly as written here. Every
+    // digit comes back; only an exponent is spelled canonically (`e+3`), as docs/api.md says.
+    let cases = [
+        ("big", "12345678901234567890123", "12345678901234567890123"),
+        ("negzero", "-0", "-0"),
+        ("frac", "2.50", "2.50"),
+        ("tiny", "-0.000000000000000000000000001", "-0.000000000000000000000000001"),
+        ("exp", "1e3", "1e+3"),
+        ("exp2", "1.5E-7", "1.5e-7"),
+        ("nested", r#"{"n":[12345678901234567890123,0.10]}"#, r#"{"n":[12345678901234567890123,0.10]}"#),
+    ];
+    for (key, literal, back) in cases {
+        let body = format!(r#"{{"value": {literal}}}"#).into_bytes();
+        let put = c.http.put_raw(&url, key, body).await;
+        assert_eq!(put.status, 200, "{put:?}");
+        let got = c.http.get(&url, key).await;
+        assert!(got.text.contains(&format!(r#""value":{back}"#)), "{literal} must come back as {back}: {got:?}");
+    }
+    // Past the i64 range an increment is refused, never turned into a float.
+    c.http.put_raw(&url, "u64max", br#"{"value": 18446744073709551615}"#.to_vec()).await.ok();
+    c.http.increment(&url, "u64max", Some(&json!({"delta": 1}))).await.assert_error(409, "out_of_range");
+    let got = c.http.get(&url, "u64max").await;
+    assert!(got.text.contains(r#""value":18446744073709551615"#), "{got:?}");
+    // An integer delta that does not fit is refused at the edge.
+    let inc = format!("{url}/kv/items/n/increment");
+    let r = c.http.must(reqwest::Method::POST, &inc, Some(br#"{"delta": 18446744073709551616}"#.to_vec()), &[]).await;
+    r.assert_error(400, "invalid_delta");
+    // Inside the range, integers stay integers up to the last one.
+    c.http.put_raw(&url, "edge", br#"{"value": 9223372036854775806}"#.to_vec()).await.ok();
+    let r = c.http.increment(&url, "edge", Some(&json!({"delta": 1}))).await.ok();
+    assert!(r.text.contains(r#""value":9223372036854775807"#), "{r:?}");
+    c.http.increment(&url, "edge", Some(&json!({"delta": 1}))).await.assert_error(409, "overflow");
+}

@@ -43,6 +43,7 @@ pub fn refused(r: Refusal) -> ApiError {
         Refusal::NotFound => not_found("key not found"),
         Refusal::NotANumber => bad("the stored value is not a number"),
         Refusal::Overflow => bad("the counter would overflow a 64-bit integer"),
+        Refusal::OutOfRange => bad("the stored integer is outside the 64-bit range"),
         Refusal::QuotaExceeded => forbidden("the namespace already holds its maximum number of keys"),
         other => ApiError::refused(other, false),
     }

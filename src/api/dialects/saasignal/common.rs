@@ -79,8 +79,8 @@ fn code_of(code: Code) -> &'static str {
         Forbidden | PeerCertificateRequired => "forbidden",
         NotFound | NoRoute => "not_found",
         MethodNotAllowed => "method_not_allowed",
-        KeyExists | VersionMismatch | ValueMismatch | NotANumber | Overflow | MembershipConflict | Conflict
-        | BatchOpNotFound | PreconditionFailed => "conflict",
+        KeyExists | VersionMismatch | ValueMismatch | NotANumber | Overflow | OutOfRange | MembershipConflict
+        | Conflict | BatchOpNotFound | PreconditionFailed => "conflict",
         RateLimited => "rate_limited",
         Internal | StorageError | NoEntropy => "internal_error",
         NotAcceptable | NoLeader | NotCaughtUp | NotReady | RaftStopped | SnapshotTimeout | Busy | UnknownOutcome
@@ -103,6 +103,7 @@ pub fn refused(r: Refusal) -> ApiError {
         Refusal::NotFound => ApiError::new(Code::NotFound, "Key not found"),
         Refusal::NotANumber => ApiError::new(Code::Conflict, "the stored value is not a number"),
         Refusal::Overflow => ApiError::new(Code::Conflict, "the increment overflows a 64-bit integer"),
+        Refusal::OutOfRange => ApiError::new(Code::Conflict, "the stored integer is outside the 64-bit range"),
         other => ApiError::refused(other, false),
     }
 }

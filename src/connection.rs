@@ -5,9 +5,9 @@
 //! Why not hyper's own `header_read_timeout`: its clock starts as soon as hyper waits for a
 //! head, so on a keep-alive connection the header and idle limits would be one number. Here
 //! the connection's phase is tracked instead: the IO wrapper sees the first byte of a head
-//! (`Idle` → `Head`), the service wrapper sees the head complete (`Busy`), and the end of the
-//! response body (back to `Idle`). A watchdog closes the connection when the current phase's
-//! deadline passes. A response that is still streaming keeps its connection `Busy`, so
+//! (`IDLE` → `HEAD`), the service wrapper sees the head complete (`BUSY`), and the end of the
+//! response body (back to `IDLE`). A watchdog, one timer per connection that requests never
+//! wake, closes the connection when the current phase has outlasted its limit. A response that is still streaming keeps its connection `Busy`, so
 //! streaming responses are exempt from the idle limit, as they are from the body limit (which
 //! only bounds request bodies).
 
@@ -15,7 +15,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,7 +27,6 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use crate::listener::Conn;
@@ -39,35 +39,43 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
-/// Where a connection is in its request cycle, and since when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// No request in progress since this instant.
-    Idle(Instant),
-    /// The first byte of a request head arrived at this instant.
-    Head(Instant),
-    /// This many requests are being handled (or their responses are still being sent).
-    Busy(usize),
-}
+const IDLE: u8 = 0;
+const HEAD: u8 = 1;
+const BUSY: u8 = 2;
 
+/// Where a connection is in its request cycle (`IDLE`: no request in progress; `HEAD`: the
+/// first byte of a request head has arrived; `BUSY`: requests are being handled or their
+/// responses sent), and since when. Atomics, written on every request and read only by the
+/// watchdog when its timer fires: an earlier version with a mutex and a `Notify` woke the
+/// connection's task on every change and cost stale reads about 12 % (docs/performance.md).
+/// The fields are updated separately, so the watchdog may see a stale pair for an instant; it
+/// then re-arms rather than closing.
 struct Phase {
-    /// A std mutex: held for a few instructions, never across an await.
-    state: Mutex<State>,
-    changed: Notify,
+    /// Start of the connection; `since` counts from here.
+    epoch: Instant,
+    kind: AtomicU8,
+    /// Nanoseconds after `epoch` when `kind` last became `IDLE` or `HEAD`.
+    since: AtomicU64,
+    in_flight: AtomicUsize,
 }
 
 impl Phase {
-    fn update(&self, f: impl FnOnce(State) -> State) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let next = f(*state);
-        if next != *state {
-            *state = next;
-            self.changed.notify_waiters();
+    fn new() -> Phase {
+        Phase {
+            epoch: Instant::now(),
+            kind: AtomicU8::new(IDLE),
+            since: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
         }
     }
 
-    fn get(&self) -> State {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn enter(&self, kind: u8) {
+        self.since.store(self.now(), Ordering::Relaxed);
+        self.kind.store(kind, Ordering::Release);
     }
 }
 
@@ -78,30 +86,22 @@ pub enum Closed {
     IdleTimeout,
 }
 
-/// Resolves when the phase's deadline passes without the phase changing.
+/// Resolves when the current phase has lasted longer than its limit. Its one timer re-arms
+/// itself from what it finds when it fires, so requests never wake it: while idle it wakes at
+/// least every header timeout, so a head that starts meanwhile is still cut off on time.
 async fn watchdog(phase: &Phase, t: Timeouts) -> Closed {
+    let mut wake = Instant::now() + t.header.min(t.idle);
     loop {
-        let changed = phase.changed.notified();
-        tokio::pin!(changed);
-        // Registered before the state is read, so a change in between is not missed.
-        changed.as_mut().enable();
-        let state = phase.get();
-        let (deadline, why) = match state {
-            State::Idle(since) => (since + t.idle, Closed::IdleTimeout),
-            State::Head(since) => (since + t.header, Closed::HeaderTimeout),
-            State::Busy(_) => {
-                changed.await;
-                continue;
-            }
+        tokio::time::sleep_until(wake).await;
+        let now = Instant::now();
+        let since = phase.epoch + Duration::from_nanos(phase.since.load(Ordering::Relaxed));
+        wake = match phase.kind.load(Ordering::Acquire) {
+            IDLE if now >= since + t.idle => return Closed::IdleTimeout,
+            IDLE => (since + t.idle).min(now + t.header),
+            HEAD if now >= since + t.header => return Closed::HeaderTimeout,
+            HEAD => since + t.header,
+            _ => now + t.header,
         };
-        tokio::select! {
-            _ = changed => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                if phase.get() == state {
-                    return why;
-                }
-            }
-        }
     }
 }
 
@@ -115,11 +115,11 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.phase.update(|s| match s {
-                State::Idle(_) => State::Head(Instant::now()),
-                other => other,
-            });
+        if matches!(polled, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+            && self.phase.kind.load(Ordering::Relaxed) == IDLE
+        {
+            self.phase.enter(HEAD);
         }
         polled
     }
@@ -156,20 +156,17 @@ struct InFlight(Arc<Phase>);
 
 impl InFlight {
     fn begin(phase: &Arc<Phase>) -> InFlight {
-        phase.update(|s| match s {
-            State::Busy(n) => State::Busy(n + 1),
-            State::Idle(_) | State::Head(_) => State::Busy(1),
-        });
+        phase.in_flight.fetch_add(1, Ordering::Relaxed);
+        phase.kind.store(BUSY, Ordering::Release);
         InFlight(phase.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.update(|s| match s {
-            State::Busy(n) if n > 1 => State::Busy(n - 1),
-            _ => State::Idle(Instant::now()),
-        });
+        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.enter(IDLE);
+        }
     }
 }
 
@@ -179,10 +176,13 @@ impl Drop for InFlight {
 #[error("the request body did not arrive within {0:?}")]
 pub struct BodyTimedOut(pub Duration);
 
-/// A request body that fails with [`BodyTimedOut`] at its deadline.
+/// A request body that fails with [`BodyTimedOut`] once `limit` has passed since its head.
+/// The timer is made only when the body is first found still owed: most requests have no body
+/// or one that has already arrived, and a timer per request cost a measurable share of a read.
 struct TimedBody {
     inner: Incoming,
-    deadline: Pin<Box<Sleep>>,
+    started: Instant,
+    deadline: Option<Pin<Box<Sleep>>>,
     limit: Duration,
 }
 
@@ -194,7 +194,9 @@ impl HttpBody for TimedBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        let at = self.started + self.limit;
+        let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if deadline.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(Box::new(BodyTimedOut(self.limit)))));
         }
         Poll::Pending
@@ -254,8 +256,8 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let in_flight = InFlight::begin(&self.phase);
         let limit = self.body_timeout;
-        let mut req =
-            req.map(|inner| Body::new(TimedBody { inner, deadline: Box::pin(tokio::time::sleep(limit)), limit }));
+        let started = Instant::now();
+        let mut req = req.map(|inner| Body::new(TimedBody { inner, started, deadline: None, limit }));
         req.extensions_mut().insert(ConnectInfo(self.conn));
         let router = self.router.clone();
         Box::pin(async move {
@@ -278,7 +280,7 @@ pub async fn serve<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let phase = Arc::new(Phase { state: Mutex::new(State::Idle(Instant::now())), changed: Notify::new() });
+    let phase = Arc::new(Phase::new());
     let io = Watched { inner: io, phase: phase.clone() };
     let service = Service { router, phase: phase.clone(), conn, body_timeout: t.body };
     let connection = hyper::server::conn::http1::Builder::new()

@@ -163,10 +163,28 @@ fn unauthorized(msg: &str) -> ApiError {
     ApiError::new(Code::Unauthorized, msg)
 }
 
+/// The outcome of [`authenticate`], kept in the request's extensions: the caller when its
+/// credential held (the handler's `Caller` extractor then reuses it), `None` when it failed.
+#[derive(Clone)]
+pub struct Authenticated(pub Option<Caller>);
+
+/// Authenticates a request once, before the rate limiter, which counts it against the caller
+/// the credential proves (or, when it proves none, the client address). Handlers reuse the
+/// result; a failed credential is refused by the handler as before.
+pub async fn authenticate(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let caller = Caller::from_request_parts(&mut parts, &st).await.ok();
+    parts.extensions.insert(Authenticated(caller));
+    next.run(Request::from_parts(parts, body)).await
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, ApiError> {
+        if let Some(Authenticated(Some(caller))) = parts.extensions.get::<Authenticated>() {
+            return Ok(caller.clone());
+        }
         let requested = match parts.headers.get(H_NAMESPACE) {
             None => None,
             Some(v) => {

@@ -86,6 +86,7 @@ pub fn router(state: AppState) -> Router {
             Limit { limiter: limiter.clone(), render: ApiError::into_response },
             ratelimit::limit,
         ));
+    let native = ratelimit::counted_by_caller(native, &state, limiter.is_some());
     // Each dialect mounts the limiter itself, with its own renderer for the 429.
     let data = native.merge(dialects::routes(&state, limiter));
     Router::new()

@@ -34,7 +34,9 @@ use crate::api::state::AppState;
 /// body is read; KVdb's bucket keys are checked by its handlers, against the bucket's record.
 pub fn routes(state: &AppState, limiter: Option<Arc<RateLimiter>>) -> Router<AppState> {
     let limited = |routes: Router<AppState>, render: Render| {
-        routes.layer(axum::middleware::from_fn_with_state(Limit { limiter: limiter.clone(), render }, ratelimit::limit))
+        let routes = routes
+            .layer(axum::middleware::from_fn_with_state(Limit { limiter: limiter.clone(), render }, ratelimit::limit));
+        ratelimit::counted_by_caller(routes, state, limiter.is_some())
     };
     let token_first = |routes: Router<AppState>, render: Render| {
         let checked = CredentialsFirst { state: state.clone(), render };

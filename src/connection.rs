@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -57,6 +57,9 @@ struct Phase {
     /// Nanoseconds after `epoch` when `kind` last became `IDLE` or `HEAD`.
     since: AtomicU64,
     in_flight: AtomicUsize,
+    /// A request body was dropped before its end: the client may still be sending it, so the
+    /// connection lingers when it closes (see `linger`).
+    unread: AtomicBool,
 }
 
 impl Phase {
@@ -66,6 +69,7 @@ impl Phase {
             kind: AtomicU8::new(IDLE),
             since: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            unread: AtomicBool::new(false),
         }
     }
 
@@ -184,6 +188,17 @@ struct TimedBody {
     started: Instant,
     deadline: Option<Pin<Box<Sleep>>>,
     limit: Duration,
+    phase: Arc<Phase>,
+    /// Read to its end.
+    ended: bool,
+}
+
+impl Drop for TimedBody {
+    fn drop(&mut self) {
+        if !self.ended && !self.inner.is_end_stream() {
+            self.phase.unread.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl HttpBody for TimedBody {
@@ -192,6 +207,7 @@ impl HttpBody for TimedBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            self.ended |= frame.is_none();
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         let at = self.started + self.limit;
@@ -257,7 +273,9 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         let in_flight = InFlight::begin(&self.phase);
         let limit = self.body_timeout;
         let started = Instant::now();
-        let mut req = req.map(|inner| Body::new(TimedBody { inner, started, deadline: None, limit }));
+        let phase = self.phase.clone();
+        let mut req =
+            req.map(|inner| Body::new(TimedBody { inner, started, deadline: None, limit, phase, ended: false }));
         req.extensions_mut().insert(ConnectInfo(self.conn));
         let router = self.router.clone();
         Box::pin(async move {
@@ -283,19 +301,76 @@ where
     let phase = Arc::new(Phase::new());
     let io = Watched { inner: io, phase: phase.clone() };
     let service = Service { router, phase: phase.clone(), conn, body_timeout: t.body };
-    let connection = hyper::server::conn::http1::Builder::new()
+    let mut connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         // This module times heads itself (see the module comment).
         .header_read_timeout(None)
         .serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
+    let watchdog = watchdog(&phase, t);
+    tokio::pin!(watchdog);
     tokio::pin!(drain);
-    tokio::select! {
-        served = connection.as_mut() => served.map(|()| None),
-        why = watchdog(&phase, t) => Ok(Some(why)),
-        () = &mut drain => {
-            connection.as_mut().graceful_shutdown();
-            connection.await.map(|()| None)
+    let mut draining = false;
+    loop {
+        let step = {
+            // Without shutdown: hyper hands the socket back when it is done (see `linger`).
+            let served = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx));
+            tokio::select! {
+                served = served => Step::Done(served),
+                why = &mut watchdog => Step::Limit(why),
+                () = &mut drain, if !draining => Step::Drain,
+            }
+        };
+        match step {
+            Step::Done(served) => {
+                served?;
+                break;
+            }
+            // A trickled head or an idle connection: nothing is owed, so just close.
+            Step::Limit(why) => return Ok(Some(why)),
+            Step::Drain => {
+                draining = true;
+                Pin::new(&mut connection).graceful_shutdown();
+            }
+        }
+    }
+    let mut io = connection.into_parts().io.into_inner().inner;
+    if phase.unread.load(Ordering::Relaxed) {
+        linger(io).await;
+    } else {
+        use tokio::io::AsyncWriteExt;
+        let _ = io.shutdown().await;
+    }
+    Ok(None)
+}
+
+enum Step {
+    Done(Result<(), hyper::Error>),
+    Limit(Closed),
+    Drain,
+}
+
+/// How long, and how many bytes, a closing connection reads and drops what its client still
+/// sends.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 8 << 20;
+
+/// Closes a connection hyper is done with while a request body was left unread: shuts the
+/// write side, then reads and drops what the client is still sending, for a bounded time. Closing a socket with unread data in it makes
+/// the kernel answer with a reset, and a client still sending a body that was answered early
+/// (a 413, or a 401 before the body) then loses the answer with its connection; the dialect
+/// bad-input test saw exactly that now and then. nginx's lingering close does the same.
+async fn linger<I: AsyncRead + AsyncWrite + Unpin>(mut io: I) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut buf = vec![0u8; 16 << 10];
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, io.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => dropped += n,
+            _ => break,
         }
     }
 }

@@ -56,6 +56,14 @@ impl Caller {
         self.namespace_for(self.requested.as_deref(), need)
     }
 
+    /// The namespace for a write whose answer could reveal stored state: a condition (its
+    /// success or refusal tells the stored value, version or existence) or an increment (its
+    /// answer is the stored value plus the delta) needs `read` as well as `write`, as etcd
+    /// asks `read` for a transaction that compares. A plain set or delete needs `write` only.
+    pub fn namespace_for_write(&self, reveals_state: bool) -> Result<String, ApiError> {
+        self.namespace(if reveals_state { perm::READ | perm::WRITE } else { perm::WRITE })
+    }
+
     /// Like [`Caller::namespace`] for an explicitly named namespace (admin routes).
     pub fn namespace_for(&self, wanted: Option<&str>, need: u8) -> Result<String, ApiError> {
         match &self.principal {

@@ -81,6 +81,17 @@ pub fn parse_ops(st: &AppState, ns: &str, ops: &[Value]) -> ApiResult<Vec<Comman
         .collect()
 }
 
+/// Whether an op's answer tells the stored state: a read, an increment (answers the new
+/// value), or a condition (its refusal fails the batch). Such ops need `read`; see
+/// `Caller::namespace_for_write`.
+fn reveals_state(cmd: &Command) -> bool {
+    match cmd {
+        Command::Get { .. } | Command::Increment { .. } => true,
+        Command::Set { cond, .. } | Command::Delete { cond, .. } => *cond != Condition::None,
+        _ => false,
+    }
+}
+
 pub fn needs_write(cmds: &[Command]) -> bool {
     cmds.iter().any(|c| !matches!(c, Command::Get { .. }))
 }
@@ -97,7 +108,7 @@ pub async fn batch(State(st): State<AppState>, caller: Caller, replay: Replay) -
         let ns = caller.namespace(0)?;
         let cmds = parse_ops(&st, &ns, &ops)?;
         let mut need = 0;
-        if cmds.iter().any(|c| matches!(c, Command::Get { .. })) {
+        if cmds.iter().any(reveals_state) {
             need |= perm::READ;
         }
         if needs_write(&cmds) {

@@ -84,7 +84,7 @@ pub async fn put_item(
     replay: Replay,
 ) -> Response {
     let parsed = (|| -> Result<_, ApiError> {
-        let ns = caller.namespace(perm::WRITE)?;
+        caller.namespace(perm::WRITE)?;
         let key = key_of(path)?;
         let obj = json_object(&replay.body, false)?;
         known_fields(&obj, PUT_FIELDS, "a PUT body")?;
@@ -94,6 +94,7 @@ pub async fn put_item(
         let value = value_text(&st, value)?;
         let ttl_ms = ttl_ms(&st, obj.get("ttlSeconds"))?;
         let (cond, precondition) = condition(&obj, &replay.headers)?;
+        let ns = caller.namespace_for_write(cond != Condition::None)?;
         Ok((Command::Set { ns, key, value, ttl_ms, cond }, precondition))
     })();
     run_write(&st, parsed, replay).await
@@ -107,7 +108,7 @@ pub async fn delete_item(
     replay: Replay,
 ) -> Response {
     let parsed = (|| -> Result<_, ApiError> {
-        let ns = caller.namespace(perm::WRITE)?;
+        caller.namespace(perm::WRITE)?;
         let key = key_of(path)?;
         let q = query_of(query)?;
         known_params(&q, &["ifVersion"])?;
@@ -123,6 +124,7 @@ pub async fn delete_item(
         }
         found.extend(header_condition(&replay.headers)?);
         let (cond, pre) = single_condition(found)?;
+        let ns = caller.namespace_for_write(cond != Condition::None)?;
         Ok((Command::Delete { ns, key, cond }, pre))
     })();
     run_write(&st, parsed, replay).await
@@ -136,7 +138,8 @@ pub async fn increment_item(
     replay: Replay,
 ) -> Response {
     let parsed = (|| -> Result<_, ApiError> {
-        let ns = caller.namespace(perm::WRITE)?;
+        // The answer is the stored value plus the delta: it needs `read` too.
+        let ns = caller.namespace_for_write(true)?;
         let key = key_of(path)?;
         let obj = json_object(&replay.body, true)?;
         // An increment is unconditional: a condition sent with it is refused, never dropped.

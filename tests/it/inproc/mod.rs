@@ -13,6 +13,7 @@ mod dialects_saasignal;
 mod follower_reads;
 mod internal_headers;
 mod kv_semantics;
+mod permissions;
 mod rate_limit;
 mod slow_clients;
 mod strict_requests;

@@ -92,7 +92,8 @@ pub(super) async fn put_key(
     replay: Res<Replay>,
 ) -> Response {
     let parsed = (|| -> Res<_> {
-        let ns = caller?.namespace(perm::WRITE)?;
+        let caller = caller?;
+        caller.namespace(perm::WRITE)?;
         let key = key_of(path)?;
         let replay = replay?;
         let obj = parse::json_object(&replay.body, false)?;
@@ -100,6 +101,7 @@ pub(super) async fn put_key(
         let value = value_text(&st, value)?;
         let ttl_ms = ttl_of(&st, obj.get("ttl"))?;
         let cond = if_not_exists(obj.get("if_not_exists"))?;
+        let ns = caller.namespace_for_write(cond != Condition::None)?;
         Ok((Command::Set { ns, key, value, ttl_ms, cond }, replay))
     })();
     let (cmd, replay) = match parsed {
@@ -142,7 +144,8 @@ pub(super) async fn increment(
     replay: Res<Replay>,
 ) -> Response {
     let parsed = (|| -> Res<_> {
-        let ns = caller?.namespace(perm::WRITE)?;
+        // The answer is the stored value plus the delta: it needs `read` too.
+        let ns = caller?.namespace_for_write(true)?;
         let key = key_of(path)?;
         let replay = replay?;
         let obj = parse::json_object(&replay.body, true)?;

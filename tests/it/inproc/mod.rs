@@ -11,6 +11,7 @@ mod dialects_kvdb;
 mod dialects_rocketstack;
 mod dialects_saasignal;
 mod follower_reads;
+mod fuzz_requests;
 mod internal_headers;
 mod kv_semantics;
 mod permissions;

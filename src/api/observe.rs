@@ -6,14 +6,15 @@ use std::fmt::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use super::auth::same_secret;
 use super::code::Code;
 use super::error::ApiError;
 use super::render::Data;
@@ -72,7 +73,42 @@ fn dir_bytes(p: &Path) -> u64 {
 
 /// `GET /metrics`: Prometheus text format. Open like `/health`, so scrapers need no token;
 /// it reveals counts and indexes, never keys or values.
-pub async fn metrics(State(st): State<AppState>) -> Response {
+/// How long a measurement of the data dir's size is reused by `/metrics`.
+const DISK_MEASURE_EVERY: Duration = Duration::from_secs(10);
+
+/// The data dir's parts (wal, sled, snapshots) in bytes, measured at most every
+/// `DISK_MEASURE_EVERY`: a scraper (or anyone, while `/metrics` is open) cannot make the node
+/// walk its directories on every request.
+fn disk_bytes(st: &AppState) -> [u64; 3] {
+    let mut cached = st.disk.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, sizes)) = *cached {
+        if at.elapsed() < DISK_MEASURE_EVERY {
+            return sizes;
+        }
+    }
+    let dir = &st.node.config.data_dir;
+    let sizes = [dir_bytes(&dir.join("wal")), dir_bytes(&dir.join("sm")), dir_bytes(&dir.join("snapshots"))];
+    *cached = Some((Instant::now(), sizes));
+    sizes
+}
+
+pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let sec = &st.node.config.security;
+    if let Some(want) = &sec.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let ok = given.is_some_and(|g| {
+            same_secret(g.as_bytes(), want.as_bytes())
+                || sec.admin_token.as_deref().is_some_and(|a| same_secret(g.as_bytes(), a.as_bytes()))
+        });
+        if !ok {
+            return ApiError::new(Code::Unauthorized, "/metrics needs the --metrics-token (or the admin token)")
+                .into_response();
+        }
+    }
     let mut out = String::with_capacity(8192);
     METRICS.render(&mut out);
     let node = &st.node;
@@ -94,10 +130,9 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
     for (peer, lag) in &g.replication_lag {
         let _ = writeln!(out, "cairn_raft_replication_lag_entries{{peer=\"{peer}\"}} {lag}");
     }
-    let dir = &node.config.data_dir;
     out.push_str("# TYPE cairn_disk_bytes gauge\n");
-    for (part, sub) in [("wal", "wal"), ("sled", "sm"), ("snapshots", "snapshots")] {
-        let _ = writeln!(out, "cairn_disk_bytes{{part=\"{part}\"}} {}", dir_bytes(&dir.join(sub)));
+    for (part, bytes) in ["wal", "sled", "snapshots"].into_iter().zip(disk_bytes(&st)) {
+        let _ = writeln!(out, "cairn_disk_bytes{{part=\"{part}\"}} {bytes}");
     }
     out.push_str("# TYPE cairn_keys gauge\n");
     for (ns, n) in node.reader.namespace_counts().unwrap_or_default() {

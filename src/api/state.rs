@@ -1,6 +1,7 @@
 //! What every handler is given: the node and the forwarding client.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::node::Node;
 
@@ -9,10 +10,17 @@ pub struct AppState {
     pub node: Arc<Node>,
     /// Separate from the Raft RPC client so proxied traffic cannot crowd out heartbeats.
     pub forward_http: reqwest::Client,
+    /// The data dir's sizes (wal, sled, snapshots) and when they were measured: `/metrics`
+    /// walks the directories at most every few seconds, however often it is scraped. A std
+    /// mutex, never held across an await.
+    pub disk: Arc<Mutex<Option<DiskSizes>>>,
 }
+
+/// When the data dir was measured, and its wal, sled and snapshot parts in bytes.
+pub type DiskSizes = (Instant, [u64; 3]);
 
 impl AppState {
     pub fn new(node: Arc<Node>, forward_http: reqwest::Client) -> Self {
-        AppState { node, forward_http }
+        AppState { node, forward_http, disk: Arc::new(Mutex::new(None)) }
     }
 }

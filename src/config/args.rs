@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// or --insecure-allow-anonymous is given.
     #[arg(long, env = "CAIRN_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
+    /// A token that `GET /metrics` then requires (as `Authorization: Bearer`; the admin token
+    /// works too). Without it `/metrics` is open, like `/health` and `/ready`.
+    #[arg(long, env = "CAIRN_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// PEM certificate chain to serve HTTPS with (peers then dial https://). With --tls-key.
     #[arg(long, env = "CAIRN_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -188,6 +192,7 @@ impl ServeArgs {
                 admin_token,
                 cluster_secret,
                 rate_limit_per_sec: self.rate_limit,
+                metrics_token: self.metrics_token.clone().filter(|t| !t.is_empty()),
                 insecure: self.insecure_allow_anonymous,
             },
             connections: ConnectionLimits {

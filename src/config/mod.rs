@@ -133,6 +133,9 @@ pub struct Security {
     pub cluster_secret: Option<String>,
     /// Requests per second per token (or per client IP without one); 0 = off.
     pub rate_limit_per_sec: u32,
+    /// Required as `Authorization: Bearer` on `GET /metrics` when set (the admin token is
+    /// accepted too); `None` keeps `/metrics` open, like the probes.
+    pub metrics_token: Option<String>,
     /// `--insecure-allow-anonymous`: the operator accepts an open node on a non-loopback
     /// address. Without it [`NodeConfig::validate`] refuses such a node.
     pub insecure: bool,

@@ -375,3 +375,23 @@ async fn rate_limit_answers_429_with_retry_after_and_headers() {
         assert_eq!(c.http.must(Method::GET, &format!("{url}/health"), None, &[]).await.status, 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_a_token() {
+    let (c, url) = single(&["--admin-token", ADMIN, "--metrics-token", "scrape-me"]).await;
+    let metrics = format!("{url}/metrics");
+    call(&c.http, Method::GET, &metrics, None, &[]).await.assert_error(401, "unauthorized");
+    call(&c.http, Method::GET, &metrics, None, &[("authorization", "Bearer wrong")])
+        .await
+        .assert_error(401, "unauthorized");
+    for token in ["scrape-me", ADMIN] {
+        let r = call(&c.http, Method::GET, &metrics, None, &[("authorization", &format!("Bearer {token}"))]).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.text.contains("cairn_disk_bytes{part=\"wal\"}"), "{r:?}");
+    }
+    // The probes stay open.
+    assert_eq!(call(&c.http, Method::GET, &format!("{url}/health"), None, &[]).await.status, 200);
+    // Without the flag, /metrics is open as before.
+    let (open, open_url) = single(&[]).await;
+    assert_eq!(call(&open.http, Method::GET, &format!("{open_url}/metrics"), None, &[]).await.status, 200);
+}

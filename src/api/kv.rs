@@ -18,6 +18,7 @@ use super::forward::Replay;
 use super::parse::{
     condition, decode_cursor, delta_of, encode_cursor, header_condition, json_object, key_of, known_fields,
     known_params, no_precondition_headers, parse_version, query_of, scan_limit, single_condition, ttl_ms, value_text,
+    PAGE_BYTES,
 };
 use super::render::{consistency_header, Data, ItemView};
 use super::state::AppState;
@@ -219,7 +220,7 @@ pub async fn scan_items(
         Ok(s) => s,
         Err(b) => return b.into_response(),
     };
-    let (items, more) = match st.node.scan_local(&ns, &prefix, after.as_deref(), limit) {
+    let (items, more) = match st.node.scan_local(&ns, &prefix, after.as_deref(), limit, PAGE_BYTES) {
         Ok(r) => r,
         Err(e) => return ApiError::from(e).into_response(),
     };

@@ -20,6 +20,9 @@ pub const MAX_KEY_BYTES: usize = 512;
 pub const MAX_TTL_SECONDS: u64 = 365 * 24 * 3600;
 
 pub const MAX_SCAN_LIMIT: usize = 1000;
+/// A scan page stops early once its values pass this many bytes (4 MiB), so a page of 1,000
+/// values of up to 1 MiB each is never built whole in memory; its cursor continues it.
+pub const PAGE_BYTES: usize = 4 << 20;
 
 const DEFAULT_SCAN_LIMIT: usize = 100;
 

@@ -462,8 +462,9 @@ impl Node {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<(Vec<Item>, bool), Error> {
-        self.reader.scan(ns, prefix, after, limit).map_err(storage)
+        self.reader.scan(ns, prefix, after, limit, max_bytes).map_err(storage)
     }
 
     pub fn token(&self, id: &str) -> Result<Option<TokenRecord>, Error> {

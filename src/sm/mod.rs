@@ -137,6 +137,7 @@ impl SmReader {
         prefix: &str,
         after: Option<&str>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<(Vec<Item>, bool), ReadError> {
         let lo = match after {
             // The smallest key greater than `after`: `after` followed by a zero byte.
@@ -150,6 +151,7 @@ impl SmReader {
         let scope = keys::data_key(ns, prefix);
         let clock = self.clock_ms();
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for kv in self.live.read().range(lo..) {
             let (k, v) = kv?;
             if !k.starts_with(&scope) {
@@ -159,10 +161,13 @@ impl SmReader {
             if !s.is_live(clock) {
                 continue;
             }
-            if out.len() == limit {
+            // A page ends at `limit` items, or early once its values pass `max_bytes` (never
+            // empty, so a caller following cursors always moves on).
+            if out.len() == limit || (!out.is_empty() && bytes + s.value.len() > max_bytes) {
                 return Ok((out, true));
             }
             let Some((_, key)) = keys::parse_data_key(&k) else { continue };
+            bytes += s.value.len();
             out.push(item(key, s));
         }
         Ok((out, false))

@@ -297,7 +297,7 @@ proptest! {
         let mut seen: Vec<String> = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let (page, more) = reader.scan("n", "", after.as_deref(), limit).unwrap();
+            let (page, more) = reader.scan("n", "", after.as_deref(), limit, usize::MAX).unwrap();
             prop_assert!(page.len() <= limit);
             seen.extend(page.iter().map(|i| i.key.clone()));
             // Writes land between pages, as they would between a client's requests.
@@ -544,7 +544,7 @@ async fn a_scan_never_sees_part_of_an_apply() {
         std::thread::spawn(move || {
             let mut scans = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let (items, _) = reader.scan("n", "", None, 10).unwrap();
+                let (items, _) = reader.scan("n", "", None, 10, usize::MAX).unwrap();
                 assert_eq!(items.len(), 2);
                 assert_eq!(items[0].version, items[1].version, "a scan saw half of an apply: {items:?}");
                 scans += 1;

@@ -395,3 +395,38 @@ async fn metrics_can_require_a_token() {
     let (open, open_url) = single(&[]).await;
     assert_eq!(call(&open.http, Method::GET, &format!("{open_url}/metrics"), None, &[]).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_page_of_large_values_stops_at_its_byte_budget_and_its_cursor_continues() {
+    let (c, url) = single(&[]).await;
+    // Ten values of about 900 KB: one page of all ten would be about 9 MB.
+    let big = "v".repeat(900_000);
+    for i in 0..10 {
+        c.http.put(&url, &format!("big:{i}"), &json!({"value": big})).await.ok();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let page = call(
+            &c.http,
+            Method::GET,
+            &format!("{url}/kv/items?prefix=big:&limit=10&values=true&cursor={cursor}"),
+            None,
+            &[],
+        )
+        .await
+        .ok();
+        pages += 1;
+        assert!(page.text.len() < 5 << 20, "a page of {} bytes passed the 4 MiB budget", page.text.len());
+        seen.extend(keys_of(&page));
+        match page.data()["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => break,
+        }
+        assert!(pages < 20, "the cursors never ended");
+    }
+    let want: Vec<String> = (0..10).map(|i| format!("big:{i}")).collect();
+    assert_eq!(seen, want, "every key exactly once, in order");
+    assert!(pages >= 3, "ten 900 KB values fit in {pages} pages of at most 4 MiB");
+}

@@ -131,7 +131,7 @@ fn collect(st: &AppState, b: &bucket::Bucket, l: &Listing) -> Res<Vec<(String, I
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let (items, more) = st.node.scan_local(&b.ns, &scope, after.as_deref(), PAGE)?;
+        let (items, more) = st.node.scan_local(&b.ns, &scope, after.as_deref(), PAGE, usize::MAX)?;
         after = items.last().map(|i| i.key.clone());
         for item in items {
             let name = item.key[base.len()..].to_string();

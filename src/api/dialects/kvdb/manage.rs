@@ -218,7 +218,7 @@ pub async fn delete(
 /// through KVdb; visible to, and deletable through, the native API).
 async fn sweep(st: AppState, ns: String, prefix: String) {
     loop {
-        let items = match st.node.scan_local(&ns, &prefix, None, SWEEP_BATCH) {
+        let items = match st.node.scan_local(&ns, &prefix, None, SWEEP_BATCH, usize::MAX) {
             Ok((items, _)) if items.is_empty() => return,
             Ok((items, _)) => items,
             Err(e) => return tracing::warn!(%ns, %prefix, error = %e, "kvdb bucket sweep stopped"),

@@ -187,7 +187,8 @@ pub(super) async fn scan(
     if let Err(b) = exec::before_read(&st, strong, None, replay).await {
         return b.render(error);
     }
-    let (items, more) = match st.node.scan_local(&ns, &prefix, after.as_deref(), limit) {
+    // Only keys are answered, but the values are read with them: the same page budget holds.
+    let (items, more) = match st.node.scan_local(&ns, &prefix, after.as_deref(), limit, parse::PAGE_BYTES) {
         Ok(r) => r,
         Err(e) => return error(e.into()),
     };

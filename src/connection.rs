@@ -338,7 +338,9 @@ where
         linger(io).await;
     } else {
         use tokio::io::AsyncWriteExt;
-        let _ = io.shutdown().await;
+        // Bounded: with TLS, shutting down writes a close_notify, which a client that has
+        // stopped reading could otherwise hold up for ever.
+        let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
     }
     Ok(None)
 }
@@ -361,10 +363,10 @@ const LINGER_BYTES: usize = 8 << 20;
 /// bad-input test saw exactly that now and then. nginx's lingering close does the same.
 async fn linger<I: AsyncRead + AsyncWrite + Unpin>(mut io: I) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    if io.shutdown().await.is_err() {
+    let deadline = Instant::now() + LINGER;
+    if !matches!(tokio::time::timeout_at(deadline, io.shutdown()).await, Ok(Ok(()))) {
         return;
     }
-    let deadline = Instant::now() + LINGER;
     let mut buf = vec![0u8; 16 << 10];
     let mut dropped = 0;
     while dropped < LINGER_BYTES {

@@ -63,7 +63,9 @@ pub async fn serve(
     let secret = node.config.security.cluster_secret.clone();
     let forward_http =
         net::peer_client(local_ip, secret.as_deref(), peer_tls).map_err(|e| StartError::Raft(e.to_string()))?;
-    let router = api::router(AppState::new(node.clone(), forward_http));
+    let state = AppState::new(node.clone(), forward_http);
+    let background = tokio::spawn(api::background(state.clone()));
+    let router = api::router(state);
     let limits = node.config.connections.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let incoming = match tls {
@@ -72,6 +74,7 @@ pub async fn serve(
     };
     serve_connections(incoming, router, &limits, shutdown).await;
     ticker.abort();
+    background.abort();
     tracing::info!("HTTP drained; stopping raft");
     // Bound the stop so a wedged peer connection cannot hold the process forever.
     if tokio::time::timeout(Duration::from_secs(10), node.shutdown()).await.is_err() {

@@ -202,7 +202,7 @@ pub async fn scan_items(
         // minVersion is not offered on scans: refused rather than ignored.
         known_params(&q, &["prefix", "cursor", "limit", "values", "consistency"])?;
         let prefix = q.get("prefix").cloned().unwrap_or_default();
-        let after = q.get("cursor").filter(|c| !c.is_empty()).map(|c| decode_cursor(c)).transpose()?;
+        let after = q.get("cursor").filter(|c| !c.is_empty()).map(|c| decode_cursor(c, &prefix)).transpose()?;
         let limit = scan_limit(q.get("limit"))?;
         let values = match q.get("values").map(String::as_str) {
             None | Some("false") | Some("0") => false,

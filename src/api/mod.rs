@@ -37,6 +37,7 @@ mod ratelimit;
 mod render;
 mod state;
 
+pub(crate) use dialects::background;
 pub(crate) use state::AppState;
 
 use axum::extract::{DefaultBodyLimit, State};

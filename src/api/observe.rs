@@ -20,6 +20,7 @@ use super::error::ApiError;
 use super::render::Data;
 use super::state::AppState;
 use crate::metrics::METRICS;
+use crate::model::private;
 
 pub const H_REQUEST_ID: &str = "x-request-id";
 
@@ -136,7 +137,13 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response
     }
     out.push_str("# TYPE cairn_keys gauge\n");
     for (ns, n) in node.reader.namespace_counts().unwrap_or_default() {
-        let _ = writeln!(out, "cairn_keys{{namespace=\"{}\"}} {n}", ns.replace(['"', '\\'], "_"));
+        // A private namespace (a dialect's own records) is shown as `~name`: no real
+        // namespace can contain `~`, and the label stays printable.
+        let _ = writeln!(
+            out,
+            "cairn_keys{{namespace=\"{}\"}} {n}",
+            ns.replace(private::MARK, "~").replace(['"', '\\'], "_")
+        );
     }
     ([("content-type", "text/plain; version=0.0.4")], out).into_response()
 }

@@ -186,12 +186,20 @@ pub fn encode_cursor(key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes())
 }
 
-pub fn decode_cursor(c: &str) -> ApiResult<String> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
+/// A cursor is accepted for a scan only if it decodes to a key that scan could have returned:
+/// valid key text that starts with the scan's `prefix`. Anything else (a cursor of a scan with
+/// an unrelated prefix, or one made up) is 400 `invalid_cursor`, never a silent restart.
+pub fn decode_cursor(c: &str, prefix: &str) -> ApiResult<String> {
+    let invalid = || ApiError::new(Code::InvalidCursor, "the cursor is not one this scan returned");
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(c)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| ApiError::new(Code::InvalidCursor, "the cursor is not one this API returned"))
+        .ok_or_else(invalid)?;
+    if validate_key(&key).is_err() || !key.starts_with(prefix) {
+        return Err(invalid());
+    }
+    Ok(key)
 }
 
 pub fn scan_limit(v: Option<&String>) -> ApiResult<usize> {

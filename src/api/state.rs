@@ -1,5 +1,6 @@
 //! What every handler is given: the node and the forwarding client.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -14,6 +15,9 @@ pub struct AppState {
     /// walks the directories at most every few seconds, however often it is scraped. A std
     /// mutex, never held across an await.
     pub disk: Arc<Mutex<Option<DiskSizes>>>,
+    /// Ids of the deleted KVdb buckets whose keys this node is removing right now, so the
+    /// leader's resume round does not start a second sweep of the same bucket.
+    pub kvdb_sweeps: Arc<Mutex<HashSet<String>>>,
 }
 
 /// When the data dir was measured, and its wal, sled and snapshot parts in bytes.
@@ -21,6 +25,6 @@ pub type DiskSizes = (Instant, [u64; 3]);
 
 impl AppState {
     pub fn new(node: Arc<Node>, forward_http: reqwest::Client) -> Self {
-        AppState { node, forward_http, disk: Arc::new(Mutex::new(None)) }
+        AppState { node, forward_http, disk: Arc::default(), kvdb_sweeps: Arc::default() }
     }
 }

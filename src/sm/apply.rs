@@ -13,6 +13,7 @@ use openraft::{EntryPayload, StoredMembership};
 use super::keys::{self, StoredItem, TokenRecord};
 use crate::codec;
 use crate::model::command::{CmdResult, Command, Condition, Item, Limits, Number, Proposal, ProposalResult, Refusal};
+use crate::model::private;
 use crate::model::types::{Entry, LogId};
 
 /// Storage failure while applying: fatal for the node (openraft stops it).
@@ -190,10 +191,12 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Whether creating one more key in `ns` would exceed the namespace quota.
+    /// Whether creating one more key in `ns` would exceed the namespace quota. A private
+    /// namespace has none: it holds one record per record of a client namespace (a KVdb
+    /// bucket's lookup beside its policy record), which that namespace's quota already bounds.
     fn over_quota(&self, ns: &str) -> Result<bool, ApplyError> {
         let max = self.limits.max_keys_per_namespace;
-        Ok(max > 0 && self.count(ns)? >= max)
+        Ok(max > 0 && !private::is_private(ns) && self.count(ns)? >= max)
     }
 
     fn write(&mut self, ns: &str, key: &str, old: Option<&StoredItem>, new: &StoredItem) -> Result<(), ApplyError> {

@@ -32,6 +32,7 @@ use crate::codec;
 pub use crate::config::SmOptions;
 use crate::metrics::METRICS;
 use crate::model::command::{Item, ProposalResult};
+use crate::model::private;
 use crate::model::types::{Entry, LogId, Membership, SnapshotMeta, StorageError, TypeConfig};
 use apply::Applier;
 use cut::Cut;
@@ -139,7 +140,7 @@ impl SmReader {
         limit: usize,
         max_bytes: usize,
     ) -> Result<(Vec<Item>, bool), ReadError> {
-        let lo = match after {
+        let mut lo = match after {
             // The smallest key greater than `after`: `after` followed by a zero byte.
             Some(a) if a >= prefix => {
                 let mut k = keys::data_key(ns, a);
@@ -148,6 +149,11 @@ impl SmReader {
             }
             _ => keys::data_key(ns, prefix),
         };
+        // Private keys sort first in a namespace; only a private prefix may reach them, so a
+        // client's empty prefix (or a cursor it made up) cannot list a dialect's records.
+        if !private::is_private(prefix) {
+            lo = lo.max(keys::data_key(ns, private::FIRST_PUBLIC));
+        }
         let scope = keys::data_key(ns, prefix);
         let clock = self.clock_ms();
         let mut out = Vec::new();

@@ -275,6 +275,53 @@ fn set(key: &str) -> Command {
     Command::Set { ns: "n".into(), key: key.into(), value: "1".into(), ttl_ms: None, cond: Condition::None }
 }
 
+/// Private keys (a dialect's own records) are left out of every scan whose prefix is not
+/// private, whatever `after` says, and a private namespace has no quota.
+#[test]
+fn scans_skip_private_keys_and_private_namespaces_have_no_quota() {
+    use crate::model::private;
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let tree = db.open_tree("sm").unwrap();
+    let hidden = private::key("kvdb", "abc");
+    apply_at(&tree, 1, vec![set("a"), set(&hidden), set(&format!("{hidden}/k"))]);
+    let reader =
+        super::SmReader { live: std::sync::Arc::new(super::Live::new(tree.clone())), clock: Default::default() };
+    let keys = |prefix: &str, after: Option<&str>| -> Vec<String> {
+        reader.scan("n", prefix, after, 100, usize::MAX).unwrap().0.into_iter().map(|i| i.key).collect()
+    };
+    assert_eq!(keys("", None), vec!["a"]);
+    assert_eq!(keys("", Some("\u{1}")), vec!["a"], "a cursor cannot step into the private space");
+    assert_eq!(keys(&private::key("kvdb", ""), None), vec![hidden.clone(), format!("{hidden}/k")]);
+
+    let quota = Limits { max_keys_per_namespace: 1 };
+    let apply_limited = |index: u64, cmd: Command| {
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Proposal { now_ms: 1, limits: quota, cmds: vec![cmd].into() }),
+        };
+        let mut a = Applier::new(&tree).unwrap();
+        let r = a.apply_entry(&entry).unwrap();
+        a.finish().unwrap().write_to(&tree).unwrap();
+        r.results
+    };
+    let in_ns = |ns: &str, key: &str| Command::Set {
+        ns: ns.into(),
+        key: key.into(),
+        value: "1".into(),
+        ttl_ms: None,
+        cond: Condition::None,
+    };
+    let lookup_ns = format!("{}kvdb", private::MARK);
+    for (i, key) in ["x", "y", "z"].into_iter().enumerate() {
+        let r = apply_limited(2 + i as u64, in_ns(&lookup_ns, key));
+        assert!(matches!(r[..], [CmdResult::Item(_)]), "{r:?}");
+    }
+    let r = apply_limited(5, in_ns("m", "one"));
+    assert!(matches!(r[..], [CmdResult::Item(_)]), "{r:?}");
+    let r = apply_limited(6, in_ns("m", "two"));
+    assert!(matches!(r[..], [CmdResult::Refused(Refusal::QuotaExceeded)]), "{r:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 

@@ -29,6 +29,11 @@ use crate::api::error::Render;
 use crate::api::ratelimit::{self, Limit, RateLimiter};
 use crate::api::state::AppState;
 
+/// Dialects' background work for as long as the node runs: finishing KVdb bucket deletions.
+pub async fn background(st: AppState) {
+    kvdb::resume_sweeps(st).await
+}
+
 /// Every dialect's routes, each behind the node's rate limiter answering in its style.
 /// saasignal and echovalue authenticate with a token, checked from the headers before any
 /// body is read; KVdb's bucket keys are checked by its handlers, against the bucket's record.

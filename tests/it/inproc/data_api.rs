@@ -65,6 +65,21 @@ async fn scan_pages_through_a_prefix_in_key_order_with_opaque_cursors() {
     call(&c.http, Method::GET, &format!("{url}/kv/items?cursor=%25%25"), None, &[])
         .await
         .assert_error(400, "invalid_cursor");
+    // A cursor belongs to its scan: one from the `user:` scan cannot continue a scan of
+    // `other`, and a made-up one that decodes to no valid key (a control character) is refused.
+    call(&c.http, Method::GET, &format!("{url}/kv/items?prefix=other&cursor={cursor}"), None, &[])
+        .await
+        .assert_error(400, "invalid_cursor");
+    let made_up = b64url("\u{1}kvdb/x");
+    call(&c.http, Method::GET, &format!("{url}/kv/items?cursor={made_up}"), None, &[])
+        .await
+        .assert_error(400, "invalid_cursor");
+}
+
+/// Cursors are base64url without padding of the last key returned (docs/api.md).
+fn b64url(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

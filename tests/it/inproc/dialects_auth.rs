@@ -35,7 +35,12 @@ struct Tokens {
 }
 
 async fn setup() -> (Node, Tokens) {
-    let mut c = Cluster::in_process_single(&["--admin-token", ADMIN]);
+    setup_with(&[]).await
+}
+
+async fn setup_with(extra: &[&str]) -> (Node, Tokens) {
+    let args: Vec<&str> = ["--admin-token", ADMIN].iter().chain(extra).copied().collect();
+    let mut c = Cluster::in_process_single(&args);
     c.wait_for_leader(deadline_in(15)).await;
     let base = c.url(1);
     let mint = async |ns: &str, perms: &[&str]| mint_token(&c.http, &base, ADMIN, ns, perms).await;
@@ -159,17 +164,38 @@ async fn namespaces_are_isolated_across_dialects_and_shared_within_one() {
     let ev = n.call(Method::GET, "/echovalue/kv/default/count", None, &[("x-token", &t.a_rw)]).await;
     assert_eq!(ev.ok().text, "41");
 
-    // A KVdb bucket lives in its creator's namespace.
+    // A KVdb bucket lives in its creator's namespace, but its records and keys are private:
+    // no other API lists, reads or writes them (issue 13, part 5).
     let form = [("content-type", "application/x-www-form-urlencoded"), ("authorization", a.as_str())];
-    let id = n.call(Method::POST, "/kvdb", Some(b""), &form).await.ok().text;
+    let id = n.call(Method::POST, "/kvdb", Some(b"secret_key=s3cret"), &form).await.ok().text;
     n.call(Method::PUT, &format!("/kvdb/{id}/hits"), Some(b"7"), &[]).await.ok();
-    let scan = async |auth: &str| -> Vec<String> {
-        let r = get("/infra/kv?prefix=kvdb:", auth).await.ok();
-        r.body["keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect()
+    let names = |r: Resp, field: &str| -> Vec<String> {
+        let list = if field == "keys" { r.body["keys"].clone() } else { r.data()["items"].clone() };
+        let list = list.as_array().unwrap().clone();
+        list.iter().map(|k| k.as_str().or(k["key"].as_str()).unwrap().to_string()).collect()
     };
-    assert_eq!(scan(&a).await, vec![format!("kvdb:{id}"), format!("kvdb:{id}:hits")]);
-    assert!(scan(&b).await.is_empty());
-    assert_eq!(get(&format!("/infra/kv/kvdb:{id}:hits"), &a).await.ok().body["value"], 7);
+    let ss_keys = names(get("/infra/kv?limit=1000", &a).await.ok(), "keys");
+    let native_keys = names(get("/kv/items?limit=1000", &a).await.ok(), "items");
+    for keys in [&ss_keys, &native_keys] {
+        assert!(!keys.is_empty() && keys.iter().all(|k| !k.contains(&id)), "no bucket records listed: {keys:?}");
+    }
+    let private = [format!("%01kvdb%2F{id}"), format!("%01kvdb%2F{id}%2Fhits")];
+    for k in &private {
+        saasignal_error(&get(&format!("/infra/kv/{k}"), &a).await, 400, "bad_request");
+        let w = n.json(Method::PUT, &format!("/infra/kv/{k}"), json!({"value": "{}"}), &a).await;
+        saasignal_error(&w, 400, "bad_request");
+        get(&format!("/kv/items/{k}"), &a).await.assert_error(400, "invalid_key");
+        let w = n.json(Method::PUT, &format!("/kv/items/{k}"), json!({"value": {}}), &a).await;
+        w.assert_error(400, "invalid_key");
+    }
+    let batch = json!({"ops": [{"op": "set", "key": format!("\u{1}kvdb/{id}"), "value": {}}]});
+    n.json(Method::POST, "/kv/batch", batch, &a).await.assert_error(400, "invalid_key");
+    let admin_batch = json!({"ops": [{"op": "get", "key": format!("\u{1}kvdb/{id}/hits")}]});
+    n.json(Method::POST, "/kv/batch", admin_batch, &bearer(ADMIN)).await.assert_error(400, "invalid_key");
+    // The bucket is untouched and still guarded by its own key.
+    assert_eq!(n.call(Method::GET, &format!("/kvdb/{id}/hits"), None, &[]).await.ok().text, "7");
+    let listed = n.call(Method::GET, &format!("/kvdb/{id}/"), None, &[("authorization", &basic("s3cret"))]).await;
+    assert_eq!(listed.ok().text, "hits\n");
 
     // Scans of one namespace never list the other's keys.
     let a_keys = get("/infra/kv", &a).await.ok().body["keys"].clone();
@@ -185,4 +211,29 @@ async fn namespaces_are_isolated_across_dialects_and_shared_within_one() {
     saasignal_error(&n.call(Method::GET, "/infra/kv/shared", None, &a_in_b).await, 403, "forbidden");
     let a_in_b = [("x-token", t.a_rw.as_str()), ("x-cairn-namespace", "team-b")];
     text_error(&n.call(Method::GET, "/echovalue/kv/g/k", None, &a_in_b).await, 403);
+}
+
+/// Every bucket costs its own namespace one key (its policy record); the private lookup
+/// records count against no shared quota, so one tenant filling its quota with buckets leaves
+/// every other tenant free to create them (issue 13, part 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_count_against_their_own_namespaces_quota() {
+    let (n, t) = setup_with(&["--max-keys-per-namespace", "3"]).await;
+    let create = async |token: &str| {
+        let h = [("content-type", "application/x-www-form-urlencoded"), ("authorization", &basic(token))];
+        n.call(Method::POST, "/kvdb", Some(b""), &h).await
+    };
+    let first = create(&t.a_rw).await.ok().text;
+    n.call(Method::PUT, &format!("/kvdb/{first}/k"), Some(b"v"), &[]).await.ok();
+    create(&t.a_rw).await.ok();
+    // team-a now holds 3 keys: two policy records and one bucket key.
+    let full = create(&t.a_rw).await;
+    text_error(&full, 403);
+    assert!(full.text.contains("maximum number of keys"), "{full:?}");
+    text_error(&n.call(Method::PUT, &format!("/kvdb/{first}/k2"), Some(b"v"), &[]).await, 403);
+    // team-b is unaffected, up to its own three.
+    for _ in 0..3 {
+        create(&t.b_rw).await.ok();
+    }
+    text_error(&create(&t.b_rw).await, 403);
 }

@@ -3,7 +3,7 @@
 //! formats and Accept negotiation, counters, TTLs, limits and bucket deletion on one node.
 
 use crate::support::raw::{basic, query_escape, Raw};
-use crate::support::{deadline_in, parse_rfc3339_utc, unix_now, Cluster, Resp};
+use crate::support::{deadline_in, Cluster, Resp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -282,22 +282,33 @@ async fn values_counters_ttls_and_limits() {
         assert_status(&kv.req(Method::PATCH, &at("n2"), Some(bad), None).await, 400);
     }
 
-    // TTLs: the bucket's default_ttl, ?ttl= overrides it, ttl=0 means none, and a PATCH of an
-    // existing counter renews the TTL ("keys not updated expire after this time").
-    let ns_url = |k: &str| format!("{}/kv/items/{}", kv.base, crate::support::encode_key(&format!("kvdb:{b}:{k}")));
-    let expiry = async |k: &str| -> Option<f64> {
-        let r = kv.raw.send(Method::GET, &ns_url(k), None, &[]).await.ok();
-        r.data()["expiresAt"].as_str().map(|s| parse_rfc3339_utc(s).unwrap() - unix_now())
-    };
-    kv.req(Method::PUT, &at("d"), Some("v"), None).await.ok();
-    assert!(expiry("d").await.is_some_and(|s| (70.0..=105.0).contains(&s)));
-    kv.req(Method::PUT, &at("t?ttl=5000"), Some("v"), None).await.ok();
-    assert!(expiry("t").await.is_some_and(|s| (4970.0..=5005.0).contains(&s)));
+    // TTLs. A bucket's keys are private (no other API shows their expiry), so each TTL is
+    // shown by the order in which keys expire: `probe` is written last with a 1 s TTL, so once
+    // it has expired, every key whose TTL was at most 1 s has expired too.
+    let gone = async |k: &str| kv.req(Method::GET, &at(k), None, None).await.status == 404;
+    kv.req(Method::PUT, &at("short?ttl=1"), Some("v"), None).await.ok();
+    kv.req(Method::PUT, &at("long?ttl=5000"), Some("v"), None).await.ok();
     kv.req(Method::PUT, &at("forever?ttl=0"), Some("v"), None).await.ok();
-    assert_eq!(expiry("forever").await, None);
-    assert!(expiry("f").await.is_some_and(|s| s <= 105.0));
-    assert_text(&kv.req(Method::PATCH, &at("f?ttl=5000"), Some("+1"), None).await, 200, "2.25");
-    assert!(expiry("f").await.is_some_and(|s| (4970.0..=5005.0).contains(&s)), "renewed by PATCH");
+    kv.req(Method::PUT, &at("defaulted"), Some("v"), None).await.ok();
+    // PATCH of an existing counter renews its TTL ("keys not updated expire after this
+    // time"): to `?ttl=`, or else to the bucket's default_ttl (100 s here).
+    kv.req(Method::PUT, &at("renewed?ttl=1"), Some("1"), None).await.ok();
+    assert_text(&kv.req(Method::PATCH, &at("renewed?ttl=5000"), Some("+1"), None).await, 200, "2");
+    kv.req(Method::PUT, &at("renewed_default?ttl=1"), Some("1"), None).await.ok();
+    assert_text(&kv.req(Method::PATCH, &at("renewed_default"), Some("+1"), None).await, 200, "2");
+    kv.req(Method::PUT, &at("probe?ttl=1"), Some("v"), None).await.ok();
+    crate::support::until(deadline_in(10), "the 1 s probe to expire", async || {
+        if gone("probe").await {
+            Ok(())
+        } else {
+            Err("probe still there".to_string())
+        }
+    })
+    .await;
+    assert!(gone("short").await, "?ttl=1 expired");
+    for k in ["long", "forever", "defaulted", "renewed", "renewed_default"] {
+        assert!(!gone(k).await, "{k} outlives a 1 s TTL");
+    }
     assert_status(&kv.req(Method::PUT, &at("x?ttl=soon"), Some("v"), None).await, 400);
 
     kv.req(Method::PUT, &at("brief?ttl=1"), Some("v"), None).await.ok();
@@ -319,30 +330,36 @@ async fn deleting_a_bucket_removes_all_its_keys() {
     let b = kv.create("secret_key=s").await;
     let keep = kv.create("").await;
     kv.req(Method::PUT, &format!("/{keep}/k"), Some("kept"), None).await.ok();
-    // 250 keys: more than two sweep batches of 100. Written natively to keep the test quick.
-    let ops: Vec<Value> =
-        (0..250).map(|i| json!({"op": "set", "key": format!("kvdb:{b}:k{i:03}"), "value": i})).collect();
-    for chunk in ops.chunks(100) {
-        let body = serde_json::to_vec(&json!({"ops": chunk})).unwrap();
-        kv.raw.send(Method::POST, &format!("{}/kv/batch", kv.base), Some(&body), &[]).await.ok();
+    // 250 keys: more than two sweep batches of 100.
+    for i in 0..250 {
+        kv.req(Method::PUT, &format!("/{b}/k{i:03}"), Some("v"), Some("s")).await.ok();
     }
     let listed = kv.req(Method::GET, &format!("/{b}/?limit=10000"), None, Some("s")).await.ok();
     assert_eq!(listed.text.lines().count(), 250);
+    // Each bucket's policy record and keys count in the namespace: 1 + 250, and 1 + 1.
+    assert_eq!(key_count(&kv, "default").await, Some(253));
+    assert_eq!(key_count(&kv, "~kvdb").await, Some(2), "one private lookup per bucket");
 
     assert_status(&kv.req(Method::DELETE, &format!("/{b}"), None, Some("s")).await, 200);
     assert_status(&kv.req(Method::GET, &format!("/{b}/k000"), None, None).await, 404);
     assert_status(&kv.req(Method::PUT, &format!("/{b}/k000"), Some("v"), Some("s")).await, 404);
     assert_status(&kv.req(Method::DELETE, &format!("/{b}"), None, Some("s")).await, 404);
-    let scan = format!("{}/kv/items?prefix={}&limit=1000", kv.base, query_escape(&format!("kvdb:{b}")));
     crate::support::until(deadline_in(15), "the bucket's keys to be swept", async || {
-        let r = kv.raw.try_send(Method::GET, &scan, None, &[]).await?;
-        match r.data()["items"].as_array().map(Vec::len) {
-            Some(0) => Ok(()),
-            n => Err(format!("{n:?} keys left")),
+        match (key_count(&kv, "default").await, key_count(&kv, "~kvdb").await) {
+            (Some(2), Some(1)) => Ok(()),
+            n => Err(format!("{n:?} keys left in default and ~kvdb")),
         }
     })
     .await;
     assert_text(&kv.req(Method::GET, &format!("/{keep}/k"), None, None).await, 200, "kept");
+}
+
+/// `cairn_keys{namespace=...}` from `/metrics`: keys stored in a namespace (`~kvdb` is the
+/// private namespace of bucket lookups).
+async fn key_count(kv: &Curl, ns: &str) -> Option<u64> {
+    let m = kv.raw.send(Method::GET, &format!("{}/metrics", kv.base), None, &[]).await.ok();
+    let line = format!("cairn_keys{{namespace=\"{ns}\"}} ");
+    m.text.lines().find_map(|l| l.strip_prefix(line.as_str())).map(|n| n.parse().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,4 +372,38 @@ async fn the_nodes_value_limit_applies_under_the_seeds_own() {
     assert_status(&kv.req(Method::POST, &format!("/{b}/big"), Some(&"x".repeat(5000)), None).await, 400);
     assert_status(&kv.req(Method::GET, &format!("/{b}/big"), None, None).await, 404);
     assert_status(&kv.req(Method::POST, &format!("/{b}/small"), Some("fits"), None).await, 200);
+}
+
+/// Buckets made before the private key space kept their records as ordinary keys (`_kvdb`
+/// lookups, `kvdb:{id}` policies with unsalted SHA-256 hashes, `kvdb:{id}:{key}` data). They
+/// are still served after an upgrade, and a native write that damages their records makes the
+/// bucket 404, never a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_in_the_legacy_layout_are_still_served() {
+    use sha2::{Digest, Sha256};
+    let mut c = Cluster::in_process_single(&["--admin-token", "legacy-admin"]);
+    c.wait_for_leader(deadline_in(15)).await;
+    let kv = Curl { raw: Raw::new(), base: c.url(1) };
+    let native = async |ns: &str, key: &str, value: Value| {
+        let url = format!("{}/kv/items/{}", kv.base, crate::support::encode_key(key));
+        let h = [("authorization", "Bearer legacy-admin"), ("x-cairn-namespace", ns)];
+        kv.raw.json(Method::PUT, &url, &json!({ "value": value }), &h).await.ok()
+    };
+    let id = "LegacyBucket0000000001";
+    let hash: String = Sha256::digest(b"s").iter().map(|b| format!("{b:02x}")).collect();
+    native("_kvdb", id, json!({"namespace": "team"})).await;
+    let policy = json!({"secret_key_sha256": hash, "write_key_sha256": null, "default_ttl": 0});
+    native("team", &format!("kvdb:{id}"), policy).await;
+    native("team", &format!("kvdb:{id}:k"), json!("v")).await;
+
+    assert_text(&kv.req(Method::GET, &format!("/{id}/k"), None, None).await, 200, "v");
+    assert_text(&kv.req(Method::GET, &format!("/{id}/"), None, Some("s")).await, 200, "k\n");
+    assert_status(&kv.req(Method::GET, &format!("/{id}/"), None, None).await, 403);
+    assert_status(&kv.req(Method::GET, &format!("/{id}/"), None, Some("wrong")).await, 401);
+    assert_status(&kv.req(Method::PUT, &format!("/{id}/k2"), Some("v2"), Some("s")).await, 200);
+    assert_text(&kv.req(Method::GET, &format!("/{id}/k2"), None, None).await, 200, "v2");
+
+    native("team", &format!("kvdb:{id}"), json!("not a policy")).await;
+    assert_status(&kv.req(Method::GET, &format!("/{id}/k"), None, None).await, 404);
+    assert_status(&kv.req(Method::PUT, &format!("/{id}/k"), Some("v"), Some("s")).await, 404);
 }

@@ -4,7 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use super::bucket::{self, Bucket};
+use super::bucket::Bucket;
 use super::common::{forbidden, Res};
 use crate::api::auth::{self, same_secret, Caller, Principal};
 use crate::api::code::Code;
@@ -60,13 +60,13 @@ impl BucketKey {
     /// sent to a bucket that has none is ignored.
     pub fn access(&self, b: &Bucket) -> Res<Access> {
         let Some(key) = &self.key else { return Ok(Access::Public) };
-        let hash = bucket::key_hash(key);
+        let hash = b.meta.hash(key);
         let matches = |h: &Option<String>| h.as_deref().is_some_and(|h| same_secret(h.as_bytes(), hash.as_bytes()));
-        if matches(&b.meta.secret_key_sha256) || self.operator(&b.ns) {
+        if matches(&b.meta.secret_key_hash) || self.operator(&b.ns) {
             Ok(Access::Full)
-        } else if matches(&b.meta.write_key_sha256) {
+        } else if matches(&b.meta.write_key_hash) {
             Ok(Access::Write)
-        } else if b.meta.secret_key_sha256.is_none() && b.meta.write_key_sha256.is_none() {
+        } else if b.meta.secret_key_hash.is_none() && b.meta.write_key_hash.is_none() {
             Ok(Access::Public)
         } else {
             Err(ApiError::new(Code::Unauthorized, "the key is wrong for this bucket"))
@@ -76,7 +76,7 @@ impl BucketKey {
     /// Writing keys: the write key (or secret key) when the bucket has a write key.
     pub fn may_write(&self, b: &Bucket) -> Res<()> {
         let a = self.access(b)?;
-        if b.meta.write_key_sha256.is_some() && a < Access::Write {
+        if b.meta.write_key_hash.is_some() && a < Access::Write {
             return Err(forbidden("the bucket is write-protected: give its write_key or secret_key"));
         }
         Ok(())
@@ -85,7 +85,7 @@ impl BucketKey {
     /// Listing keys: the secret key when the bucket has one.
     pub fn may_list(&self, b: &Bucket) -> Res<()> {
         let a = self.access(b)?;
-        if b.meta.secret_key_sha256.is_some() && a < Access::Full {
+        if b.meta.secret_key_hash.is_some() && a < Access::Full {
             return Err(forbidden("listing keys needs the bucket's secret_key"));
         }
         Ok(())
@@ -96,7 +96,7 @@ impl BucketKey {
         if self.access(b)? == Access::Full {
             return Ok(());
         }
-        match b.meta.secret_key_sha256 {
+        match b.meta.secret_key_hash {
             Some(_) => Err(forbidden("updating the bucket policy needs its secret_key")),
             None => Err(forbidden("this bucket has no secret_key, so its policy cannot be changed")),
         }
@@ -105,7 +105,7 @@ impl BucketKey {
     /// Deleting the bucket: its strongest key (secret, else write), or nothing if it has none.
     pub fn may_delete(&self, b: &Bucket) -> Res<()> {
         let a = self.access(b)?;
-        let need = match (&b.meta.secret_key_sha256, &b.meta.write_key_sha256) {
+        let need = match (&b.meta.secret_key_hash, &b.meta.write_key_hash) {
             (Some(_), _) => Access::Full,
             (None, Some(_)) => Access::Write,
             (None, None) => Access::Public,

@@ -3,6 +3,7 @@
 
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::common::{error, not_found, Res};
 use crate::api::auth;
@@ -13,21 +14,63 @@ use crate::api::exec;
 use crate::api::forward::{self, Replay};
 use crate::api::state::AppState;
 use crate::model::command::{CmdResult, Command, Condition, Refusal};
+use crate::model::private;
 
-/// The reserved namespace holding one lookup record per bucket: id → namespace.
-pub const LOOKUP_NS: &str = "_kvdb";
+/// The private namespace of bucket lookups: `{id}` → [`Lookup`], and `gone/{id}` → [`Gone`]
+/// for a deleted bucket whose keys are still being removed. No client can name a private
+/// namespace, and it has no quota of its own: each lookup sits beside a policy record that
+/// counts against its bucket's namespace.
+pub const LOOKUP_NS: &str = "\u{1}kvdb";
+/// Where buckets made before the private space kept their lookups (an ordinary namespace).
+const LEGACY_LOOKUP_NS: &str = "_kvdb";
 /// Bucket ids: 22 characters of [0-9A-Za-z].
 const ID_LEN: usize = 22;
+/// Random bytes mixed into a bucket's key hashes.
+const SALT_LEN: usize = 16;
 /// Attempts when the policy changes between authorising a request and committing it.
 pub const GUARD_ATTEMPTS: usize = 3;
 
-/// A bucket's policy as stored (JSON) in `kvdb:{id}`: hashes of its keys, never the keys.
+/// A bucket's policy as stored (JSON) in its policy record: salted hashes of its keys, never
+/// the keys. Buckets made before salting have no `salt` and unsalted SHA-256 hashes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
-    pub secret_key_sha256: Option<String>,
-    pub write_key_sha256: Option<String>,
+    /// Hex of [`SALT_LEN`] random bytes; `None` only in a legacy bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    #[serde(alias = "secret_key_sha256")]
+    pub secret_key_hash: Option<String>,
+    #[serde(alias = "write_key_sha256")]
+    pub write_key_hash: Option<String>,
     /// Seconds after its last update that a key expires; 0 = never.
     pub default_ttl: u64,
+}
+
+impl Meta {
+    /// A new bucket's policy, with a fresh salt.
+    pub fn new(secret_key: Option<&str>, write_key: Option<&str>, default_ttl: u64) -> Res<Meta> {
+        let mut salt = [0u8; SALT_LEN];
+        getrandom::getrandom(&mut salt).map_err(|e| ApiError::internal(format!("no entropy: {e}")))?;
+        let mut m = Meta { salt: Some(hex(&salt)), secret_key_hash: None, write_key_hash: None, default_ttl };
+        m.secret_key_hash = secret_key.map(|k| m.hash(k));
+        m.write_key_hash = write_key.map(|k| m.hash(k));
+        Ok(m)
+    }
+
+    /// SHA-256 of salt ‖ key (the salt has a fixed length, so the split is unambiguous): equal
+    /// keys in two buckets hash differently, and a leaked record cannot be matched against a
+    /// precomputed table.
+    pub fn hash(&self, key: &str) -> String {
+        let mut h = Sha256::new();
+        if let Some(salt) = &self.salt {
+            h.update(salt.as_bytes());
+        }
+        h.update(key.as_bytes());
+        hex(&h.finalize())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -35,29 +78,67 @@ pub struct Lookup {
     pub namespace: String,
 }
 
+/// A deleted bucket whose keys may remain: where they are, for the sweep that removes them.
+#[derive(Serialize, Deserialize)]
+pub struct Gone {
+    pub namespace: String,
+    pub prefix: String,
+}
+
+pub fn gone_key(id: &str) -> String {
+    format!("gone/{id}")
+}
+
+/// Where a bucket's records live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// In the private key space (`model/private.rs`): no client API can reach them.
+    Private,
+    /// Made before the private space: `kvdb:{id}` and `kvdb:{id}:{key}` as ordinary keys of
+    /// the namespace, with the lookup in `_kvdb`. Still served; new buckets are never made so.
+    Legacy,
+}
+
 pub struct Bucket {
     pub id: String,
     pub ns: String,
+    pub layout: Layout,
     pub meta: Meta,
     /// The policy record exactly as stored, for the guard.
     pub meta_text: String,
 }
 
-pub fn key_hash(key: &str) -> String {
-    auth::hash_secret(key).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn meta_key(id: &str) -> String {
-    format!("kvdb:{id}")
+/// A bucket's policy record key in its namespace.
+pub fn meta_key(id: &str, layout: Layout) -> String {
+    match layout {
+        Layout::Private => private::key("kvdb", id),
+        Layout::Legacy => format!("kvdb:{id}"),
+    }
 }
 
 impl Bucket {
-    pub fn data_key(&self, key: &str) -> String {
-        format!("kvdb:{}:{key}", self.id)
+    pub fn meta_key(&self) -> String {
+        meta_key(&self.id, self.layout)
     }
 
+    pub fn data_key(&self, key: &str) -> String {
+        format!("{}{key}", self.data_prefix())
+    }
+
+    /// Every key of the bucket starts with this; the policy record does not (no trailing `/`).
     pub fn data_prefix(&self) -> String {
-        format!("kvdb:{}:", self.id)
+        match self.layout {
+            Layout::Private => private::key("kvdb", &format!("{}/", self.id)),
+            Layout::Legacy => format!("kvdb:{}:", self.id),
+        }
+    }
+
+    /// The lookup record's place: namespace and key.
+    pub fn lookup(&self) -> (&'static str, String) {
+        match self.layout {
+            Layout::Private => (LOOKUP_NS, self.id.clone()),
+            Layout::Legacy => (LEGACY_LOOKUP_NS, self.id.clone()),
+        }
     }
 
     /// Rewrites the policy record unchanged, on condition that it is unchanged. First in a
@@ -66,7 +147,7 @@ impl Bucket {
     fn guard(&self) -> Command {
         Command::Set {
             ns: self.ns.clone(),
-            key: meta_key(&self.id),
+            key: self.meta_key(),
             value: self.meta_text.clone(),
             ttl_ms: None,
             cond: Condition::IfValue(self.meta_text.clone()),
@@ -104,15 +185,38 @@ pub fn resolve(st: &AppState, id: &str) -> Res<Option<Bucket>> {
     if !valid_id(id) {
         return Ok(None);
     }
-    let Some(lookup) = st.node.read_local(LOOKUP_NS, id)? else { return Ok(None) };
-    let ns = serde_json::from_str::<Lookup>(&lookup.value)
-        .map_err(|e| ApiError::internal(format!("the lookup record of bucket {id} is damaged: {e}")))?
-        .namespace;
-    let Some(item) = st.node.read_local(&ns, &meta_key(id))? else { return Ok(None) };
-    let meta = serde_json::from_str(&item.value).map_err(|e| {
-        ApiError::internal(format!("the policy record kvdb:{id} in namespace {ns} was changed outside KVdb: {e}"))
-    })?;
-    Ok(Some(Bucket { id: id.to_string(), ns, meta, meta_text: item.value }))
+    if let Some(lookup) = st.node.read_local(LOOKUP_NS, id)? {
+        // Only this module writes private records, so a damaged one is Cairn's own bug.
+        let ns = serde_json::from_str::<Lookup>(&lookup.value)
+            .map_err(|e| ApiError::internal(format!("the lookup record of bucket {id} is damaged: {e}")))?
+            .namespace;
+        let Some(item) = st.node.read_local(&ns, &meta_key(id, Layout::Private))? else { return Ok(None) };
+        let meta = serde_json::from_str(&item.value)
+            .map_err(|e| ApiError::internal(format!("the policy record of bucket {id} is damaged: {e}")))?;
+        return Ok(Some(Bucket { id: id.to_string(), ns, layout: Layout::Private, meta, meta_text: item.value }));
+    }
+    resolve_legacy(st, id)
+}
+
+/// A legacy bucket's records are ordinary keys that the namespace's writers may have changed;
+/// a record that no longer parses means the bucket is gone (404), never a 500.
+fn resolve_legacy(st: &AppState, id: &str) -> Res<Option<Bucket>> {
+    let Some(lookup) = st.node.read_local(LEGACY_LOOKUP_NS, id)? else { return Ok(None) };
+    let Ok(Lookup { namespace: ns }) = serde_json::from_str(&lookup.value) else {
+        tracing::warn!(bucket = %id, "legacy kvdb lookup record was changed outside KVdb; treating the bucket as gone");
+        return Ok(None);
+    };
+    if !auth::valid_namespace(&ns) {
+        return Ok(None);
+    }
+    let Some(item) = st.node.read_local(&ns, &meta_key(id, Layout::Legacy))? else { return Ok(None) };
+    match serde_json::from_str::<Meta>(&item.value) {
+        Ok(meta) => Ok(Some(Bucket { id: id.to_string(), ns, layout: Layout::Legacy, meta, meta_text: item.value })),
+        Err(_) => {
+            tracing::warn!(bucket = %id, %ns, "legacy kvdb policy record was changed outside KVdb; treating the bucket as gone");
+            Ok(None)
+        }
+    }
 }
 
 /// Like [`resolve`] on the leader, but a miss is confirmed after a ReadIndex barrier: a new

@@ -7,9 +7,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::access::BucketKey;
-use super::bucket::{busy, clone_replay, key_hash, meta_key, new_id, on_leader, resolve_fresh, Lookup, Meta};
-use super::bucket::{GUARD_ATTEMPTS, LOOKUP_NS};
+use super::bucket::{busy, clone_replay, gone_key, meta_key, new_id, on_leader, resolve_fresh};
+use super::bucket::{Gone, Layout, Lookup, Meta, GUARD_ATTEMPTS, LOOKUP_NS};
 use super::common::{bad, error, forbidden, not_found, parse_ttl, refused, Res};
+use super::sweep;
 use crate::api::auth::Caller;
 use crate::api::dialects::shared::{form_pairs, text};
 use crate::api::error::ApiError;
@@ -21,8 +22,6 @@ use crate::model::command::{perm, CmdResult, Command, Condition, Refusal};
 /// One week, the seed's default.
 const DEFAULT_TTL_SECONDS: u64 = 604_800;
 const MAX_ACCESS_KEY_LEN: usize = 256;
-/// A deleted bucket's keys are removed this many per Raft entry.
-const SWEEP_BATCH: usize = 100;
 
 /// The form fields of bucket creation and policy updates.
 #[derive(Default)]
@@ -50,8 +49,8 @@ fn parse_form(body: &[u8]) -> Res<PolicyForm> {
     Ok(f)
 }
 
-fn hash_nonempty(k: Option<String>) -> Option<String> {
-    k.filter(|k| !k.is_empty()).map(|k| key_hash(&k))
+fn to_json(v: &impl serde::Serialize) -> Res<String> {
+    serde_json::to_string(v).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// `POST /kvdb` (form: `secret_key`, `write_key`, `default_ttl`) → the new bucket id as text.
@@ -60,14 +59,14 @@ pub async fn create(State(st): State<AppState>, caller: Res<Caller>, replay: Res
         let ns = caller?.namespace(perm::WRITE)?;
         let replay = replay?;
         let form = parse_form(&replay.body)?;
-        let meta = Meta {
-            secret_key_sha256: hash_nonempty(form.secret_key),
-            write_key_sha256: hash_nonempty(form.write_key),
-            default_ttl: form.default_ttl.unwrap_or(DEFAULT_TTL_SECONDS),
-        };
-        let meta = serde_json::to_string(&meta).map_err(|e| ApiError::internal(e.to_string()))?;
-        let lookup =
-            serde_json::to_string(&Lookup { namespace: ns.clone() }).map_err(|e| ApiError::internal(e.to_string()))?;
+        let nonempty = |k: &Option<String>| k.clone().filter(|k| !k.is_empty());
+        let meta = Meta::new(
+            nonempty(&form.secret_key).as_deref(),
+            nonempty(&form.write_key).as_deref(),
+            form.default_ttl.unwrap_or(DEFAULT_TTL_SECONDS),
+        )?;
+        let meta = to_json(&meta)?;
+        let lookup = to_json(&Lookup { namespace: ns.clone() })?;
         Ok((ns, meta, lookup, replay))
     })();
     let (ns, meta, lookup, replay) = match parsed {
@@ -87,7 +86,9 @@ pub async fn create(State(st): State<AppState>, caller: Res<Caller>, replay: Res
             ttl_ms: None,
             cond: Condition::IfAbsent,
         };
-        let cmds = vec![set(LOOKUP_NS, id.clone(), &lookup), set(&ns, meta_key(&id), &meta)];
+        // The policy record counts against the bucket's namespace quota; the lookup, in a
+        // private namespace, against none: each tenant's buckets cost that tenant alone.
+        let cmds = vec![set(LOOKUP_NS, id.clone(), &lookup), set(&ns, meta_key(&id, Layout::Private), &meta)];
         match exec::write_one(&st, Command::Batch(cmds), clone_replay(&replay)).await {
             Ok((_, CmdResult::Batch(_))) => return text(StatusCode::OK, id),
             Ok((_, CmdResult::BatchRefused { refusal: Refusal::KeyExists, .. })) => continue,
@@ -133,26 +134,26 @@ pub async fn update(
             Ok(b) => b,
             Err(e) => return error(e),
         };
-        if form.secret_key.is_some() && b.meta.secret_key_sha256.is_none() {
+        if form.secret_key.is_some() && b.meta.secret_key_hash.is_none() {
             return error(forbidden("a secret_key cannot be added to a bucket after it was created"));
         }
         let mut meta = b.meta.clone();
         if let Some(s) = &form.secret_key {
-            meta.secret_key_sha256 = Some(key_hash(s));
+            meta.secret_key_hash = Some(meta.hash(s));
         }
         if let Some(w) = &form.write_key {
-            meta.write_key_sha256 = hash_nonempty(Some(w.clone()));
+            meta.write_key_hash = Some(w).filter(|w| !w.is_empty()).map(|w| meta.hash(w));
         }
         if let Some(t) = form.default_ttl {
             meta.default_ttl = t;
         }
-        let value = match serde_json::to_string(&meta) {
+        let value = match to_json(&meta) {
             Ok(v) => v,
-            Err(e) => return error(ApiError::internal(e.to_string())),
+            Err(e) => return error(e),
         };
         let cmd = Command::Set {
             ns: b.ns.clone(),
-            key: meta_key(&id),
+            key: b.meta_key(),
             value,
             ttl_ms: None,
             cond: Condition::IfValue(b.meta_text.clone()),
@@ -169,8 +170,8 @@ pub async fn update(
 }
 
 /// `DELETE /kvdb/{bucket}`: removes the lookup and policy records in one atomic entry, so the
-/// bucket is gone for every request from then on, then deletes its keys in the background,
-/// 100 per Raft entry ("may not complete immediately", as the seed says).
+/// bucket is gone for every request from then on, and records it as gone; its keys are then
+/// deleted in the background ("may not complete immediately", as the seed says; `sweep.rs`).
 pub async fn delete(
     State(st): State<AppState>,
     key: BucketKey,
@@ -191,16 +192,29 @@ pub async fn delete(
             Ok(b) => b,
             Err(e) => return error(e),
         };
+        let gone = Gone { namespace: b.ns.clone(), prefix: b.data_prefix() };
+        let gone_text = match to_json(&gone) {
+            Ok(t) => t,
+            Err(e) => return error(e),
+        };
+        let (lookup_ns, lookup_key) = b.lookup();
         let cmds = vec![
-            Command::Delete { ns: LOOKUP_NS.to_string(), key: id.clone(), cond: Condition::None },
-            Command::Delete { ns: b.ns.clone(), key: meta_key(&id), cond: Condition::IfValue(b.meta_text.clone()) },
+            Command::Delete { ns: lookup_ns.to_string(), key: lookup_key, cond: Condition::None },
+            Command::Delete { ns: b.ns.clone(), key: b.meta_key(), cond: Condition::IfValue(b.meta_text.clone()) },
+            Command::Set {
+                ns: LOOKUP_NS.to_string(),
+                key: gone_key(&id),
+                value: gone_text,
+                ttl_ms: None,
+                cond: Condition::None,
+            },
         ];
         match exec::write_one(&st, Command::Batch(cmds), clone_replay(&replay)).await {
             Ok((_, CmdResult::Batch(results))) => {
                 if matches!(results.get(1), Some(CmdResult::Absent { .. })) {
                     return error(not_found("bucket not found"));
                 }
-                tokio::spawn(sweep(st.clone(), b.ns.clone(), b.data_prefix()));
+                sweep::start(&st, id, gone);
                 return text(StatusCode::OK, "");
             }
             Ok((_, CmdResult::BatchRefused { refusal: Refusal::ValueMismatch, .. })) => continue,
@@ -210,28 +224,6 @@ pub async fn delete(
         }
     }
     error(busy())
-}
-
-/// Deletes every key under a deleted bucket's prefix, 100 per entry. Writes to the bucket can
-/// no longer commit (their guard fails), so the set only shrinks. If this node stops leading
-/// or stops part-way, the remaining keys stay in the namespace under `kvdb:{id}:` (unreachable
-/// through KVdb; visible to, and deletable through, the native API).
-async fn sweep(st: AppState, ns: String, prefix: String) {
-    loop {
-        let items = match st.node.scan_local(&ns, &prefix, None, SWEEP_BATCH, usize::MAX) {
-            Ok((items, _)) if items.is_empty() => return,
-            Ok((items, _)) => items,
-            Err(e) => return tracing::warn!(%ns, %prefix, error = %e, "kvdb bucket sweep stopped"),
-        };
-        let cmds = items.into_iter().map(|i| Command::Delete { ns: ns.clone(), key: i.key, cond: Condition::None });
-        match st.node.write(vec![Command::Batch(cmds.collect())]).await {
-            Ok((_, results)) if matches!(results.first(), Some(CmdResult::Batch(_))) => {}
-            Ok((_, results)) => {
-                return tracing::warn!(%ns, %prefix, ?results, "kvdb bucket sweep stopped on an unexpected result")
-            }
-            Err(e) => return tracing::warn!(%ns, %prefix, error = %e, "kvdb bucket sweep stopped; keys remain"),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,14 +7,18 @@
 //! - `common.rs`: the error renderer, refusal codes, key and TTL rules (the bottom layer)
 //! - `bucket.rs`: the replicated bucket record and the guarded write
 //! - `access.rs`: a request's key checked against a bucket's policy
-//! - `manage.rs`: create a bucket, update its policy, delete it with its keys
+//! - `manage.rs`: create a bucket, update its policy, delete it
+//! - `sweep.rs`: removing a deleted bucket's keys, resumed by the next leader if need be
 //! - `keys.rs`: get, set, PATCH counters and delete of one key
 //! - `list.rs`: key listing with `prefix`, `regex`, `values`, `format` and Accept negotiation
 //! - `mod.rs`: the routes
 //!
-//! Storage (all through Raft, as ordinary keys): the lookup record `_kvdb`/`{id}` →
-//! `{"namespace"}`; in that namespace the policy record `kvdb:{id}` (key hashes, never keys)
-//! and the data keys `kvdb:{id}:{key}`.
+//! Storage, all through Raft and all in the private key space (`model/private.rs`), which no
+//! client API can read, write or list: the lookup record `{id}` → `{"namespace"}` in the
+//! private namespace `\u{1}kvdb`; in the bucket's namespace the policy record
+//! `\u{1}kvdb/{id}` (salted key hashes, never keys; it counts against that namespace's quota)
+//! and the data keys `\u{1}kvdb/{id}/{key}`. Buckets made before the private space keep their
+//! old, ordinary-key layout (`bucket.rs`, [`bucket::Layout::Legacy`]).
 
 mod access;
 mod bucket;
@@ -22,6 +26,7 @@ mod common;
 mod keys;
 mod list;
 mod manage;
+mod sweep;
 
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
@@ -29,6 +34,7 @@ use axum::Router;
 use crate::api::state::AppState;
 pub(super) use common::error;
 use common::method_not_allowed;
+pub(crate) use sweep::resume as resume_sweeps;
 
 pub fn routes() -> Router<AppState> {
     let bucket_level = || -> MethodRouter<AppState> {

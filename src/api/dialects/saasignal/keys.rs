@@ -175,7 +175,7 @@ pub(super) async fn scan(
         let q = query_of(query)?;
         let prefix = q.get("prefix").cloned().unwrap_or_default();
         check_key(&prefix, "prefix", true)?;
-        let after = q.get("cursor").filter(|c| !c.is_empty()).map(|c| parse::decode_cursor(c)).transpose()?;
+        let after = q.get("cursor").filter(|c| !c.is_empty()).map(|c| parse::decode_cursor(c, &prefix)).transpose()?;
         let limit = parse::scan_limit(q.get("limit"))?;
         let strong = exec::is_strong(&st, q.get("consistency").map(String::as_str))?;
         Ok((ns, prefix, after, limit, strong, replay?))

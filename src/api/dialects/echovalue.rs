@@ -1,7 +1,8 @@
 //! echovalue (seed 004) under `/echovalue/kv/{group}/{key}`: text values of at most 1000
 //! characters, `POST` to store (`?ttl=` 1 s to 30 days, default 30 days), `GET` to read,
 //! `DELETE` to remove, authenticated with `x-token`. Bodies are plain text: `OK` on success,
-//! the value on a read, a short message on an error.
+//! the value on a read, a short message on an error. A query parameter a route does not take
+//! is refused (400), never ignored.
 //!
 //! A group is a key prefix in the caller's namespace: `{group}/{key}` is the stored key, so
 //! the native API and saasignal see echovalue's `default/mykey` as that key. Groups cannot
@@ -94,8 +95,15 @@ fn stored_key(path: GroupKey) -> Res<String> {
     Ok(format!("{group}/{key}"))
 }
 
-fn ttl_ms(query: QueryMap) -> Res<u64> {
+/// The query parameters, refusing any outside `known` (and the credential `key`): a
+/// misspelled `ttl` would otherwise store the value for the default 30 days.
+fn query_of(query: QueryMap, known: &[&str]) -> Res<HashMap<String, String>> {
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+    parse::known_params(&q, known)?;
+    Ok(q)
+}
+
+fn ttl_ms(q: &HashMap<String, String>) -> Res<u64> {
     let seconds = match q.get("ttl") {
         None => DEFAULT_TTL_SECONDS,
         Some(s) => match s.parse::<u64>() {
@@ -117,7 +125,7 @@ async fn store(
     let parsed = (|| -> Res<_> {
         let ns = caller?.namespace(perm::WRITE)?;
         let key = stored_key(path)?;
-        let ttl_ms = ttl_ms(query)?;
+        let ttl_ms = ttl_ms(&query_of(query, &["ttl"])?)?;
         let replay = replay?;
         let value = std::str::from_utf8(&replay.body).map_err(|_| bad("the value must be UTF-8 text"))?;
         if value.chars().count() > MAX_VALUE_CHARS {
@@ -149,7 +157,8 @@ async fn read(
     let parsed = (|| -> Res<_> {
         let ns = caller?.namespace(perm::READ)?;
         let key = stored_key(path)?;
-        let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+        // The seed's GET takes no parameter; `consistency` is Cairn's, on every read route.
+        let q = query_of(query, &["consistency"])?;
         let strong = exec::is_strong(&st, q.get("consistency").map(String::as_str))?;
         Ok((ns, key, strong, replay?))
     })();
@@ -169,10 +178,18 @@ async fn read(
 }
 
 /// `DELETE /echovalue/kv/{group}/{key}` → `OK`, 404 if absent.
-async fn remove(State(st): State<AppState>, caller: Res<Caller>, path: GroupKey, replay: Res<Replay>) -> Response {
+async fn remove(
+    State(st): State<AppState>,
+    caller: Res<Caller>,
+    path: GroupKey,
+    query: QueryMap,
+    replay: Res<Replay>,
+) -> Response {
     let parsed = (|| -> Res<_> {
         let ns = caller?.namespace(perm::WRITE)?;
-        Ok((Command::Delete { ns, key: stored_key(path)?, cond: Condition::None }, replay?))
+        let key = stored_key(path)?;
+        query_of(query, &[])?;
+        Ok((Command::Delete { ns, key, cond: Condition::None }, replay?))
     })();
     let (cmd, replay) = match parsed {
         Ok(p) => p,

@@ -1,8 +1,9 @@
 //! echovalue (seed 004) at `/echovalue/kv/{group}/{key}`: the seed's three curl examples
 //! (store, store with a 30 s TTL, read, delete) on a real three-node cluster with `x-token`,
-//! then its limits (names 30 characters, values 1000, `ttl` 1 s–30 d) and plain-text bodies.
+//! then its limits (names 30 characters, values 1000, `ttl` 1 s–30 d) and plain-text bodies,
+//! and that a query parameter a route does not take is refused, never ignored.
 
-use crate::support::raw::{mint_token, until_token_known, Raw};
+use crate::support::raw::{mint_token, query_escape, until_token_known, Raw};
 use crate::support::{deadline_in, parse_rfc3339_utc, unix_now, Cluster, Resp};
 use reqwest::Method;
 
@@ -158,4 +159,35 @@ async fn the_nodes_value_limit_applies_under_the_seeds_own() {
     assert_status(&r, 400);
     assert_status(&ev.get("g/big").await, 404);
     assert_text(&ev.post("g/small", "fits").await, 200, "OK");
+}
+
+/// A query parameter the seed does not give a route is `400 Malformed request: …` naming it,
+/// and nothing is applied: a misspelled `ttl` would otherwise keep the value for 30 days. The
+/// credential `?key=` and Cairn's `?consistency=` on reads still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_query_parameters_are_refused_naming_them() {
+    let mut c = Cluster::in_process_single(&["--admin-token", ADMIN]);
+    c.wait_for_leader(deadline_in(15)).await;
+    let token = mint_token(&c.http, &c.url(1), ADMIN, "echo", &["read", "write"]).await;
+    let ev = Client { raw: Raw::new(), base: c.url(1), token: token.clone() };
+    assert_text(&ev.post("g/k", "first").await, 200, "OK");
+
+    let cases = [
+        (ev.post("g/k?tll=30", "second").await, "tll"),
+        (ev.post("g/new?ttl=30&if_not_exists=true", "second").await, "if_not_exists"),
+        (ev.get("g/k?consistancy=strong").await, "consistancy"),
+        (ev.delete("g/k?ttl=1").await, "ttl"),
+    ];
+    for (r, param) in cases {
+        assert_status(&r, 400);
+        assert!(r.text.starts_with("Malformed request: ") && r.text.contains(&format!("`{param}`")), "{r:?}");
+    }
+
+    assert_status(&ev.get("g/new").await, 404);
+    assert_text(&ev.get("g/k?consistency=strong").await, 200, "first");
+    let anonymous = Client { raw: Raw::new(), base: c.url(1), token: String::new() };
+    let key = query_escape(&token);
+    assert_text(&anonymous.get(&format!("g/k?key={key}&consistency=stale")).await, 200, "first");
+    assert_text(&anonymous.post(&format!("g/k?key={key}&ttl=60"), "second").await, 200, "OK");
+    assert_text(&anonymous.delete(&format!("g/k?key={key}")).await, 200, "OK");
 }

@@ -1,8 +1,9 @@
 //! saasignal (seed 003) at `/infra/kv`: every curl and SDK example of the seed against a real
 //! three-node cluster, then the key rules, value and TTL limits, `if_not_exists`, scans with
-//! cursors, batch atomicity and the `{"code", "message"}` error style on one node.
+//! cursors, batch atomicity and the `{"code", "message"}` error style on one node, and that no
+//! field or parameter a route does not take is ever silently dropped.
 
-use crate::support::raw::{bearer, mint_token, until_token_known, Raw};
+use crate::support::raw::{bearer, mint_token, query_escape, until_token_known, Raw};
 use crate::support::{deadline_in, encode_key, parse_rfc3339_utc, unix_now, Cluster, Resp};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -256,4 +257,72 @@ async fn a_batch_that_fails_midway_applies_nothing() {
         assert_eq!(r.body["index"], 1, "{r:?}");
     }
     assert_error(&ss.call(Method::POST, "", Some(json!({"ops": "all"}))).await, 400, "bad_request");
+}
+
+/// A 400 `unknown_field` in saasignal's style whose message names `field`.
+#[track_caller]
+fn assert_unknown(resp: &Resp, field: &str) {
+    assert_error(resp, 400, "unknown_field");
+    assert!(
+        resp.body["message"].as_str().is_some_and(|m| m.contains(&format!("`{field}`"))),
+        "names {field}: {resp:?}"
+    );
+}
+
+/// Nothing sent is silently dropped: a body field or query parameter the seed does not give a
+/// route (a misspelled `if_not_exists`, the native `ifNotExists`, a `ttl` on a get op) is 400
+/// `unknown_field` naming it, and nothing is applied. The credential `?key=` and Cairn's
+/// `?consistency=` on reads still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_and_parameters_are_refused_naming_them() {
+    let mut c = Cluster::in_process_single(&["--admin-token", ADMIN]);
+    c.wait_for_leader(deadline_in(15)).await;
+    let token = mint_token(&c.http, &c.url(1), ADMIN, "strict", &["read", "write"]).await;
+    let ss = Client { raw: Raw::new(), base: c.url(1), auth: bearer(&token) };
+    ss.put("k", json!({"value": "first"})).await.ok();
+    ss.call(Method::POST, "/n/increment", Some(json!({"delta": 5}))).await.ok();
+
+    let cases: [(Method, &str, Option<Value>, &str); 12] = [
+        (Method::PUT, "/k", Some(json!({"value": "second", "if_not_exist": true})), "if_not_exist"),
+        (Method::PUT, "/k", Some(json!({"value": "second", "ifNotExists": true})), "ifNotExists"),
+        (Method::PUT, "/k", Some(json!({"valeu": "second"})), "valeu"),
+        (Method::PUT, "/k?ttl=60", Some(json!({"value": "second"})), "ttl"),
+        (Method::DELETE, "/k", Some(json!({"if_version": 1})), "if_version"),
+        (Method::DELETE, "/k?force=true", None, "force"),
+        (Method::POST, "/n/increment", Some(json!({"delta": 1, "if_not_exists": true})), "if_not_exists"),
+        (Method::POST, "/n/increment?delta=2", Some(json!({})), "delta"),
+        (Method::GET, "/k?consistancy=strong", None, "consistancy"),
+        (Method::GET, "?prefix=k&limt=5", None, "limt"),
+        (Method::POST, "", Some(json!({"ops": [{"op": "delete", "key": "k"}], "atomic": true})), "atomic"),
+        (Method::POST, "?atomic=true", Some(json!({"ops": [{"op": "delete", "key": "k"}]})), "atomic"),
+    ];
+    for (method, path, body, field) in cases {
+        assert_unknown(&ss.call(method, path, body).await, field);
+    }
+
+    // Batch ops: a field outside the op's kind, with the op's index; no op is applied.
+    let ops = [
+        (json!({"op": "set", "key": "k", "value": "second", "ifNotExists": true}), "ifNotExists"),
+        (json!({"op": "get", "key": "k", "ttl": 5}), "ttl"),
+        (json!({"op": "delete", "key": "k", "value": null}), "value"),
+    ];
+    for (op, field) in ops {
+        let batch = json!({"ops": [{"op": "set", "key": "a", "value": 1}, op]});
+        let r = ss.call(Method::POST, "", Some(batch)).await;
+        assert_unknown(&r, field);
+        assert_eq!(r.body["index"], 1, "{r:?}");
+    }
+
+    assert_eq!(ss.get("k").await.ok().body["value"], "first");
+    assert_eq!(ss.call(Method::GET, "/n", None).await.ok().body["value"], 5);
+    assert_error(&ss.get("a").await, 404, "not_found");
+    // `?key=` carries the credential; `consistency` is Cairn's on both read routes.
+    let by_query = Client { raw: Raw::new(), base: c.url(1), auth: String::new() };
+    let key = query_escape(&token);
+    assert_eq!(
+        by_query.call(Method::GET, &format!("/k?key={key}&consistency=strong"), None).await.ok().body["value"],
+        "first"
+    );
+    let page = format!("?key={key}&prefix=k&cursor=&limit=5&consistency=stale");
+    assert_eq!(by_query.call(Method::GET, &page, None).await.ok().body["keys"], json!(["k"]));
 }

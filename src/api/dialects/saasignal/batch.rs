@@ -9,7 +9,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::common::{bad, check_key, error, expires_at, if_not_exists, refused, ttl_of, value_text, Res};
+use super::common::{
+    bad, check_key, error, expires_at, if_not_exists, query_of, refused, ttl_of, value_text, QueryMap, Res,
+};
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
 use crate::api::exec;
@@ -20,23 +22,34 @@ use crate::model::command::{perm, CmdResult, Command, Condition};
 
 const MAX_OPS: usize = 100;
 
-/// One batch op: `{op: "get"|"set"|"delete", key, value?, ttl?, if_not_exists?}`.
+/// A set op's fields: the seed's `{op, key, value, ttl?}` and Cairn's `if_not_exists`.
+const SET_FIELDS: &[&str] = &["op", "key", "value", "ttl", "if_not_exists"];
+
+/// One batch op: `{op: "get"|"set"|"delete", key, value?, ttl?, if_not_exists?}`. The seed
+/// gives one shape for every op, but `value` and `ttl` mean something only to a set: on a get
+/// or a delete they (like a misspelled field) are refused rather than ignored.
 fn parse_op(st: &AppState, ns: &str, op: &Value) -> Res<Command> {
     let m = op.as_object().ok_or_else(|| bad("each op is a JSON object"))?;
+    let (kind, fields) = match m.get("op").and_then(Value::as_str) {
+        Some(kind @ ("get" | "delete")) => (kind, &["op", "key"][..]),
+        Some("set") => ("set", SET_FIELDS),
+        _ => return Err(bad("op must be get, set or delete")),
+    };
+    parse::known_fields(m, fields, &format!("a {kind} op"))?;
     let key = m.get("key").and_then(Value::as_str).ok_or_else(|| bad("each op needs a string `key`"))?;
     check_key(key, "key", false)?;
     let (ns, key) = (ns.to_string(), key.to_string());
-    match m.get("op").and_then(Value::as_str) {
-        Some("get") => Ok(Command::Get { ns, key }),
-        Some("set") => {
+    match kind {
+        "get" => Ok(Command::Get { ns, key }),
+        "delete" => Ok(Command::Delete { ns, key, cond: Condition::None }),
+        _ => {
+            // A set: the only other kind past the field check.
             let value = m.get("value").ok_or_else(|| bad("a set op needs a `value`"))?;
             let value = value_text(st, value)?;
             let ttl_ms = ttl_of(st, m.get("ttl"))?;
             let cond = if_not_exists(m.get("if_not_exists"))?;
             Ok(Command::Set { ns, key, value, ttl_ms, cond })
         }
-        Some("delete") => Ok(Command::Delete { ns, key, cond: Condition::None }),
-        _ => Err(bad("op must be get, set or delete")),
     }
 }
 
@@ -80,12 +93,19 @@ impl<'a> OpResult<'a> {
 }
 
 /// `POST /infra/kv {ops}` → `{"results": [...]}` in op order.
-pub(super) async fn batch(State(st): State<AppState>, caller: Res<Caller>, replay: Res<Replay>) -> Response {
+pub(super) async fn batch(
+    State(st): State<AppState>,
+    caller: Res<Caller>,
+    query: QueryMap,
+    replay: Res<Replay>,
+) -> Response {
     let parsed = (|| -> Res<_> {
         let caller = caller?;
         let ns = caller.namespace(perm::READ)?;
+        query_of(query, &[])?;
         let replay = replay?;
         let body = parse::json_object(&replay.body, false)?;
+        parse::known_fields(&body, &["ops"], "a batch body")?;
         let ops = match body.get("ops") {
             Some(Value::Array(a)) if a.len() <= MAX_OPS => a,
             Some(Value::Array(_)) => return Err(bad(format!("a batch holds at most {MAX_OPS} ops"))),

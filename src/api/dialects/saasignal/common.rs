@@ -15,8 +15,8 @@ use serde_json::Value;
 use crate::api::code::Code;
 use crate::api::dialects::shared::{clamp_ttl_ms, dialect_status};
 use crate::api::error::{with_retry_after, ApiError};
-use crate::api::render;
 use crate::api::state::AppState;
+use crate::api::{parse, render};
 use crate::model::command::{Condition, Item, Refusal};
 
 const MAX_KEY_CHARS: usize = 512;
@@ -28,6 +28,8 @@ const MAX_TTL_SECONDS: u64 = 9_007_199_254_740_991;
 const RFC3339_LIMIT_MS: u64 = 253_402_300_800_000;
 
 pub type Res<T> = Result<T, ApiError>;
+/// A route's query string as its handler takes it; [`query_of`] turns a rejection into a 400.
+pub type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 pub fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::new(Code::BadRequest, msg)
@@ -49,7 +51,8 @@ pub fn error(e: ApiError) -> Response {
 }
 
 /// saasignal's documented codes. Where the seed has none (406, 503, 504), Cairn's own code
-/// says what happened; the key quota keeps its code so clients can tell it from a permission.
+/// says what happened; the key quota keeps its code so clients can tell it from a permission,
+/// and an unknown field keeps its code so a client can tell a misspelling from a bad value.
 fn code_of(code: Code) -> &'static str {
     use Code::*;
     match code {
@@ -70,12 +73,12 @@ fn code_of(code: Code) -> &'static str {
         | InvalidId
         | InvalidAddr
         | InvalidBody
-        | UnknownField
         | BadRequest
         | Malformed
         | ValueTooLarge => "bad_request",
         Unauthorized => "unauthorized",
         QuotaExceeded => "quota_exceeded",
+        UnknownField => "unknown_field",
         Forbidden | PeerCertificateRequired => "forbidden",
         NotFound | NoRoute => "not_found",
         MethodNotAllowed => "method_not_allowed",
@@ -131,8 +134,12 @@ pub fn key_of(path: Result<Path<String>, PathRejection>) -> Res<String> {
     Ok(key)
 }
 
-pub fn query_of(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Res<HashMap<String, String>> {
-    q.map(|Query(m)| m).map_err(|e| bad(e.body_text()))
+/// The query parameters, refusing any outside `known` (and the credential `key`): a misspelled
+/// parameter would otherwise be ignored.
+pub fn query_of(q: QueryMap, known: &[&str]) -> Res<HashMap<String, String>> {
+    let q = q.map(|Query(m)| m).map_err(|e| bad(e.body_text()))?;
+    parse::known_params(&q, known)?;
+    Ok(q)
 }
 
 /// `ttl` seconds → milliseconds; without one, the node's default TTL (if configured).
@@ -240,6 +247,8 @@ mod tests {
             (s, &body["code"], &body["index"]),
             (StatusCode::CONFLICT, &Value::from("conflict"), &Value::from(4))
         );
+        let (s, _, body) = rendered(ApiError::new(Code::UnknownField, "unknown field `ttlSeconds`")).await;
+        assert_eq!((s, &body["code"]), (StatusCode::BAD_REQUEST, &Value::from("unknown_field")));
         let (_, _, body) = rendered(ApiError::new(Code::StorageError, "disk")).await;
         assert_eq!(body["code"], "internal_error");
     }

@@ -1,18 +1,17 @@
 //! saasignal's single-key routes (`GET`, `PUT`, `DELETE /infra/kv/{key}`, `POST
 //! /infra/kv/{key}/increment`) and the prefix scan (`GET /infra/kv`).
 
-use std::collections::HashMap;
-
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
 use super::common::{
-    bad, check_key, error, if_not_exists, key_of, query_of, refused, ttl_of, value_text, ItemBody, Res,
+    bad, check_key, error, if_not_exists, key_of, query_of, refused, ttl_of, value_text, ItemBody, QueryMap, Res,
 };
 use crate::api::auth::Caller;
+use crate::api::code::Code;
 use crate::api::dialects::shared::mark_consistency;
 use crate::api::error::ApiError;
 use crate::api::exec::{self, Blocked};
@@ -60,13 +59,14 @@ pub(super) async fn get_key(
     State(st): State<AppState>,
     caller: Res<Caller>,
     path: Result<Path<String>, PathRejection>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: QueryMap,
     replay: Res<Replay>,
 ) -> Response {
     let parsed = (|| -> Res<_> {
         let ns = caller?.namespace(perm::READ)?;
         let key = key_of(path)?;
-        let strong = exec::is_strong(&st, query_of(query)?.get("consistency").map(String::as_str))?;
+        let q = query_of(query, &["consistency"])?;
+        let strong = exec::is_strong(&st, q.get("consistency").map(String::as_str))?;
         Ok((ns, key, strong, replay?))
     })();
     let (ns, key, strong, replay) = match parsed {
@@ -89,14 +89,18 @@ pub(super) async fn put_key(
     State(st): State<AppState>,
     caller: Res<Caller>,
     path: Result<Path<String>, PathRejection>,
+    query: QueryMap,
     replay: Res<Replay>,
 ) -> Response {
     let parsed = (|| -> Res<_> {
         let caller = caller?;
         caller.namespace(perm::WRITE)?;
         let key = key_of(path)?;
+        query_of(query, &[])?;
         let replay = replay?;
         let obj = parse::json_object(&replay.body, false)?;
+        // Before `value` is looked for: `{"valeu": 1}` is a misspelling, named as one.
+        parse::known_fields(&obj, &["value", "ttl", "if_not_exists"], "a PUT body")?;
         let value = obj.get("value").ok_or_else(|| bad("the body needs a `value` field"))?;
         let value = value_text(&st, value)?;
         let ttl_ms = ttl_of(&st, obj.get("ttl"))?;
@@ -119,11 +123,19 @@ pub(super) async fn delete_key(
     State(st): State<AppState>,
     caller: Res<Caller>,
     path: Result<Path<String>, PathRejection>,
+    query: QueryMap,
     replay: Res<Replay>,
 ) -> Response {
     let parsed = (|| -> Res<_> {
         let ns = caller?.namespace(perm::WRITE)?;
-        Ok((Command::Delete { ns, key: key_of(path)?, cond: Condition::None }, replay?))
+        let key = key_of(path)?;
+        query_of(query, &[])?;
+        let replay = replay?;
+        // A delete is unconditional: a field sent with it (a condition, say) would be ignored.
+        if let Some(field) = parse::json_object(&replay.body, true)?.keys().next() {
+            return Err(ApiError::new(Code::UnknownField, format!("unknown field `{field}`: a DELETE takes no body")));
+        }
+        Ok((Command::Delete { ns, key, cond: Condition::None }, replay))
     })();
     let (cmd, replay) = match parsed {
         Ok(p) => p,
@@ -141,14 +153,18 @@ pub(super) async fn increment(
     State(st): State<AppState>,
     caller: Res<Caller>,
     path: Result<Path<String>, PathRejection>,
+    query: QueryMap,
     replay: Res<Replay>,
 ) -> Response {
     let parsed = (|| -> Res<_> {
         // The answer is the stored value plus the delta: it needs `read` too.
         let ns = caller?.namespace_for_write(true)?;
         let key = key_of(path)?;
+        query_of(query, &[])?;
         let replay = replay?;
         let obj = parse::json_object(&replay.body, true)?;
+        // An increment is unconditional: `if_not_exists` here is refused, never dropped.
+        parse::known_fields(&obj, &["delta", "ttl"], "an increment body")?;
         let delta = parse::delta_of(obj.get("delta"))?;
         let ttl_ms = ttl_of(&st, obj.get("ttl"))?;
         Ok((Command::Increment { ns, key, delta, ttl_ms }, replay))
@@ -167,12 +183,13 @@ pub(super) async fn increment(
 pub(super) async fn scan(
     State(st): State<AppState>,
     caller: Res<Caller>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: QueryMap,
     replay: Res<Replay>,
 ) -> Response {
     let parsed = (|| -> Res<_> {
         let ns = caller?.namespace(perm::READ)?;
-        let q = query_of(query)?;
+        // The seed's three, plus Cairn's `consistency`.
+        let q = query_of(query, &["prefix", "cursor", "limit", "consistency"])?;
         let prefix = q.get("prefix").cloned().unwrap_or_default();
         check_key(&prefix, "prefix", true)?;
         let after = q.get("cursor").filter(|c| !c.is_empty()).map(|c| parse::decode_cursor(c, &prefix)).transpose()?;

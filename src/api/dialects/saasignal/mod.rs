@@ -3,6 +3,7 @@
 //! `{keys, next_cursor}`, and batches of up to 100 get/set/delete ops that apply atomically.
 //! Keys live directly in the caller's namespace, so the native API sees the same keys.
 //! Errors are saasignal's flat `{"code", "message"}` with its documented codes.
+//! A body field or query parameter a route does not take is refused (400 `unknown_field`).
 //!
 //! - `common.rs`: the error renderer, key/TTL/value rules and the item body (below the rest)
 //! - `keys.rs`: single-key handlers and the scan

@@ -8,15 +8,17 @@
 //! the native API and saasignal see echovalue's `default/mykey` as that key. Groups cannot
 //! contain `/`, which makes the mapping one-to-one. Values are stored as JSON strings.
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{any, get};
 use axum::Router;
 use std::collections::HashMap;
 
-use super::shared::{clamp_ttl_ms, dialect_status, has_control, mark_consistency, text, value_as_text};
+use super::shared::{
+    clamp_ttl_ms, dialect_status, has_control, mark_consistency, query_params, text, value_as_text, QueryMap,
+};
 use crate::api::auth::Caller;
 use crate::api::code::Code;
 use crate::api::error::{with_retry_after, ApiError};
@@ -33,7 +35,6 @@ const DEFAULT_TTL_SECONDS: u64 = 2_592_000;
 
 type Res<T> = Result<T, ApiError>;
 type GroupKey = Result<Path<(String, String)>, PathRejection>;
-type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -95,12 +96,9 @@ fn stored_key(path: GroupKey) -> Res<String> {
     Ok(format!("{group}/{key}"))
 }
 
-/// The query parameters, refusing any outside `known` (and the credential `key`): a
-/// misspelled `ttl` would otherwise store the value for the default 30 days.
+/// The query parameters, refusing any outside `known`: see `shared::query_params`.
 fn query_of(query: QueryMap, known: &[&str]) -> Res<HashMap<String, String>> {
-    let Query(q) = query.map_err(|e| bad(e.body_text()))?;
-    parse::known_params(&q, known)?;
-    Ok(q)
+    query_params(query, known, bad)
 }
 
 fn ttl_ms(q: &HashMap<String, String>) -> Res<u64> {

@@ -35,8 +35,9 @@ pub async fn background(st: AppState) {
 }
 
 /// Every dialect's routes, each behind the node's rate limiter answering in its style.
-/// saasignal and echovalue authenticate with a token, checked from the headers before any
-/// body is read; KVdb's bucket keys are checked by its handlers, against the bucket's record.
+/// saasignal and echovalue authenticate with a token, KVdb with a bucket's own keys; both are
+/// checked from the headers before any body is read (`auth::credentials_first`,
+/// `kvdb::keys_first`).
 pub fn routes(state: &AppState, limiter: Option<Arc<RateLimiter>>) -> Router<AppState> {
     let limited = |routes: Router<AppState>, render: Render| {
         let routes = routes
@@ -49,6 +50,9 @@ pub fn routes(state: &AppState, limiter: Option<Arc<RateLimiter>>) -> Router<App
     };
     Router::new()
         .merge(token_first(saasignal::routes(), saasignal::error))
-        .merge(limited(kvdb::routes(), kvdb::error))
+        .merge(limited(
+            kvdb::routes().layer(axum::middleware::from_fn_with_state(state.clone(), kvdb::keys_first)),
+            kvdb::error,
+        ))
         .merge(token_first(echovalue::routes(), echovalue::error))
 }

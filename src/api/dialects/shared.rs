@@ -1,16 +1,37 @@
 //! Helpers every dialect uses: TTL clamping, plain-text answers, status mapping, the
 //! consistency header, form bodies. Below the dialects; it imports none of them.
 
+use std::collections::HashMap;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::api::error::ApiError;
+use crate::api::parse;
 use crate::protocol::H_CONSISTENCY;
 
 /// Longest TTL a dialect stores, about 1000 years. Seed 003 allows TTLs up to 2^53-1 seconds,
 /// but an expiry past the year 9999 cannot be written as RFC 3339 (the native API renders
 /// every key's `expiresAt`), so longer TTLs are clamped to this.
 pub const MAX_DIALECT_TTL_SECONDS: u64 = 1000 * 365 * 24 * 3600;
+
+/// A route's query string as its handler takes it.
+pub type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+/// The query parameters, refusing any outside `known` (the credential `key` is always allowed)
+/// with 400 `unknown_field`: a misspelled `ttl` must not be ignored. A query string that does
+/// not parse is `malformed`, in the dialect's own code.
+pub fn query_params(
+    q: QueryMap,
+    known: &[&str],
+    malformed: impl FnOnce(String) -> ApiError,
+) -> Result<HashMap<String, String>, ApiError> {
+    let Query(q) = q.map_err(|e| malformed(e.body_text()))?;
+    parse::known_params(&q, known)?;
+    Ok(q)
+}
 
 /// Seconds → milliseconds with the dialect clamp applied.
 pub fn clamp_ttl_ms(seconds: u64) -> u64 {

@@ -41,6 +41,8 @@ async fn malformed_requests_get_a_4xx_in_the_dialects_style() {
         Raw::new().send(m, &format!("{base}{path}"), body, &[]).await
     };
     let bucket = send(Method::POST, "/kvdb", Some(b"")).await.ok().text;
+    // A policy can only change with the bucket's secret key, which is checked first.
+    let guarded = send(Method::POST, "/kvdb", Some(b"secret_key=s")).await.ok().text;
     let huge = vec![b'x'; 4 << 20];
     let deep = format!("{{\"value\":{}1{}}}", "[".repeat(200), "]".repeat(200));
 
@@ -61,7 +63,7 @@ async fn malformed_requests_get_a_4xx_in_the_dialects_style() {
         (Style::Text, Method::GET, format!("/kvdb/{bucket}/?limit=%FF"), None),
         (Style::Text, Method::POST, "/kvdb".into(), Some(b"secret_key=%zz")),
         (Style::Text, Method::POST, "/kvdb".into(), Some(b"secret_key=%FF")),
-        (Style::Text, Method::PATCH, format!("/kvdb/{bucket}"), Some(b"default_ttl=-1")),
+        (Style::Text, Method::PATCH, format!("/kvdb/{guarded}?key=s"), Some(b"default_ttl=-1")),
         (Style::Text, Method::PATCH, format!("/kvdb/{bucket}/n"), Some(b"+1+1")),
     ];
     for (style, method, path, body) in cases {

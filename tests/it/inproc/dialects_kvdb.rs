@@ -276,6 +276,15 @@ async fn values_counters_ttls_and_limits() {
     assert_status(&kv.req(Method::PATCH, &at("n"), Some("+1"), None).await, 400);
     assert_text(&kv.req(Method::PATCH, &at("f"), Some("+1.5"), None).await, 200, "1.5");
     assert_text(&kv.req(Method::PATCH, &at("f"), Some("-0.25"), None).await, 200, "1.25");
+    // A stored decimal counts as the float it spells, as on KVdb: `2.50` + 1 is 3.5. Text
+    // that only looks numeric (`007`, `+5`, `1e3`) is text.
+    kv.req(Method::PUT, &at("price"), Some("2.50"), None).await.ok();
+    assert_text(&kv.req(Method::GET, &at("price"), None, None).await, 200, "2.50");
+    assert_text(&kv.req(Method::PATCH, &at("price"), Some("+1"), None).await, 200, "3.5");
+    for text in ["007", "+5", "1e3"] {
+        kv.req(Method::PUT, &at("numberish"), Some(text), None).await.ok();
+        assert_status(&kv.req(Method::PATCH, &at("numberish"), Some("+1"), None).await, 400);
+    }
     kv.req(Method::PUT, &at("word"), Some("coconut"), None).await.ok();
     assert_status(&kv.req(Method::PATCH, &at("word"), Some("+1"), None).await, 400);
     for bad in ["1", "+", "+x", "++1", "+1e999"] {
@@ -406,4 +415,84 @@ async fn buckets_in_the_legacy_layout_are_still_served() {
     native("team", &format!("kvdb:{id}"), json!("not a policy")).await;
     assert_status(&kv.req(Method::GET, &format!("/{id}/k"), None, None).await, 404);
     assert_status(&kv.req(Method::PUT, &format!("/{id}/k"), Some("v"), Some("s")).await, 404);
+}
+
+/// A query parameter a KVdb route does not take is refused (400, naming it), never ignored:
+/// a misspelled `ttl` would otherwise keep a key for the bucket's default week, and a
+/// `?secret_key=` on creation would make an open bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_query_parameters_are_refused_naming_them() {
+    let (_c, kv) = single().await;
+    let b = kv.create("secret_key=s").await;
+    let cases = [
+        (Method::PUT, format!("/{b}/k?tll=5"), "tll"),
+        (Method::PATCH, format!("/{b}/n?ttl=5&delta=1"), "delta"),
+        (Method::GET, format!("/{b}/k?verbose=1"), "verbose"),
+        (Method::DELETE, format!("/{b}/k?force=1"), "force"),
+        (Method::GET, format!("/{b}/?limt=5"), "limt"),
+        (Method::POST, format!("/{b}?write_key=w"), "write_key"),
+        (Method::DELETE, format!("/{b}?now=1"), "now"),
+        (Method::POST, "?secret_key=x".to_string(), "secret_key"),
+    ];
+    for (method, path, name) in cases {
+        let body =
+            matches!(method, Method::PUT | Method::PATCH).then_some(if method == Method::PATCH { "+1" } else { "v" });
+        // Creation takes a Cairn credential (none on this open node), the rest the bucket key.
+        let key = (!path.starts_with('?')).then_some("s");
+        let r = kv.req(method.clone(), &path, body, key).await;
+        assert_status(&r, 400);
+        assert!(r.text.contains(&format!("`{name}`")), "{method} {path}: names the parameter: {r:?}");
+    }
+    assert_status(&kv.req(Method::GET, &format!("/{b}/k"), None, None).await, 404);
+    assert_status(&kv.req(Method::GET, &format!("/{b}/n"), None, None).await, 404);
+    // `?key=` carries the bucket key, `?ttl=` and `?consistency=` are the routes' own.
+    assert_status(&kv.req(Method::PUT, &format!("/{b}/k?ttl=5&key=s"), Some("v"), None).await, 200);
+    assert_text(&kv.req(Method::GET, &format!("/{b}/k?consistency=stale"), None, None).await, 200, "v");
+}
+
+/// A listing is produced a page at a time (at most 1 MiB of values per page, so it is never
+/// built whole): 300 values of 10 KB span several pages and still list as one document, each
+/// key once and in order, in every format, with `limit` and `regex` applied across pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_of_many_large_values_streams_across_pages() {
+    let (_c, kv) = single().await;
+    let b = kv.create("").await;
+    let value = |i: usize| format!("{i:05}{}", "v".repeat(10_000));
+    let names: Vec<String> = (0..300).map(|i| format!("k{i:03}")).collect();
+    for chunk in names.chunks(25) {
+        let puts = chunk.iter().map(|k| {
+            let i: usize = k[1..].parse().unwrap();
+            let path = format!("/{b}/{k}");
+            let body = value(i);
+            let kv = &kv;
+            async move { kv.req(Method::PUT, &path, Some(&body), None).await.ok() }
+        });
+        futures::future::join_all(puts).await;
+    }
+    let list = async |q: &str| kv.req(Method::GET, &format!("/{b}/?{q}"), None, None).await.ok();
+
+    let json = list("values=true&format=json").await;
+    // Sent as it is read: chunked, with no length known up front.
+    assert_eq!((json.header("transfer-encoding"), json.header("content-length")), (Some("chunked"), None));
+    let pairs = json.body.as_array().expect("one JSON array").clone();
+    assert_eq!(pairs.len(), 300);
+    for (i, p) in pairs.iter().enumerate() {
+        assert_eq!(p, &json!([names[i], value(i)]), "entry {i} in order");
+    }
+    let text = list("values=true").await.text;
+    assert_eq!(text.lines().count(), 300);
+    assert!(text.lines().zip(&names).all(|(l, k)| l.starts_with(&format!("{k}="))));
+    let jsonl = list("values=true&format=jsonl").await.text;
+    assert_eq!(jsonl.lines().count(), 300);
+    assert_eq!(list("format=json&limit=150").await.body.as_array().unwrap().len(), 150);
+    // `regex` keeps k0x5 and k2x5 (60 keys), spread over every page.
+    let re = crate::support::raw::query_escape("^k[02].5$");
+    let matched = list(&format!("format=json&regex={re}")).await.body;
+    let expected: Vec<&String> =
+        names.iter().filter(|k| (k.starts_with("k0") || k.starts_with("k2")) && k.ends_with('5')).collect();
+    assert_eq!(matched, json!(expected));
+    assert_eq!(
+        list(&format!("format=json&regex={}", crate::support::raw::query_escape("^none"))).await.body,
+        json!([])
+    );
 }

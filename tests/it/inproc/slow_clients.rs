@@ -146,3 +146,34 @@ async fn a_token_dialect_refuses_a_missing_credential_before_reading_the_body() 
         assert!(got.contains(style), "{path}: the dialect's own style: {got}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kvdb_refuses_a_wrong_bucket_key_before_reading_the_body() {
+    let (c, addr) = node(&["--admin-token", "t0ken", "--body-timeout-ms", "600000"]).await;
+    let form = [("authorization", "Bearer t0ken"), ("content-type", "application/x-www-form-urlencoded")];
+    let raw = crate::support::raw::Raw::new();
+    let create = format!("{}/kvdb", c.url(1));
+    let id = raw.send(reqwest::Method::POST, &create, Some(b"secret_key=s&write_key=w"), &form).await.ok().text;
+    let basic = |user: &str| crate::support::raw::basic(user);
+    let cases = [
+        ("PUT", format!("/kvdb/{id}/k"), basic("wrong"), "401"),
+        ("PUT", format!("/kvdb/{id}/k"), String::new(), "403"),
+        ("PATCH", format!("/kvdb/{id}"), basic("w"), "403"),
+        ("POST", "/kvdb".to_string(), String::new(), "401"),
+    ];
+    for (method, path, auth, status) in cases {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let auth = if auth.is_empty() { String::new() } else { format!("Authorization: {auth}\r\n") };
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 100000\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(b"secret_").await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: no answer while the body was still owed"))
+            .unwrap();
+        let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(got.starts_with(&format!("HTTP/1.1 {status}")), "{method} {path}: {got}");
+        assert!(got.contains("text/plain"), "{method} {path}: KVdb's own style: {got}");
+    }
+}

@@ -1,11 +1,14 @@
 //! Who may do what in a bucket: the key a KVdb request presents (or the Cairn operator behind
 //! it) checked against the bucket's policy. Below the handlers, above `bucket.rs`.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::Response;
 
-use super::bucket::Bucket;
-use super::common::{forbidden, Res};
+use super::bucket::{self, Bucket};
+use super::common::{error, forbidden, Res};
 use crate::api::auth::{self, same_secret, Caller, Principal};
 use crate::api::code::Code;
 use crate::api::error::ApiError;
@@ -114,5 +117,47 @@ impl BucketKey {
             return Err(forbidden("deleting the bucket needs its secret_key (or write_key if it has none)"));
         }
         Ok(())
+    }
+}
+
+/// Checks the key of a request that carries a body from its headers, before the body is read,
+/// so a caller with a wrong key (or none where the bucket needs one) is answered at once
+/// instead of being allowed to send, slowly, a body nobody will use. Handlers check again,
+/// against the leader's state; this early check only refuses, and only on the leader, whose
+/// applied state is the one the handlers authorise against. A follower forwards the request
+/// whole, and the leader checks it there first.
+pub async fn keys_first(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || parts.headers.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
+    if has_body && st.node.is_leader() {
+        if let Err(e) = check_early(&st, &mut parts).await {
+            return error(e);
+        }
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+async fn check_early(st: &AppState, parts: &mut Parts) -> Res<()> {
+    let rest = parts.uri.path().strip_prefix("/kvdb").unwrap_or_default().trim_start_matches('/');
+    let (id, key) = match rest.split_once('/') {
+        Some((id, key)) => (id, !key.is_empty()),
+        None => (rest, false),
+    };
+    if id.is_empty() {
+        // Creating a bucket: a Cairn credential with `write` in a namespace.
+        return Caller::from_request_parts(parts, st).await?.namespace(perm::WRITE).map(|_| ());
+    }
+    let Some(b) = bucket::resolve(st, id)? else { return Ok(()) };
+    let k = match BucketKey::from_request_parts(parts, st).await {
+        Ok(k) => k,
+        Err(never) => match never {},
+    };
+    match (key, &parts.method) {
+        (true, &Method::GET | &Method::HEAD) => k.access(&b).map(|_| ()),
+        (true, _) => k.may_write(&b),
+        (false, &Method::GET | &Method::HEAD) => k.may_list(&b),
+        (false, &Method::DELETE) => k.may_delete(&b),
+        (false, _) => k.may_update(&b),
     }
 }

@@ -6,17 +6,15 @@
 //! else as a JSON string. Either way it reads back byte for byte, and only numbers can be
 //! counted.
 
-use std::collections::HashMap;
-
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::access::BucketKey;
 use super::bucket::{self, guarded, on_leader, Fail};
 use super::common::{bad, check_key, error, not_found, parse_ttl, refused, Res, MAX_VALUE_BYTES};
-use crate::api::dialects::shared::{mark_consistency, text, value_as_text};
+use crate::api::dialects::shared::{mark_consistency, query_params, text, value_as_text, QueryMap};
 use crate::api::error::ApiError;
 use crate::api::exec;
 use crate::api::forward::Replay;
@@ -25,7 +23,6 @@ use crate::api::state::AppState;
 use crate::model::command::{CmdResult, Command, Condition, Number, Refusal};
 
 type KeyPath = Result<Path<(String, String)>, PathRejection>;
-type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 fn parse_path(path: KeyPath) -> Res<(String, String)> {
     let Path((id, key)) = path.map_err(|e| bad(format!("bad path: {}", e.body_text())))?;
@@ -33,24 +30,38 @@ fn parse_path(path: KeyPath) -> Res<(String, String)> {
     Ok((id, key))
 }
 
-fn query(q: QueryMap) -> Res<HashMap<String, String>> {
-    q.map(|Query(m)| m).map_err(|e| bad(e.body_text()))
-}
-
-fn query_ttl(q: &HashMap<String, String>) -> Res<Option<u64>> {
+/// `?ttl=`, the only parameter a write takes (besides the credential `key`).
+fn query_ttl(q: QueryMap) -> Res<Option<u64>> {
+    let q = query_params(q, &["ttl"], bad)?;
     q.get("ttl").map(|t| parse_ttl(t, "ttl")).transpose()
 }
 
-/// Body text → the JSON text to store (see the module docs).
+/// Body text → the JSON text to store (see the module docs): a plain decimal that fits a
+/// 64-bit integer, or one with a fraction that is a finite float, is a JSON number, kept as
+/// written (`2.50` stays `2.50`, and counts as 2.5); anything else is a JSON string.
 pub fn stored_value(text: &str) -> String {
-    if text.parse::<i64>().is_ok_and(|i| i.to_string() == text) {
-        return text.to_string();
-    }
-    let float = text.parse::<f64>().ok().and_then(serde_json::Number::from_f64);
-    if float.is_some_and(|n| n.to_string() == text) {
+    if is_kvdb_number(text) {
         return text.to_string();
     }
     serde_json::Value::from(text).to_string()
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?`, in range: KVdb's 64-bit integers and floats, spelled as a
+/// JSON number (no `+`, no leading zeros, no exponent, no bare `.5`).
+fn is_kvdb_number(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(int) || (int.len() > 1 && int.starts_with('0')) || frac.is_some_and(|f| !all_digits(f)) {
+        return false;
+    }
+    match frac {
+        None => text.parse::<i64>().is_ok(),
+        Some(_) => text.parse::<f64>().is_ok_and(f64::is_finite),
+    }
 }
 
 /// A PATCH body: `+N` or `-N`, N a 64-bit integer or a finite float.
@@ -86,7 +97,8 @@ pub async fn get(
 ) -> Response {
     let parsed = (|| -> Res<_> {
         let (id, k) = parse_path(path)?;
-        let strong = exec::is_strong(&st, query(q)?.get("consistency").map(String::as_str))?;
+        let strong =
+            exec::is_strong(&st, query_params(q, &["consistency"], bad)?.get("consistency").map(String::as_str))?;
         Ok((id, k, strong, replay?))
     })();
     let (id, k, strong, replay) = match parsed {
@@ -118,7 +130,7 @@ pub async fn set(
 ) -> Response {
     let parsed = (|| -> Res<_> {
         let (id, k) = parse_path(path)?;
-        let ttl = query_ttl(&query(q)?)?;
+        let ttl = query_ttl(q)?;
         let replay = replay?;
         if replay.body.len() > MAX_VALUE_BYTES {
             return Err(bad(format!("values are at most {MAX_VALUE_BYTES} bytes")));
@@ -158,7 +170,7 @@ pub async fn patch(
 ) -> Response {
     let parsed = (|| -> Res<_> {
         let (id, k) = parse_path(path)?;
-        let ttl = query_ttl(&query(q)?)?;
+        let ttl = query_ttl(q)?;
         let replay = replay?;
         Ok((id, k, ttl, parse_delta(&replay.body)?, replay))
     })();
@@ -200,8 +212,18 @@ pub async fn patch(
 }
 
 /// `DELETE /kvdb/{bucket}/{key}`; 404 if absent.
-pub async fn delete(State(st): State<AppState>, key: BucketKey, path: KeyPath, replay: Res<Replay>) -> Response {
-    let parsed = (|| -> Res<_> { Ok((parse_path(path)?, replay?)) })();
+pub async fn delete(
+    State(st): State<AppState>,
+    key: BucketKey,
+    path: KeyPath,
+    q: QueryMap,
+    replay: Res<Replay>,
+) -> Response {
+    let parsed = (|| -> Res<_> {
+        let path = parse_path(path)?;
+        query_params(q, &[], bad)?;
+        Ok((path, replay?))
+    })();
     let ((id, k), replay) = match parsed {
         Ok(p) => p,
         Err(e) => return error(e),
@@ -231,7 +253,14 @@ mod tests {
         assert_eq!(stored_value("coconut"), "\"coconut\"");
         assert_eq!(stored_value("007"), "\"007\"");
         assert_eq!(stored_value("+5"), "\"+5\"");
-        assert_eq!(stored_value("1.50"), "\"1.50\"");
+        assert_eq!(stored_value("1.50"), "1.50");
+        assert_eq!(stored_value("2.50"), "2.50");
+        assert_eq!(stored_value("-0.5"), "-0.5");
+        assert_eq!(stored_value(".5"), "\".5\"");
+        assert_eq!(stored_value("5."), "\"5.\"");
+        assert_eq!(stored_value("1e3"), "\"1e3\"");
+        assert_eq!(stored_value("-"), "\"-\"");
+        assert_eq!(stored_value("9223372036854775808"), "\"9223372036854775808\"");
         assert_eq!(stored_value("NaN"), "\"NaN\"");
         assert_eq!(stored_value(""), "\"\"");
         for v in ["101", "-3", "2.5", "coconut", "007", "a\nb", "1e400"] {

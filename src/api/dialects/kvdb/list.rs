@@ -9,18 +9,19 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::access::BucketKey;
 use super::bucket;
 use super::common::{bad, error, not_found, Res, MAX_KEY_BYTES};
 use crate::api::code::Code;
-use crate::api::dialects::shared::{has_control, mark_consistency, value_as_text};
+use crate::api::dialects::shared::{has_control, mark_consistency, query_params, value_as_text, QueryMap};
 use crate::api::error::ApiError;
 use crate::api::exec;
 use crate::api::forward::Replay;
@@ -33,7 +34,9 @@ const MAX_LIMIT: usize = 10_000;
 const MAX_REGEX_LEN: usize = 1024;
 /// Bound on a compiled pattern (and its lazy DFA cache).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Keys read per page of a listing, and at most this many bytes of their values.
 const PAGE: usize = 1000;
+const PAGE_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -124,62 +127,114 @@ fn parse(st: &AppState, q: &HashMap<String, String>, replay: &Replay) -> Res<Lis
     Ok(Listing { prefix, limit, regex: compile(q.get("regex"))?, values, format, strong })
 }
 
-/// The bucket's live keys (names without the bucket prefix) that match, in byte order.
-fn collect(st: &AppState, b: &bucket::Bucket, l: &Listing) -> Res<Vec<(String, Item)>> {
-    let base = b.data_prefix();
-    let scope = format!("{base}{}", l.prefix);
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let (items, more) = st.node.scan_local(&b.ns, &scope, after.as_deref(), PAGE, usize::MAX)?;
-        after = items.last().map(|i| i.key.clone());
-        for item in items {
-            let name = item.key[base.len()..].to_string();
-            if l.regex.as_ref().is_none_or(|r| r.is_match(&name)) {
-                out.push((name, item));
-                if out.len() == l.limit {
-                    return Ok(out);
-                }
+/// Writes one listed key as its format shows it: `key` or `key=value` lines in text (a
+/// value's newlines escaped as `\n`); `"key"` or `["key", value]` in JSON and JSONL, with the
+/// stored value as it is (numbers stay numbers, text stays a string).
+fn render_entry(out: &mut String, format: Format, values: bool, first: bool, name: &str, item: &Item) -> Res<()> {
+    match format {
+        Format::Text if values => {
+            out.push_str(&format!("{name}={}\n", value_as_text(&item.value).replace('\n', "\\n")))
+        }
+        Format::Text => out.push_str(&format!("{name}\n")),
+        Format::Json | Format::Jsonl => {
+            if format == Format::Json && !first {
+                out.push(',');
+            }
+            let json = if values { to_json(&(name, render::raw(&item.value)?))? } else { to_json(&name)? };
+            out.push_str(&json);
+            if format == Format::Jsonl {
+                out.push('\n');
             }
         }
-        if !more {
-            return Ok(out);
-        }
     }
-}
-
-/// One listed key in JSON and JSONL: its name, or `[name, value]` with the stored value as
-/// it is (numbers stay numbers, text stays a string).
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Entry<'a> {
-    Name(&'a str),
-    Pair(&'a str, &'a RawValue),
-}
-
-fn entries(values: bool, keys: &[(String, Item)]) -> Res<Vec<Entry<'_>>> {
-    keys.iter().map(|(k, i)| Ok(if values { Entry::Pair(k, render::raw(&i.value)?) } else { Entry::Name(k) })).collect()
+    Ok(())
 }
 
 fn to_json(v: &impl Serialize) -> Res<String> {
     serde_json::to_string(v).map_err(|e| ApiError::internal(e.to_string()))
 }
 
-fn render(format: Format, values: bool, keys: &[(String, Item)]) -> Res<Response> {
-    let (content_type, body) = match (format, values) {
-        (Format::Text, false) => ("text/plain; charset=utf-8", keys.iter().map(|(k, _)| format!("{k}\n")).collect()),
-        (Format::Text, true) => (
-            "text/plain; charset=utf-8",
-            keys.iter().map(|(k, i)| format!("{k}={}\n", value_as_text(&i.value).replace('\n', "\\n"))).collect(),
-        ),
-        (Format::Json, _) => ("application/json", to_json(&entries(values, keys)?)?),
-        (Format::Jsonl, _) => {
-            let lines =
-                entries(values, keys)?.iter().map(|e| to_json(e).map(|line| line + "\n")).collect::<Res<_>>()?;
-            ("application/x-ndjson", lines)
+/// A listing produced a page at a time, so it is never built whole: up to 10,000 values of
+/// up to 16 KB each would otherwise be about 160 MB (several times that once escaped) in
+/// memory per request. Each page reads at most [`PAGE`] keys and [`PAGE_BYTES`] of values.
+struct Pager {
+    st: AppState,
+    ns: String,
+    /// The bucket's key prefix, cut from every listed name.
+    base: String,
+    /// `base` followed by the listing's `prefix`.
+    scope: String,
+    listing: Listing,
+    after: Option<String>,
+    listed: usize,
+    started: bool,
+    done: bool,
+}
+
+impl Pager {
+    fn new(st: &AppState, b: &bucket::Bucket, listing: Listing) -> Pager {
+        let base = b.data_prefix();
+        let scope = format!("{base}{}", listing.prefix);
+        let (st, ns) = (st.clone(), b.ns.clone());
+        Pager { st, ns, base, scope, listing, after: None, listed: 0, started: false, done: false }
+    }
+
+    /// The next part of the body (never empty), or `None` once the listing is complete.
+    fn next_chunk(&mut self) -> Res<Option<String>> {
+        let mut out = String::new();
+        if !self.started {
+            self.started = true;
+            if self.listing.format == Format::Json {
+                out.push('[');
+            }
         }
+        while !self.done && out.is_empty() {
+            let (items, more) =
+                self.st.node.scan_local(&self.ns, &self.scope, self.after.as_deref(), PAGE, PAGE_BYTES)?;
+            self.after = items.last().map(|i| i.key.clone());
+            self.done = !more;
+            for item in &items {
+                let name = &item.key[self.base.len()..];
+                if self.listing.regex.as_ref().is_none_or(|r| r.is_match(name)) {
+                    let l = &self.listing;
+                    render_entry(&mut out, l.format, l.values, self.listed == 0, name, item)?;
+                    self.listed += 1;
+                    if self.listed == l.limit {
+                        self.done = true;
+                        break;
+                    }
+                }
+            }
+            if self.done && self.listing.format == Format::Json {
+                out.push(']');
+            }
+        }
+        Ok((!out.is_empty()).then_some(out))
+    }
+}
+
+/// The response: the first chunk is made before answering, so an error there is still a
+/// proper error response; a storage error later can only cut the body short.
+fn respond(mut pager: Pager) -> Res<Response> {
+    let content_type = match pager.listing.format {
+        Format::Text => "text/plain; charset=utf-8",
+        Format::Json => "application/json",
+        Format::Jsonl => "application/x-ndjson",
     };
-    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+    let first = pager.next_chunk()?;
+    let rest = futures::stream::unfold(pager, |mut p| async move {
+        match p.next_chunk() {
+            Ok(Some(chunk)) => Some((Ok(chunk), p)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "a kvdb listing stopped part-way");
+                p.done = true;
+                Some((Err(std::io::Error::other(e.message)), p))
+            }
+        }
+    });
+    let body = futures::stream::iter(first.map(Ok)).chain(rest);
+    Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(body)).into_response())
 }
 
 /// `GET /kvdb/{bucket}` or `/kvdb/{bucket}/`.
@@ -187,12 +242,12 @@ pub async fn list(
     State(st): State<AppState>,
     key: BucketKey,
     path: Result<Path<String>, PathRejection>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: QueryMap,
     replay: Res<Replay>,
 ) -> Response {
     let parsed = (|| -> Res<_> {
         let Path(id) = path.map_err(|e| bad(format!("bad bucket id: {}", e.body_text())))?;
-        let Query(q) = query.map_err(|e| bad(e.body_text()))?;
+        let q = query_params(query, &["prefix", "limit", "regex", "values", "format", "consistency"], bad)?;
         let replay = replay?;
         Ok((id, parse(&st, &q, &replay)?, replay))
     })();
@@ -200,19 +255,20 @@ pub async fn list(
         Ok(p) => p,
         Err(e) => return error(e),
     };
+    let listing_strong = listing.strong;
     if let Err(b) = exec::before_read(&st, listing.strong, None, replay).await {
         return b.render(error);
     }
     let found = (|| -> Res<_> {
         let b = bucket::resolve(&st, &id)?.ok_or_else(|| not_found("bucket not found"))?;
         key.may_list(&b)?;
-        collect(&st, &b, &listing)
+        let strong = listing.strong;
+        Ok((respond(Pager::new(&st, &b, listing))?, strong))
     })();
-    let resp = match found {
-        Ok(keys) => render(listing.format, listing.values, &keys).unwrap_or_else(error),
-        Err(e) => error(e),
-    };
-    mark_consistency(resp, listing.strong)
+    match found {
+        Ok((resp, strong)) => mark_consistency(resp, strong),
+        Err(e) => mark_consistency(error(e), listing_strong),
+    }
 }
 
 #[cfg(test)]
@@ -245,17 +301,20 @@ mod tests {
         assert!(compile(Some(&"(a{1000}){1000}".to_string())).is_err());
     }
 
-    #[tokio::test]
-    async fn json_listings_keep_numbers_and_strings() {
+    #[test]
+    fn entries_keep_numbers_and_strings() {
         let item = |v: &str| Item { key: String::new(), value: v.into(), version: 1, expires_at: None };
-        let keys = vec![("n".to_string(), item("101")), ("t\"x".to_string(), item("\"a\\nb\""))];
-        let body = |resp: Response| async { axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap() };
-        assert_eq!(&body(render(Format::Json, true, &keys).unwrap()).await[..], br#"[["n",101],["t\"x","a\nb"]]"#);
-        assert_eq!(&body(render(Format::Json, false, &keys).unwrap()).await[..], br#"["n","t\"x"]"#);
-        assert_eq!(
-            &body(render(Format::Jsonl, true, &keys).unwrap()).await[..],
-            b"[\"n\",101]\n[\"t\\\"x\",\"a\\nb\"]\n"
-        );
-        assert_eq!(&body(render(Format::Text, true, &keys).unwrap()).await[..], b"n=101\nt\"x=a\\nb\n");
+        let keys = [("n", item("101")), ("t\"x", item("\"a\\nb\""))];
+        let body = |format: Format, values: bool| {
+            let mut out = String::new();
+            for (i, (k, v)) in keys.iter().enumerate() {
+                render_entry(&mut out, format, values, i == 0, k, v).unwrap();
+            }
+            out
+        };
+        assert_eq!(body(Format::Json, true), r#"["n",101],["t\"x","a\nb"]"#);
+        assert_eq!(body(Format::Json, false), r#""n","t\"x""#);
+        assert_eq!(body(Format::Jsonl, true), "[\"n\",101]\n[\"t\\\"x\",\"a\\nb\"]\n");
+        assert_eq!(body(Format::Text, true), "n=101\nt\"x=a\\nb\n");
     }
 }

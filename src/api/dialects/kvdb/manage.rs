@@ -12,7 +12,7 @@ use super::bucket::{Gone, Layout, Lookup, Meta, GUARD_ATTEMPTS, LOOKUP_NS};
 use super::common::{bad, error, forbidden, not_found, parse_ttl, refused, Res};
 use super::sweep;
 use crate::api::auth::Caller;
-use crate::api::dialects::shared::{form_pairs, text};
+use crate::api::dialects::shared::{form_pairs, query_params, text, QueryMap};
 use crate::api::error::ApiError;
 use crate::api::exec;
 use crate::api::forward::Replay;
@@ -54,9 +54,11 @@ fn to_json(v: &impl serde::Serialize) -> Res<String> {
 }
 
 /// `POST /kvdb` (form: `secret_key`, `write_key`, `default_ttl`) → the new bucket id as text.
-pub async fn create(State(st): State<AppState>, caller: Res<Caller>, replay: Res<Replay>) -> Response {
+pub async fn create(State(st): State<AppState>, caller: Res<Caller>, q: QueryMap, replay: Res<Replay>) -> Response {
     let parsed = (|| -> Res<_> {
         let ns = caller?.namespace(perm::WRITE)?;
+        // The policy goes in the form body; a `?secret_key=` must not create an open bucket.
+        query_params(q, &[], bad)?;
         let replay = replay?;
         let form = parse_form(&replay.body)?;
         let nonempty = |k: &Option<String>| k.clone().filter(|k| !k.is_empty());
@@ -111,9 +113,14 @@ pub async fn update(
     State(st): State<AppState>,
     key: BucketKey,
     path: Result<Path<String>, PathRejection>,
+    q: QueryMap,
     replay: Res<Replay>,
 ) -> Response {
-    let parsed = (|| -> Res<_> { Ok((bucket_id(path)?, replay?)) })();
+    let parsed = (|| -> Res<_> {
+        let id = bucket_id(path)?;
+        query_params(q, &[], bad)?;
+        Ok((id, replay?))
+    })();
     let (id, replay) = match parsed {
         Ok(p) => p,
         Err(e) => return error(e),
@@ -176,9 +183,14 @@ pub async fn delete(
     State(st): State<AppState>,
     key: BucketKey,
     path: Result<Path<String>, PathRejection>,
+    q: QueryMap,
     replay: Res<Replay>,
 ) -> Response {
-    let parsed = (|| -> Res<_> { Ok((bucket_id(path)?, replay?)) })();
+    let parsed = (|| -> Res<_> {
+        let id = bucket_id(path)?;
+        query_params(q, &[], bad)?;
+        Ok((id, replay?))
+    })();
     let (id, replay) = match parsed {
         Ok(p) => p,
         Err(e) => return error(e),

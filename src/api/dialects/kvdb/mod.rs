@@ -32,6 +32,7 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
 use crate::api::state::AppState;
+pub(super) use access::keys_first;
 pub(super) use common::error;
 use common::method_not_allowed;
 pub(crate) use sweep::resume as resume_sweeps;

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query};
+use axum::extract::rejection::PathRejection;
+use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -13,10 +13,11 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::api::code::Code;
-use crate::api::dialects::shared::{clamp_ttl_ms, dialect_status};
+pub use crate::api::dialects::shared::QueryMap;
+use crate::api::dialects::shared::{clamp_ttl_ms, dialect_status, query_params};
 use crate::api::error::{with_retry_after, ApiError};
+use crate::api::render;
 use crate::api::state::AppState;
-use crate::api::{parse, render};
 use crate::model::command::{Condition, Item, Refusal};
 
 const MAX_KEY_CHARS: usize = 512;
@@ -28,8 +29,6 @@ const MAX_TTL_SECONDS: u64 = 9_007_199_254_740_991;
 const RFC3339_LIMIT_MS: u64 = 253_402_300_800_000;
 
 pub type Res<T> = Result<T, ApiError>;
-/// A route's query string as its handler takes it; [`query_of`] turns a rejection into a 400.
-pub type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 pub fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::new(Code::BadRequest, msg)
@@ -134,12 +133,9 @@ pub fn key_of(path: Result<Path<String>, PathRejection>) -> Res<String> {
     Ok(key)
 }
 
-/// The query parameters, refusing any outside `known` (and the credential `key`): a misspelled
-/// parameter would otherwise be ignored.
+/// The query parameters, refusing any outside `known`: see `shared::query_params`.
 pub fn query_of(q: QueryMap, known: &[&str]) -> Res<HashMap<String, String>> {
-    let q = q.map(|Query(m)| m).map_err(|e| bad(e.body_text()))?;
-    parse::known_params(&q, known)?;
-    Ok(q)
+    query_params(q, known, bad)
 }
 
 /// `ttl` seconds → milliseconds; without one, the node's default TTL (if configured).

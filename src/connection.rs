@@ -1,6 +1,8 @@
 //! One HTTP/1.1 connection, served with the limits a public port needs: a request head must
 //! arrive within the header timeout of its first byte, a body within the body timeout of its
-//! head, and a connection with no request in progress is closed after the idle timeout.
+//! head, a connection with no request in progress is closed after the idle timeout, and one
+//! whose answer makes no sending progress for the send timeout (its client stopped reading)
+//! is closed too.
 //!
 //! Why not hyper's own `header_read_timeout`: its clock starts as soon as hyper waits for a
 //! head, so on a keep-alive connection the header and idle limits would be one number. Here
@@ -31,12 +33,16 @@ use tokio::time::{Instant, Sleep};
 
 use crate::listener::Conn;
 
-/// The three per-connection clocks (from `ConnectionLimits`).
+/// The per-connection clocks (from `ConnectionLimits`).
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub header: Duration,
     pub body: Duration,
     pub idle: Duration,
+    /// How long a write to the socket may make no progress: a client that sends a request
+    /// and stops reading the answer would otherwise hold its connection (and a streaming
+    /// response) for as long as it stays open.
+    pub send: Duration,
 }
 
 const IDLE: u8 = 0;
@@ -60,6 +66,9 @@ struct Phase {
     /// A request body was dropped before its end: the client may still be sending it, so the
     /// connection lingers when it closes (see `linger`).
     unread: AtomicBool,
+    /// 1 + nanoseconds after `epoch` when a write to the socket last found it full and has not
+    /// made progress since; 0 while writes go through.
+    write_blocked: AtomicU64,
 }
 
 impl Phase {
@@ -70,6 +79,18 @@ impl Phase {
             since: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             unread: AtomicBool::new(false),
+            write_blocked: AtomicU64::new(0),
+        }
+    }
+
+    /// Records whether a write to the socket went through. Loads first, so the common case
+    /// (writes going through) costs a read of an atomic and no store.
+    fn wrote<T>(&self, polled: &Poll<T>) {
+        let blocked = self.write_blocked.load(Ordering::Relaxed);
+        match polled {
+            Poll::Pending if blocked == 0 => self.write_blocked.store(self.now() + 1, Ordering::Relaxed),
+            Poll::Ready(_) if blocked != 0 => self.write_blocked.store(0, Ordering::Relaxed),
+            _ => {}
         }
     }
 
@@ -88,24 +109,36 @@ impl Phase {
 pub enum Closed {
     HeaderTimeout,
     IdleTimeout,
+    /// The client stopped reading: a write made no progress for the write timeout.
+    WriteStalled,
 }
 
 /// Resolves when the current phase has lasted longer than its limit. Its one timer re-arms
 /// itself from what it finds when it fires, so requests never wake it: while idle it wakes at
 /// least every header timeout, so a head that starts meanwhile is still cut off on time.
 async fn watchdog(phase: &Phase, t: Timeouts) -> Closed {
-    let mut wake = Instant::now() + t.header.min(t.idle);
+    let mut wake = Instant::now() + t.header.min(t.idle).min(t.send);
     loop {
         tokio::time::sleep_until(wake).await;
         let now = Instant::now();
+        // A stalled write counts in every phase: the last bytes of a response may still be
+        // queued after the request has ended.
+        let stalled_at = match phase.write_blocked.load(Ordering::Relaxed) {
+            0 => None,
+            b => Some(phase.epoch + Duration::from_nanos(b - 1) + t.send),
+        };
+        if stalled_at.is_some_and(|at| now >= at) {
+            return Closed::WriteStalled;
+        }
         let since = phase.epoch + Duration::from_nanos(phase.since.load(Ordering::Relaxed));
         wake = match phase.kind.load(Ordering::Acquire) {
             IDLE if now >= since + t.idle => return Closed::IdleTimeout,
             IDLE => (since + t.idle).min(now + t.header),
             HEAD if now >= since + t.header => return Closed::HeaderTimeout,
             HEAD => since + t.header,
-            _ => now + t.header,
+            _ => now + t.header.min(t.send),
         };
+        wake = stalled_at.map_or(wake, |at| wake.min(at));
     }
 }
 
@@ -131,11 +164,15 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.phase.wrote(&polled);
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.phase.wrote(&polled);
+        polled
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -147,7 +184,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.phase.wrote(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -325,7 +364,8 @@ where
                 served?;
                 break;
             }
-            // A trickled head or an idle connection: nothing is owed, so just close.
+            // A trickled head, an idle connection or a client that stopped reading: nothing
+            // more can be delivered, so just close.
             Step::Limit(why) => return Ok(Some(why)),
             Step::Drain => {
                 draining = true;
@@ -404,8 +444,12 @@ mod tests {
                 Body::from_stream(chunks)
             }),
         );
-        let t =
-            Timeouts { header: Duration::from_secs(5), body: Duration::from_secs(5), idle: Duration::from_millis(150) };
+        let t = Timeouts {
+            header: Duration::from_secs(5),
+            body: Duration::from_secs(5),
+            idle: Duration::from_millis(150),
+            send: Duration::from_secs(5),
+        };
         let (mut client, server) = tokio::io::duplex(1 << 16);
         let served = tokio::spawn(serve(server, conn(), router, t, std::future::pending()));
         client.write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
@@ -423,5 +467,51 @@ mod tests {
         // Once the response is over the connection is idle, and the idle limit closes it.
         let closed = tokio::time::timeout(Duration::from_secs(10), served).await.expect("closed by the idle limit");
         assert_eq!(closed.unwrap().unwrap(), Some(Closed::IdleTimeout));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_closed_after_the_send_timeout() {
+        // 64 MiB against a 64 KiB pipe that is never read: the writes stall for good.
+        let router = axum::Router::new().route("/big", axum::routing::get(|| async { vec![b'x'; 64 << 20] }));
+        let t = Timeouts {
+            header: Duration::from_secs(30),
+            body: Duration::from_secs(30),
+            idle: Duration::from_secs(30),
+            send: Duration::from_millis(300),
+        };
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let served = tokio::spawn(serve(server, conn(), router, t, std::future::pending()));
+        client.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(10), served).await.expect("closed by the send limit");
+        assert_eq!(closed.unwrap().unwrap(), Some(Closed::WriteStalled));
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_that_keeps_reading_is_not_cut_off() {
+        // 4 MiB read 64 KiB every 20 ms (about 1.3 s in all) against a 300 ms send limit:
+        // each write waits at most one read, so the response completes.
+        let router = axum::Router::new().route("/big", axum::routing::get(|| async { vec![b'x'; 4 << 20] }));
+        let t = Timeouts {
+            header: Duration::from_secs(30),
+            body: Duration::from_secs(30),
+            idle: Duration::from_secs(30),
+            send: Duration::from_millis(300),
+        };
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        tokio::spawn(serve(server, conn(), router, t, std::future::pending()));
+        client.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let read = tokio::time::timeout(Duration::from_secs(20), async {
+            while total < 4 << 20 {
+                let n = client.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed after {total} bytes");
+                total += n;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "stalled after {total} bytes");
     }
 }

@@ -96,7 +96,12 @@ async fn serve_connections(
     limits: &ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let timeouts = Timeouts { header: limits.header_timeout, body: limits.body_timeout, idle: limits.idle_timeout };
+    let timeouts = Timeouts {
+        header: limits.header_timeout,
+        body: limits.body_timeout,
+        idle: limits.idle_timeout,
+        send: limits.send_timeout,
+    };
     let (drain_tx, drain_rx) = watch::channel(false);
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let over_capacity = api::over_capacity();

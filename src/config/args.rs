@@ -137,6 +137,10 @@ pub struct ServeArgs {
     /// A keep-alive connection with no request in progress is closed after this many ms.
     #[arg(long, env = "CAIRN_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
     pub idle_timeout_ms: u64,
+    /// A connection whose answer makes no sending progress for this many ms (the client
+    /// stopped reading it) is closed. Streaming responses included.
+    #[arg(long, env = "CAIRN_SEND_TIMEOUT_MS", default_value_t = 30_000)]
+    pub send_timeout_ms: u64,
     /// Open connections at most (clients and peers together); past it new connections are
     /// refused (503 `too_many_connections` on plain HTTP; closed at once with TLS).
     #[arg(long, env = "CAIRN_MAX_CONNECTIONS", default_value_t = 4096)]
@@ -199,6 +203,7 @@ impl ServeArgs {
                 header_timeout: Duration::from_millis(self.header_timeout_ms),
                 body_timeout: Duration::from_millis(self.body_timeout_ms),
                 idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+                send_timeout: Duration::from_millis(self.send_timeout_ms),
                 max_connections: self.max_connections,
                 drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             },

@@ -114,6 +114,9 @@ pub struct ConnectionLimits {
     /// A keep-alive connection with no request in progress is closed after this long. A
     /// response still streaming is a request in progress.
     pub idle_timeout: Duration,
+    /// A connection whose answer makes no sending progress for this long is closed: the
+    /// client stopped reading. Applies to streaming responses too.
+    pub send_timeout: Duration,
     /// Open connections at most; past it a new one gets 503 `too_many_connections` (plain
     /// HTTP) or is closed at once (TLS, before any handshake work).
     pub max_connections: usize,
@@ -150,8 +153,11 @@ impl NodeConfig {
             return Err("need --heartbeat-ms < --election-min-ms < --election-max-ms".into());
         }
         let c = &self.connections;
-        if c.header_timeout.is_zero() || c.body_timeout.is_zero() || c.idle_timeout.is_zero() {
-            return Err("--header-timeout-ms, --body-timeout-ms and --idle-timeout-ms must be positive".into());
+        if [c.header_timeout, c.body_timeout, c.idle_timeout, c.send_timeout].iter().any(Duration::is_zero) {
+            return Err(
+                "--header-timeout-ms, --body-timeout-ms, --idle-timeout-ms and --send-timeout-ms must be positive"
+                    .into(),
+            );
         }
         if c.max_connections == 0 {
             return Err("--max-connections must be positive".into());

@@ -53,9 +53,27 @@ pub async fn serve(
     let peer_tls = tls.as_ref().map(|t| t.peer_client.clone());
     let node = Node::start(config, peer_tls.clone()).await?;
     tracing::info!(id = node.id, addr = %node.config.listen, tls = tls.is_some(), "cairn node serving");
+    // A join refused for good stops the node (`membership::join_loop`).
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
     if let Some(join) = node.config.join.clone().filter(|_| node.started_empty) {
-        tokio::spawn(membership::join_loop(node.clone(), join));
+        let node = node.clone();
+        tokio::spawn(async move {
+            if let Err(why) = membership::join_loop(node, join).await {
+                tracing::error!(%why, "stopping: this node cannot join its cluster");
+                let _ = fatal_tx.send(why);
+            }
+        });
     }
+    let fatal = Arc::new(std::sync::Mutex::new(None::<String>));
+    let shutdown = {
+        let fatal = fatal.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                Ok(why) = fatal_rx => *fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why),
+            }
+        }
+    };
 
     let ticker = tokio::spawn(ttl::run(node.clone()));
     // The forwarding client sends the cluster secret, so the leader can tell a forwarded
@@ -80,7 +98,8 @@ pub async fn serve(
     if tokio::time::timeout(Duration::from_secs(10), node.shutdown()).await.is_err() {
         tracing::warn!("raft did not stop within 10s");
     }
-    Ok(())
+    let why = fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
+    why.map_or(Ok(()), |why| Err(StartError::Fatal(why)))
 }
 
 /// Connections over `--max-connections` being answered 503 at once, at most; past that they

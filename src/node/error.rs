@@ -42,6 +42,10 @@ pub enum StartError {
     Raft(String),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The node started but can never serve as configured (its `--join` was refused for
+    /// good), so it stopped rather than run on as a node no cluster will have.
+    #[error("stopped: {0}")]
+    Fatal(String),
 }
 
 impl StartError {

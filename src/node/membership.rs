@@ -139,7 +139,10 @@ pub async fn remove_member(node: &Node, id: NodeId) -> Result<(), Error> {
 }
 
 /// Asks the cluster at `join` to admit this node, retrying until admitted or the join timeout.
-pub async fn join_loop(node: std::sync::Arc<Node>, join: String) {
+/// `Err` says why the node can never be admitted as configured: a retired id, a refused
+/// credential, or no answer within `--join-timeout`; the server then stops the node with a
+/// non-zero exit, so a supervisor or an operator sees it, instead of a node that runs on alone.
+pub async fn join_loop(node: std::sync::Arc<Node>, join: String) -> Result<(), String> {
     let base = join.trim_end_matches('/').to_string();
     let base = if base.contains("://") { base } else { format!("{}://{base}", node.config.peer_scheme()) };
     let body = serde_json::json!({"id": node.id, "addr": node.config.advertise});
@@ -153,20 +156,21 @@ pub async fn join_loop(node: std::sync::Arc<Node>, join: String) {
         match req.send().await {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(via = %base, "joined the cluster as a voter");
-                return;
+                return Ok(());
             }
             Ok(r)
                 if r.status() == reqwest::StatusCode::UNAUTHORIZED || r.status() == reqwest::StatusCode::FORBIDDEN =>
             {
                 let text = r.text().await.unwrap_or_default();
-                tracing::error!(%text, "join refused: give this node the cluster's --admin-token");
-                return;
+                return Err(format!("join refused ({}): give this node the cluster's --admin-token", text.trim()));
             }
             Ok(r) if r.status().is_client_error() => {
                 let text = r.text().await.unwrap_or_default();
                 if text.contains("never reused") {
-                    tracing::error!(%text, "this node id was retired; start it with a new --id and an empty data dir");
-                    return;
+                    return Err(format!(
+                        "this node id was retired ({}); start it with a new --id and an empty data dir",
+                        text.trim()
+                    ));
                 }
                 tracing::warn!(%text, "join refused; retrying");
             }
@@ -174,8 +178,7 @@ pub async fn join_loop(node: std::sync::Arc<Node>, join: String) {
             Err(e) => tracing::warn!(error = %e, "join request failed; retrying"),
         }
         if Instant::now() >= deadline {
-            tracing::error!("gave up joining after --join-timeout; restart to try again");
-            return;
+            return Err("gave up joining after --join-timeout; start the node again to retry".into());
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }

@@ -227,19 +227,25 @@ impl Node {
             return Err(StartError::Config("give either --peers (a new cluster) or --join (an existing one)".into()));
         }
         // A joining node waits to be added by the cluster; it must never found one of its own.
-        if pristine && config.join.is_none() {
+        // Of the `--peers`, only the lowest id founds the cluster: the others wait, with no
+        // membership, until its leader reaches them. If every peer initialized, a peer started
+        // after a leader was elected would stand for election in term 1 before hearing from
+        // it, and in openraft's vote order a higher node id outranks the sitting leader of the
+        // same term: the leader stepped down and a second election followed (issue 14).
+        let founder = config.peers.iter().map(|(i, _)| *i).min().unwrap_or(id);
+        if pristine && config.join.is_none() && founder == id {
             let members: BTreeMap<NodeId, BasicNode> = if config.peers.is_empty() {
                 BTreeMap::from([(id, BasicNode::new(config.advertise.clone()))])
             } else {
                 config.peers.iter().map(|(i, a)| (*i, BasicNode::new(a.clone()))).collect()
             };
-            // Every initial voter initializes with the same membership; openraft makes that
-            // safe, and it means any start order forms one cluster.
             match raft.initialize(members).await {
                 Ok(()) => tracing::info!("initialized a new cluster"),
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => return Err(StartError::Raft(e.to_string())),
             }
+        } else if pristine && config.join.is_none() {
+            tracing::info!(founder, "waiting for node {founder}, the lowest id in --peers, to form the cluster");
         }
         let (batch_tx, batch_rx) = mpsc::channel(4096);
         let (r, timeout) = (raft.clone(), config.write_timeout);

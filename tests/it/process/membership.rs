@@ -187,3 +187,22 @@ async fn a_membership_change_finishes_after_its_caller_hangs_up() {
     c.start_joining(4, leader);
     wait_voters(&c, leader, &[1, 2, 3, 4], 60).await;
 }
+
+/// A node started with a retired id cannot join (the cluster never admits the id again), so
+/// it stops with a non-zero exit and says why, instead of running on alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_with_a_retired_id_exits_non_zero() {
+    let mut c = Cluster::start_growable(4, 3, &[]);
+    c.wait_for_leader(deadline_in(20)).await;
+    c.start_joining(4, 1);
+    wait_voters(&c, 1, &[1, 2, 3, 4], 60).await;
+    remove_until_accepted(&c, 1, 4).await;
+    wait_voters(&c, 1, &[1, 2, 3], 30).await;
+    c.terminate(4, deadline_in(20)).await;
+    std::fs::remove_dir_all(c.data_dir(4)).unwrap();
+    c.start_joining(4, 1);
+    let status = c.wait_for_exit(4, deadline_in(30)).await;
+    assert!(!status.success(), "a retired id must not run: {status}");
+    let log = crate::support::read_log(&c.log_path(4));
+    assert!(log.contains("retired"), "the log says why: {log}");
+}

@@ -331,6 +331,21 @@ impl Cluster {
         }
     }
 
+    /// Waits, at most until `deadline`, for a node to exit on its own (nothing is signalled);
+    /// returns its exit status. Panics (and `Drop` then SIGKILLs it) if it is still running.
+    pub async fn wait_for_exit(&mut self, id: u64, deadline: Instant) -> ExitStatus {
+        let Some(Running::Child(mut child)) = self.node_mut(id).child.take() else {
+            panic!("node {id} is not a running process")
+        };
+        match wait_until_exit(&mut child, deadline).await {
+            Ok(status) => status,
+            Err(why) => {
+                self.node_mut(id).child = Some(Running::Child(child));
+                panic!("node {id} did not exit: {why}");
+            }
+        }
+    }
+
     /// Panics if a node this harness started has exited on its own.
     pub fn assert_running(&mut self) {
         for node in &mut self.nodes {

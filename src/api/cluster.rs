@@ -24,6 +24,10 @@ struct StatusView {
     role: &'static str,
     term: u64,
     leader: Option<NodeId>,
+    /// On a leader: ms since a quorum last acknowledged it. A leader cut off from its quorum
+    /// keeps `role: leader` (Raft has no step-down without a new term) but this keeps rising.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quorum_ack_ms: Option<u64>,
     members: Vec<Member>,
     last_log_index: u64,
     applied_index: u64,
@@ -51,6 +55,7 @@ fn status_view(st: &AppState) -> Data<StatusView> {
             role: s.role,
             term: s.term,
             leader: s.leader,
+            quorum_ack_ms: s.quorum_ack_ms,
             members,
             last_log_index: s.last_log_index,
             applied_index: s.applied_index,

@@ -120,6 +120,9 @@ pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response
     gauge(&mut out, "cairn_raft_term", g.term);
     gauge(&mut out, "cairn_raft_is_leader", g.is_leader as u64);
     gauge(&mut out, "cairn_raft_leader_id", g.leader.unwrap_or(0));
+    if let Some(ms) = g.quorum_ack_ms {
+        gauge(&mut out, "cairn_raft_leader_quorum_ack_age_ms", ms);
+    }
     gauge(&mut out, "cairn_raft_last_log_index", g.last_log_index);
     gauge(&mut out, "cairn_raft_applied_index", g.applied_index);
     if let Some(c) = g.commit_index {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, RaftMetrics, ServerState, SnapshotPolicy};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -66,7 +66,10 @@ pub struct Node {
 #[derive(Debug, Clone, Default)]
 pub struct Gauges {
     pub term: u64,
+    /// Leader, still a voter, and acknowledged by a quorum within the election timeout.
     pub is_leader: bool,
+    /// Leader only: ms since a quorum last acknowledged it.
+    pub quorum_ack_ms: Option<u64>,
     pub leader: Option<NodeId>,
     pub last_log_index: u64,
     pub applied_index: u64,
@@ -88,6 +91,8 @@ pub struct Status {
     pub role: &'static str,
     pub term: u64,
     pub leader: Option<NodeId>,
+    /// Leader only: ms since a quorum last acknowledged it.
+    pub quorum_ack_ms: Option<u64>,
     pub members: Vec<(NodeId, String, bool)>,
     pub last_log_index: u64,
     pub applied_index: u64,
@@ -103,16 +108,26 @@ fn is_leader(raft: &Raft, id: NodeId) -> bool {
         && m.membership_config.membership().voter_ids().any(|v| v == id)
 }
 
-fn leader(raft: &Raft) -> Option<(NodeId, String)> {
+/// The leader this node knows of. openraft keeps naming a node as leader after it was removed
+/// from the membership (it then reports the learner state): such a claim about itself is not
+/// a leader anyone can use, so it reads as none.
+fn known_leader(m: &RaftMetrics<NodeId, BasicNode>, id: NodeId) -> Option<NodeId> {
+    let leader = m.current_leader?;
+    let removed_self = leader == id
+        && (m.state != ServerState::Leader || !m.membership_config.membership().voter_ids().any(|v| v == id));
+    (!removed_self).then_some(leader)
+}
+
+fn leader(raft: &Raft, me: NodeId) -> Option<(NodeId, String)> {
     let rx = raft.metrics();
     let m = rx.borrow();
-    let id = m.current_leader?;
+    let id = known_leader(&m, me)?;
     let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
     Some((id, addr))
 }
 
 fn not_leader(raft: &Raft, id: NodeId) -> Error {
-    match leader(raft) {
+    match leader(raft, id) {
         Some(l) if l.0 != id => Error::NotLeader { leader: Some(l) },
         _ => Error::NoLeader,
     }
@@ -282,7 +297,8 @@ impl Node {
             id: self.id,
             role,
             term: m.current_term,
-            leader: m.current_leader,
+            leader: known_leader(&m, self.id),
+            quorum_ack_ms: self.quorum_ack_ms(&m),
             members,
             last_log_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
@@ -293,11 +309,14 @@ impl Node {
         let rx = self.raft.metrics();
         let m = rx.borrow();
         let last = m.last_log_index.unwrap_or(0);
-        let is_leader = m.current_leader == Some(self.id) && m.state == ServerState::Leader;
+        let is_leader = known_leader(&m, self.id) == Some(self.id);
+        let quorum_ack_ms = self.quorum_ack_ms(&m);
         let mut g = Gauges {
             term: m.current_term,
-            is_leader,
-            leader: m.current_leader,
+            // A leader cut off from its quorum is not one a "no leader" alert may count.
+            is_leader: is_leader && quorum_ack_ms.is_some_and(|ms| ms <= self.config.election_max.as_millis() as u64),
+            quorum_ack_ms,
+            leader: known_leader(&m, self.id),
             last_log_index: last,
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
@@ -326,6 +345,12 @@ impl Node {
         g
     }
 
+    /// On a leader: how long ago a quorum last acknowledged it (`None` on other nodes, and on
+    /// a leader no quorum has acknowledged yet).
+    fn quorum_ack_ms(&self, m: &RaftMetrics<NodeId, BasicNode>) -> Option<u64> {
+        (known_leader(m, self.id) == Some(self.id)).then_some(m.millis_since_quorum_ack).flatten()
+    }
+
     /// Why Raft stopped, once it has stopped on a fatal error.
     pub fn fatal_error(&self) -> Option<String> {
         self.raft.metrics().borrow().running_state.as_ref().err().map(|e| e.to_string())
@@ -341,13 +366,19 @@ impl Node {
         if m.running_state.is_err() {
             return Err("raft has stopped".into());
         }
-        let Some(leader) = m.current_leader else {
+        if !m.membership_config.membership().nodes().any(|(i, _)| *i == self.id)
+            && m.membership_config.log_id().is_some()
+        {
+            return Err("this node is not a member of the cluster (it was removed, or has not been added yet)".into());
+        }
+        let Some(leader) = known_leader(&m, self.id) else {
             return Err(format!("no known leader ({:?})", m.state));
         };
         if leader == self.id {
-            let quiet = m.millis_since_quorum_ack.unwrap_or(u64::MAX);
-            if quiet > self.config.election_max.as_millis() as u64 {
-                return Err(format!("leader has not heard from a quorum for {quiet} ms"));
+            match self.quorum_ack_ms(&m) {
+                Some(quiet) if quiet <= self.config.election_max.as_millis() as u64 => {}
+                Some(quiet) => return Err(format!("leader has not heard from a quorum for {quiet} ms")),
+                None => return Err("leader has not heard from a quorum yet".into()),
             }
         }
         let known = g.commit_index.unwrap_or(g.last_log_index);
@@ -362,7 +393,7 @@ impl Node {
     /// The applied index comes from the state machine, which raises it before any answer that
     /// depends on the apply can leave; openraft's metrics can still show the one before.
     pub fn leader_and_applied(&self) -> (Option<NodeId>, u64) {
-        (self.raft.metrics().borrow().current_leader, self.reader.applied_index())
+        (known_leader(&self.raft.metrics().borrow(), self.id), self.reader.applied_index())
     }
 
     pub fn is_leader(&self) -> bool {
@@ -371,7 +402,7 @@ impl Node {
 
     /// The leader's id and address, when one is known.
     pub fn leader(&self) -> Option<(NodeId, String)> {
-        leader(&self.raft)
+        leader(&self.raft, self.id)
     }
 
     /// `NotLeader` (with the leader, when known) or `NoLeader`.

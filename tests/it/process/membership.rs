@@ -126,6 +126,19 @@ async fn dead_voter_is_replaced_and_the_leader_can_be_removed() {
     })
     .await;
     let rest: Vec<u64> = want.iter().copied().filter(|i| *i != leader).collect();
+    // The removed leader stops naming itself leader and is not ready: it is no member.
+    let removed = c.url(leader);
+    until(deadline_in(20), "the removed leader to stop claiming leadership", async || {
+        let s = http.status(&removed).await?;
+        let ready = http.send(Method::GET, &format!("{removed}/ready"), None, &[]).await?;
+        let claims = s["leader"] == json!(leader) || s["role"] == "leader";
+        if !claims && ready.status == 503 && ready.text.contains("not a member") {
+            Ok(())
+        } else {
+            Err(format!("status {s}, ready {ready:?}"))
+        }
+    })
+    .await;
     let (http, urls) = (&c.http, rest.iter().map(|i| c.url(*i)).collect::<Vec<_>>());
     until(deadline_in(30), "a write under a new leader", async || {
         for u in &urls {

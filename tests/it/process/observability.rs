@@ -82,3 +82,38 @@ async fn request_ids_are_echoed_or_generated() {
     let made = c.http.must(Method::GET, &url, None, &[]).await;
     assert!(made.header("x-request-id").is_some_and(|v| v.len() >= 8), "{made:?}");
 }
+
+/// A leader cut off from its quorum keeps Raft's `role: leader` (it cannot step down without a
+/// new term), but it stops counting as a leader in `/metrics`, shows how long its quorum has
+/// been silent, and is not ready, so a "no leader" alert fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_without_a_quorum_stops_counting_as_leader() {
+    let mut c = Cluster::start(3);
+    let leader = c.wait_for_leader(deadline_in(20)).await;
+    let gauge = |text: &str, name: &str| -> Option<u64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    let url = c.url(leader);
+    let m = c.http.must(Method::GET, &format!("{url}/metrics"), None, &[]).await;
+    assert_eq!(gauge(&m.text, "cairn_raft_is_leader"), Some(1), "{}", m.text);
+    for id in c.follower_ids() {
+        c.kill(id);
+    }
+    let http = &c.http;
+    until(deadline_in(20), "the isolated leader to stop counting as leader", async || {
+        let m = http.send(Method::GET, &format!("{url}/metrics"), None, &[]).await?;
+        let s = http.status(&url).await?;
+        let ready = http.send(Method::GET, &format!("{url}/ready"), None, &[]).await?;
+        let quiet = s["quorumAckMs"].as_u64().unwrap_or(0);
+        if gauge(&m.text, "cairn_raft_is_leader") == Some(0)
+            && gauge(&m.text, "cairn_raft_leader_quorum_ack_age_ms").is_some_and(|ms| ms > 1200)
+            && quiet > 1200
+            && ready.status == 503
+        {
+            Ok(())
+        } else {
+            Err(format!("status {s}, ready {ready:?}"))
+        }
+    })
+    .await;
+}

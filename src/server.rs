@@ -90,7 +90,7 @@ pub async fn serve(
         Some(tls) => Listener::tls(listener, tls.server, permits),
         None => Listener::plain(listener, permits),
     };
-    serve_connections(incoming, router, &limits, shutdown).await;
+    serve_connections(incoming, router, node.id, &limits, shutdown).await;
     ticker.abort();
     background.abort();
     tracing::info!("HTTP drained; stopping raft");
@@ -112,6 +112,7 @@ const MAX_REFUSING: usize = 256;
 async fn serve_connections(
     mut incoming: Listener,
     router: axum::Router,
+    node_id: u64,
     limits: &ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -123,7 +124,7 @@ async fn serve_connections(
     };
     let (drain_tx, drain_rx) = watch::channel(false);
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
-    let over_capacity = api::over_capacity();
+    let over_capacity = api::over_capacity(node_id);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {

@@ -15,7 +15,7 @@ use super::auth::same_secret;
 use super::code::Code;
 use super::error::ApiError;
 use super::state::AppState;
-use crate::protocol::{H_CLUSTER_SECRET, H_FORWARDED_BY};
+use crate::protocol::{H_CLUSTER_SECRET, H_FORWARDED_BY, H_NODE};
 
 /// The parts of an incoming request needed to replay it at the leader. Also the extractor
 /// handlers use for the body, so an oversized body becomes 413 `value_too_large`.
@@ -85,8 +85,13 @@ pub async fn to_leader(st: &AppState, req: Replay) -> Result<Response, ApiError>
         Ok(r) => r,
         // Nothing reached the leader: definitely not applied.
         Err(e) if e.is_connect() => return Err(ApiError::no_leader(format!("leader unreachable: {e}"))),
-        Err(e) => return Err(lost(e.to_string())),
+        Err(e) => return Err(refused_before_http(&e).map_or_else(|| lost(e.to_string()), |why| refused(&addr, why))),
     };
+    // Every answer of a Cairn node carries its id; one without came from something else on
+    // the leader's port, which did not run the request.
+    if !resp.headers().contains_key(H_NODE) {
+        return Err(refused(&addr, format!("its port answered {} without being a Cairn node", resp.status())));
+    }
     let status = resp.status();
     let mut headers = HeaderMap::new();
     for (k, v) in resp.headers() {
@@ -103,6 +108,39 @@ pub async fn to_leader(st: &AppState, req: Replay) -> Result<Response, ApiError>
         }
         Err(e) => Err(lost(e.to_string())),
     }
+}
+
+fn refused(addr: &str, why: String) -> ApiError {
+    ApiError::new(
+        Code::LeaderUnreachable,
+        format!("the leader at {addr} refused this node's connection, so nothing was done: {why}; check the nodes' TLS and peer settings"),
+    )
+}
+
+/// Why a proxied request that failed provably never reached the leader's HTTP layer, if it
+/// did not: the leader refused the TLS handshake (with TLS 1.3 a refused client certificate
+/// shows only when the client reads, after it already sent the request, which the server
+/// never decrypted), or what answered was not HTTP (plain HTTP sent to a TLS port gets a TLS
+/// alert back). `None` means the request may have been run.
+fn refused_before_http(e: &reqwest::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        // An io::Error's `source` skips the error it wraps, so look inside it too.
+        let inner = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in [Some(c), inner].into_iter().flatten() {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                return Some(format!("TLS: {tls}"));
+            }
+            if candidate.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_parse) {
+                return Some(format!("its answer was not HTTP ({candidate})"));
+            }
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// Whether a body rejection was the connection's body timeout (`connection::BodyTimedOut`)
@@ -126,5 +164,105 @@ fn from_a_peer(st: &AppState, headers: &HeaderMap) -> bool {
     match &st.node.config.security.cluster_secret {
         Some(secret) => headers.get(H_CLUSTER_SECRET).is_some_and(|v| same_secret(v.as_bytes(), secret.as_bytes())),
         None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::TlsFiles;
+    use crate::tls::{self, NodeTls};
+
+    fn pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().self_signed(&key).unwrap();
+        let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    /// A node's TLS port: handshakes with the node's own server configuration and answers
+    /// every request it can read with a Cairn-like 200.
+    async fn tls_port(server: Arc<rustls::ServerConfig>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        let mut buf = [0u8; 4096];
+                        if tls.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                            let answer = "HTTP/1.1 200 OK\r\nx-cairn-node: 1\r\ncontent-length: 0\r\n\r\n";
+                            let _ = tls.write_all(answer.as_bytes()).await;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn client(roots: &Path, identity: Option<(&Path, &Path)>) -> reqwest::Client {
+        let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(tls::load_roots(roots).unwrap());
+        let config = match identity {
+            Some((c, k)) => {
+                builder.with_client_auth_cert(tls::load_certs(c).unwrap(), tls::load_key(k).unwrap()).unwrap()
+            }
+            None => builder.with_no_client_auth(),
+        };
+        reqwest::Client::builder().use_preconfigured_tls(config).build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_leader_refused_before_http_is_told_from_an_unknown_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = pair(dir.path(), "node");
+        let files = TlsFiles { cert: cert.clone(), key, peer_ca: Some(cert.clone()) };
+        let addr = tls_port(NodeTls::load(&files).unwrap().server).await;
+
+        // The port works for a client it accepts.
+        let ok = client(&cert, None).post(format!("https://{addr}/kv/items/k")).body("x").send().await.unwrap();
+        assert_eq!(ok.status(), 200);
+
+        // A client certificate from another CA: the handshake is refused.
+        let (other, other_key) = pair(dir.path(), "other");
+        let e = client(&cert, Some((&other, &other_key)))
+            .post(format!("https://{addr}/kv/items/k"))
+            .body("x")
+            .send()
+            .await
+            .unwrap_err();
+        let why = refused_before_http(&e).unwrap_or_else(|| panic!("a refused handshake, not an unknown: {e:?}"));
+        assert!(why.contains("TLS"), "{why}");
+
+        // Plain HTTP sent to the TLS port: a TLS alert comes back, not HTTP.
+        let e = reqwest::Client::new().post(format!("http://{addr}/kv/items/k")).body("x").send().await.unwrap_err();
+        assert!(refused_before_http(&e).is_some(), "plain HTTP to a TLS port: {e:?}");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_may_have_run_is_never_called_refused() {
+        use tokio::io::AsyncReadExt;
+        // Reads the request, then closes without answering: it may have been applied.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+            }
+        });
+        let e = reqwest::Client::new().post(format!("http://{addr}/kv/items/k")).body("x").send().await.unwrap_err();
+        assert_eq!(refused_before_http(&e), None, "{e:?}");
     }
 }

@@ -126,12 +126,14 @@ async fn node_headers(State(st): State<AppState>, mut resp: Response) -> Respons
 
 /// The router a connection over `--max-connections` is served with: every request gets 503
 /// `too_many_connections` with `Retry-After`, and the connection closes after the answer.
-pub fn over_capacity() -> Router {
-    Router::new().fallback(|| async {
+pub fn over_capacity(node: u64) -> Router {
+    Router::new().fallback(move || async move {
         let e = ApiError::new(Code::TooManyConnections, "this node holds --max-connections connections; retry")
             .retry_after(1);
         let mut resp = e.into_response();
         resp.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+        // Marks a Cairn answer, so a forwarding follower passes it on (`forward.rs`).
+        resp.headers_mut().insert(H_NODE, HeaderValue::from(node));
         resp
     })
 }

@@ -159,10 +159,38 @@ struct Ready {
 /// `GET /ready`: 200 only when this node knows a leader and has applied close to what it
 /// knows is committed; otherwise 503 with the reason.
 pub async fn ready(State(st): State<AppState>) -> Response {
-    match st.node.readiness() {
+    let ready = match st.node.readiness() {
+        Ok(()) => reach_leader(&st).await,
+        Err(reason) => Err(reason),
+    };
+    match ready {
         Ok(()) => axum::Json(Data { data: Ready { ready: true } }).into_response(),
         Err(reason) => ApiError::new(Code::NotReady, reason).into_response(),
     }
+}
+
+/// How long a follower trusts its last check that it can reach the leader.
+const LEADER_PROBE_TTL: Duration = Duration::from_secs(5);
+
+/// On a follower: whether it can reach its leader the way it forwards requests (the same
+/// client, TLS identity and secret). A follower hears from the leader without ever dialling
+/// it, so without this a follower whose own connections are refused (a certificate without
+/// client-auth usage, say) looks ready while every write through it fails. Checked at most
+/// every [`LEADER_PROBE_TTL`] per leader, with `GET /health`.
+async fn reach_leader(st: &AppState) -> Result<(), String> {
+    let Some((leader, addr)) = st.node.leader().filter(|(id, _)| *id != st.node.id) else { return Ok(()) };
+    let cached = st.leader_probe.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some((_, _, result)) = cached.filter(|(at, id, _)| *id == leader && at.elapsed() < LEADER_PROBE_TTL) {
+        return result;
+    }
+    let url = format!("{}://{addr}/health", st.node.config.peer_scheme());
+    let result = match st.forward_http.get(url).timeout(Duration::from_secs(2)).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("the leader (node {leader} at {addr}) answered /health with {}", r.status())),
+        Err(e) => Err(format!("cannot reach the leader (node {leader} at {addr}) to forward requests: {e}")),
+    };
+    *st.leader_probe.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), leader, result.clone()));
+    result
 }
 
 #[cfg(test)]

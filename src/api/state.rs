@@ -18,13 +18,19 @@ pub struct AppState {
     /// Ids of the deleted KVdb buckets whose keys this node is removing right now, so the
     /// leader's resume round does not start a second sweep of the same bucket.
     pub kvdb_sweeps: Arc<Mutex<HashSet<String>>>,
+    /// A follower's last check that it can reach its leader over the peer network, for
+    /// `/ready` (`observe.rs`): when, which leader, and the outcome.
+    pub leader_probe: Arc<Mutex<Option<LeaderProbe>>>,
 }
+
+/// When a follower last tried to reach its leader, which leader, and the outcome.
+pub type LeaderProbe = (Instant, u64, Result<(), String>);
 
 /// When the data dir was measured, and its wal, sled and snapshot parts in bytes.
 pub type DiskSizes = (Instant, [u64; 3]);
 
 impl AppState {
     pub fn new(node: Arc<Node>, forward_http: reqwest::Client) -> Self {
-        AppState { node, forward_http, disk: Arc::default(), kvdb_sweeps: Arc::default() }
+        AppState { node, forward_http, disk: Arc::default(), kvdb_sweeps: Arc::default(), leader_probe: Arc::default() }
     }
 }

@@ -86,7 +86,7 @@ fn code_of(code: Code) -> &'static str {
         RateLimited => "rate_limited",
         Internal | StorageError | NoEntropy => "internal_error",
         NotAcceptable | NoLeader | NotCaughtUp | NotReady | RaftStopped | SnapshotTimeout | Busy | UnknownOutcome
-        | RequestTimeout | TooManyConnections => code.as_str(),
+        | RequestTimeout | TooManyConnections | LeaderUnreachable => code.as_str(),
     }
 }
 

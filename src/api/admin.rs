@@ -1,12 +1,14 @@
 //! `/admin/tokens`: create, list and revoke access tokens. Tokens live replicated in the state
 //! machine as hashes; the secret is returned once, by the create call.
 
+use std::time::UNIX_EPOCH;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::auth::{self, Caller, Principal};
 use super::code::Code;
@@ -17,7 +19,7 @@ use super::forward::Replay;
 use super::parse;
 use super::render::{self, Data};
 use super::state::AppState;
-use crate::model::command::{perm, CmdResult, Command};
+use crate::model::command::{perm, CmdResult, Command, TokenExpiry};
 use crate::sm::TokenRecord;
 
 /// A token as listed: never its secret.
@@ -28,22 +30,30 @@ struct TokenView<'a> {
     namespace: &'a str,
     permissions: Vec<&'static str>,
     created_at: String,
+    expires_at: Option<String>,
 }
 
 impl<'a> TokenView<'a> {
     fn new(id: &'a str, rec: &'a TokenRecord) -> Self {
-        let permissions = auth::perm_names(rec.perms);
-        TokenView { id, namespace: &rec.namespace, permissions, created_at: render::rfc3339(rec.created_ms) }
+        TokenView {
+            id,
+            namespace: &rec.namespace,
+            permissions: auth::perm_names(rec.perms),
+            created_at: render::rfc3339(rec.created_ms),
+            expires_at: rec.expires_at.map(render::rfc3339),
+        }
     }
 }
 
 /// A new token, with the secret shown this once.
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Created {
     id: String,
     token: String,
     namespace: String,
     permissions: Vec<&'static str>,
+    expires_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -57,39 +67,100 @@ struct Revoked {
     revoked: bool,
 }
 
-pub async fn create(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
-    let parsed = (|| -> Result<_, ApiError> {
-        let body = parse::json_object(&replay.body, false)?;
-        parse::known_fields(&body, &["namespace", "permissions"], "a token request")?;
+/// A create request, checked: what the token will be, but for its id and secret.
+struct NewToken {
+    ns: String,
+    perms: u8,
+    expires: Option<TokenExpiry>,
+}
+
+impl NewToken {
+    fn parse(st: &AppState, body: &[u8]) -> Result<NewToken, ApiError> {
+        let body = parse::json_object(body, false)?;
+        parse::known_fields(&body, &["namespace", "permissions", "expiresAt", "ttlSeconds"], "a token request")?;
         let ns = match body.get("namespace") {
             Some(Value::String(ns)) if auth::valid_namespace(ns) => ns.clone(),
             _ => return Err(ApiError::new(Code::InvalidNamespace, "namespace: 1-64 of A-Z a-z 0-9 - _ .")),
         };
         let names = match body.get("permissions") {
-            Some(Value::Array(a)) if !a.is_empty() => a.clone(),
+            Some(Value::Array(a)) if !a.is_empty() => a,
             _ => return Err(ApiError::new(Code::InvalidPermissions, "permissions: a non-empty list")),
         };
         let mut perms = 0u8;
-        for n in &names {
+        for n in names {
             perms |= n
                 .as_str()
                 .and_then(auth::parse_perm)
                 .ok_or_else(|| ApiError::new(Code::InvalidPermissions, "permissions are read, write and admin"))?;
         }
-        caller.namespace_for(Some(&ns), perm::ADMIN)?;
+        Ok(NewToken { ns, perms, expires: expiry(st, &body)? })
+    }
+
+    fn command(&self, id: String, hash: Vec<u8>) -> Command {
+        let (namespace, perms) = (self.ns.clone(), self.perms);
+        match self.expires {
+            // A token that never expires keeps the original command, which every version of
+            // Cairn applies: only expiring tokens need nodes that know the new one.
+            None => Command::CreateToken { id, namespace, hash, perms },
+            Some(expires) => Command::CreateTokenExpiring { id, namespace, hash, perms, expires },
+        }
+    }
+}
+
+fn invalid_expiry(msg: &str) -> ApiError {
+    ApiError::new(Code::InvalidTtl, msg)
+}
+
+/// The token's expiry from `expiresAt` or `ttlSeconds`: at most one of them (`null` is the
+/// same as absent), and never the node's default key TTL.
+fn expiry(st: &AppState, body: &Map<String, Value>) -> Result<Option<TokenExpiry>, ApiError> {
+    let given = |field| body.get(field).filter(|v| !v.is_null());
+    match (given("expiresAt"), given("ttlSeconds")) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(invalid_expiry("give expiresAt or ttlSeconds, not both")),
+        (Some(at), None) => Ok(Some(TokenExpiry::At(expires_at(st, at)?))),
+        // `ttl_ms` falls back to the default TTL only for an absent value, and this one is given.
+        (None, Some(ttl)) => Ok(parse::ttl_ms(st, Some(ttl))?.map(TokenExpiry::After)),
+    }
+}
+
+/// `expiresAt` in milliseconds, which must be later than the clock the create entry will be
+/// applied at: the leader's wall clock, or the replicated clock when that is already ahead.
+fn expires_at(st: &AppState, v: &Value) -> Result<u64, ApiError> {
+    let at = v
+        .as_str()
+        .and_then(|text| humantime::parse_rfc3339(text).ok())
+        .ok_or_else(|| invalid_expiry("expiresAt must be an RFC 3339 UTC time such as 2026-11-23T15:00:00Z"))?;
+    // Before 1970 is simply in the past.
+    let ms = at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    if ms <= crate::protocol::now_ms().max(st.node.reader.clock_ms()) {
+        return Err(invalid_expiry("expiresAt is not in the future"));
+    }
+    Ok(ms)
+}
+
+pub async fn create(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
+    let parsed = (|| -> Result<_, ApiError> {
+        let new = NewToken::parse(&st, &replay.body)?;
+        caller.namespace_for(Some(&new.ns), perm::ADMIN)?;
         let (id, token, hash) = auth::mint_token()?;
-        Ok((Command::CreateToken { id: id.clone(), namespace: ns.clone(), hash, perms }, id, token, ns, perms))
+        Ok((new.command(id.clone(), hash), id, token, new))
     })();
-    let (cmd, id, token, ns, perms) = match parsed {
+    let (cmd, id, token, new) = match parsed {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
     match exec::write_one(&st, cmd, replay).await {
-        Ok((_, CmdResult::TokenCreated { .. })) => (
-            StatusCode::CREATED,
-            Json(Data { data: Created { id, token, namespace: ns, permissions: auth::perm_names(perms) } }),
-        )
-            .into_response(),
+        Ok((_, CmdResult::TokenCreated { expires_at, .. })) => {
+            let created = Created {
+                id,
+                token,
+                namespace: new.ns,
+                permissions: auth::perm_names(new.perms),
+                expires_at: expires_at.map(render::rfc3339),
+            };
+            (StatusCode::CREATED, Json(Data { data: created })).into_response()
+        }
         Ok((_, other)) => ApiError::internal(format!("unexpected result {other:?}")).into_response(),
         Err(b) => b.into_response(),
     }

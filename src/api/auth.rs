@@ -212,6 +212,8 @@ impl FromRequestParts<AppState> for Caller {
                     Principal::Admin
                 } else {
                     let (id, secret) = split_token(&cred).ok_or_else(|| unauthorized("unknown token"))?;
+                    // An expired token reads as absent, so it gets this very answer: nothing
+                    // tells a caller that it ever existed.
                     let rec = st.node.token(id)?.ok_or_else(|| unauthorized("unknown token"))?;
                     if !same_secret(&rec.hash, &hash_secret(secret)) {
                         return Err(unauthorized("unknown token"));

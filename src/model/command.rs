@@ -36,6 +36,9 @@ pub mod perm {
     pub const ADMIN: u8 = 4;
 }
 
+/// The replicated commands. bincode numbers variants by position and encodes fields in order,
+/// and old entries stay in the WAL and in snapshots' logs: a new variant goes at the end, and
+/// an existing variant never changes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Command {
     /// A read inside an atomic batch; never proposed on its own.
@@ -82,6 +85,36 @@ pub enum Command {
     RetireNode {
         id: u64,
     },
+    /// `CreateToken` for a token that expires. A variant of its own rather than a field added
+    /// to `CreateToken`, whose entries must still decode (see the enum's comment).
+    CreateTokenExpiring {
+        id: String,
+        namespace: String,
+        /// SHA-256 of the secret; the secret itself is never replicated.
+        hash: Vec<u8>,
+        perms: u8,
+        expires: TokenExpiry,
+    },
+}
+
+/// When a token stops working, made absolute at apply time against the entry's clock, so every
+/// replica stores the same instant.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub enum TokenExpiry {
+    /// At this logical-clock millisecond (the client's `expiresAt`).
+    At(u64),
+    /// This many milliseconds after the clock of the entry that creates the token.
+    After(u64),
+}
+
+impl TokenExpiry {
+    /// The absolute expiry for a token created at `clock`.
+    pub fn at(self, clock: u64) -> u64 {
+        match self {
+            TokenExpiry::At(t) => t,
+            TokenExpiry::After(ttl) => clock.saturating_add(ttl),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -158,6 +191,9 @@ pub enum CmdResult {
     },
     TokenCreated {
         id: String,
+        /// Absolute expiry in logical-clock milliseconds. Results are never persisted, so this
+        /// could be added.
+        expires_at: Option<u64>,
     },
     TokenRevoked {
         id: String,

@@ -49,9 +49,11 @@ fn keys_of(cmd: &Command, h: &RandomState, out: &mut Vec<u64>) -> bool {
             true
         }
         Command::Batch(ops) => ops.iter().all(|op| keys_of(op, h, out)),
-        Command::Expire | Command::CreateToken { .. } | Command::RevokeToken { .. } | Command::RetireNode { .. } => {
-            false
-        }
+        Command::Expire
+        | Command::CreateToken { .. }
+        | Command::CreateTokenExpiring { .. }
+        | Command::RevokeToken { .. }
+        | Command::RetireNode { .. } => false,
     }
 }
 
@@ -60,7 +62,11 @@ fn size_of(cmd: &Command) -> usize {
         Command::Set { key, value, .. } => key.len() + value.len(),
         Command::Get { key, .. } | Command::Delete { key, .. } | Command::Increment { key, .. } => key.len(),
         Command::Batch(ops) => ops.iter().map(size_of).sum(),
-        Command::Expire | Command::CreateToken { .. } | Command::RevokeToken { .. } | Command::RetireNode { .. } => 64,
+        Command::Expire
+        | Command::CreateToken { .. }
+        | Command::CreateTokenExpiring { .. }
+        | Command::RevokeToken { .. }
+        | Command::RetireNode { .. } => 64,
     }
 }
 

@@ -12,7 +12,9 @@ use openraft::{EntryPayload, StoredMembership};
 
 use super::keys::{self, StoredItem, TokenRecord};
 use crate::codec;
-use crate::model::command::{CmdResult, Command, Condition, Item, Limits, Number, Proposal, ProposalResult, Refusal};
+use crate::model::command::{
+    CmdResult, Command, Condition, Item, Limits, Number, Proposal, ProposalResult, Refusal, TokenExpiry,
+};
 use crate::model::private;
 use crate::model::types::{Entry, LogId};
 
@@ -282,49 +284,102 @@ impl<'a> Applier<'a> {
                 Ok(CmdResult::Item(item(key, new)))
             }
             Command::Expire => {
-                let due = self.ov.keys_in(&[keys::EXPIRY], &keys::expiry_upper_bound(self.clock))?;
-                let mut count = 0;
-                for xk in due {
-                    self.ov.del(xk.clone());
-                    let Some((at, ns, key)) = keys::parse_expiry_key(&xk) else {
-                        continue;
-                    };
-                    if let Some(old) = self.stored(ns, key)? {
-                        if old.expires_at == Some(at) {
-                            self.ov.del(keys::data_key(ns, key));
-                            self.add_count(ns, false)?;
-                            count += 1;
-                        }
-                    }
-                }
+                let count = self.expire_keys()?;
+                self.expire_tokens()?;
                 Ok(CmdResult::Expired { count })
             }
             Command::Batch(ops) => self.apply_batch(index, ops),
-            Command::CreateToken { id, namespace, hash, perms } => {
-                let k = keys::token_key(id);
-                if self.ov.get(&k)?.is_some() {
-                    return Ok(CmdResult::Refused(Refusal::KeyExists));
-                }
-                let rec = TokenRecord {
-                    namespace: namespace.clone(),
-                    hash: hash.clone(),
-                    perms: *perms,
-                    created_ms: self.clock,
-                };
-                self.ov.put(k, codec::encode(&rec)?);
-                Ok(CmdResult::TokenCreated { id: id.clone() })
+            Command::CreateToken { id, namespace, hash, perms } => self.create_token(id, namespace, hash, *perms, None),
+            Command::CreateTokenExpiring { id, namespace, hash, perms, expires } => {
+                self.create_token(id, namespace, hash, *perms, Some(*expires))
             }
             Command::RetireNode { id } => {
                 self.ov.put(keys::retired_key(*id), Vec::new());
                 Ok(CmdResult::NodeRetired { id: *id })
             }
             Command::RevokeToken { id } => {
-                let k = keys::token_key(id);
-                let existed = self.ov.get(&k)?.is_some();
-                self.ov.del(k);
+                let existed = self.remove_token(id)?;
                 Ok(CmdResult::TokenRevoked { id: id.clone(), existed })
             }
         }
+    }
+
+    /// Deletes every key due by the clock, in index order; returns how many.
+    fn expire_keys(&mut self) -> Result<u64, ApplyError> {
+        let due = self.ov.keys_in(&[keys::EXPIRY], &keys::expiry_upper_bound(keys::EXPIRY, self.clock))?;
+        let mut count = 0;
+        for xk in due {
+            self.ov.del(xk.clone());
+            let Some((at, ns, key)) = keys::parse_expiry_key(&xk) else {
+                continue;
+            };
+            if let Some(old) = self.stored(ns, key)? {
+                if old.expires_at == Some(at) {
+                    self.ov.del(keys::data_key(ns, key));
+                    self.add_count(ns, false)?;
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Deletes every token due by the clock. Readers already treat them as absent; deleting
+    /// them keeps expired tokens from piling up in the state and in listings, and ends the
+    /// leader's ticker's interest in them (it proposes `Expire` while anything is due).
+    fn expire_tokens(&mut self) -> Result<(), ApplyError> {
+        let hi = keys::expiry_upper_bound(keys::TOKEN_EXPIRY_INDEX, self.clock);
+        for k in self.ov.keys_in(&[keys::TOKEN_EXPIRY_INDEX], &hi)? {
+            self.ov.del(k.clone());
+            if let Some(id) = keys::parse_token_index_key(&k) {
+                self.remove_token(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a token created at the clock; its expiry, if any, goes beside the record (see
+    /// `keys.rs`). An expiry already past is stored as it is: such a token is simply never
+    /// live (the API refuses past expiries, so only a clock that moved on since can do this).
+    fn create_token(
+        &mut self,
+        id: &str,
+        namespace: &str,
+        hash: &[u8],
+        perms: u8,
+        expires: Option<TokenExpiry>,
+    ) -> Result<CmdResult, ApplyError> {
+        if self.ov.get(&keys::token_key(id))?.is_some() {
+            return Ok(CmdResult::Refused(Refusal::KeyExists));
+        }
+        let expires_at = expires.map(|e| e.at(self.clock));
+        let rec = TokenRecord {
+            namespace: namespace.to_string(),
+            hash: hash.to_vec(),
+            perms,
+            created_ms: self.clock,
+            expires_at,
+        };
+        self.ov.put(keys::token_key(id), codec::encode(&rec)?);
+        if let Some(at) = expires_at {
+            self.ov.put(keys::token_expiry_key(id), codec::encode(&at)?);
+            self.ov.put(keys::token_index_key(at, id), Vec::new());
+        }
+        Ok(CmdResult::TokenCreated { id: id.to_string(), expires_at })
+    }
+
+    /// Deletes a token and its expiry entries. Returns whether it was live: an expired token
+    /// was already gone to every reader. The record itself is not decoded, as before expiry.
+    fn remove_token(&mut self, id: &str) -> Result<bool, ApplyError> {
+        let k = keys::token_key(id);
+        let existed = self.ov.get(&k)?.is_some();
+        self.ov.del(k);
+        let expires_at = keys::read_token_expiry(id, |k| self.ov.get(k))?;
+        if let Some(at) = expires_at {
+            self.ov.del(keys::token_expiry_key(id));
+            self.ov.del(keys::token_index_key(at, id));
+        }
+        Ok(existed && keys::live_at(expires_at, self.clock))
     }
 
     /// All-or-nothing: ops see each other's effects; the first refusal undoes the batch.

@@ -8,12 +8,19 @@
 //! | `x`    | expires_at (u64 BE) ++ namespace ++ 0x00 ++ user key | empty (expiry index) |
 //! | `c`    | namespace                                  | u64 BE: keys stored in it  |
 //! | `t`    | token id                                   | bincode [`TokenRecord`]    |
+//! | `e`    | token id                                   | bincode u64: the token's expiry |
+//! | `y`    | expires_at (u64 BE) ++ token id            | empty (token expiry index) |
 //! | `r`    | retired node id (u64 BE)                   | empty                      |
 //! | `m`    | meta name                                  | bincode of the meta value  |
 //!
 //! Namespaces never contain 0x00 and user keys never contain control characters (both are
 //! validated at the edge), so the 0x00 separator is unambiguous and a namespace's keys form
 //! one contiguous, byte-ordered range.
+//!
+//! A token's expiry is kept beside its record (`e`, `y`), not in it: [`TokenRecord`] is bincode,
+//! which is positional, so a field added to it would make every record written before tokens
+//! could expire undecodable. Only tokens that expire have `e` and `y` entries; the index is to
+//! tokens what `x` is to keys (the leader's ticker and the `Expire` sweep read it in order).
 //!
 //! Meta names: `last_applied` (`Option<LogId>`), `membership` (`StoredMembership`), `clock`
 //! (u64 logical ms), `installing` (written by older builds while a snapshot was loaded into the
@@ -33,6 +40,8 @@ pub const DATA: u8 = b'd';
 pub const EXPIRY: u8 = b'x';
 pub const COUNT: u8 = b'c';
 pub const TOKEN: u8 = b't';
+pub const TOKEN_EXPIRY: u8 = b'e';
+pub const TOKEN_EXPIRY_INDEX: u8 = b'y';
 pub const RETIRED: u8 = b'r';
 // b'm' prefixes the meta keys below.
 pub const META_LAST_APPLIED: &[u8] = b"mlast_applied";
@@ -72,10 +81,16 @@ pub struct StoredItem {
     pub expires_at: Option<u64>,
 }
 
+/// Whether something expiring at `expires_at` is still there at `clock_ms`: the one rule for
+/// keys and tokens alike.
+pub fn live_at(expires_at: Option<u64>, clock_ms: u64) -> bool {
+    expires_at.is_none_or(|t| t > clock_ms)
+}
+
 impl StoredItem {
     /// Expired items are absent to every reader, even before an `Expire` entry deletes them.
     pub fn is_live(&self, clock_ms: u64) -> bool {
-        self.expires_at.is_none_or(|t| t > clock_ms)
+        live_at(self.expires_at, clock_ms)
     }
 }
 
@@ -88,6 +103,55 @@ pub struct TokenRecord {
     /// Permission bits, see `crate::model::command::perm`.
     pub perms: u8,
     pub created_ms: u64,
+    /// Absolute expiry in logical-clock milliseconds. Not part of the record's bincode (see the
+    /// module comment): stored under `e`, and filled in by whoever reads the record.
+    #[serde(skip)]
+    pub expires_at: Option<u64>,
+}
+
+impl TokenRecord {
+    /// Expired tokens are absent to every reader, even before an `Expire` entry deletes them,
+    /// exactly like keys.
+    pub fn is_live(&self, clock_ms: u64) -> bool {
+        live_at(self.expires_at, clock_ms)
+    }
+}
+
+/// Reads token `id` with its expiry through `get`: the live tree for readers, the overlay for
+/// apply. Expired tokens are returned too; callers judge [`TokenRecord::is_live`].
+pub fn read_token<V, E>(id: &str, get: impl Fn(&[u8]) -> Result<Option<V>, E>) -> Result<Option<TokenRecord>, E>
+where
+    V: AsRef<[u8]>,
+    E: From<crate::codec::CodecError>,
+{
+    match get(&token_key(id))? {
+        Some(raw) => decode_token(id, raw.as_ref(), get).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Decodes token `id`'s record `raw` (the value under its `t` key) and reads its expiry
+/// through `get`.
+pub fn decode_token<V, E>(id: &str, raw: &[u8], get: impl Fn(&[u8]) -> Result<Option<V>, E>) -> Result<TokenRecord, E>
+where
+    V: AsRef<[u8]>,
+    E: From<crate::codec::CodecError>,
+{
+    let mut rec: TokenRecord = crate::codec::decode(raw)?;
+    rec.expires_at = read_token_expiry(id, get)?;
+    Ok(rec)
+}
+
+/// Token `id`'s expiry (its `e` entry) through `get`; `None` for a token that never expires.
+pub fn read_token_expiry<V, E>(id: &str, get: impl Fn(&[u8]) -> Result<Option<V>, E>) -> Result<Option<u64>, E>
+where
+    V: AsRef<[u8]>,
+    E: From<crate::codec::CodecError>,
+{
+    match get(&token_expiry_key(id))? {
+        Some(at) => Ok(Some(crate::codec::decode(at.as_ref())?)),
+        None => Ok(None),
+    }
 }
 
 fn with_ns(prefix: &[u8], ns: &str, key: &str) -> Vec<u8> {
@@ -121,24 +185,30 @@ pub fn expiry_key(expires_at: u64, ns: &str, key: &str) -> Vec<u8> {
 
 /// Splits an expiry-index key into (expires_at, namespace, user key).
 pub fn parse_expiry_key(k: &[u8]) -> Option<(u64, &str, &str)> {
-    if k.len() < 9 || k[0] != EXPIRY {
+    if k.first() != Some(&EXPIRY) {
         return None;
     }
-    let at = u64::from_be_bytes(k[1..9].try_into().ok()?);
+    let at = index_time(k)?;
     let (ns, key) = split_ns(&k[9..])?;
     Some((at, ns, key))
 }
 
-/// Exclusive upper bound of index keys with `expires_at <= clock`.
-pub fn expiry_upper_bound(clock: u64) -> Vec<u8> {
+/// Exclusive upper bound of the keys of the time index `prefix` ([`EXPIRY`] or
+/// [`TOKEN_EXPIRY_INDEX`]) with `expires_at <= clock`.
+pub fn expiry_upper_bound(prefix: u8, clock: u64) -> Vec<u8> {
     match clock.checked_add(1) {
         Some(c) => {
-            let mut k = vec![EXPIRY];
+            let mut k = vec![prefix];
             k.extend_from_slice(&c.to_be_bytes());
             k
         }
-        None => vec![EXPIRY + 1],
+        None => vec![prefix + 1],
     }
+}
+
+/// The expiry time a time-index key (either index) starts with.
+pub fn index_time(k: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(k.get(1..9)?.try_into().ok()?))
 }
 
 pub fn count_key(ns: &str) -> Vec<u8> {
@@ -161,10 +231,33 @@ pub fn retired_key(id: u64) -> Vec<u8> {
     k
 }
 
-pub fn token_key(id: &str) -> Vec<u8> {
-    let mut k = vec![TOKEN];
+fn prefixed(prefix: u8, id: &str) -> Vec<u8> {
+    let mut k = vec![prefix];
     k.extend_from_slice(id.as_bytes());
     k
+}
+
+pub fn token_key(id: &str) -> Vec<u8> {
+    prefixed(TOKEN, id)
+}
+
+pub fn token_expiry_key(id: &str) -> Vec<u8> {
+    prefixed(TOKEN_EXPIRY, id)
+}
+
+pub fn token_index_key(expires_at: u64, id: &str) -> Vec<u8> {
+    let mut k = vec![TOKEN_EXPIRY_INDEX];
+    k.extend_from_slice(&expires_at.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The token id of a token-expiry-index key.
+pub fn parse_token_index_key(k: &[u8]) -> Option<&str> {
+    if k.first() != Some(&TOKEN_EXPIRY_INDEX) {
+        return None;
+    }
+    std::str::from_utf8(k.get(9..)?).ok()
 }
 
 #[cfg(test)]
@@ -177,8 +270,33 @@ mod tests {
         let b = expiry_key(6, "ns", "a");
         assert!(a < b);
         assert_eq!(parse_expiry_key(&a), Some((5, "ns", "b")));
-        assert!(a < expiry_upper_bound(5));
-        assert!(b >= expiry_upper_bound(5));
+        assert!(a < expiry_upper_bound(EXPIRY, 5));
+        assert!(b >= expiry_upper_bound(EXPIRY, 5));
+        assert_eq!(index_time(&a), Some(5));
+    }
+
+    #[test]
+    fn token_index_keys_sort_by_time_and_parse_back() {
+        let a = token_index_key(5, "ffff");
+        let b = token_index_key(6, "0000");
+        assert!(a < b && b < expiry_upper_bound(TOKEN_EXPIRY_INDEX, 6));
+        assert!(a < expiry_upper_bound(TOKEN_EXPIRY_INDEX, 5) && b >= expiry_upper_bound(TOKEN_EXPIRY_INDEX, 5));
+        assert_eq!((index_time(&b), parse_token_index_key(&b)), (Some(6), Some("0000")));
+        assert_eq!(parse_token_index_key(&expiry_key(5, "ns", "k")), None);
+    }
+
+    /// Token records written before tokens could expire are read unchanged, and records are
+    /// still written in that layout: the expiry is not part of it. The bytes are bincode's
+    /// standard encoding of (namespace "ns", hash [1, 2, 3], perms 3, created_ms 1000).
+    #[test]
+    fn token_records_keep_their_layout() {
+        let old: &[u8] = &[2, b'n', b's', 3, 1, 2, 3, 3, 251, 0xe8, 0x03];
+        let rec: TokenRecord = crate::codec::decode(old).unwrap();
+        let want =
+            TokenRecord { namespace: "ns".into(), hash: vec![1, 2, 3], perms: 3, created_ms: 1000, expires_at: None };
+        assert_eq!(rec, want);
+        let expiring = TokenRecord { expires_at: Some(5), ..want };
+        assert_eq!(crate::codec::encode(&expiring).unwrap(), old);
     }
 
     #[test]

@@ -184,11 +184,12 @@ impl SmReader {
         Ok(self.live.read().contains_key(keys::retired_key(id))?)
     }
 
+    /// The live token `id`, or `None` when absent or expired: an expired token is refused like
+    /// an unknown one, on every node alike, because all judge it by the replicated clock.
     pub fn token(&self, id: &str) -> Result<Option<TokenRecord>, ReadError> {
-        match self.live.read().get(keys::token_key(id))? {
-            Some(v) => Ok(Some(codec::decode(&v)?)),
-            None => Ok(None),
-        }
+        let tree = self.live.read();
+        let rec = keys::read_token(id, |k| tree.get(k).map_err(ReadError::from))?;
+        Ok(rec.filter(|r| r.is_live(self.clock_ms())))
     }
 
     /// Keys stored per namespace (expired-but-undeleted ones included).
@@ -201,12 +202,18 @@ impl SmReader {
         Ok(out)
     }
 
+    /// Every live token, in id order.
     pub fn tokens(&self) -> Result<Vec<(String, TokenRecord)>, ReadError> {
+        let tree = self.live.read();
+        let clock = self.clock_ms();
         let mut out = Vec::new();
-        for kv in self.live.read().scan_prefix([keys::TOKEN]) {
+        for kv in tree.scan_prefix([keys::TOKEN]) {
             let (k, v) = kv?;
             let id = String::from_utf8_lossy(&k[1..]).into_owned();
-            out.push((id, codec::decode(&v)?));
+            let rec = keys::decode_token(&id, &v, |k| tree.get(k).map_err(ReadError::from))?;
+            if rec.is_live(clock) {
+                out.push((id, rec));
+            }
         }
         Ok(out)
     }
@@ -220,10 +227,16 @@ impl SmReader {
         self.clock.applied.load(Ordering::Acquire)
     }
 
-    /// The earliest expiry in the index, for the leader's expiry ticker.
+    /// The earliest expiry of a key or a token, for the leader's expiry ticker. Tokens count
+    /// because the replicated clock moves only with entries: on an idle cluster, the `Expire`
+    /// the ticker proposes is what carries the clock past a token's expiry on every node.
     pub fn next_expiry(&self) -> Option<u64> {
-        let (k, _) = self.live.read().scan_prefix([keys::EXPIRY]).next()?.ok()?;
-        keys::parse_expiry_key(&k).map(|(at, _, _)| at)
+        let tree = self.live.read();
+        let first = |prefix: u8| {
+            let (k, _) = tree.scan_prefix([prefix]).next()?.ok()?;
+            keys::index_time(&k)
+        };
+        [first(keys::EXPIRY), first(keys::TOKEN_EXPIRY_INDEX)].into_iter().flatten().min()
     }
 }
 

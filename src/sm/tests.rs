@@ -1,5 +1,5 @@
 //! Determinism and semantics of apply, checked with proptest: random command logs (two
-//! namespaces, a tiny key quota, atomic batches, TTLs, expiry) are applied
+//! namespaces, a tiny key quota, atomic batches, TTLs, expiry, tokens that expire) are applied
 //! to two replicas that split the log into different apply batches (as replicas with different
 //! timing do), and to a plain in-memory model. Responses and final state must all agree.
 //! `apply` never reads a clock, so the replicas' own wall clocks cannot matter; time enters
@@ -11,10 +11,11 @@ use openraft::{CommittedLeaderId, EntryPayload};
 use proptest::prelude::*;
 
 use super::apply::{add, Applier};
-use crate::model::command::{CmdResult, Command, Condition, Item, Limits, Number, Proposal, Refusal};
+use crate::model::command::{CmdResult, Command, Condition, Item, Limits, Number, Proposal, Refusal, TokenExpiry};
 use crate::model::types::{Entry, LogId};
 
 const KEYS: &[&str] = &["a", "b", "c"];
+const TOKEN_IDS: &[&str] = &["t1", "t2"];
 const NAMESPACES: &[&str] = &["default", "team"];
 /// Small enough that random logs hit the namespace key quota.
 const MAX_KEYS: u64 = 2;
@@ -53,11 +54,31 @@ fn arb_key_cmd() -> impl Strategy<Value = Command> {
     ]
 }
 
+/// Token commands over two ids: plain creates, creates that expire (at an absolute time around
+/// the logs' clocks, or after a TTL), and revokes.
+fn arb_token_cmd() -> impl Strategy<Value = Command> {
+    let id = proptest::sample::select(TOKEN_IDS).prop_map(str::to_string);
+    let expires = prop_oneof![(900u64..1_200).prop_map(TokenExpiry::At), (1u64..60).prop_map(TokenExpiry::After)];
+    let create = |id: String| (id, "team".to_string(), vec![7u8; 4], 3u8);
+    prop_oneof![
+        1 => id.clone().prop_map(move |id| {
+            let (id, namespace, hash, perms) = create(id);
+            Command::CreateToken { id, namespace, hash, perms }
+        }),
+        2 => (id.clone(), expires).prop_map(move |(id, expires)| {
+            let (id, namespace, hash, perms) = create(id);
+            Command::CreateTokenExpiring { id, namespace, hash, perms, expires }
+        }),
+        1 => id.prop_map(|id| Command::RevokeToken { id }),
+    ]
+}
+
 fn arb_cmd() -> impl Strategy<Value = Command> {
     prop_oneof![
         8 => arb_key_cmd().prop_filter("gets only travel in batches", |c| !matches!(c, Command::Get { .. })),
         2 => proptest::collection::vec(arb_key_cmd(), 1..4).prop_map(Command::Batch),
         1 => Just(Command::Expire),
+        2 => arb_token_cmd(),
     ]
 }
 
@@ -90,11 +111,14 @@ fn entries(log: &[(u64, Vec<Command>)]) -> Vec<Entry> {
         .collect()
 }
 
-/// Applies `entries` in chunks of the given sizes; returns every command result and the tree.
 /// Every raw (key, value) pair of a tree, in order.
 type Dump = Vec<(Vec<u8>, Vec<u8>)>;
+/// Token ids with their expiries.
+type Tokens = Vec<(String, Option<u64>)>;
 
-fn replay(entries: &[Entry], chunks: &[usize]) -> (Vec<CmdResult>, Dump) {
+/// Applies `entries` in chunks of the given sizes; returns every command result, the tree and
+/// the tokens a reader of it accepts.
+fn replay(entries: &[Entry], chunks: &[usize]) -> (Vec<CmdResult>, Dump, Tokens) {
     let db = sled::Config::new().temporary(true).open().unwrap();
     let tree = db.open_tree("sm").unwrap();
     let mut results = Vec::new();
@@ -111,7 +135,15 @@ fn replay(entries: &[Entry], chunks: &[usize]) -> (Vec<CmdResult>, Dump) {
         rest = later;
     }
     let dump = tree.iter().map(|kv| kv.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
-    (results, dump)
+    (results, dump, live_tokens(&tree))
+}
+
+/// The tokens a reader of `tree` accepts at the tree's own clock, with their expiries.
+fn live_tokens(tree: &sled::Tree) -> Tokens {
+    let reader =
+        super::SmReader { live: std::sync::Arc::new(super::Live::new(tree.clone())), clock: Default::default() };
+    super::load_clock(tree, &reader.clock).unwrap();
+    reader.tokens().unwrap().into_iter().map(|(id, r)| (id, r.expires_at)).collect()
 }
 
 /// The reference semantics, written as plainly as possible.
@@ -120,6 +152,8 @@ struct Model {
     clock: u64,
     /// (namespace, key) → (value, version, expires_at); expired keys stay until `Expire`.
     items: BTreeMap<(String, String), (String, u64, Option<u64>)>,
+    /// Token id → expires_at; expired tokens stay until `Expire`.
+    tokens: BTreeMap<String, Option<u64>>,
 }
 
 type Slot = (String, u64, Option<u64>);
@@ -127,6 +161,23 @@ type Slot = (String, u64, Option<u64>);
 impl Model {
     fn live(&self, ns: &str, key: &str) -> Option<&Slot> {
         self.items.get(&(ns.into(), key.into())).filter(|(_, _, exp)| exp.is_none_or(|t| t > self.clock))
+    }
+
+    fn live_tokens(&self) -> Tokens {
+        let live = |exp: &Option<u64>| exp.is_none_or(|t| t > self.clock);
+        self.tokens.iter().filter(|(_, exp)| live(exp)).map(|(id, exp)| (id.clone(), *exp)).collect()
+    }
+
+    fn create_token(&mut self, id: &str, expires: Option<TokenExpiry>) -> CmdResult {
+        if self.tokens.contains_key(id) {
+            return CmdResult::Refused(Refusal::KeyExists);
+        }
+        let expires_at = expires.map(|e| match e {
+            TokenExpiry::At(t) => t,
+            TokenExpiry::After(ttl) => self.clock + ttl,
+        });
+        self.tokens.insert(id.to_string(), expires_at);
+        CmdResult::TokenCreated { id: id.to_string(), expires_at }
     }
 
     fn physical(&self, ns: &str, key: &str) -> bool {
@@ -205,7 +256,15 @@ impl Model {
                 let clock = self.clock;
                 let before = self.items.len();
                 self.items.retain(|_, (_, _, exp)| exp.is_none_or(|t| t > clock));
+                self.tokens.retain(|_, exp| exp.is_none_or(|t| t > clock));
                 CmdResult::Expired { count: (before - self.items.len()) as u64 }
+            }
+            Command::CreateToken { id, .. } => self.create_token(id, None),
+            Command::CreateTokenExpiring { id, expires, .. } => self.create_token(id, Some(*expires)),
+            Command::RevokeToken { id } => {
+                let existed = self.live_tokens().iter().any(|(t, _)| t == id);
+                self.tokens.remove(id);
+                CmdResult::TokenRevoked { id: id.clone(), existed }
             }
             Command::Batch(ops) => {
                 let saved = self.clone();
@@ -236,10 +295,11 @@ proptest! {
     #[test]
     fn replicas_agree_with_each_other_and_the_model(log in arb_log(), chunks in proptest::collection::vec(1usize..6, 1..5)) {
         let es = entries(&log);
-        let (r1, d1) = replay(&es, &[1]);
-        let (r2, d2) = replay(&es, &chunks);
+        let (r1, d1, t1) = replay(&es, &[1]);
+        let (r2, d2, t2) = replay(&es, &chunks);
         prop_assert_eq!(&r1, &r2);
         prop_assert_eq!(d1, d2);
+        prop_assert_eq!(&t1, &t2);
 
         let mut m = Model::default();
         let mut expect = Vec::new();
@@ -249,6 +309,7 @@ proptest! {
             }
         }
         prop_assert_eq!(r1, expect);
+        prop_assert_eq!(t1, m.live_tokens(), "the tokens a reader accepts");
     }
 }
 
@@ -604,4 +665,98 @@ async fn a_scan_never_sees_part_of_an_apply() {
     }
     stop.store(true, Ordering::Relaxed);
     assert!(looper.join().unwrap() > 0);
+}
+
+fn stamped(index: u64, now_ms: u64, cmds: Vec<Command>) -> Entry {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Proposal { now_ms, limits: Limits::default(), cmds: cmds.into() }),
+    }
+}
+
+fn expiring_token(id: &str, expires: TokenExpiry) -> Command {
+    Command::CreateTokenExpiring { id: id.into(), namespace: "ns".into(), hash: vec![1, 2, 3], perms: 3, expires }
+}
+
+/// Raw keys of the tree under one prefix byte.
+fn under(sm: &super::StateMachine, prefix: u8) -> Vec<Vec<u8>> {
+    sm.tree().scan_prefix([prefix]).map(|kv| kv.unwrap().0.to_vec()).collect()
+}
+
+/// A token created with a TTL expires at the creating entry's clock plus the TTL: readers
+/// accept it until the replicated clock reaches that instant and refuse it from then on, before
+/// any sweep; the leader's ticker sees it due; `Expire` then deletes its record, its expiry and
+/// its index entry. A token with an absolute expiry keeps that instant.
+#[tokio::test]
+async fn an_expiring_token_is_refused_once_the_clock_reaches_it_and_swept_by_expire() {
+    use openraft::storage::RaftStateMachine;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut sm = super::StateMachine::open(dir.path(), &super::SmOptions::default()).unwrap();
+    let created = sm
+        .apply(vec![stamped(
+            1,
+            1_000,
+            vec![expiring_token("ttl", TokenExpiry::After(100)), expiring_token("abs", TokenExpiry::At(5_000))],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        created[0].results,
+        vec![
+            CmdResult::TokenCreated { id: "ttl".into(), expires_at: Some(1_100) },
+            CmdResult::TokenCreated { id: "abs".into(), expires_at: Some(5_000) },
+        ]
+    );
+    let reader = sm.reader();
+    assert_eq!(reader.token("ttl").unwrap().map(|r| r.expires_at), Some(Some(1_100)));
+    assert_eq!(reader.next_expiry(), Some(1_100), "the ticker must carry the clock past the token");
+
+    sm.apply(vec![stamped(2, 1_099, vec![set("a")])]).await.unwrap();
+    assert!(reader.token("ttl").unwrap().is_some(), "live until the clock reaches its expiry");
+
+    sm.apply(vec![stamped(3, 1_100, vec![set("b")])]).await.unwrap();
+    assert!(reader.token("ttl").unwrap().is_none(), "refused once the clock reaches its expiry");
+    let listed: Vec<String> = reader.tokens().unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(listed, vec!["abs"], "an expired token is not listed");
+    assert_eq!(under(&sm, super::keys::TOKEN_EXPIRY).len(), 2, "still stored until a sweep");
+
+    let swept = sm.apply(vec![stamped(4, 1_100, vec![Command::Expire])]).await.unwrap();
+    assert_eq!(swept[0].results, vec![CmdResult::Expired { count: 0 }], "tokens are not counted as keys");
+    assert_eq!(under(&sm, super::keys::TOKEN), vec![super::keys::token_key("abs")]);
+    assert_eq!(under(&sm, super::keys::TOKEN_EXPIRY), vec![super::keys::token_expiry_key("abs")]);
+    assert_eq!(under(&sm, super::keys::TOKEN_EXPIRY_INDEX), vec![super::keys::token_index_key(5_000, "abs")]);
+    assert_eq!(reader.next_expiry(), Some(5_000));
+
+    let revoked = sm.apply(vec![stamped(5, 1_200, vec![Command::RevokeToken { id: "abs".into() }])]).await.unwrap();
+    assert_eq!(revoked[0].results, vec![CmdResult::TokenRevoked { id: "abs".into(), existed: true }]);
+    for prefix in [super::keys::TOKEN, super::keys::TOKEN_EXPIRY, super::keys::TOKEN_EXPIRY_INDEX] {
+        assert!(under(&sm, prefix).is_empty(), "revoke leaves nothing under {:?}", prefix as char);
+    }
+    assert_eq!(reader.next_expiry(), None);
+}
+
+/// Entries written before tokens could expire stay in WALs and logs: a `CreateToken` encoded
+/// by those builds still decodes to the same command and makes a token that never expires, and
+/// the new command was appended after every old variant. The bytes are bincode's standard
+/// encoding of variant 6 (id "id1", namespace "ns", hash [1, 2, 3], perms 3).
+#[tokio::test]
+async fn an_old_create_token_entry_still_decodes_and_applies() {
+    use openraft::storage::RaftStateMachine;
+
+    let old: &[u8] = &[6, 3, b'i', b'd', b'1', 2, b'n', b's', 3, 1, 2, 3, 3];
+    let cmd: Command = crate::codec::decode(old).unwrap();
+    assert_eq!(cmd, Command::CreateToken { id: "id1".into(), namespace: "ns".into(), hash: vec![1, 2, 3], perms: 3 });
+    assert_eq!(crate::codec::encode(&cmd).unwrap(), old);
+    let new = crate::codec::encode(&expiring_token("id1", TokenExpiry::After(1))).unwrap();
+    assert_eq!(new[0], 9, "CreateTokenExpiring comes after RetireNode (8)");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut sm = super::StateMachine::open(dir.path(), &super::SmOptions::default()).unwrap();
+    let r = sm.apply(vec![stamped(1, 1_000, vec![cmd])]).await.unwrap();
+    assert_eq!(r[0].results, vec![CmdResult::TokenCreated { id: "id1".into(), expires_at: None }]);
+    sm.apply(vec![stamped(2, u64::MAX, vec![Command::Expire])]).await.unwrap();
+    let rec = sm.reader().token("id1").unwrap().expect("a token without expiry outlives any clock");
+    assert_eq!((rec.namespace.as_str(), rec.perms, rec.created_ms, rec.expires_at), ("ns", 3, 1_000, None));
+    assert!(under(&sm, super::keys::TOKEN_EXPIRY).is_empty() && under(&sm, super::keys::TOKEN_EXPIRY_INDEX).is_empty());
 }

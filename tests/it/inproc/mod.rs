@@ -18,4 +18,5 @@ mod permissions;
 mod rate_limit;
 mod slow_clients;
 mod strict_requests;
+mod token_expiry;
 mod ttl_expiry;

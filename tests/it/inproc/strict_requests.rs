@@ -86,9 +86,9 @@ async fn unknown_parameters_and_fields_elsewhere_are_refused() {
     let r = send(&c, Method::POST, &format!("{url}/kv/batch"), Some(json!({"ops": [], "atomic": true})), &[]).await;
     assert_names(&r, 400, "unknown_field", "atomic");
     // Admin bodies.
-    let token = json!({"namespace": "team", "permissions": ["read"], "ttlSeconds": 60});
+    let token = json!({"namespace": "team", "permissions": ["read"], "expiresIn": 60});
     let r = send(&c, Method::POST, &format!("{url}/admin/tokens"), Some(token), &[]).await;
-    assert_names(&r, 400, "unknown_field", "ttlSeconds");
+    assert_names(&r, 400, "unknown_field", "expiresIn");
     let member = json!({"id": 7, "addr": "127.0.0.1:1", "voter": false});
     let r = send(&c, Method::POST, &format!("{url}/cluster/members"), Some(member), &[]).await;
     assert_names(&r, 400, "unknown_field", "voter");

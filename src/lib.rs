@@ -13,7 +13,8 @@
 //! - `sm/`: the state machine in sled, deterministic apply, snapshot files
 //! - `http1`: Cairn's own HTTP/1.1 keep-alive client (peer RPCs and `cairn bench`)
 //! - `net/`: outgoing Raft RPCs over `http1`, their wire format, the forwarding client
-//! - `tls`: PEM loading and the rustls configurations (server, peer client, CLI client)
+//! - `tls/`: PEM loading and the rustls configurations (server, peer client, CLI client); the
+//!   node's certificate, key and peer CA reloaded on SIGHUP or a change of the files
 //! - `node/`: the core: storage and Raft wired together, write batching, strong reads,
 //!   membership, the TTL ticker, the core's error classes
 //! - `listener`: accepting plain or TLS connections within `--max-connections`

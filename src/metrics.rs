@@ -85,6 +85,12 @@ pub struct Metrics {
     pub snapshots_built: AtomicU64,
     pub snapshots_installed: AtomicU64,
     pub expired_keys: AtomicU64,
+    /// Loads of the TLS files after start-up, by outcome (`tls/reload.rs`).
+    pub tls_reloads_ok: AtomicU64,
+    pub tls_reloads_failed: AtomicU64,
+    /// notAfter of the certificate being served, in Unix seconds; 0 (not rendered) without TLS
+    /// or when it could not be read.
+    pub tls_cert_not_after: AtomicU64,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -98,6 +104,9 @@ impl Metrics {
             snapshots_built: AtomicU64::new(0),
             snapshots_installed: AtomicU64::new(0),
             expired_keys: AtomicU64::new(0),
+            tls_reloads_ok: AtomicU64::new(0),
+            tls_reloads_failed: AtomicU64::new(0),
+            tls_cert_not_after: AtomicU64::new(0),
         }
     }
 
@@ -139,6 +148,15 @@ impl Metrics {
         ];
         for (name, v) in counters {
             let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+        }
+        out.push_str("# TYPE cairn_tls_reloads_total counter\n");
+        for (result, v) in [("ok", &self.tls_reloads_ok), ("error", &self.tls_reloads_failed)] {
+            let _ = writeln!(out, "cairn_tls_reloads_total{{result=\"{result}\"}} {}", v.load(Ordering::Relaxed));
+        }
+        let not_after = self.tls_cert_not_after.load(Ordering::Relaxed);
+        if not_after > 0 {
+            let name = "cairn_tls_cert_not_after_seconds";
+            let _ = writeln!(out, "# TYPE {name} gauge\n{name} {not_after}");
         }
     }
 }

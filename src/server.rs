@@ -19,7 +19,7 @@ use crate::listener::{Accepted, Conn, Listener};
 use crate::net;
 pub use crate::node::error::StartError;
 use crate::node::{membership, ttl, Node};
-use crate::tls::NodeTls;
+use crate::tls::{spawn_reloader, NodeTls};
 
 /// Binds `config.listen` and serves on it until `shutdown` resolves.
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
@@ -48,7 +48,10 @@ pub async fn serve(
     // `NodeConfig` gets the same refusals as the binary.
     config.validate().map_err(StartError::Config)?;
     // Loaded before anything else, so a bad certificate path fails fast and touches no data.
-    let tls = config.tls.as_ref().map(NodeTls::load).transpose()?;
+    let (tls, reloader) = config.tls.as_ref().map(NodeTls::load).transpose()?.unzip();
+    // From here on SIGHUP reloads the TLS files instead of ending the process, and with TLS a
+    // change of the files is picked up too (`tls/reload.rs`). Dropped when `serve` returns.
+    let _reloads = spawn_reloader(reloader);
     let local_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified());
     let peer_tls = tls.as_ref().map(|t| t.peer_client.clone());
     let node = Node::start(config, peer_tls.clone()).await?;
@@ -178,7 +181,8 @@ async fn serve_connections(
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
-/// Resolves on SIGINT or SIGTERM: the binary's shutdown future.
+/// Resolves on SIGINT or SIGTERM: the binary's shutdown future. (SIGHUP reloads the TLS files;
+/// `serve` handles it.)
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

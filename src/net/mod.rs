@@ -45,7 +45,9 @@ pub fn peer_client(
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(2));
     if let Some(tls) = tls {
-        // reqwest takes the config by value; the Arc only spares the node a second load.
+        // reqwest takes the config by value; the Arc only spares the node a second load. The
+        // copy shares the node's certificate and CA hooks (`tls/live.rs`), so it follows every
+        // reload without the client being rebuilt, and its kept-alive connections stay open.
         builder = builder.use_preconfigured_tls(rustls::ClientConfig::clone(&tls));
     }
     builder.build()

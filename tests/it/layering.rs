@@ -23,6 +23,7 @@ const FOLDERS: &[&[&str]] = &[
     &["net"],
     &["node"],
     &["sm"],
+    &["tls"],
     &["wal"],
 ];
 

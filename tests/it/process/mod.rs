@@ -1,6 +1,6 @@
 //! The process tier: real `cairn` processes for what only they show: kills and restarts,
-//! SIGTERM, the CLI and its exit codes, TLS files and environment variables, membership
-//! changes with crashed members, and the process-wide metrics.
+//! SIGTERM, the CLI and its exit codes, TLS files (and their reload on SIGHUP) and environment
+//! variables, membership changes with crashed members, and the process-wide metrics.
 
 mod backup_restore;
 mod bench_cli;
@@ -14,3 +14,4 @@ mod membership;
 mod observability;
 mod startup;
 mod tls;
+mod tls_reload;

@@ -1,69 +1,13 @@
 //! TLS: HTTPS for clients, mutual TLS between peers (`--peer-ca`), the CLI's `--cacert`, and
-//! the startup errors of bad TLS settings. Certificates are made here with rcgen: one cluster
+//! the startup errors of bad TLS settings. Certificates come from `support/pki.rs`: one cluster
 //! CA, one certificate per node (IP SAN 127.0.0.1, usable as server and client), and a
-//! stranger CA whose certificates must be refused.
+//! stranger CA whose certificates must be refused. Reloading them is `tls_reload.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::support::{deadline_in, free_port, read_log, run_cairn_once, until, Cluster, Http};
+use crate::support::{deadline_in, free_port, read_log, run_cairn_once, until, Cluster, Http, Pki};
 use reqwest::Method;
 use serde_json::json;
-
-/// A CA and the PEM files it issued, in a tempdir.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_cert: rcgen::Certificate,
-    ca_key: rcgen::KeyPair,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let dir = tempfile::Builder::new().prefix("cairn-pki-").tempdir().expect("create pki tempdir");
-        let ca_key = rcgen::KeyPair::generate().expect("CA key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-        let ca_cert = params.self_signed(&ca_key).expect("self-sign CA");
-        let pki = Pki { dir, ca_cert, ca_key };
-        std::fs::write(pki.ca_path(), pki.ca_cert.pem()).expect("write CA");
-        pki
-    }
-
-    fn ca_path(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    fn ca_pem(&self) -> String {
-        self.ca_cert.pem()
-    }
-
-    /// Issues `name.pem` / `name.key` for 127.0.0.1; returns (cert path, key path).
-    fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
-        let key = rcgen::KeyPair::generate().expect("leaf key");
-        let mut params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("leaf params");
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.extended_key_usages =
-            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).expect("sign leaf");
-        let (cert_path, key_path) =
-            (self.dir.path().join(format!("{name}.pem")), self.dir.path().join(format!("{name}.key")));
-        std::fs::write(&cert_path, cert.pem()).expect("write leaf cert");
-        std::fs::write(&key_path, key.serialize_pem()).expect("write leaf key");
-        (cert_path, key_path)
-    }
-
-    /// A certificate and its key in one PEM, as `reqwest::Identity::from_pem` wants it.
-    fn identity(&self, name: &str) -> String {
-        let (cert, key) = self.issue(name);
-        read(&cert) + &read(&key)
-    }
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).expect("read PEM")
-}
 
 fn s(p: &Path) -> String {
     p.display().to_string()

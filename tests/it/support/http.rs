@@ -137,6 +137,23 @@ impl Http {
         })
     }
 
+    /// A client for https nodes that trusts every CA in `roots_pem` (a rotation's overlap).
+    /// With `reuse_connections` false it keeps no connection idle, so every request makes a
+    /// new TLS handshake: what a node's certificate reload must never break.
+    pub fn with_trust(roots_pem: &[&str], reuse_connections: bool) -> Self {
+        Self::build(|mut b| {
+            b = b.tls_built_in_root_certs(false);
+            for pem in roots_pem {
+                b = b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("parse test CA"));
+            }
+            if reuse_connections {
+                b
+            } else {
+                b.pool_max_idle_per_host(0)
+            }
+        })
+    }
+
     fn build(tune: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder) -> Self {
         let builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)

@@ -1,6 +1,6 @@
 //! Test harness shared by the integration tests: real `cairn serve` processes
-//! (`cluster`), an HTTP client for the native API (`http`), deadline-bounded polling and
-//! small value helpers.
+//! (`cluster`), an HTTP client for the native API (`http`), certificates for the TLS tests
+//! (`pki`), deadline-bounded polling and small value helpers.
 //!
 //! Rules it enforces for every test (see /work/shared/STYLE.md, item 8):
 //! - ports come from binding `127.0.0.1:0`, never from a fixed range;
@@ -14,6 +14,7 @@
 mod cluster;
 mod http;
 mod inproc;
+mod pki;
 mod process;
 pub mod raw;
 mod time;
@@ -25,6 +26,8 @@ pub use cluster::Cluster;
 pub use http::{encode_key, item_url, Http, Resp, REQUEST_TIMEOUT};
 #[allow(unused_imports)]
 pub use inproc::node_config;
+#[allow(unused_imports)]
+pub use pki::{served_certificate, write_atomically, Leaf, Pki};
 #[allow(unused_imports)]
 pub use process::{cairn_command, read_log, run_cairn_once};
 #[allow(unused_imports)]

@@ -1,6 +1,7 @@
 //! What the chaos harness needs of a cluster beyond the integration tests: nodes at chosen
 //! addresses (each its own loopback IP inside a network namespace) run by a chosen build,
-//! SIGSTOP and SIGCONT, and exits collected as findings instead of panics.
+//! SIGSTOP and SIGCONT (and SIGHUP, which the TLS reload tests send too), and exits collected
+//! as findings instead of panics.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,6 +68,11 @@ impl Cluster {
         }
         self.node_mut(id).paused = false;
         Ok(())
+    }
+
+    /// SIGHUP to this node's own PID: reload its TLS files.
+    pub fn hangup(&self, id: u64) -> Result<(), String> {
+        self.signal(id, "HUP")
     }
 
     fn signal(&self, id: u64, signal: &str) -> Result<(), String> {

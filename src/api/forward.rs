@@ -209,17 +209,7 @@ mod tests {
         addr
     }
 
-    fn client(roots: &Path, identity: Option<(&Path, &Path)>) -> reqwest::Client {
-        let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(tls::load_roots(roots).unwrap());
-        let config = match identity {
-            Some((c, k)) => {
-                builder.with_client_auth_cert(tls::load_certs(c).unwrap(), tls::load_key(k).unwrap()).unwrap()
-            }
-            None => builder.with_no_client_auth(),
-        };
+    fn client(config: rustls::ClientConfig) -> reqwest::Client {
         reqwest::Client::builder().use_preconfigured_tls(config).build().unwrap()
     }
 
@@ -228,15 +218,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = pair(dir.path(), "node");
         let files = TlsFiles { cert: cert.clone(), key, peer_ca: Some(cert.clone()) };
-        let addr = tls_port(NodeTls::load(&files).unwrap().server).await;
+        let addr = tls_port(NodeTls::load(&files).unwrap().0.server).await;
 
         // The port works for a client it accepts.
-        let ok = client(&cert, None).post(format!("https://{addr}/kv/items/k")).body("x").send().await.unwrap();
+        let trusting = client(tls::client_config(Some(&cert)).unwrap());
+        let ok = trusting.post(format!("https://{addr}/kv/items/k")).body("x").send().await.unwrap();
         assert_eq!(ok.status(), 200);
 
-        // A client certificate from another CA: the handshake is refused.
+        // A peer whose certificate comes from another CA (it trusts the node's, through a
+        // bundle of both): the node refuses the handshake.
         let (other, other_key) = pair(dir.path(), "other");
-        let e = client(&cert, Some((&other, &other_key)))
+        let bundle = dir.path().join("bundle.pem");
+        let pems = [std::fs::read(&cert).unwrap(), std::fs::read(&other).unwrap()].concat();
+        std::fs::write(&bundle, pems).unwrap();
+        let foreign = TlsFiles { cert: other, key: other_key, peer_ca: Some(bundle) };
+        let e = client((*NodeTls::load(&foreign).unwrap().0.peer_client).clone())
             .post(format!("https://{addr}/kv/items/k"))
             .body("x")
             .send()

@@ -57,6 +57,43 @@ async fn a_mutual_tls_cluster_replicates_and_forwards() {
     assert_eq!(got.data()["value"], 7, "{got:?}");
 }
 
+/// A follower whose certificate lacks the client-auth usage hears from its leader (the leader
+/// dials it) but cannot dial the leader: it is not ready, and a write through it is a definite
+/// 502 `leader_unreachable`, not an unknown outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_cannot_reach_its_leader_is_not_ready_and_fails_writes_definitely() {
+    let pki = Pki::new("cairn test CA");
+    let mut c = Cluster::prepare(3);
+    c.scheme = "https";
+    c.http = Http::with_tls(&pki.ca_pem(), None);
+    c.extra_args = vec!["--peer-ca".into(), s(&pki.ca_path())];
+    for id in 1..=3 {
+        let (cert, key) = if id == 3 { pki.issue_server_only("node3") } else { pki.issue(&format!("node{id}")) };
+        c.set_node_args(id, &["--tls-cert", &s(&cert), "--tls-key", &s(&key)]);
+        c.start_node(id);
+    }
+    let leader = c.wait_for_leader(deadline_in(30)).await;
+    assert_ne!(leader, 3, "node 3 cannot win a vote: it cannot dial its peers");
+    let (http, url) = (&c.http, c.url(3));
+    until(deadline_in(30), "node 3 to follow the leader and say it cannot reach it", async || {
+        let s = http.status(&url).await?;
+        let ready = http.send(Method::GET, &format!("{url}/ready"), None, &[]).await?;
+        if s["leader"] == json!(leader) && ready.status == 503 && ready.text.contains("cannot reach the leader") {
+            Ok(())
+        } else {
+            Err(format!("status {s}, ready {ready:?}"))
+        }
+    })
+    .await;
+    let put = c.http.send(Method::PUT, &format!("{url}/kv/items/k"), Some(br#"{"value":1}"#.to_vec()), &[]).await;
+    let put = put.unwrap_or_else(|e| panic!("{e}"));
+    put.assert_error(502, "leader_unreachable");
+    for id in [1, 2] {
+        let r = c.http.send(Method::GET, &format!("{}/ready", c.url(id)), None, &[]).await.unwrap();
+        assert_eq!(r.status, 200, "node {id}: {r:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_and_untrusting_clients_are_refused_and_raft_needs_a_peer_certificate() {
     let pki = Pki::new("cairn test CA");

@@ -71,13 +71,30 @@ impl Pki {
         self.leaf_with(name, Some((year, month, day)))
     }
 
+    /// Issues `name.pem` / `name.key` for serving only: without the client-auth usage, so
+    /// peers refuse it when this node dials them.
+    pub fn issue_server_only(&self, name: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = (self.dir.path().join(format!("{name}.pem")), self.dir.path().join(format!("{name}.key")));
+        self.leaf_for(name, None, &[rcgen::ExtendedKeyUsagePurpose::ServerAuth]).write_to(&cert, &key);
+        (cert, key)
+    }
+
     fn leaf_with(&self, name: &str, not_after: Option<(i32, u8, u8)>) -> Leaf {
+        let both = [rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        self.leaf_for(name, not_after, &both)
+    }
+
+    fn leaf_for(
+        &self,
+        name: &str,
+        not_after: Option<(i32, u8, u8)>,
+        usages: &[rcgen::ExtendedKeyUsagePurpose],
+    ) -> Leaf {
         let key = rcgen::KeyPair::generate().expect("leaf key");
         let mut params =
             rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("leaf params");
         params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.extended_key_usages =
-            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = usages.to_vec();
         if let Some((year, month, day)) = not_after {
             params.not_after = rcgen::date_time_ymd(year, month, day);
         }

@@ -2,6 +2,15 @@
 # cluster.sh: a local 3-node Cairn cluster for development. Owns ./cairn-data/node{1,2,3}{,.log,.pid}.
 # Run `scripts/cluster.sh` without arguments for usage.
 #
+# What it is for, plainly: nodes 1, 2 and 3 on 127.0.0.1, started with --peers, on one machine.
+# It follows CAIRN_* settings the nodes read themselves: with CAIRN_ADMIN_TOKEN exported the
+# nodes require tokens and this script sends that token when it polls them; with
+# CAIRN_TLS_CERT / CAIRN_TLS_KEY exported they serve HTTPS and it polls over HTTPS, trusting
+# CAIRN_CACERT (else CAIRN_PEER_CA). It does not follow membership changes: once a node was
+# removed, replaced or added under another id, `status` and `start N` describe only nodes
+# 1-3 as it started them. Manage such a cluster with `cairn cluster ...` and your supervisor
+# (deploy/), not with this script.
+#
 # Paths are relative to the repository root, whatever the caller's working directory.
 # Environment: CAIRN_BIN (default target/release/cairn), CAIRN_UP_TIMEOUT (30 s),
 # CAIRN_DOWN_TIMEOUT (15 s), CAIRN_BASE_PORT (7000: node N listens on BASE+N).
@@ -73,10 +82,19 @@ running_pid() {
     if is_our_node "$pid" "$id"; then echo "$pid"; fi
 }
 
+SCHEME=http
+[[ -n ${CAIRN_TLS_CERT:-} ]] && SCHEME=https
+CURL_AUTH=()
+[[ -n ${CAIRN_ADMIN_TOKEN:-} ]] && CURL_AUTH=(-H "Authorization: Bearer $CAIRN_ADMIN_TOKEN")
+CURL_TLS=()
+CA=${CAIRN_CACERT:-${CAIRN_PEER_CA:-}}
+[[ $SCHEME == https && -n $CA ]] && CURL_TLS=(--cacert "$CA")
+
 # `cluster/status` of node N as "role leader term appliedIndex", or nothing if it does not answer.
 node_status() {
     local body
-    body=$(curl -fsS --max-time 1 "http://127.0.0.1:$(port "$1")/cluster/status" 2>/dev/null) || return 0
+    body=$(curl -fsS --max-time 1 "${CURL_AUTH[@]}" "${CURL_TLS[@]}" \
+        "$SCHEME://127.0.0.1:$(port "$1")/cluster/status" 2>/dev/null) || return 0
     python3 -c '
 import json, sys
 try:
@@ -86,6 +104,14 @@ except (ValueError, KeyError, TypeError):
 leader = d.get("leader")
 print(d.get("role", "?"), "none" if leader is None else leader, d.get("term", "?"), d.get("appliedIndex", "?"))
 ' "$body"
+}
+
+# The ids of the nodes running now: a restarted node must agree with them on the leader, so
+# it never reports a leader from before it stopped.
+running_ids() {
+    local id
+    for id in "${NODES[@]}"; do [[ -n $(running_pid "$id") ]] && echo "$id"; done
+    return 0
 }
 
 ensure_binary() {
@@ -224,7 +250,7 @@ main() {
             check_node_id "${2:-}"
             ensure_binary
             start_node "$2"
-            wait_for_leader "$2"
+            wait_for_leader $(running_ids)
             ;;
         stop) check_node_id "${2:-}"; stop_nodes TERM "$2" ;;
         kill) check_node_id "${2:-}"; stop_nodes KILL "$2" ;;
@@ -233,7 +259,7 @@ main() {
             stop_nodes TERM "$2"
             ensure_binary
             start_node "$2"
-            wait_for_leader "$2"
+            wait_for_leader $(running_ids)
             ;;
         *)
             usage

@@ -18,7 +18,7 @@ use crate::connection::{self, Timeouts};
 use crate::listener::{Accepted, Conn, Listener};
 use crate::net;
 pub use crate::node::error::StartError;
-use crate::node::{membership, ttl, Node};
+use crate::node::{marking, membership, ttl, Node};
 use crate::tls::{spawn_reloader, NodeTls};
 
 /// Binds `config.listen` and serves on it until `shutdown` resolves.
@@ -79,6 +79,7 @@ pub async fn serve(
     };
 
     let ticker = tokio::spawn(ttl::run(node.clone()));
+    let marking = tokio::spawn(marking::run(node.clone()));
     // The forwarding client sends the cluster secret, so the leader can tell a forwarded
     // request's loop guard from one a client made up (`api/forward.rs`).
     let secret = node.config.security.cluster_secret.clone();
@@ -95,6 +96,7 @@ pub async fn serve(
     };
     serve_connections(incoming, router, node.id, &limits, shutdown).await;
     ticker.abort();
+    marking.abort();
     background.abort();
     tracing::info!("HTTP drained; stopping raft");
     // Bound the stop so a wedged peer connection cannot hold the process forever.

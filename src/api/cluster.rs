@@ -34,10 +34,14 @@ struct StatusView {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Member {
     id: NodeId,
     addr: String,
     voter: bool,
+    /// The cluster recorded that this member has held its data: a node that comes back under
+    /// this id with an empty data dir refuses to start (`node/holders.rs`).
+    held_data: bool,
 }
 
 #[derive(Serialize)]
@@ -48,7 +52,11 @@ struct Health {
 
 fn status_view(st: &AppState) -> Data<StatusView> {
     let s = st.node.status();
-    let members = s.members.into_iter().map(|(id, addr, voter)| Member { id, addr, voter }).collect();
+    let members = s
+        .members
+        .into_iter()
+        .map(|m| Member { id: m.id, addr: m.addr, voter: m.voter, held_data: m.held_data })
+        .collect();
     Data {
         data: StatusView {
             id: s.id,

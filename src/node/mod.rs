@@ -8,10 +8,14 @@
 //! - `read_barrier`: shares ReadIndex rounds between concurrent strong reads
 //! - `membership`: adding and removing members, retired ids, the `--join` loop
 //! - `ttl`: the leader's expiry ticker
+//! - `holders`: which members have held data, so one that lost it cannot rejoin as itself
+//! - `marking`: the leader's round that records them
 //! - `error`: the core's error classes and why a node could not start
 
 pub(crate) mod batcher;
 pub mod error;
+pub(crate) mod holders;
+pub(crate) mod marking;
 pub(crate) mod membership;
 pub(crate) mod read_barrier;
 pub(crate) mod ttl;
@@ -84,6 +88,16 @@ pub struct Gauges {
 /// Readiness tolerates this many applied-but-not-yet entries before a node reports not ready.
 const READY_LAG_ENTRIES: u64 = 1_000;
 
+/// A member as this node's membership lists it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: NodeId,
+    pub addr: String,
+    pub voter: bool,
+    /// The cluster recorded that this member has held its data (see `holders`).
+    pub held_data: bool,
+}
+
 /// What a node reports about itself on every response and in `/cluster/status`.
 #[derive(Debug, Clone)]
 pub struct Status {
@@ -93,7 +107,7 @@ pub struct Status {
     pub leader: Option<NodeId>,
     /// Leader only: ms since a quorum last acknowledged it.
     pub quorum_ack_ms: Option<u64>,
-    pub members: Vec<(NodeId, String, bool)>,
+    pub members: Vec<Member>,
     pub last_log_index: u64,
     pub applied_index: u64,
 }
@@ -233,6 +247,12 @@ impl Node {
         let local_ip = Some(config.listen.ip()).filter(|ip| !ip.is_unspecified());
         let secret = config.security.cluster_secret.as_deref();
         let http = net::peer_client(local_ip, secret, peer_tls.clone()).map_err(|e| StartError::Raft(e.to_string()))?;
+        if pristine && !config.peers.is_empty() && config.join.is_none() {
+            let token = config.security.admin_token.as_deref();
+            holders::check_peers(&http, config.peer_scheme(), id, &config.peers, token)
+                .await
+                .map_err(StartError::Config)?;
+        }
         let network = Network::new(net::peer_options(local_ip, secret, peer_tls), config.peer_scheme(), durable);
         let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
             .await
@@ -292,7 +312,15 @@ impl Node {
         };
         let membership = m.membership_config.membership();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
-        let members = membership.nodes().map(|(i, n)| (*i, n.addr.clone(), voters.contains(i))).collect();
+        let members = membership
+            .nodes()
+            .map(|(i, n)| Member {
+                id: *i,
+                addr: n.addr.clone(),
+                voter: voters.contains(i),
+                held_data: holders::has_held_data(&self.reader, *i),
+            })
+            .collect();
         Status {
             id: self.id,
             role,
@@ -349,6 +377,17 @@ impl Node {
     /// a leader no quorum has acknowledged yet).
     fn quorum_ack_ms(&self, m: &RaftMetrics<NodeId, BasicNode>) -> Option<u64> {
         (known_leader(m, self.id) == Some(self.id)).then_some(m.millis_since_quorum_ack).flatten()
+    }
+
+    /// On the leader: the members it has replicated to, and itself (see `holders`).
+    pub(crate) fn members_with_data(&self) -> Vec<NodeId> {
+        let m = self.raft.metrics().borrow().clone();
+        let Some(rep) = m.replication.as_ref().filter(|_| self.is_leader()) else { return Vec::new() };
+        let mut ids: Vec<NodeId> = rep.iter().filter(|(_, at)| at.is_some()).map(|(id, _)| *id).collect();
+        if !ids.contains(&self.id) {
+            ids.push(self.id);
+        }
+        ids
     }
 
     /// Why Raft stopped, once it has stopped on a fatal error.

@@ -103,3 +103,36 @@ async fn a_peer_started_late_never_deposes_the_elected_leader() {
         assert_eq!((&s["leader"], &s["term"]), (&json!(leader), &json!(1)), "node {id}: {s}");
     }
 }
+
+/// A member that lost its data dir must not come back under its old id: with an empty log it
+/// would vote for any candidate, and could help elect a leader missing writes it had
+/// acknowledged (a founder would even found a second cluster). The cluster records which
+/// members have held data; such a node refuses to start, saying what to do instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_lost_its_data_refuses_to_rejoin_under_its_old_id() {
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_for_leader(deadline_in(20)).await;
+    cluster.http.put(&cluster.leader_url(), "k", &json!({"value": 1})).await.ok();
+    let url = cluster.url(leader);
+    crate::support::until(deadline_in(20), "every member to be recorded as holding data", async || {
+        let s = cluster.http.status(&url).await?;
+        let held = s["members"].as_array().map(|ms| ms.iter().filter(|m| m["heldData"] == true).count());
+        if held == Some(3) {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await;
+    // A follower, then the founder (node 1), each killed and started again with no data.
+    let follower = cluster.follower_ids().into_iter().find(|id| *id != 1).unwrap();
+    for id in [follower, 1] {
+        cluster.kill(id);
+        std::fs::remove_dir_all(cluster.data_dir(id)).unwrap();
+        cluster.start_node(id);
+        let status = cluster.wait_for_exit(id, deadline_in(20)).await;
+        assert!(!status.success(), "node {id} must refuse to start: {status}");
+        let log = crate::support::read_log(&cluster.log_path(id));
+        assert!(log.contains("must not rejoin under its old id"), "node {id} says why: {log}");
+    }
+}

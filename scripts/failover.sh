@@ -95,6 +95,7 @@ fi
 figures=()
 for k in $(seq 1 "$KILLS"); do
     l=$(wait_leader)
+    before=$(term "$l")
     survivors=()
     for id in 1 2 3; do ((id != l)) && survivors+=("$id"); done
     kill -9 "${PID[$l]}"
@@ -111,7 +112,8 @@ for k in $(seq 1 "$KILLS"); do
     done
     ms=$(($(now_ms) - t0))
     figures+=("$ms")
-    echo "kill $k: leader $l, first write after ${ms} ms"
+    after=$(term "$(wait_leader)")
+    echo "kill $k: leader $l, first write after ${ms} ms (term $before -> $after)"
     while kill -0 "${PID[$l]}" 2>/dev/null; do sleep 0.05; done
     start "$l"
     # Let the restarted node catch up before the next kill, so every kill finds three nodes.

@@ -54,11 +54,14 @@ pub struct ServeArgs {
     /// Leader heartbeat interval.
     #[arg(long, env = "CAIRN_HEARTBEAT_MS", default_value_t = 100)]
     pub heartbeat_ms: u64,
-    /// Election timeout range; kept well above the heartbeat so a busy 2-core machine running
-    /// HTTP and fsync does not trigger spurious elections.
-    #[arg(long, env = "CAIRN_ELECTION_MIN_MS", default_value_t = 600)]
+    /// Election timeout range. A follower stands for election only after the leader lease
+    /// (openraft sets it to the maximum) plus a random timeout in this range without hearing
+    /// from the leader: 600-700 ms by default, so a dead leader is replaced in well under a
+    /// second, while a busy 2-core machine must stall heartbeats for 600 ms to cause an
+    /// election (docs/operations.md, "Failover").
+    #[arg(long, env = "CAIRN_ELECTION_MIN_MS", default_value_t = 250)]
     pub election_min_ms: u64,
-    #[arg(long, env = "CAIRN_ELECTION_MAX_MS", default_value_t = 1200)]
+    #[arg(long, env = "CAIRN_ELECTION_MAX_MS", default_value_t = 350)]
     pub election_max_ms: u64,
     /// Build a snapshot (and allow purging the WAL behind it) every N applied entries.
     #[arg(long, env = "CAIRN_SNAPSHOT_LOGS", default_value_t = 10_000)]

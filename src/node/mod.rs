@@ -342,7 +342,7 @@ impl Node {
         let mut g = Gauges {
             term: m.current_term,
             // A leader cut off from its quorum is not one a "no leader" alert may count.
-            is_leader: is_leader && quorum_ack_ms.is_some_and(|ms| ms <= self.config.election_max.as_millis() as u64),
+            is_leader: is_leader && quorum_ack_ms.is_some_and(|ms| ms <= self.quorum_grace_ms()),
             quorum_ack_ms,
             leader: known_leader(&m, self.id),
             last_log_index: last,
@@ -371,6 +371,14 @@ impl Node {
             g.commit_index = matched.get(quorum - 1).copied();
         }
         g
+    }
+
+    /// How long a leader may go without a quorum's acknowledgement and still count as one:
+    /// the followers' leader lease (openraft sets it to the maximum election timeout) plus
+    /// their longest election timeout, the soonest they can have elected someone else.
+    /// Anything shorter would flag a healthy leader whose heartbeats a busy machine delayed.
+    fn quorum_grace_ms(&self) -> u64 {
+        2 * self.config.election_max.as_millis() as u64
     }
 
     /// On a leader: how long ago a quorum last acknowledged it (`None` on other nodes, and on
@@ -415,7 +423,7 @@ impl Node {
         };
         if leader == self.id {
             match self.quorum_ack_ms(&m) {
-                Some(quiet) if quiet <= self.config.election_max.as_millis() as u64 => {}
+                Some(quiet) if quiet <= self.quorum_grace_ms() => {}
                 Some(quiet) => return Err(format!("leader has not heard from a quorum for {quiet} ms")),
                 None => return Err("leader has not heard from a quorum yet".into()),
             }

@@ -70,7 +70,8 @@ impl FaultKind {
         )
     }
 
-    /// (shortest, longest) hold in ms. Pauses outlast the 1200 ms maximum election timeout.
+    /// (shortest, longest) hold in ms. Pauses outlast the 700 ms a follower can wait before it
+    /// stands for election (leader lease plus the longest election timeout).
     fn hold_range(self) -> (u64, u64) {
         match self {
             FaultKind::KillRandom | FaultKind::KillLeader | FaultKind::KillAll => (500, 4_000),

@@ -96,7 +96,8 @@ async fn a_peer_started_late_never_deposes_the_elected_leader() {
         }
     })
     .await;
-    // Three election timeouts (at most 1.2 s each) for a disruption to show.
+    // Five times the longest a follower waits before it stands for election (lease 350 ms
+    // plus at most 350 ms) for a disruption to show.
     tokio::time::sleep(Duration::from_millis(3600)).await;
     for id in cluster.ids() {
         let s = cluster.http.status(&cluster.url(id)).await.unwrap_or_else(|e| panic!("status of {id}: {e}"));

@@ -4,6 +4,8 @@
 //! Layers point one way: each module below imports only modules listed above it
 //! (`tests/it/layering.rs` fails on a cycle between top-level modules).
 //! - `protocol`: header names and the wall clock; imports nothing from the crate
+//! - `failpoint`: test hooks that fail chosen storage calls, inert unless `CAIRN_TEST_FAILPOINTS`
+//!   is set; imports nothing from the crate
 //! - `config/`: `cairn serve`'s flags and defaults (`args`), the TOML file (`file`), and the
 //!   validated [`config::NodeConfig`]
 //! - `codec`, `frame`: the bincode codec and the length+CRC record framing
@@ -36,6 +38,7 @@ pub mod client;
 pub(crate) mod codec;
 pub mod config;
 pub(crate) mod connection;
+pub(crate) mod failpoint;
 pub(crate) mod frame;
 pub(crate) mod http1;
 pub(crate) mod listener;

@@ -18,7 +18,7 @@ use crate::connection::{self, Timeouts};
 use crate::listener::{Accepted, Conn, Listener};
 use crate::net;
 pub use crate::node::error::StartError;
-use crate::node::{marking, membership, ttl, Node};
+use crate::node::{disk, marking, membership, ttl, Node};
 use crate::tls::{spawn_reloader, NodeTls};
 
 /// Binds `config.listen` and serves on it until `shutdown` resolves.
@@ -47,6 +47,7 @@ pub async fn serve(
     // Checked here as well as by `ServeArgs`, so an embedding program that builds its own
     // `NodeConfig` gets the same refusals as the binary.
     config.validate().map_err(StartError::Config)?;
+    crate::failpoint::arm_from_env().map_err(StartError::Config)?;
     // Loaded before anything else, so a bad certificate path fails fast and touches no data.
     let (tls, reloader) = config.tls.as_ref().map(NodeTls::load).transpose()?.unzip();
     // From here on SIGHUP reloads the TLS files instead of ending the process, and with TLS a
@@ -67,14 +68,21 @@ pub async fn serve(
             }
         });
     }
+    // So does a storage failure: Raft stopped on a storage error, or a WAL fdatasync failed.
+    let storage_failure = disk::failure(node.raft.clone(), node.disk.wal());
     let fatal = Arc::new(std::sync::Mutex::new(None::<String>));
     let shutdown = {
         let fatal = fatal.clone();
         async move {
-            tokio::select! {
-                () = shutdown => {}
-                Ok(why) = fatal_rx => *fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why),
-            }
+            let why = tokio::select! {
+                () = shutdown => return,
+                Ok(why) = fatal_rx => why,
+                Some(why) = storage_failure => {
+                    tracing::error!(%why, "stopping: storage failed; restart the node to recover from what is on disk");
+                    why
+                }
+            };
+            *fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
         }
     };
 

@@ -77,6 +77,8 @@ pub enum Code {
     Busy,
     /// The node holds `--max-connections` open connections.
     TooManyConnections,
+    /// 507: the leader's disk is short of its free-space reserve; nothing was written.
+    InsufficientStorage,
     /// 502: the leader refused this node's connection before any HTTP (a refused TLS
     /// handshake, or its port does not speak what this node sent): nothing was done, and it is
     /// usually a configuration mistake, not a transient one.
@@ -141,6 +143,7 @@ impl Code {
             SnapshotTimeout => ("snapshot_timeout", StatusCode::SERVICE_UNAVAILABLE),
             Busy => ("busy", StatusCode::SERVICE_UNAVAILABLE),
             TooManyConnections => ("too_many_connections", StatusCode::SERVICE_UNAVAILABLE),
+            InsufficientStorage => ("insufficient_storage", StatusCode::INSUFFICIENT_STORAGE),
             LeaderUnreachable => ("leader_unreachable", StatusCode::BAD_GATEWAY),
             UnknownOutcome => ("unknown_outcome", StatusCode::GATEWAY_TIMEOUT),
         }
@@ -214,6 +217,7 @@ mod tests {
         (SnapshotTimeout, "snapshot_timeout", 503),
         (Busy, "busy", 503),
         (TooManyConnections, "too_many_connections", 503),
+        (InsufficientStorage, "insufficient_storage", 507),
         (LeaderUnreachable, "leader_unreachable", 502),
         (UnknownOutcome, "unknown_outcome", 504),
     ];

@@ -93,6 +93,7 @@ impl From<Error> for ApiError {
             Error::Conflict(m) => ApiError::new(Code::MembershipConflict, m),
             Error::NotFound(m) => ApiError::new(Code::NotFound, m),
             Error::Storage(m) => ApiError::new(Code::StorageError, m),
+            Error::InsufficientStorage(m) => ApiError::new(Code::InsufficientStorage, m),
         }
     }
 }

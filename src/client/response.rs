@@ -70,7 +70,9 @@ pub(super) fn classify(endpoint: &Url, effect: Effect, meta: ReplyMeta, body: &[
         },
         // The contract reserves 503 for "not served here" (no leader, not caught up).
         503 => Attempt::Next(describe()),
-        400..=499 => Attempt::Fail(match envelope.and_then(|e| e.error) {
+        // The leader refused the write before proposing it (its disk is short of space): a
+        // definite failure, and every endpoint forwards to the same leader.
+        400..=499 | 507 => Attempt::Fail(match envelope.and_then(|e| e.error) {
             Some(err) => {
                 ClientError::Api { status, code: err.code, message: err.message, endpoint: endpoint.to_string() }
             }
@@ -209,6 +211,17 @@ mod tests {
             Attempt::Fail(ClientError::UnknownOutcome { .. })
         ));
         assert!(matches!(classify(&base(), Effect::Read, meta(504), body), Attempt::Next(_)));
+    }
+
+    #[test]
+    fn insufficient_storage_is_a_definite_failure_not_an_unknown_outcome() {
+        let body = br#"{"error":{"code":"insufficient_storage","message":"3 MiB free"}}"#;
+        match classify(&base(), Effect::Write, meta(507), body) {
+            Attempt::Fail(ClientError::Api { status, code, .. }) => {
+                assert_eq!((status, code.as_str()), (507, "insufficient_storage"));
+            }
+            _ => panic!("507 must be a definite failure"),
+        }
     }
 
     #[test]

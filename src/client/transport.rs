@@ -8,6 +8,8 @@
 //! - a write that may have reached a server (timeout after sending, 504, dropped connection,
 //!   other 5xx): stop and report [`ClientError::UnknownOutcome`]. Re-sending it elsewhere could
 //!   apply it twice (an increment, say), so that decision belongs to the caller.
+//! - 507 `insufficient_storage` (the leader refused the write before proposing it): stop with
+//!   that definite error; every endpoint forwards to the same leader.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::ValueEnum;
 
 use super::{
-    parse_peers, ConnectionLimits, NodeConfig, NodeId, Quotas, Security, SmOptions, TlsFiles, DEFAULT_SLED_CACHE_MB,
-    DEFAULT_SLED_FLUSH_MS, DEFAULT_WAL_SEGMENT_BYTES,
+    parse_peers, ConnectionLimits, NodeConfig, NodeId, Quotas, Security, SmOptions, TlsFiles, DEFAULT_MIN_FREE_DISK_MB,
+    DEFAULT_SLED_CACHE_MB, DEFAULT_SLED_FLUSH_MS, DEFAULT_WAL_SEGMENT_BYTES,
 };
 
 /// A wrapper so clap treats the peer list as one value, not a repeated flag.
@@ -73,6 +73,11 @@ pub struct ServeArgs {
     /// WAL segment size in bytes; whole segments are deleted once a snapshot covers them.
     #[arg(long, env = "CAIRN_WAL_SEGMENT_BYTES", default_value_t = DEFAULT_WAL_SEGMENT_BYTES)]
     pub wal_segment_bytes: u64,
+    /// Client writes get 507 insufficient_storage while the data dir's filesystem has less
+    /// than this many MiB free (plus the size of the current snapshot, which the next snapshot
+    /// build writes again beside it); reads go on. 0 turns the check off.
+    #[arg(long, env = "CAIRN_MIN_FREE_DISK_MB", default_value_t = DEFAULT_MIN_FREE_DISK_MB)]
+    pub min_free_disk_mb: u64,
     /// After this long a write's outcome is reported unknown (504).
     #[arg(long, env = "CAIRN_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
     pub write_timeout_ms: u64,
@@ -181,6 +186,7 @@ impl ServeArgs {
             snapshot_logs: self.snapshot_logs.max(1),
             snapshot_keep_logs: self.snapshot_keep_logs,
             wal_segment_bytes: self.wal_segment_bytes,
+            min_free_disk_bytes: self.min_free_disk_mb.saturating_mul(1 << 20),
             write_timeout: Duration::from_millis(self.write_timeout_ms.max(1)),
             expire_interval: Duration::from_secs(1),
             sm: SmOptions {

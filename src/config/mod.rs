@@ -25,6 +25,10 @@ pub type NodeId = u64;
 /// is never deleted, so up to one segment of already-purged entries stays on disk. 64 MiB made
 /// that term the largest part of a small node's data dir (measured in docs/operations.md).
 pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 16 << 20;
+/// Client writes are refused while the data dir's filesystem has less than this free (plus the
+/// current snapshot's size; see `node/disk.rs`). 64 MiB holds many seconds of the largest
+/// writes a node takes, and the entries the node still writes itself while it refuses.
+pub const DEFAULT_MIN_FREE_DISK_MB: u64 = 64;
 /// sled's page cache.
 pub const DEFAULT_SLED_CACHE_MB: u64 = 256;
 /// sled's background flush interval. The WAL is the durability point; this only shortens
@@ -64,6 +68,9 @@ pub struct NodeConfig {
     pub snapshot_keep_logs: u64,
     /// WAL segment size; whole segments are deleted behind snapshots.
     pub wal_segment_bytes: u64,
+    /// Client writes are refused (507) while the data dir's filesystem has less than this many
+    /// bytes free, plus the current snapshot's size; 0: never.
+    pub min_free_disk_bytes: u64,
     /// After this long a write's outcome is reported unknown (504).
     pub write_timeout: Duration,
     /// How often the leader checks for due TTL expiries.

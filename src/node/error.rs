@@ -27,6 +27,10 @@ pub enum Error {
     /// Local storage failed; the node cannot serve this.
     #[error("storage: {0}")]
     Storage(String),
+    /// The leader's disk is short of free space, so it refused a client write before proposing
+    /// it. Nothing was changed; reads go on.
+    #[error("insufficient storage: {0}")]
+    InsufficientStorage(String),
 }
 
 /// Why a node could not start.
@@ -42,8 +46,9 @@ pub enum StartError {
     Raft(String),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
-    /// The node started but can never serve as configured (its `--join` was refused for
-    /// good), so it stopped rather than run on as a node no cluster will have.
+    /// The node started but had to stop: its `--join` was refused for good (it would run on as
+    /// a node no cluster will have), or its storage failed (Raft stopped on a storage error, or
+    /// a WAL fdatasync failed), after which it must not carry on; a restart recovers.
     #[error("stopped: {0}")]
     Fatal(String),
 }

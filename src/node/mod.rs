@@ -10,9 +10,11 @@
 //! - `ttl`: the leader's expiry ticker
 //! - `holders`: which members have held data, so one that lost it cannot rejoin as itself
 //! - `marking`: the leader's round that records them
+//! - `disk`: refusing client writes on a full disk, and stopping on a storage failure
 //! - `error`: the core's error classes and why a node could not start
 
 pub(crate) mod batcher;
+pub(crate) mod disk;
 pub mod error;
 pub(crate) mod holders;
 pub(crate) mod marking;
@@ -64,6 +66,8 @@ pub struct Node {
     /// The data dir held no Raft state at start: only such a node may `--join` (a node that
     /// already has a log is a member, or was one, and must not ask again).
     pub(crate) started_empty: bool,
+    /// The free-space reserve for client writes, and the WAL's health (see `disk`).
+    pub(crate) disk: disk::Disk,
 }
 
 /// Raft figures for `/metrics`.
@@ -218,6 +222,7 @@ impl Node {
             .map_err(StartError::io("open WAL"))?;
         log.pipeline_own_appends(id).map_err(StartError::io("start the WAL syncer"))?;
         let durable = log.durability();
+        let disk = disk::Disk::new(&config, durable.clone());
         let pristine = log.last_log_id().is_none() && log.current_vote().is_none();
         let mut sm = StateMachine::open(&config.data_dir, &config.sm).map_err(StartError::io("open state machine"))?;
         sm.wait_for_wal(durable.clone());
@@ -297,6 +302,7 @@ impl Node {
             read_barrier: ReadBarrier::default(),
             confirmed_term: AtomicU64::new(0),
             started_empty: pristine,
+            disk,
         });
         Ok(node)
     }
@@ -464,6 +470,7 @@ impl Node {
         if !self.is_leader() {
             return Err(self.leader_error());
         }
+        self.disk.admit(&cmds)?;
         let (done, rx) = oneshot::channel();
         // A closed batcher means the node is stopping; nothing was proposed.
         self.batch_tx.send(Pending { cmds, done }).await.map_err(|_| Error::NoLeader)?;

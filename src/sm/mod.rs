@@ -484,6 +484,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         {
             let live = self.live.write();
             self.torn = true;
+            // A test failpoint: as if sled failed part-way through the writes.
+            crate::failpoint::hit(crate::failpoint::Point::SmWrite)
+                .map_err(|e| StorageIOError::write_state_machine(&e))?;
             writes.write_to(&live).map_err(|e| StorageIOError::write_state_machine(&e))?;
             self.torn = false;
             self.clock.ms.store(clock, Ordering::Release);

@@ -60,13 +60,13 @@ pub struct SyncRequest {
 pub fn run_syncer(rx: mpsc::Receiver<SyncRequest>, state: Arc<watch::Sender<Durable>>) {
     while let Ok(first) = rx.recv() {
         let last = rx.try_iter().last().unwrap_or(first);
-        let t = std::time::Instant::now();
-        let r = last.file.sync_data();
-        crate::metrics::METRICS.wal_fsync.observe(t.elapsed());
-        match r {
+        match super::segment::sync(&last.file) {
             Ok(()) => state.send_modify(|s| s.advance(last.upto, last.epoch)),
             Err(e) => {
-                tracing::error!(error = %e, "WAL fdatasync failed; this node stops applying entries");
+                // Never retried: after a failed fdatasync the kernel may have dropped the pages
+                // that failed, and a retry that succeeds would vouch for data that is not on
+                // disk. `failed` stays set; the node stops (`node/disk.rs`).
+                tracing::error!(error = %e, "WAL fdatasync failed; this node stops");
                 state.send_modify(|s| s.failed = true);
             }
         }
@@ -92,6 +92,15 @@ impl DurableWatch {
             return Err(io::Error::other("a WAL fdatasync failed"));
         }
         Ok(())
+    }
+
+    /// Resolves once an fdatasync has failed. Pending while they succeed, and for good once
+    /// the WAL is closed (a node that stops normally).
+    pub async fn failure(&self) {
+        let mut rx = self.rx.clone();
+        if rx.wait_for(|d| d.failed).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// `commit` lowered, if needed, to the id of the last durable entry. A lower commit index is

@@ -89,6 +89,7 @@ impl LogStore {
             segment_bytes: segment_bytes.max(4096),
             active: None,
             buf: Vec::new(),
+            broken: false,
         };
         let (committed, saved) = committed::CommittedFile::open(dir)?;
         // Use the saved id only if this log still holds exactly that entry (or purged it behind

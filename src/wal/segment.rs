@@ -1,6 +1,6 @@
 //! Segment files: `wal/<first index, 20 digits>.seg`, each a run of framed records holding
 //! consecutive log entries. This file owns reading them back on open (including cutting off a
-//! torn tail) and the naming scheme.
+//! torn tail), the naming scheme, and syncing them.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -8,6 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::codec;
+use crate::failpoint::Point;
 use crate::frame;
 use crate::model::types::{Entry, LogId};
 
@@ -32,6 +33,16 @@ impl Segment {
     pub fn open_for_append(&self) -> io::Result<File> {
         OpenOptions::new().create(true).append(true).open(&self.path)
     }
+}
+
+/// fdatasyncs a segment. Every sync of segment data the writer and the syncer make goes through
+/// here: timed for `/metrics`, and failable by a test failpoint (`crate::failpoint`).
+pub fn sync(file: &File) -> io::Result<()> {
+    crate::failpoint::hit(Point::WalFsync)?;
+    let t = std::time::Instant::now();
+    let r = file.sync_data();
+    crate::metrics::METRICS.wal_fsync.observe(t.elapsed());
+    r
 }
 
 pub fn path_for(dir: &Path, first: u64) -> PathBuf {

@@ -1,5 +1,6 @@
-//! WAL tests: reopen recovers exactly what was made durable, a torn tail is cut, truncate and
-//! purge survive a reopen, and the whole store passes openraft's storage suite.
+//! WAL tests: reopen recovers exactly what was made durable, a torn tail is cut, a failed write
+//! stops the writer, truncate and purge survive a reopen, and the whole store passes openraft's
+//! storage suite.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -87,6 +88,25 @@ async fn torn_tail_is_truncated_and_appends_continue() {
     drop(f);
     let mut s = LogStore::open(dir.path()).unwrap();
     assert_eq!(indexes(&mut s).await, vec![1, 2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn a_failed_segment_write_breaks_the_writer_for_good() {
+    let dir = TempDir::new().unwrap();
+    let mut s = LogStore::open(dir.path()).unwrap();
+    append_durable(&mut s, (1..=3).map(entry).collect()).await;
+    let seg = last_segment(dir.path());
+    // A handle the write fails on, as a full or broken disk would fail it.
+    s.writer.active = Some(std::fs::File::open(&seg).unwrap());
+    assert!(s.writer.append(&[entry(4)]).is_err());
+    // With a good handle back, the writer still refuses: how much of the failed write reached
+    // the file is unknown, and an append behind it could land after a torn record.
+    s.writer.active = Some(OpenOptions::new().append(true).open(&seg).unwrap());
+    assert!(s.writer.append(&[entry(4)]).is_err(), "an append after a failed write must be refused");
+    assert!(s.writer.sync().is_err(), "a sync after a failed write must be refused");
+    drop(s);
+    let mut s = LogStore::open(dir.path()).unwrap();
+    assert_eq!(indexes(&mut s).await, vec![1, 2, 3]);
 }
 
 #[tokio::test]

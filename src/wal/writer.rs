@@ -26,6 +26,22 @@ pub struct Writer {
     pub active: Option<File>,
     /// Reused encode buffer: one write per group.
     pub buf: Vec<u8>,
+    /// A segment write or fdatasync failed. Appends and syncs are refused from then on: how
+    /// much of a failed write reached the file is unknown (the next append would land behind
+    /// a torn record, and recovery cuts the log at the first one), and a failed fdatasync is
+    /// never retried (`durable.rs`). Raft stops the node on the first failure anyway; this keeps
+    /// the writer from being the part that carries on. Recovery on restart cuts a torn tail.
+    pub broken: bool,
+}
+
+/// `file.write_all(buf)`, or, when the `wal-write` failpoint fires, what a full disk does: the
+/// first half reaches the file, then ENOSPC.
+fn write_all(file: &mut File, buf: &[u8]) -> io::Result<()> {
+    if let Err(e) = crate::failpoint::hit(crate::failpoint::Point::WalWrite) {
+        file.write_all(&buf[..buf.len() / 2])?;
+        return Err(e);
+    }
+    file.write_all(buf)
 }
 
 impl Writer {
@@ -37,16 +53,18 @@ impl Writer {
 
     /// Makes everything written to the active segment durable (earlier segments were synced
     /// when the writer left them).
-    pub fn sync(&self) -> io::Result<()> {
-        match &self.active {
-            Some(f) => {
-                let t = std::time::Instant::now();
-                let r = f.sync_data();
-                crate::metrics::METRICS.wal_fsync.observe(t.elapsed());
-                r
-            }
-            None => Ok(()),
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.unless_broken(|w| w.active.as_ref().map_or(Ok(()), segment::sync))
+    }
+
+    /// Runs a segment write or sync, unless one failed before; a failure breaks the writer.
+    fn unless_broken(&mut self, step: impl FnOnce(&mut Self) -> io::Result<()>) -> io::Result<()> {
+        if self.broken {
+            return Err(io::Error::other("an earlier WAL write or fdatasync failed; the node must restart"));
         }
+        let r = step(self);
+        self.broken = r.is_err();
+        r
     }
 
     pub fn save_vote(&mut self, vote: Vote) -> io::Result<()> {
@@ -64,6 +82,10 @@ impl Writer {
 
     /// Writes `entries` with one `write`, without syncing them.
     pub fn append(&mut self, entries: &[Entry]) -> io::Result<()> {
+        self.unless_broken(|w| w.write_group(entries))
+    }
+
+    fn write_group(&mut self, entries: &[Entry]) -> io::Result<()> {
         let Some(first) = entries.first().map(|e| e.log_id.index) else {
             return Ok(());
         };
@@ -84,7 +106,7 @@ impl Writer {
             frame::append_frame(&payload, &mut self.buf);
         }
         let file = self.active.as_mut().expect("ensured");
-        if let Err(e) = file.write_all(&self.buf) {
+        if let Err(e) = write_all(file, &self.buf) {
             // Leave the in-memory view matching what is certainly on disk.
             seg.offsets.truncate(seg.offsets.len() - entries.len());
             return Err(e);
@@ -112,7 +134,7 @@ impl Writer {
                 return Ok(());
             }
             if let Some(f) = self.active.take() {
-                f.sync_data()?;
+                segment::sync(&f)?;
             }
             let fully_purged = self.meta.last_purged.is_some_and(|p| seg.end() <= p.index + 1);
             if seg.offsets.is_empty() || fully_purged {

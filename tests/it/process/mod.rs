@@ -1,12 +1,14 @@
 //! The process tier: real `cairn` processes for what only they show: kills and restarts,
-//! SIGTERM, the CLI and its exit codes, TLS files (and their reload on SIGHUP) and environment
-//! variables, membership changes with crashed members, and the process-wide metrics.
+//! SIGTERM, the CLI and its exit codes, disk faults (a full disk, failed storage calls, a torn
+//! WAL tail), TLS files (and their reload on SIGHUP) and environment variables, membership
+//! changes with crashed members, and the process-wide metrics.
 
 mod backup_restore;
 mod bench_cli;
 mod cluster_formation;
 mod compaction;
 mod config_file;
+mod disk_faults;
 mod environment;
 mod failover;
 mod graceful_shutdown;

@@ -1,6 +1,6 @@
 //! Test harness shared by the integration tests: real `cairn serve` processes
 //! (`cluster`), an HTTP client for the native API (`http`), certificates for the TLS tests
-//! (`pki`), deadline-bounded polling and small value helpers.
+//! (`pki`), a tmpfs to fill (`tmpfs`), deadline-bounded polling and small value helpers.
 //!
 //! Rules it enforces for every test (see /work/shared/STYLE.md, item 8):
 //! - ports come from binding `127.0.0.1:0`, never from a fixed range;
@@ -18,6 +18,7 @@ mod pki;
 mod process;
 pub mod raw;
 mod time;
+mod tmpfs;
 
 // Each test crate uses a different subset of the harness.
 #[allow(unused_imports)]
@@ -32,6 +33,8 @@ pub use pki::{served_certificate, write_atomically, Leaf, Pki};
 pub use process::{cairn_command, read_log, run_cairn_once};
 #[allow(unused_imports)]
 pub use time::{parse_rfc3339_utc, unix_now};
+#[allow(unused_imports)]
+pub use tmpfs::Tmpfs;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};

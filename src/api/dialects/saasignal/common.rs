@@ -49,7 +49,7 @@ pub fn error(e: ApiError) -> Response {
     with_retry_after((dialect_status(&e), Json(body)).into_response(), &e)
 }
 
-/// saasignal's documented codes. Where the seed has none (406, 503, 504), Cairn's own code
+/// saasignal's documented codes. Where the seed has none (406, 503, 504, 507), Cairn's own code
 /// says what happened; the key quota keeps its code so clients can tell it from a permission,
 /// and an unknown field keeps its code so a client can tell a misspelling from a bad value.
 fn code_of(code: Code) -> &'static str {
@@ -86,7 +86,7 @@ fn code_of(code: Code) -> &'static str {
         RateLimited => "rate_limited",
         Internal | StorageError | NoEntropy => "internal_error",
         NotAcceptable | NoLeader | NotCaughtUp | NotReady | RaftStopped | SnapshotTimeout | Busy | UnknownOutcome
-        | RequestTimeout | TooManyConnections | LeaderUnreachable => code.as_str(),
+        | RequestTimeout | TooManyConnections | LeaderUnreachable | InsufficientStorage => code.as_str(),
     }
 }
 

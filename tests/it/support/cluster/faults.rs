@@ -27,6 +27,7 @@ impl Cluster {
                     listener: None,
                     join: None,
                     own_args: Vec::new(),
+                    own_env: Vec::new(),
                 }
             })
             .collect();

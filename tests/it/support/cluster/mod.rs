@@ -43,6 +43,8 @@ struct Node {
     join: Option<String>,
     /// `cairn serve` arguments for this node only (e.g. its own `--tls-cert`).
     own_args: Vec<String>,
+    /// Environment variables for this node's process only (e.g. a storage failpoint).
+    own_env: Vec<(String, String)>,
 }
 
 /// A set of `cairn serve` processes on loopback sharing one tempdir. Node ids are 1..=n.
@@ -107,6 +109,7 @@ impl Cluster {
                     listener: listeners[i].take(),
                     join: None,
                     own_args: Vec::new(),
+                    own_env: Vec::new(),
                 }
             })
             .collect();
@@ -220,6 +223,12 @@ impl Cluster {
         self.node_mut(id).own_args = args.iter().map(|s| s.to_string()).collect();
     }
 
+    /// Sets environment variables for node `id`'s process alone, applied at each (re)start
+    /// (after the harness removed every inherited `CAIRN_*` one). Process tier only.
+    pub fn set_node_env(&mut self, id: u64, vars: &[(&str, &str)]) {
+        self.node_mut(id).own_env = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
+
     /// Starts node `id` (it must not be running). A process appends stdout and stderr to its
     /// log; an in-process node serves on its prepared listener (or its address again, after a
     /// `terminate`).
@@ -238,6 +247,7 @@ impl Cluster {
             return Err(format!("node {id} is already running"));
         }
         if in_process {
+            assert!(node.own_env.is_empty(), "in-process nodes share the test's environment");
             let listener = match node.listener.take() {
                 Some(l) => l,
                 None => std::net::TcpListener::bind(&node.addr).map_err(|e| format!("bind {}: {e}", node.addr))?,
@@ -250,10 +260,10 @@ impl Cluster {
         let stderr = log.try_clone().map_err(|e| format!("clone log handle: {e}"))?;
         let stdout = log.try_clone().map_err(|e| format!("clone log handle: {e}"))?;
         let mut cmd = cairn_command_for(&bin);
-        cmd.args(&args).stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+        cmd.args(&args).envs(node.own_env.iter().cloned()).stdin(Stdio::null()).stdout(stdout).stderr(stderr);
         let child = cmd.spawn().map_err(|e| format!("spawn {}: {e}", bin.display()))?;
         // Marks each (re)start in the log, so a dump shows which incarnation said what.
-        let _ = writeln!(log, "=== harness: started node {id} pid {} args {args:?}", child.id());
+        let _ = writeln!(log, "=== harness: started node {id} pid {} args {args:?} env {:?}", child.id(), node.own_env);
         node.child = Some(Running::Child(child));
         node.paused = false;
         Ok(())
@@ -344,6 +354,16 @@ impl Cluster {
                 panic!("node {id} did not exit: {why}");
             }
         }
+    }
+
+    /// The exit status of node `id` if its process has exited on its own (it is then no longer
+    /// running), without waiting; `None` while it runs.
+    pub fn exit_status(&mut self, id: u64) -> Option<ExitStatus> {
+        let node = self.node_mut(id);
+        let Some(Running::Child(child)) = node.child.as_mut() else { return None };
+        let status = child.try_wait().expect("try_wait on node")?;
+        node.child = None;
+        Some(status)
     }
 
     /// Panics if a node this harness started has exited on its own.

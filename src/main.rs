@@ -95,7 +95,12 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(cairn::server::run(config, cairn::server::shutdown_signal())) {
+    let result = rt.block_on(cairn::server::run(config, cairn::server::shutdown_signal()));
+    // Dropping the runtime would wait for every blocking task; one wedged on a failed disk
+    // (sled's flush, a storage call Raft never finished) would keep the process alive for
+    // ever after `run` gave up on it. The node has stopped serving by now: bounded exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "node failed");

@@ -69,7 +69,7 @@ pub async fn serve(
         });
     }
     // So does a storage failure: Raft stopped on a storage error, or a WAL fdatasync failed.
-    let storage_failure = disk::failure(node.raft.clone(), node.disk.wal());
+    let storage_failure = disk::failure(node.raft.clone(), node.disk.wal(), node.disk.sm_failed());
     let fatal = Arc::new(std::sync::Mutex::new(None::<String>));
     let shutdown = {
         let fatal = fatal.clone();

@@ -51,10 +51,16 @@ pub(crate) struct Disk {
     free: AtomicU64,
     need: AtomicU64,
     wal: DurableWatch,
+    /// Why an apply failed, once one has (`sm::StateMachine::failed`).
+    sm_failed: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl Disk {
-    pub fn new(config: &NodeConfig, wal: DurableWatch) -> Disk {
+    pub fn new(
+        config: &NodeConfig,
+        wal: DurableWatch,
+        sm_failed: tokio::sync::watch::Receiver<Option<String>>,
+    ) -> Disk {
         Disk {
             dir: config.data_dir.clone(),
             snapshot: current_snapshot_path(&config.data_dir),
@@ -64,6 +70,7 @@ impl Disk {
             free: AtomicU64::new(0),
             need: AtomicU64::new(0),
             wal,
+            sm_failed,
         }
     }
 
@@ -108,6 +115,10 @@ impl Disk {
     pub fn wal(&self) -> DurableWatch {
         self.wal.clone()
     }
+
+    pub fn sm_failed(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.sm_failed.clone()
+    }
 }
 
 /// Whether a command is a client's. The node's own entries pass below the reserve: expiry and
@@ -137,7 +148,11 @@ fn available_bytes(path: &Path) -> io::Result<u64> {
 
 /// Resolves with why this node must stop once Raft has stopped on an error (a storage error, or
 /// a panic in its core) or a WAL fdatasync has failed; with `None` once Raft stopped normally.
-pub async fn failure(raft: Raft, wal: DurableWatch) -> Option<String> {
+pub async fn failure(
+    raft: Raft,
+    wal: DurableWatch,
+    mut sm_failed: tokio::sync::watch::Receiver<Option<String>>,
+) -> Option<String> {
     let mut metrics = raft.metrics();
     let raft_failed = async move {
         let m = metrics.wait_for(|m| m.running_state.is_err()).await.ok()?;
@@ -146,8 +161,15 @@ pub async fn failure(raft: Raft, wal: DurableWatch) -> Option<String> {
             fatal => Some(format!("Raft stopped on an error: {fatal}")),
         }
     };
+    // openraft stops only once its core takes the state machine's error, and a core waiting
+    // on a WAL that met the same full disk may never take it: watched directly.
+    let sm_failed = async move {
+        let why = sm_failed.wait_for(Option::is_some).await.ok()?.clone()?;
+        Some(format!("applying to the state machine failed: {why}"))
+    };
     tokio::select! {
         why = raft_failed => why,
+        Some(why) = sm_failed => Some(why),
         () = wal.failure() => Some("a WAL fdatasync failed, so what this node holds in memory may not be on disk".into()),
     }
 }

@@ -222,10 +222,10 @@ impl Node {
             .map_err(StartError::io("open WAL"))?;
         log.pipeline_own_appends(id).map_err(StartError::io("start the WAL syncer"))?;
         let durable = log.durability();
-        let disk = disk::Disk::new(&config, durable.clone());
         let pristine = log.last_log_id().is_none() && log.current_vote().is_none();
         let mut sm = StateMachine::open(&config.data_dir, &config.sm).map_err(StartError::io("open state machine"))?;
         sm.wait_for_wal(durable.clone());
+        let disk = disk::Disk::new(&config, durable.clone(), sm.failed());
         let reader = sm.reader();
 
         let raft_config = openraft::Config {

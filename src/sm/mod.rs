@@ -99,6 +99,10 @@ pub struct StateMachine {
     /// The WAL's durable index: an entry is applied only once it is on this node's disk (the
     /// leader reports its own appends flushed before their fsync; see `wal/durable.rs`).
     wal: Option<crate::wal::DurableWatch>,
+    /// Why an apply failed, once one has: the node stops then (`node/disk.rs`). Watched
+    /// directly, because openraft stops only once its core takes the error, and a core waiting
+    /// on a WAL that met the same full disk may never take it.
+    failed: Arc<tokio::sync::watch::Sender<Option<String>>>,
 }
 
 /// Read access for the API layer. Each call holds the live lock's read side, so a read sees
@@ -290,6 +294,7 @@ impl StateMachine {
             scan_gate: Arc::default(),
             torn: false,
             wal: None,
+            failed: Arc::new(tokio::sync::watch::channel(None).0),
         };
         let current = sm.snap_dir.join(CURRENT);
         let snapshot = current.exists().then_some(current.as_path());
@@ -322,6 +327,11 @@ impl StateMachine {
     /// Applies wait for the WAL to hold their entries durably (see the `wal` field).
     pub fn wait_for_wal(&mut self, wal: crate::wal::DurableWatch) {
         self.wal = Some(wal);
+    }
+
+    /// Why an apply failed, once one has (`None` while applies succeed).
+    pub fn failed(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.failed.subscribe()
     }
 
     pub fn reader(&self) -> SmReader {
@@ -443,19 +453,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
-impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotBuilder = SnapshotBuilder;
-
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
-        Ok((self.last_applied().map_err(sm_err)?, self.membership().map_err(sm_err)?))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ProposalResult>, StorageError>
-    where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let entries: Vec<Entry> = entries.into_iter().collect();
+impl StateMachine {
+    async fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<Vec<ProposalResult>, StorageError> {
         if let (Some(wal), Some(last)) = (&self.wal, entries.last()) {
             wal.wait_for(last.log_id.index).await.map_err(|e| StorageIOError::apply(last.log_id, &e))?;
         }
@@ -495,6 +494,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         Ok(out)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
+        Ok((self.last_applied().map_err(sm_err)?, self.membership().map_err(sm_err)?))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ProposalResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let applied = self.apply_entries(entries.into_iter().collect()).await;
+        if let Err(e) = &applied {
+            self.failed.send_replace(Some(e.to_string()));
+        }
+        applied
     }
 
     /// Fixes the cut: called on the state machine's task, between two applies, so the tree

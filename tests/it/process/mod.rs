@@ -1,6 +1,7 @@
 //! The process tier: real `cairn` processes for what only they show: kills and restarts,
 //! SIGTERM, the CLI and its exit codes, TLS files (and their reload on SIGHUP) and environment
-//! variables, membership changes with crashed members, and the process-wide metrics.
+//! variables, membership changes with crashed members, the process-wide metrics, and strong
+//! reads through stalled quorum rounds.
 
 mod backup_restore;
 mod bench_cli;
@@ -13,5 +14,6 @@ mod graceful_shutdown;
 mod membership;
 mod observability;
 mod startup;
+mod strong_reads;
 mod tls;
 mod tls_reload;

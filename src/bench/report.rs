@@ -34,28 +34,41 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIGS).expect("valid histogram bounds")
 }
 
+/// Error counts keyed like [`Outcome::Error`]: `"503 no_leader"` → 13.
+pub type ErrorCounts = BTreeMap<String, u64>;
+
+/// What one op kind recorded.
+#[derive(Debug)]
+struct KindRecord {
+    kind: OpKind,
+    latency: Histogram<u64>,
+    /// Kept per kind so a mix shows which of its ops failed (reads or writes).
+    errors: ErrorCounts,
+}
+
 /// Everything measured in the measurement window (warm-up excluded).
 #[derive(Debug)]
 pub struct Recorder {
     all: Histogram<u64>,
-    by_kind: Vec<(OpKind, Histogram<u64>)>,
-    errors: BTreeMap<String, u64>,
+    by_kind: Vec<KindRecord>,
+    errors: ErrorCounts,
     conflicts: u64,
 }
 
 impl Recorder {
     pub fn new(workload: Workload) -> Recorder {
-        Recorder {
-            all: new_histogram(),
-            by_kind: workload.op_kinds().into_iter().map(|k| (k, new_histogram())).collect(),
-            errors: BTreeMap::new(),
-            conflicts: 0,
-        }
+        let by_kind = workload
+            .op_kinds()
+            .into_iter()
+            .map(|kind| KindRecord { kind, latency: new_histogram(), errors: ErrorCounts::new() })
+            .collect();
+        Recorder { all: new_histogram(), by_kind, errors: ErrorCounts::new(), conflicts: 0 }
     }
 
     /// Successful ops and conflicts are timed; errors are only counted, so a burst of fast
     /// refusals cannot make the latency figures look better.
     pub fn record(&mut self, kind: OpKind, outcome: &Outcome, latency: Duration) {
+        let of_kind = self.by_kind.iter_mut().find(|r| r.kind == kind);
         match outcome {
             Outcome::Ok | Outcome::Conflict => {
                 if *outcome == Outcome::Conflict {
@@ -63,13 +76,31 @@ impl Recorder {
                 }
                 let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(LOWEST_US);
                 self.all.saturating_record(us);
-                if let Some((_, h)) = self.by_kind.iter_mut().find(|(k, _)| *k == kind) {
-                    h.saturating_record(us);
+                if let Some(r) = of_kind {
+                    r.latency.saturating_record(us);
                 }
             }
-            Outcome::Error(key) => *self.errors.entry(key.clone()).or_insert(0) += 1,
+            Outcome::Error(key) => {
+                count(&mut self.errors, key);
+                if let Some(r) = of_kind {
+                    count(&mut r.errors, key);
+                }
+            }
         }
     }
+}
+
+fn count(errors: &mut ErrorCounts, key: &str) {
+    *errors.entry(key.to_string()).or_insert(0) += 1;
+}
+
+/// `3 (503 no_leader: 2, timeout: 1)`, or `none`.
+fn fmt_errors(errors: &ErrorCounts) -> String {
+    if errors.is_empty() {
+        return "none".into();
+    }
+    let list: Vec<String> = errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    format!("{} ({})", errors.values().sum::<u64>(), list.join(", "))
 }
 
 /// Latency summary of one histogram, in microseconds.
@@ -134,7 +165,10 @@ pub struct Report {
     pub info: RunInfo,
     pub all: Summary,
     pub by_kind: Vec<(OpKind, Summary)>,
-    pub errors: BTreeMap<String, u64>,
+    /// By status and code, over all op kinds.
+    pub errors: ErrorCounts,
+    /// The same, for each op kind of the workload (every kind listed, failed or not).
+    pub errors_by_kind: Vec<(OpKind, ErrorCounts)>,
     pub conflicts: u64,
 }
 
@@ -143,8 +177,9 @@ impl Report {
         Report {
             info,
             all: Summary::of(&rec.all),
-            by_kind: rec.by_kind.iter().map(|(k, h)| (*k, Summary::of(h))).collect(),
+            by_kind: rec.by_kind.iter().map(|r| (r.kind, Summary::of(&r.latency))).collect(),
             errors: rec.errors.clone(),
+            errors_by_kind: rec.by_kind.iter().map(|r| (r.kind, r.errors.clone())).collect(),
             conflicts: rec.conflicts,
         }
     }
@@ -178,7 +213,12 @@ impl Report {
             let by_op: serde_json::Map<String, Value> =
                 self.by_kind.iter().map(|(k, s)| (k.name().to_string(), s.json(secs))).collect();
             obj.insert("byOp".into(), Value::Object(by_op));
-            obj.insert("errors".into(), json!({ "total": self.error_total(), "byStatus": self.errors }));
+            let errors_by_op: serde_json::Map<String, Value> =
+                self.errors_by_kind.iter().map(|(k, e)| (k.name().to_string(), json!(e))).collect();
+            obj.insert(
+                "errors".into(),
+                json!({ "total": self.error_total(), "byStatus": self.errors, "byOp": errors_by_op }),
+            );
             obj.insert("casConflicts".into(), json!(self.conflicts));
             obj.insert("unsent".into(), json!(i.unsent));
         }
@@ -235,11 +275,13 @@ impl Report {
         if i.unsent > 0 {
             let _ = writeln!(out, "rate not sustained: {} scheduled requests were never sent", i.unsent);
         }
-        if self.errors.is_empty() {
-            let _ = writeln!(out, "errors: none");
-        } else {
-            let list: Vec<String> = self.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
-            let _ = writeln!(out, "errors: {} ({})", self.error_total(), list.join(", "));
+        let _ = writeln!(out, "errors: {}", fmt_errors(&self.errors));
+        // A mix also says which of its ops failed: 503s on reads and on writes mean different
+        // things.
+        if self.errors_by_kind.len() > 1 && !self.errors.is_empty() {
+            for (kind, errors) in &self.errors_by_kind {
+                let _ = writeln!(out, "  {:<9} {}", kind.name(), fmt_errors(errors));
+            }
         }
         out
     }
@@ -310,6 +352,42 @@ mod tests {
         assert!(r.all.max < 3_000, "max {}", r.all.max);
         let text = r.to_text();
         assert!(text.contains("errors: 3 (503 no_leader: 2, timeout: 1)"), "{text}");
+        // One op kind: its errors are the total, so no per-op lines.
+        assert!(!text.contains("\n  put"), "{text}");
+        assert_eq!(r.to_json()["errors"]["byOp"]["put"]["503 no_leader"], 2);
+    }
+
+    #[test]
+    fn a_mix_breaks_its_errors_down_by_op_in_text_and_json() {
+        let mix = Workload::Mixed(Mix { reads: 2, writes: 1 });
+        let mut rec = Recorder::new(mix);
+        rec.record(OpKind::Get, &Outcome::Ok, Duration::from_millis(1));
+        for _ in 0..13 {
+            rec.record(OpKind::Get, &Outcome::Error("503 no_leader".into()), Duration::from_millis(1));
+        }
+        rec.record(OpKind::Put, &Outcome::Error("504 unknown_outcome".into()), Duration::from_secs(10));
+        let r = Report::new(info(mix), &rec);
+        let text = r.to_text();
+        assert!(text.contains("errors: 14 (503 no_leader: 13, 504 unknown_outcome: 1)\n"), "{text}");
+        assert!(text.contains("\n  get       13 (503 no_leader: 13)\n"), "{text}");
+        assert!(text.contains("\n  put       1 (504 unknown_outcome: 1)\n"), "{text}");
+        let v = r.to_json();
+        assert_eq!(v["errors"]["total"], 14);
+        assert_eq!(v["errors"]["byStatus"]["503 no_leader"], 13);
+        assert_eq!(v["errors"]["byOp"]["get"]["503 no_leader"], 13);
+        assert_eq!(v["errors"]["byOp"]["put"]["504 unknown_outcome"], 1);
+        assert!(v["errors"]["byOp"]["get"].get("504 unknown_outcome").is_none());
+    }
+
+    #[test]
+    fn a_clean_mix_lists_every_op_with_no_errors_in_json_only() {
+        let mix = Workload::Mixed(Mix { reads: 1, writes: 1 });
+        let mut rec = Recorder::new(mix);
+        rec.record(OpKind::Get, &Outcome::Ok, Duration::from_millis(1));
+        let r = Report::new(info(mix), &rec);
+        assert!(r.to_text().ends_with("errors: none\n"), "{}", r.to_text());
+        let v = r.to_json();
+        assert_eq!(v["errors"]["byOp"], serde_json::json!({"get": {}, "put": {}}));
     }
 
     #[test]

@@ -3,14 +3,35 @@
 //! index when it starts, so an older one could miss a write that completed before the read
 //! arrived. At most one barrier runs at a time; readers that arrive meanwhile all share the
 //! next one. Under load this turns one quorum round per read into about two per batch.
+//!
+//! A barrier retries a round that was only slow (no quorum answered within openraft's one
+//! heartbeat interval while this node still leads): on a loaded machine such rounds come in
+//! bursts of a few hundred milliseconds, and failing them told clients there was no leader
+//! when there was (issue 14 §3). Each read waits until its own deadline at most.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{watch, Mutex};
+use tokio::time::Instant;
 
 use crate::node::error::Error;
+
+/// Rounds start at most this often. A round that timed out has already waited longer, so it
+/// is retried at once; one that failed at once (a peer refused the connection) waits, so that
+/// a retrying barrier does not spin.
+const ROUND_SPACING: Duration = Duration::from_millis(50);
+
+/// Why one ReadIndex round did not confirm this node's leadership.
+#[derive(Debug)]
+pub enum RoundError {
+    /// No quorum answered in time, but this node still leads in the same term: the round was
+    /// slow, which says nothing about leadership. The barrier runs another.
+    Slow,
+    /// Leadership is lost (or the node is stopping); every reader sharing the barrier gets this.
+    Failed(Error),
+}
 
 pub struct ReadBarrier {
     /// Generation of the most recently *started* barrier.
@@ -28,11 +49,23 @@ impl Default for ReadBarrier {
 }
 
 impl ReadBarrier {
-    /// Returns the outcome of a barrier that started after this call; `run` performs one.
-    pub async fn wait<F, Fut>(&self, run: F) -> Result<(), Error>
+    /// Returns the outcome of a barrier that started after this call; `round` performs one
+    /// ReadIndex round. A read still unconfirmed at `deadline` fails with `NoLeader`: nothing
+    /// was read, and the client may retry.
+    pub async fn wait<F, Fut>(&self, deadline: Instant, round: F) -> Result<(), Error>
     where
         F: Fn() -> Fut,
-        Fut: Future<Output = Result<(), Error>>,
+        Fut: Future<Output = Result<(), RoundError>>,
+    {
+        // If this read is running the barrier, dropping it at the deadline leaves the barrier
+        // unpublished; the readers sharing it then run one of their own (see `share`).
+        tokio::time::timeout_at(deadline, self.share(round)).await.unwrap_or(Err(Error::NoLeader))
+    }
+
+    async fn share<F, Fut>(&self, round: F) -> Result<(), Error>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(), RoundError>>,
     {
         let arrival = self.started.load(Ordering::SeqCst);
         let mut rx = self.done.subscribe();
@@ -49,13 +82,31 @@ impl ReadBarrier {
                     return done.1;
                 }
                 let gen = self.started.fetch_add(1, Ordering::SeqCst) + 1;
-                let result = run().await;
+                let result = confirm(&round).await;
                 let _previous = self.done.send_replace((gen, result.clone()));
                 return result;
             }
-            // The runner may be cancelled without publishing (its client went away), so waiting
-            // is bounded and the loop then tries to run a barrier itself.
+            // The runner may be cancelled without publishing (its client went away, or its
+            // deadline passed), so waiting is bounded and the loop then tries to run a barrier
+            // itself.
             let _ = tokio::time::timeout(Duration::from_millis(50), rx.changed()).await;
+        }
+    }
+}
+
+/// Runs rounds until one confirms leadership or one finds it lost. Every round started after
+/// the barrier did, so any of them serves every reader sharing the barrier.
+async fn confirm<F, Fut>(round: &F) -> Result<(), Error>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), RoundError>>,
+{
+    loop {
+        let start = Instant::now();
+        match round().await {
+            Ok(()) => return Ok(()),
+            Err(RoundError::Failed(e)) => return Err(e),
+            Err(RoundError::Slow) => tokio::time::sleep_until(start + ROUND_SPACING).await,
         }
     }
 }
@@ -66,6 +117,28 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
+    /// A round that is slow `slow` times, then ends with `last`; counts the rounds run.
+    fn rounds_then(
+        slow: usize,
+        last: Result<(), Error>,
+    ) -> (Arc<AtomicUsize>, impl Fn() -> std::future::Ready<Result<(), RoundError>>) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let counter = n.clone();
+        let round = move || {
+            let i = counter.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(match (&last, i < slow) {
+                (_, true) => Err(RoundError::Slow),
+                (Ok(()), false) => Ok(()),
+                (Err(e), false) => Err(RoundError::Failed(e.clone())),
+            })
+        };
+        (n, round)
+    }
+
+    fn in_secs(s: u64) -> Instant {
+        Instant::now() + Duration::from_secs(s)
+    }
+
     #[tokio::test]
     async fn concurrent_reads_share_rounds_that_started_after_they_arrived() {
         let rb = Arc::new(ReadBarrier::default());
@@ -74,7 +147,7 @@ mod tests {
         for _ in 0..50 {
             let (rb, rounds) = (rb.clone(), rounds.clone());
             tasks.push(tokio::spawn(async move {
-                rb.wait(|| {
+                rb.wait(in_secs(60), || {
                     let rounds = rounds.clone();
                     async move {
                         rounds.fetch_add(1, Ordering::SeqCst);
@@ -91,14 +164,65 @@ mod tests {
         let n = rounds.load(Ordering::SeqCst);
         assert!((1..50).contains(&n), "50 readers ran {n} rounds");
         // A read arriving after all that still gets a round of its own.
-        rb.wait(|| async { Ok(()) }).await.unwrap();
+        rb.wait(in_secs(60), || async { Ok(()) }).await.unwrap();
         assert_eq!(rb.started.load(Ordering::SeqCst) as usize, n + 1);
     }
 
     #[tokio::test]
     async fn a_failed_round_is_reported_to_its_readers() {
         let rb = ReadBarrier::default();
-        let r = rb.wait(|| async { Err(Error::NoLeader) }).await;
+        let r = rb.wait(in_secs(60), || async { Err(RoundError::Failed(Error::NoLeader)) }).await;
         assert!(matches!(r, Err(Error::NoLeader)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_rounds_are_retried_until_one_confirms() {
+        let rb = ReadBarrier::default();
+        let (rounds, round) = rounds_then(5, Ok(()));
+        rb.wait(in_secs(10), round).await.unwrap();
+        assert_eq!(rounds.load(Ordering::SeqCst), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readers_sharing_a_retried_barrier_all_get_its_confirmation() {
+        let rb = Arc::new(ReadBarrier::default());
+        let (rounds, round) = rounds_then(3, Ok(()));
+        let round = Arc::new(round);
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (rb, round) = (rb.clone(), round.clone());
+            tasks.push(tokio::spawn(async move { rb.wait(in_secs(10), || round()).await }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        // Three slow rounds in all, not three per reader: the first barrier absorbed them.
+        assert!(rounds.load(Ordering::SeqCst) < 20, "{} rounds", rounds.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_still_unconfirmed_at_its_deadline_fails_with_no_leader() {
+        let rb = ReadBarrier::default();
+        let (rounds, round) = rounds_then(usize::MAX, Ok(()));
+        let start = Instant::now();
+        let r = rb.wait(start + Duration::from_secs(2), round).await;
+        assert!(matches!(r, Err(Error::NoLeader)), "{r:?}");
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        // Rounds that fail at once are spaced out rather than run back to back.
+        let n = rounds.load(Ordering::SeqCst);
+        assert!((39..=41).contains(&n), "{n} rounds in 2 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leadership_lost_between_slow_rounds_is_reported_at_once() {
+        let rb = ReadBarrier::default();
+        let elsewhere = Error::NotLeader { leader: Some((2, "127.0.0.1:7002".into())) };
+        let (rounds, round) = rounds_then(3, Err(elsewhere));
+        let start = Instant::now();
+        let r = rb.wait(start + Duration::from_secs(10), round).await;
+        // The new leader is named, so the API layer can forward the read there.
+        assert!(matches!(r, Err(Error::NotLeader { leader: Some((2, _)) })), "{r:?}");
+        assert_eq!(rounds.load(Ordering::SeqCst), 4);
+        assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
     }
 }

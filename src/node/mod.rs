@@ -348,7 +348,7 @@ impl Node {
         let mut g = Gauges {
             term: m.current_term,
             // A leader cut off from its quorum is not one a "no leader" alert may count.
-            is_leader: is_leader && self.quorum_acked_recently(&m),
+            is_leader: self.quorum_acked_recently(&m),
             quorum_ack_ms,
             leader: known_leader(&m, self.id),
             last_log_index: last,

@@ -4,6 +4,7 @@
 # PIDs it started, and only while their command line still names that dir.
 #
 #   tmp_cluster_up NAME BASE_PORT [serve args...]   # nodes listen on BASE_PORT+1..+3
+#   tmp_cluster_start N [env assignments...]        # (re)starts node N as tmp_cluster_up did
 #
 # Sets WORK (the temp dir; node N's data is $WORK/nodeN, its log $WORK/nodeN.log), PIDS,
 # ENDPOINTS (host:port,...) and BIN (CAIRN_BIN, default target/release/cairn, built if missing).
@@ -24,23 +25,31 @@ tmp_cluster_cleanup() {
 }
 
 tmp_cluster_up() {
-    local name=$1 base=$2 i peers=""
+    local name=$1 i
+    TMP_CLUSTER_BASE=$2
     shift 2
+    TMP_CLUSTER_ARGS=("$@")
+    TMP_CLUSTER_PEERS=""
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-$name.XXXXXX")
     trap tmp_cluster_cleanup EXIT
     ENDPOINTS=""
     for i in 1 2 3; do
-        peers+="${peers:+,}$i=127.0.0.1:$((base + i))"
-        ENDPOINTS+="${ENDPOINTS:+,}127.0.0.1:$((base + i))"
+        TMP_CLUSTER_PEERS+="${TMP_CLUSTER_PEERS:+,}$i=127.0.0.1:$((TMP_CLUSTER_BASE + i))"
+        ENDPOINTS+="${ENDPOINTS:+,}127.0.0.1:$((TMP_CLUSTER_BASE + i))"
     done
-    for i in 1 2 3; do
-        "$BIN" serve --id "$i" --listen "127.0.0.1:$((base + i))" --data-dir "$WORK/node$i" --peers "$peers" "$@" \
-            >"$WORK/node$i.log" 2>&1 &
-        PIDS+=($!)
-    done
+    for i in 1 2 3; do tmp_cluster_start "$i"; done
+    local base=$TMP_CLUSTER_BASE
     local deadline=$((SECONDS + 30))
     until curl -sf "http://127.0.0.1:$((base + 1))/ready" >/dev/null; do
         ((SECONDS < deadline)) || { echo "cluster did not become ready" >&2; exit 1; }
         sleep 0.5
     done
+}
+
+tmp_cluster_start() {
+    local i=$1
+    shift
+    env "$@" "$BIN" serve --id "$i" --listen "127.0.0.1:$((TMP_CLUSTER_BASE + i))" --data-dir "$WORK/node$i" \
+        --peers "$TMP_CLUSTER_PEERS" "${TMP_CLUSTER_ARGS[@]}" >>"$WORK/node$i.log" 2>&1 &
+    PIDS[i - 1]=$!
 }

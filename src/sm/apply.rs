@@ -3,8 +3,8 @@
 //! folded into the replicated logical clock. A run of entries is applied through an overlay
 //! whose changes, `last_applied` included, are then written key by key under the live lock
 //! ([`Writes::write_to`]): readers never see half of an apply, and after a crash the state
-//! machine is rebuilt from its snapshot and the WAL unless it was closed cleanly (`sm/mod.rs`),
-//! so an entry is never applied twice or half-applied.
+//! machine finishes the last apply from its redo record, or is rebuilt from its snapshot and the
+//! WAL (`sm/mod.rs`, `sm/close.rs`), so an entry is never applied twice or half-applied.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -113,10 +113,21 @@ impl Writes {
         self.0.keys().map(Vec::as_slice)
     }
 
+    /// The redo record of this write set (the byte format is owned here): every key with its
+    /// final value or removal. Rewriting it is idempotent, which is what lets an open finish an
+    /// apply of which sled kept only a prefix.
+    pub fn redo_record(&self) -> Result<Vec<u8>, codec::CodecError> {
+        codec::encode(&self.0)
+    }
+
+    pub fn from_redo_record(bytes: &[u8]) -> Result<Writes, codec::CodecError> {
+        codec::decode(bytes).map(Writes)
+    }
+
     /// Writes every change with single-key operations. Deliberately not a sled `Batch`: every
     /// batch makes sled write out its IO buffer twice, through its thread pool (`pin_log`), which
     /// cost a node about 30% of its CPU under load. Readers are kept from seeing part of an
-    /// apply by the caller's lock, and crashes by the state machine's clean-close marker (see
+    /// apply by the caller's lock, and crashes by the redo record written first (see
     /// `sm/mod.rs`), not by sled.
     pub fn write_to(self, tree: &sled::Tree) -> sled::Result<()> {
         for (k, v) in self.0 {

@@ -51,6 +51,10 @@ pub const META_INSTALLING: &[u8] = b"minstalling";
 pub const META_FORMAT: &[u8] = b"mformat";
 /// Present only while the state machine is closed after a clean close; see `sm/mod.rs`.
 pub const META_CLEAN: &[u8] = b"mclean";
+/// The last apply's whole write set, written before its keys (`Writes::redo_record`), so an
+/// apply that a crash cut short can be finished on open. Local to this replica: never in a
+/// snapshot.
+pub const META_REDO: &[u8] = b"mredo";
 
 /// Key in the db's default tree naming the live state tree (absent: [`FIRST_TREE`]).
 pub const LIVE_TREE: &[u8] = b"live_tree";

@@ -15,6 +15,7 @@
 //! - `snapshot.rs`: snapshot file layout
 
 pub mod apply;
+mod close;
 mod cut;
 pub mod keys;
 pub mod snapshot;
@@ -35,6 +36,7 @@ use crate::model::command::{Item, ProposalResult};
 use crate::model::private;
 use crate::model::types::{Entry, LogId, Membership, SnapshotMeta, StorageError, TypeConfig};
 use apply::Applier;
+use close::Verdict;
 use cut::Cut;
 use keys::StoredItem;
 pub use keys::TokenRecord;
@@ -84,6 +86,8 @@ impl Live {
 
 pub struct StateMachine {
     db: sled::Db,
+    /// The node's data dir, where `sm.state` records how the state machine was closed.
+    data_dir: PathBuf,
     /// The live tree: applies write to it, readers read it, installs replace it.
     live: Arc<Live>,
     snap_dir: PathBuf,
@@ -250,8 +254,23 @@ fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
 
 impl StateMachine {
     pub fn open(dir: &Path, opts: &SmOptions) -> io::Result<StateMachine> {
+        StateMachine::open_in_boot(dir, opts, close::current_boot().as_deref())
+    }
+
+    /// [`StateMachine::open`] as if the kernel's boot id were `boot` (tests restart "machines").
+    fn open_in_boot(dir: &Path, opts: &SmOptions, boot: Option<&str>) -> io::Result<StateMachine> {
+        let last_close = close::read(dir)?;
+        let verdict = close::verdict(&last_close, boot);
+        let sled_dir = dir.join("sm");
+        if verdict == Verdict::MachineRestart && sled_dir.exists() {
+            // Not even opened: after a power loss sled's unsynced files may not open at all.
+            tracing::info!(
+                "state machine was not closed cleanly and the machine restarted since; rebuilding it from its snapshot and log"
+            );
+            fs::remove_dir_all(&sled_dir)?;
+        }
         let db = sled::Config::new()
-            .path(dir.join("sm"))
+            .path(&sled_dir)
             .cache_capacity(opts.cache_bytes)
             .flush_every_ms(opts.flush_every_ms)
             .open()
@@ -288,6 +307,7 @@ impl StateMachine {
         let sm = StateMachine {
             db,
             live,
+            data_dir: dir.to_path_buf(),
             snap_dir,
             clock: Arc::default(),
             cut: None,
@@ -298,23 +318,46 @@ impl StateMachine {
         };
         let current = sm.snap_dir.join(CURRENT);
         let snapshot = current.exists().then_some(current.as_path());
-        let applied = sm.last_applied().map_err(io::Error::other)?;
-        let clean = sm.tree().contains_key(keys::META_CLEAN).map_err(io::Error::other)?;
-        if applied.is_some() && !clean {
-            tracing::info!(
-                ?applied,
-                from_snapshot = snapshot.is_some(),
-                "state machine was not closed cleanly; rebuilding it from its snapshot and log"
-            );
-            load_snapshot(&sm.db, &sm.live, &sm.clock, snapshot)?;
-        } else if let Some(path) = snapshot {
+        let mut loaded = false;
+        match verdict {
+            Verdict::MachineRestart => {
+                load_snapshot(&sm.db, &sm.live, &sm.clock, snapshot)?;
+                loaded = true;
+            }
+            Verdict::ProcessCrash => {
+                let redone = finish_redo(&sm.tree())?;
+                tracing::info!(
+                    applied = ?sm.last_applied().map_err(io::Error::other)?,
+                    redone,
+                    "state machine was not closed cleanly; kept it and finished its last apply from its redo record"
+                );
+            }
+            Verdict::CheckMarker => {
+                let applied = sm.last_applied().map_err(io::Error::other)?;
+                let clean = sm.tree().contains_key(keys::META_CLEAN).map_err(io::Error::other)?;
+                if applied.is_some() && !clean {
+                    tracing::info!(
+                        ?applied,
+                        from_snapshot = snapshot.is_some(),
+                        "state machine was not closed cleanly; rebuilding it from its snapshot and log"
+                    );
+                    load_snapshot(&sm.db, &sm.live, &sm.clock, snapshot)?;
+                    loaded = true;
+                }
+            }
+        }
+        if let (false, Some(path)) = (loaded, snapshot) {
             let meta = snapshot::read_meta(path)?;
+            let applied = sm.last_applied().map_err(io::Error::other)?;
             let installing = sm.tree().contains_key(keys::META_INSTALLING).map_err(io::Error::other)?;
             if installing || applied < meta.last_log_id {
                 tracing::info!(?applied, snapshot = ?meta.last_log_id, "state machine is behind its snapshot; reloading it");
                 load_snapshot(&sm.db, &sm.live, &sm.clock, snapshot)?;
             }
         }
+        // Durable before any apply changes sled: from here on, only this boot may trust it
+        // without its clean close.
+        close::mark_open(dir, boot)?;
         // Removed before any apply, so any later write follows the removal in sled's log and a
         // crash can never leave a half-applied tree that still says it was closed cleanly.
         let tree = sm.tree();
@@ -356,6 +399,21 @@ impl StateMachine {
             None => Ok(Membership::default()),
         }
     }
+}
+
+/// Finishes the apply a crash cut short: rewrites the last redo record's keys (idempotent when
+/// they all landed) and flushes. Returns how many keys it rewrote.
+///
+/// sled recovered a prefix of this process's single-key writes, and every apply writes its redo
+/// record first, so the prefix ends inside the write set of the last record it holds, or right
+/// after it: everything before that record is whole.
+fn finish_redo(tree: &sled::Tree) -> io::Result<usize> {
+    let Some(raw) = tree.get(keys::META_REDO).map_err(io::Error::other)? else { return Ok(0) };
+    let writes = apply::Writes::from_redo_record(&raw).map_err(io::Error::other)?;
+    let n = writes.keys().count();
+    writes.write_to(tree).map_err(io::Error::other)?;
+    tree.flush().map_err(io::Error::other)?;
+    Ok(n)
 }
 
 /// Publishes the persisted logical clock to readers.
@@ -435,6 +493,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             // Also on error: recording must stop whatever happened to the scan.
             cut.finish();
             let pairs = written?;
+            // sled hands the kernel at least the state at the cut before the file claims it, so
+            // a crash soon after never leaves sled behind its snapshot (that would cost a
+            // reload; the WAL below the snapshot may be purged).
+            tree.flush().map_err(io::Error::other)?;
             let current = dir.join(CURRENT);
             fs::rename(&tmp, &current)?;
             fs::File::open(&dir)?.sync_all()?;
@@ -486,6 +548,10 @@ impl StateMachine {
             // A test failpoint: as if sled failed part-way through the writes.
             crate::failpoint::hit(crate::failpoint::Point::SmWrite)
                 .map_err(|e| StorageIOError::write_state_machine(&e))?;
+            // The redo record first: sled recovers a prefix of these writes after a crash, and
+            // the record lets the next open finish them (`finish_redo`).
+            let redo = writes.redo_record().map_err(|e| StorageIOError::write_state_machine(&e))?;
+            live.insert(keys::META_REDO, redo).map_err(|e| StorageIOError::write_state_machine(&e))?;
             writes.write_to(&live).map_err(|e| StorageIOError::write_state_machine(&e))?;
             self.torn = false;
             self.clock.ms.store(clock, Ordering::Release);
@@ -615,7 +681,12 @@ impl Drop for StateMachine {
             return;
         }
         let tree = self.tree();
-        let closed = tree.insert(keys::META_CLEAN, Vec::new()).and_then(|_| tree.flush());
+        let closed = tree
+            .insert(keys::META_CLEAN, Vec::new())
+            .and_then(|_| self.db.flush())
+            .map_err(io::Error::other)
+            .and_then(|_| close::sync_tree(&self.data_dir.join("sm")))
+            .and_then(|_| close::mark_clean(&self.data_dir));
         if let Err(e) = closed {
             tracing::warn!(error = %e, "could not mark the state machine closed cleanly");
         }

@@ -48,7 +48,8 @@ fn next_frame(r: &mut impl Read) -> io::Result<Frame> {
 
 /// Keys that describe the replica rather than the data; the snapshot meta carries their truth.
 fn is_replica_local(k: &[u8]) -> bool {
-    [keys::META_LAST_APPLIED, keys::META_MEMBERSHIP, keys::META_INSTALLING, keys::META_CLEAN].contains(&k)
+    [keys::META_LAST_APPLIED, keys::META_MEMBERSHIP, keys::META_INSTALLING, keys::META_CLEAN, keys::META_REDO]
+        .contains(&k)
 }
 
 /// Writes `pairs` (the raw tree, as of `meta`'s index) to `path` and fsyncs it.

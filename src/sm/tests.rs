@@ -433,7 +433,12 @@ proptest! {
 
 /// The tree's replicated content: what a snapshot must reproduce.
 fn replicated(tree: &sled::Tree) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let local = [super::keys::META_LAST_APPLIED, super::keys::META_MEMBERSHIP, super::keys::META_INSTALLING];
+    let local = [
+        super::keys::META_LAST_APPLIED,
+        super::keys::META_MEMBERSHIP,
+        super::keys::META_INSTALLING,
+        super::keys::META_REDO,
+    ];
     tree.iter()
         .map(|kv| kv.unwrap())
         .filter(|(k, _)| !local.contains(&k.as_ref()))
@@ -583,52 +588,155 @@ async fn reads_during_an_install_see_the_old_state_or_the_new_one() {
     assert_eq!(replicated(&dst.tree()), replicated(&src.tree()));
 }
 
-/// sled is trusted only after a clean close. A state machine dropped with an apply torn (what a
-/// crash part-way through single-key writes leaves) is rebuilt on open from its snapshot file,
-/// or emptied when it has none, and openraft then re-applies the rest from the WAL.
+/// Opens the state machine in `dir` as if the kernel's boot id were `boot`, retrying like
+/// [`reopen`].
+fn reopen_in_boot(dir: &std::path::Path, boot: &str) -> super::StateMachine {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match super::StateMachine::open_in_boot(dir, &super::SmOptions::default(), Some(boot)) {
+            Ok(sm) => return sm,
+            Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("open {}: {e}", dir.display()),
+        }
+    }
+}
+
+/// An unclean stop followed by a machine restart (another boot id: power loss, a kernel crash,
+/// the disk moved to another host) leaves sled untrusted: it is rebuilt from its snapshot file,
+/// or emptied when there is none, and openraft re-applies the rest from the WAL. A clean close
+/// fsyncs sled and is trusted in any boot.
 #[tokio::test]
-async fn only_a_cleanly_closed_state_machine_is_trusted_on_open() {
+async fn after_a_machine_restart_only_a_cleanly_closed_state_machine_is_trusted() {
     use openraft::storage::RaftStateMachine;
     use openraft::RaftSnapshotBuilder;
 
-    let open = |d: &tempfile::TempDir| reopen(d.path());
     let applied = |sm: &mut super::StateMachine| sm.last_applied().unwrap().map(|l| l.index);
 
     let with_snapshot = tempfile::tempdir().unwrap();
     {
-        let mut sm = open(&with_snapshot);
+        let mut sm = reopen_in_boot(with_snapshot.path(), "boot-1");
         sm.apply(vec![entry_at(1, vec![set("a")])]).await.unwrap();
         sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
         sm.apply(vec![entry_at(2, vec![set("b")])]).await.unwrap();
         sm.torn = true;
     }
-    let mut sm = open(&with_snapshot);
+    let mut sm = reopen_in_boot(with_snapshot.path(), "boot-2");
     assert_eq!(applied(&mut sm), Some(1), "rebuilt from the snapshot at index 1");
     assert!(sm.reader().get("n", "a").unwrap().is_some());
     assert!(sm.reader().get("n", "b").unwrap().is_none(), "entry 2 comes back from the WAL, not from sled");
 
     let without = tempfile::tempdir().unwrap();
     {
-        let mut sm = open(&without);
+        let mut sm = reopen_in_boot(without.path(), "boot-1");
         sm.apply(vec![entry_at(1, vec![set("a")])]).await.unwrap();
         sm.torn = true;
     }
-    let mut sm = open(&without);
+    let mut sm = reopen_in_boot(without.path(), "boot-2");
     assert_eq!(applied(&mut sm), None, "no snapshot: rebuilt from nothing");
     assert!(sm.reader().get("n", "a").unwrap().is_none());
 
     let clean = tempfile::tempdir().unwrap();
     {
-        let mut sm = open(&clean);
+        let mut sm = reopen_in_boot(clean.path(), "boot-1");
         sm.apply(vec![entry_at(1, vec![set("a")]), entry_at(2, vec![set("b")])]).await.unwrap();
     }
-    let mut sm = open(&clean);
-    assert_eq!(applied(&mut sm), Some(2), "a clean close keeps every apply");
+    let mut sm = reopen_in_boot(clean.path(), "boot-2");
+    assert_eq!(applied(&mut sm), Some(2), "a clean close keeps every apply, in any boot");
     assert!(sm.reader().get("n", "b").unwrap().is_some());
-    // Opening removed the marker: dropping this one torn must not look clean next time.
+    // Opening recorded this boot as the one writing sled: dropped torn, it must not look clean
+    // to the next boot.
     sm.torn = true;
     drop(sm);
-    assert_eq!(applied(&mut open(&clean)), None);
+    assert_eq!(applied(&mut reopen_in_boot(clean.path(), "boot-3")), None);
+}
+
+/// A process crash (same boot id) keeps sled: the kernel holds everything sled wrote, and sled
+/// recovers a prefix of this process's writes. That prefix can end anywhere inside an apply's
+/// write set; the redo record written before the set lets the open finish it, so the state is
+/// exactly the one after the apply, whichever prefix of its keys reached sled. Increments and
+/// deletes make a repeated or half-done apply visible.
+#[tokio::test]
+async fn a_crash_inside_an_apply_is_finished_from_its_redo_record() {
+    use openraft::storage::RaftStateMachine;
+
+    let incr = |key: &str, by: i64| Command::Increment {
+        ns: "n".into(),
+        key: key.into(),
+        delta: Number::Int(by),
+        ttl_ms: Some(60_000),
+    };
+    let del = |key: &str| Command::Delete { ns: "n".into(), key: key.into(), cond: Condition::None };
+    let before = || {
+        vec![
+            entry_at(1, vec![set("a"), set("b"), incr("c", 5)]),
+            entry_at(2, vec![incr("c", 1), set("d"), incr("e", 2)]),
+        ]
+    };
+    let torn = || vec![entry_at(3, vec![incr("c", 10), del("a"), set("f"), incr("e", 3)]), entry_at(4, vec![set("g")])];
+    let state = |sm: &mut super::StateMachine| (replicated(&sm.tree()), sm.last_applied().unwrap());
+
+    let reference = tempfile::tempdir().unwrap();
+    let (after_before, after_torn) = {
+        let mut sm = reopen_in_boot(reference.path(), "boot-1");
+        sm.apply(before()).await.unwrap();
+        let b = state(&mut sm);
+        sm.apply(torn()).await.unwrap();
+        (b, state(&mut sm))
+    };
+    assert_ne!(after_before, after_torn);
+
+    // The write set of the torn run, as apply computes it on the state after `before`.
+    let dir = tempfile::tempdir().unwrap();
+    let set_size = {
+        let mut sm = reopen_in_boot(dir.path(), "boot-1");
+        sm.apply(before()).await.unwrap();
+        let tree = sm.tree();
+        let mut applier = Applier::new(&tree).unwrap();
+        for e in torn() {
+            applier.apply_entry(&e).unwrap();
+        }
+        applier.finish().unwrap().keys().count()
+    };
+    assert!(set_size >= 8, "the torn run writes data, expiry, count and meta keys ({set_size})");
+
+    for landed in 0..=set_size + 1 {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut sm = reopen_in_boot(dir.path(), "boot-1");
+            sm.apply(before()).await.unwrap();
+            // What a crash leaves: the record and the first `landed - 1` keys of the set, or
+            // (landed == 0) not even the record.
+            if landed > 0 {
+                let tree = sm.tree();
+                let mut applier = Applier::new(&tree).unwrap();
+                for e in torn() {
+                    applier.apply_entry(&e).unwrap();
+                }
+                let record = applier.finish().unwrap().redo_record().unwrap();
+                tree.insert(super::keys::META_REDO, record.clone()).unwrap();
+                let set: BTreeMap<Vec<u8>, Option<Vec<u8>>> = crate::codec::decode(&record).unwrap();
+                for (k, v) in set.into_iter().take(landed - 1) {
+                    match v {
+                        Some(v) => tree.insert(k, v).map(drop).unwrap(),
+                        None => tree.remove(k).map(drop).unwrap(),
+                    }
+                }
+            }
+            sm.torn = true;
+        }
+        let mut sm = reopen_in_boot(dir.path(), "boot-1");
+        if landed == 0 {
+            assert!(state(&mut sm) == after_before, "no record: the state before the run, which the WAL re-applies");
+            sm.apply(torn()).await.unwrap();
+        }
+        assert!(
+            state(&mut sm) == after_torn,
+            "{landed} of {set_size} keys landed: the state differs from a whole apply"
+        );
+        assert_eq!(sm.reader().get("n", "c").unwrap().map(|i| i.value), Some("16".to_string()));
+    }
 }
 
 /// Applies write single keys (not sled batches), so what keeps a reader from seeing half of an

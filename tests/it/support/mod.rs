@@ -30,7 +30,7 @@ pub use inproc::node_config;
 #[allow(unused_imports)]
 pub use pki::{served_certificate, write_atomically, Leaf, Pki};
 #[allow(unused_imports)]
-pub use process::{cairn_command, read_log, run_cairn_once};
+pub use process::{cairn_command, log_tail, read_log, run_cairn_once};
 #[allow(unused_imports)]
 pub use time::{parse_rfc3339_utc, unix_now};
 #[allow(unused_imports)]

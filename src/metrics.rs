@@ -91,6 +91,14 @@ pub struct Metrics {
     /// notAfter of the certificate being served, in Unix seconds; 0 (not rendered) without TLS
     /// or when it could not be read.
     pub tls_cert_not_after: AtomicU64,
+    /// Watches (`api/watch.rs`): open now, change events sent, catch-ups from the history after
+    /// falling behind the live feed, resumes refused as compacted, and the delay from apply to
+    /// send of live events.
+    pub watchers_open: AtomicU64,
+    pub watch_events: AtomicU64,
+    pub watch_catchups: AtomicU64,
+    pub watch_compacted: AtomicU64,
+    pub watch_delay: Histogram,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -107,6 +115,11 @@ impl Metrics {
             tls_reloads_ok: AtomicU64::new(0),
             tls_reloads_failed: AtomicU64::new(0),
             tls_cert_not_after: AtomicU64::new(0),
+            watchers_open: AtomicU64::new(0),
+            watch_events: AtomicU64::new(0),
+            watch_catchups: AtomicU64::new(0),
+            watch_compacted: AtomicU64::new(0),
+            watch_delay: Histogram::new(),
         }
     }
 
@@ -145,10 +158,17 @@ impl Metrics {
             ("cairn_snapshots_built_total", &self.snapshots_built),
             ("cairn_snapshots_installed_total", &self.snapshots_installed),
             ("cairn_expired_keys_total", &self.expired_keys),
+            ("cairn_watch_events_total", &self.watch_events),
+            ("cairn_watch_catchups_total", &self.watch_catchups),
+            ("cairn_watch_compacted_total", &self.watch_compacted),
         ];
         for (name, v) in counters {
             let _ = writeln!(out, "# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
         }
+        let open = self.watchers_open.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# TYPE cairn_watchers gauge\ncairn_watchers {open}");
+        out.push_str("# TYPE cairn_watch_delay_seconds histogram\n");
+        self.watch_delay.render(out, "cairn_watch_delay_seconds", "");
         out.push_str("# TYPE cairn_tls_reloads_total counter\n");
         for (result, v) in [("ok", &self.tls_reloads_ok), ("error", &self.tls_reloads_failed)] {
             let _ = writeln!(out, "cairn_tls_reloads_total{{result=\"{result}\"}} {}", v.load(Ordering::Relaxed));

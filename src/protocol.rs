@@ -12,6 +12,9 @@ pub const H_LEADER: &str = "x-cairn-leader";
 pub const H_CONSISTENCY: &str = "x-cairn-consistency";
 /// The answering node's applied index when the answer left.
 pub const H_APPLIED: &str = "x-cairn-applied-index";
+/// On reads and scans: the applied index the answer reflects exactly, so a watch started
+/// `after` it misses nothing and repeats nothing (list, then watch).
+pub const H_INDEX: &str = "x-cairn-index";
 /// Set on a request a follower proxies to the leader: the loop guard (one hop at most).
 pub const H_FORWARDED_BY: &str = "x-cairn-forwarded-by";
 /// The shared secret peers send on `/raft/*` (`--cluster-secret`).

@@ -59,10 +59,14 @@ pub enum Code {
     BatchOpNotFound,
     /// The request body did not arrive within `--body-timeout-ms`.
     RequestTimeout,
+    /// 410: a watch asked to resume below the history this node keeps.
+    Compacted,
     // 412, 413, 429
     PreconditionFailed,
     ValueTooLarge,
     RateLimited,
+    /// The namespace holds `--max-watchers-per-namespace` open watches on this node.
+    TooManyWatchers,
     // 500: the outcome of a write is unknown.
     Internal,
     StorageError,
@@ -77,6 +81,8 @@ pub enum Code {
     Busy,
     /// The node holds `--max-connections` open connections.
     TooManyConnections,
+    /// The node serves `--max-watchers` open watches.
+    WatchersFull,
     /// 507: the leader's disk is short of its free-space reserve; nothing was written.
     InsufficientStorage,
     /// 502: the leader refused this node's connection before any HTTP (a refused TLS
@@ -133,6 +139,9 @@ impl Code {
             PreconditionFailed => ("precondition_failed", StatusCode::PRECONDITION_FAILED),
             ValueTooLarge => ("value_too_large", StatusCode::PAYLOAD_TOO_LARGE),
             RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
+            Compacted => ("compacted", StatusCode::GONE),
+            TooManyWatchers => ("too_many_watchers", StatusCode::TOO_MANY_REQUESTS),
+            WatchersFull => ("watchers_full", StatusCode::SERVICE_UNAVAILABLE),
             Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
             StorageError => ("storage_error", StatusCode::INTERNAL_SERVER_ERROR),
             NoEntropy => ("no_entropy", StatusCode::INTERNAL_SERVER_ERROR),
@@ -207,6 +216,9 @@ mod tests {
         (PreconditionFailed, "precondition_failed", 412),
         (ValueTooLarge, "value_too_large", 413),
         (RateLimited, "rate_limited", 429),
+        (Compacted, "compacted", 410),
+        (TooManyWatchers, "too_many_watchers", 429),
+        (WatchersFull, "watchers_full", 503),
         (Internal, "internal", 500),
         (StorageError, "storage_error", 500),
         (NoEntropy, "no_entropy", 500),

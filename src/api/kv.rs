@@ -23,7 +23,7 @@ use super::parse::{
 use super::render::{consistency_header, Data, ItemView};
 use super::state::AppState;
 use crate::model::command::{perm, CmdResult, Command, Condition, Item};
-use crate::protocol::H_CONSISTENCY;
+use crate::protocol::{H_CONSISTENCY, H_INDEX};
 
 #[derive(Serialize)]
 struct Deleted {
@@ -178,15 +178,20 @@ pub async fn get_item(
         Ok(s) => s,
         Err(b) => return b.into_response(),
     };
-    match st.node.read_local(&ns, &key) {
-        Ok(Some(item)) => item_response(&item, strong),
-        Ok(None) => {
+    let (found, index) = match st.node.read_local_indexed(&ns, &key) {
+        Ok(r) => r,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut r = match found {
+        Some(item) => item_response(&item, strong),
+        None => {
             let mut r = ApiError::new(Code::NotFound, "key not found").into_response();
             r.headers_mut().insert(H_CONSISTENCY, consistency_header(strong));
             r
         }
-        Err(e) => ApiError::from(e).into_response(),
-    }
+    };
+    r.headers_mut().insert(H_INDEX, HeaderValue::from(index));
+    r
 }
 
 /// `GET /kv/items?prefix=&cursor=&limit=&values=`.
@@ -220,7 +225,7 @@ pub async fn scan_items(
         Ok(s) => s,
         Err(b) => return b.into_response(),
     };
-    let (items, more) = match st.node.scan_local(&ns, &prefix, after.as_deref(), limit, PAGE_BYTES) {
+    let (items, more, index) = match st.node.scan_local_indexed(&ns, &prefix, after.as_deref(), limit, PAGE_BYTES) {
         Ok(r) => r,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -231,5 +236,6 @@ pub async fn scan_items(
     };
     let mut resp = Json(Data { data: Page { items: list, next_cursor } }).into_response();
     resp.headers_mut().insert(H_CONSISTENCY, consistency_header(strong));
+    resp.headers_mut().insert(H_INDEX, HeaderValue::from(index));
     resp
 }

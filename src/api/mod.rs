@@ -36,6 +36,8 @@ mod raft_rpc;
 mod ratelimit;
 mod render;
 mod state;
+mod watch;
+mod watchers;
 
 pub(crate) use dialects::background;
 pub(crate) use state::AppState;
@@ -77,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/kv/items/{key}", get(kv::get_item).put(kv::put_item).delete(kv::delete_item))
         .route("/kv/items/{key}/increment", post(kv::increment_item))
         .route("/kv/batch", post(batch::batch))
+        .route("/kv/watch", get(watch::watch))
         .route("/admin/tokens", post(admin::create).get(admin::list))
         .route("/admin/tokens/{id}", delete(admin::revoke))
         .route("/admin/snapshot", get(admin::snapshot))

@@ -21,6 +21,8 @@ pub struct AppState {
     /// A follower's last check that it can reach its leader over the peer network, for
     /// `/ready` (`observe.rs`): when, which leader, and the outcome.
     pub leader_probe: Arc<Mutex<Option<LeaderProbe>>>,
+    /// Open watches on this node, in all and per namespace (`api/watch.rs`).
+    pub watchers: Arc<super::watchers::Watchers>,
 }
 
 /// When a follower last tried to reach its leader, which leader, and the outcome.
@@ -31,6 +33,13 @@ pub type DiskSizes = (Instant, [u64; 3]);
 
 impl AppState {
     pub fn new(node: Arc<Node>, forward_http: reqwest::Client) -> Self {
-        AppState { node, forward_http, disk: Arc::default(), kvdb_sweeps: Arc::default(), leader_probe: Arc::default() }
+        AppState {
+            node,
+            forward_http,
+            disk: Arc::default(),
+            kvdb_sweeps: Arc::default(),
+            leader_probe: Arc::default(),
+            watchers: Arc::default(),
+        }
     }
 }

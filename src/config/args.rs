@@ -9,8 +9,10 @@ use std::time::Duration;
 use clap::ValueEnum;
 
 use super::{
-    parse_peers, ConnectionLimits, NodeConfig, NodeId, Quotas, Security, SmOptions, TlsFiles, DEFAULT_MIN_FREE_DISK_MB,
-    DEFAULT_SLED_CACHE_MB, DEFAULT_SLED_FLUSH_MS, DEFAULT_WAL_SEGMENT_BYTES,
+    parse_peers, ConnectionLimits, NodeConfig, NodeId, Quotas, Security, SmOptions, TlsFiles, WatchRetention,
+    WatcherLimits, DEFAULT_MAX_WATCHERS, DEFAULT_MAX_WATCHERS_PER_NAMESPACE, DEFAULT_MIN_FREE_DISK_MB,
+    DEFAULT_SLED_CACHE_MB, DEFAULT_SLED_FLUSH_MS, DEFAULT_WAL_SEGMENT_BYTES, DEFAULT_WATCH_HISTORY_AGE_S,
+    DEFAULT_WATCH_HISTORY_ENTRIES, DEFAULT_WATCH_HISTORY_MB,
 };
 
 /// A wrapper so clap treats the peer list as one value, not a repeated flag.
@@ -88,6 +90,21 @@ pub struct ServeArgs {
     /// point; this only shortens replay after a crash.
     #[arg(long, env = "CAIRN_SLED_FLUSH_MS", default_value_t = DEFAULT_SLED_FLUSH_MS)]
     pub sled_flush_ms: u64,
+    /// Watch history kept, in entries behind the applied index (0 = no entry bound).
+    #[arg(long, env = "CAIRN_WATCH_HISTORY_ENTRIES", default_value_t = DEFAULT_WATCH_HISTORY_ENTRIES)]
+    pub watch_history_entries: u64,
+    /// Watch history kept, in MiB of records (0 = no size bound).
+    #[arg(long, env = "CAIRN_WATCH_HISTORY_MB", default_value_t = DEFAULT_WATCH_HISTORY_MB)]
+    pub watch_history_mb: u64,
+    /// Watch history kept, in seconds of the replicated clock (0 = no age bound).
+    #[arg(long, env = "CAIRN_WATCH_HISTORY_AGE_S", default_value_t = DEFAULT_WATCH_HISTORY_AGE_S)]
+    pub watch_history_age_s: u64,
+    /// Open watch streams and long polls this node serves at once; past it, 503 `too_many_watchers`.
+    #[arg(long, env = "CAIRN_MAX_WATCHERS", default_value_t = DEFAULT_MAX_WATCHERS)]
+    pub max_watchers: usize,
+    /// Open watches per namespace on this node; past it, 429 `too_many_watchers`.
+    #[arg(long, env = "CAIRN_MAX_WATCHERS_PER_NAMESPACE", default_value_t = DEFAULT_MAX_WATCHERS_PER_NAMESPACE)]
+    pub max_watchers_per_namespace: usize,
     /// The bootstrap admin token (every permission in every namespace). Required unless the
     /// node listens on loopback only or --insecure-allow-anonymous is given.
     #[arg(long, env = "CAIRN_ADMIN_TOKEN", hide_env_values = true)]
@@ -192,7 +209,13 @@ impl ServeArgs {
             sm: SmOptions {
                 cache_bytes: self.sled_cache_mb << 20,
                 flush_every_ms: Some(self.sled_flush_ms).filter(|&ms| ms > 0),
+                watch_history: WatchRetention {
+                    entries: self.watch_history_entries,
+                    bytes: self.watch_history_mb.saturating_mul(1 << 20),
+                    age_ms: self.watch_history_age_s.saturating_mul(1_000),
+                },
             },
+            watchers: WatcherLimits { per_node: self.max_watchers, per_namespace: self.max_watchers_per_namespace },
             join: self.join.clone(),
             join_timeout: Duration::from_secs(self.join_timeout_s.max(1)),
             quotas: Quotas {

@@ -41,11 +41,54 @@ pub struct SmOptions {
     pub cache_bytes: u64,
     /// `None`: sled flushes only on shutdown.
     pub flush_every_ms: Option<u64>,
+    pub watch_history: WatchRetention,
 }
 
 impl Default for SmOptions {
     fn default() -> Self {
-        SmOptions { cache_bytes: DEFAULT_SLED_CACHE_MB << 20, flush_every_ms: Some(DEFAULT_SLED_FLUSH_MS) }
+        SmOptions {
+            cache_bytes: DEFAULT_SLED_CACHE_MB << 20,
+            flush_every_ms: Some(DEFAULT_SLED_FLUSH_MS),
+            watch_history: WatchRetention::default(),
+        }
+    }
+}
+
+/// How much watch history a node keeps (`--watch-history-entries`, `-mb`, `-age-s`): the
+/// oldest records go once any bound is passed; `0` leaves that kind unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchRetention {
+    pub entries: u64,
+    pub bytes: u64,
+    pub age_ms: u64,
+}
+
+pub const DEFAULT_WATCH_HISTORY_ENTRIES: u64 = 100_000;
+pub const DEFAULT_WATCH_HISTORY_MB: u64 = 64;
+pub const DEFAULT_WATCH_HISTORY_AGE_S: u64 = 3_600;
+pub const DEFAULT_MAX_WATCHERS: usize = 10_000;
+pub const DEFAULT_MAX_WATCHERS_PER_NAMESPACE: usize = 1_000;
+
+/// Caps on open watches (`--max-watchers`, `--max-watchers-per-namespace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatcherLimits {
+    pub per_node: usize,
+    pub per_namespace: usize,
+}
+
+impl Default for WatcherLimits {
+    fn default() -> Self {
+        WatcherLimits { per_node: DEFAULT_MAX_WATCHERS, per_namespace: DEFAULT_MAX_WATCHERS_PER_NAMESPACE }
+    }
+}
+
+impl Default for WatchRetention {
+    fn default() -> Self {
+        WatchRetention {
+            entries: DEFAULT_WATCH_HISTORY_ENTRIES,
+            bytes: DEFAULT_WATCH_HISTORY_MB << 20,
+            age_ms: DEFAULT_WATCH_HISTORY_AGE_S * 1_000,
+        }
     }
 }
 
@@ -76,6 +119,7 @@ pub struct NodeConfig {
     /// How often the leader checks for due TTL expiries.
     pub expire_interval: Duration,
     pub sm: SmOptions,
+    pub watchers: WatcherLimits,
     /// A member to ask for admission (`--join`); the node then never initializes a cluster.
     pub join: Option<String>,
     /// Bound on admitting a node: learner catch-up plus promotion.

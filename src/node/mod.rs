@@ -559,6 +559,23 @@ impl Node {
         self.reader.get(ns, key).map_err(storage)
     }
 
+    /// [`Node::read_local`] with the applied index the answer reflects (`X-Cairn-Index`).
+    pub fn read_local_indexed(&self, ns: &str, key: &str) -> Result<(Option<Item>, u64), Error> {
+        self.reader.get_indexed(ns, key).map_err(storage)
+    }
+
+    /// [`Node::scan_local`] with the applied index the page reflects (`X-Cairn-Index`).
+    pub fn scan_local_indexed(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Item>, bool, u64), Error> {
+        self.reader.scan_indexed(ns, prefix, after, limit, max_bytes).map_err(storage)
+    }
+
     /// Scans the local state machine; see `SmReader::scan`.
     pub fn scan_local(
         &self,

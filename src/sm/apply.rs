@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use openraft::{EntryPayload, StoredMembership};
 
+use super::history::{self, Change, Op, Retention};
 use super::keys::{self, StoredItem, TokenRecord};
 use crate::codec;
 use crate::model::command::{
@@ -146,6 +147,12 @@ pub struct Applier<'a> {
     pub clock: u64,
     limits: Limits,
     pub last_applied: Option<LogId>,
+    /// The current entry's changes to client keys, for its history record.
+    changes: Vec<Change>,
+    /// Every entry of this run that changed a client key, with its changes, for watchers.
+    pub published: Vec<(u64, std::sync::Arc<Vec<Change>>)>,
+    history: history::Meta,
+    retention: Retention,
 }
 
 impl<'a> Applier<'a> {
@@ -155,7 +162,26 @@ impl<'a> Applier<'a> {
             Some(b) => codec::decode(&b)?,
             None => 0,
         };
-        Ok(Applier { ov, clock, limits: Limits::default(), last_applied: None })
+        let history = match ov.get(keys::META_HISTORY)? {
+            Some(b) => history::decode_meta(&b)?,
+            None => history::Meta::default(),
+        };
+        Ok(Applier {
+            ov,
+            clock,
+            limits: Limits::default(),
+            last_applied: None,
+            changes: Vec::new(),
+            published: Vec::new(),
+            history,
+            retention: Retention::default(),
+        })
+    }
+
+    /// How much watch history to keep (the default otherwise).
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
     }
 
     pub fn apply_entry(&mut self, entry: &Entry) -> Result<ProposalResult, ApplyError> {
@@ -167,8 +193,67 @@ impl<'a> Applier<'a> {
                 self.ov.put(keys::META_MEMBERSHIP.to_vec(), codec::encode(&stored)?);
                 Ok(ProposalResult::default())
             }
-            EntryPayload::Normal(p) => self.apply_proposal(entry.log_id.index, p),
+            EntryPayload::Normal(p) => {
+                let r = self.apply_proposal(entry.log_id.index, p)?;
+                self.record_history(entry.log_id.index)?;
+                Ok(r)
+            }
         }
+    }
+
+    /// Writes the entry's history record, if it changed a client key.
+    fn record_history(&mut self, index: u64) -> Result<(), ApplyError> {
+        if self.changes.is_empty() {
+            return Ok(());
+        }
+        let changes = std::mem::take(&mut self.changes);
+        let rec = history::Record { at_ms: self.clock, changes };
+        let bytes = history::encode(&rec)?;
+        self.history.bytes += bytes.len() as u64;
+        self.ov.put(history::key(index), bytes);
+        self.published.push((index, std::sync::Arc::new(rec.changes)));
+        Ok(())
+    }
+
+    /// Notes a change for the history; dialects' private keys are never watched, so not kept.
+    fn note(&mut self, op: Op, ns: &str, key: &str, version: u64, item: Option<&StoredItem>) {
+        if private::is_private(ns) || private::is_private(key) {
+            return;
+        }
+        self.changes.push(Change {
+            op,
+            ns: ns.to_string(),
+            key: key.to_string(),
+            version,
+            value: item.map(|i| i.value.clone()),
+            expires_at: item.and_then(|i| i.expires_at),
+        });
+    }
+
+    /// Drops the oldest history records that retention no longer keeps, at most
+    /// [`history::PRUNE_PER_RUN`], and raises the floor past them.
+    fn prune_history(&mut self) -> Result<(), ApplyError> {
+        let applied = self.last_applied.map_or(0, |l| l.index);
+        let tree = self.ov.tree;
+        let (lo, hi) = history::range_after(0);
+        for (dropped, kv) in tree.range(lo..hi).enumerate() {
+            let (k, v) = kv?;
+            let Some(index) = history::parse_key(&k) else { break };
+            if self.ov.writes.contains_key(k.as_ref()) {
+                break;
+            }
+            let at_ms = history::decode(&v)?.at_ms;
+            if dropped >= history::PRUNE_PER_RUN
+                || !history::drops(&self.retention, index, at_ms, &self.history, applied, self.clock)
+            {
+                break;
+            }
+            self.ov.del(k.to_vec());
+            self.history.bytes = self.history.bytes.saturating_sub(v.len() as u64);
+            self.history.compacted = self.history.compacted.max(index);
+        }
+        self.history.compacted = self.history.compacted.max(history::entry_floor(&self.retention, applied));
+        Ok(())
     }
 
     fn apply_proposal(&mut self, index: u64, p: &Proposal) -> Result<ProposalResult, ApplyError> {
@@ -212,7 +297,15 @@ impl<'a> Applier<'a> {
         Ok(max > 0 && !private::is_private(ns) && self.count(ns)? >= max)
     }
 
-    fn write(&mut self, ns: &str, key: &str, old: Option<&StoredItem>, new: &StoredItem) -> Result<(), ApplyError> {
+    fn write(
+        &mut self,
+        op: Op,
+        ns: &str,
+        key: &str,
+        old: Option<&StoredItem>,
+        new: &StoredItem,
+    ) -> Result<(), ApplyError> {
+        self.note(op, ns, key, new.version, Some(new));
         match old {
             Some(o) => {
                 if let Some(at) = o.expires_at {
@@ -228,7 +321,8 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    fn remove(&mut self, ns: &str, key: &str, old: &StoredItem) -> Result<(), ApplyError> {
+    fn remove(&mut self, index: u64, ns: &str, key: &str, old: &StoredItem) -> Result<(), ApplyError> {
+        self.note(Op::Delete, ns, key, index, None);
         if let Some(at) = old.expires_at {
             self.ov.del(keys::expiry_key(at, ns, key));
         }
@@ -259,7 +353,7 @@ impl<'a> Applier<'a> {
                     version: index,
                     expires_at: ttl_ms.map(|t| self.clock.saturating_add(t)),
                 };
-                self.write(ns, key, old.as_ref(), &new)?;
+                self.write(Op::Set, ns, key, old.as_ref(), &new)?;
                 Ok(CmdResult::Item(item(key, new)))
             }
             Command::Delete { ns, key, cond } => {
@@ -271,7 +365,7 @@ impl<'a> Applier<'a> {
                     return Ok(CmdResult::Refused(refusal));
                 }
                 let live = live.clone();
-                self.remove(ns, key, &live)?;
+                self.remove(index, ns, key, &live)?;
                 Ok(CmdResult::Deleted { key: key.clone() })
             }
             Command::Increment { ns, key, delta, ttl_ms } => {
@@ -291,11 +385,11 @@ impl<'a> Applier<'a> {
                     return Ok(CmdResult::Refused(Refusal::QuotaExceeded));
                 }
                 let new = StoredItem { value, version: index, expires_at };
-                self.write(ns, key, old.as_ref(), &new)?;
+                self.write(Op::Increment, ns, key, old.as_ref(), &new)?;
                 Ok(CmdResult::Item(item(key, new)))
             }
             Command::Expire => {
-                let count = self.expire_keys()?;
+                let count = self.expire_keys(index)?;
                 self.expire_tokens()?;
                 Ok(CmdResult::Expired { count })
             }
@@ -316,7 +410,7 @@ impl<'a> Applier<'a> {
     }
 
     /// Deletes every key due by the clock, in index order; returns how many.
-    fn expire_keys(&mut self) -> Result<u64, ApplyError> {
+    fn expire_keys(&mut self, index: u64) -> Result<u64, ApplyError> {
         let due = self.ov.keys_in(&[keys::EXPIRY], &keys::expiry_upper_bound(keys::EXPIRY, self.clock))?;
         let mut count = 0;
         for xk in due {
@@ -326,6 +420,7 @@ impl<'a> Applier<'a> {
             };
             if let Some(old) = self.stored(ns, key)? {
                 if old.expires_at == Some(at) {
+                    self.note(Op::Expire, ns, key, index, None);
                     self.ov.del(keys::data_key(ns, key));
                     self.add_count(ns, false)?;
                     count += 1;
@@ -397,6 +492,7 @@ impl<'a> Applier<'a> {
     /// Deleting an absent key is reported but does not abort. Only key commands may nest.
     fn apply_batch(&mut self, index: u64, ops: &[Command]) -> Result<CmdResult, ApplyError> {
         self.ov.begin();
+        let noted = self.changes.len();
         let mut results = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
             let nested = matches!(
@@ -408,6 +504,7 @@ impl<'a> Applier<'a> {
                 Ok(r) => r,
                 Err(e) => {
                     self.ov.rollback();
+                    self.changes.truncate(noted);
                     return Err(e);
                 }
             };
@@ -421,6 +518,7 @@ impl<'a> Applier<'a> {
                 }
                 CmdResult::Refused(refusal) => {
                     self.ov.rollback();
+                    self.changes.truncate(noted);
                     return Ok(CmdResult::BatchRefused { index: i as u32, refusal });
                 }
                 r => results.push(r),
@@ -432,6 +530,8 @@ impl<'a> Applier<'a> {
 
     /// The batch holding every change plus the new clock and `last_applied`.
     pub fn finish(mut self) -> Result<Writes, ApplyError> {
+        self.prune_history()?;
+        self.ov.put(keys::META_HISTORY.to_vec(), history::encode_meta(&self.history)?);
         self.ov.put(keys::META_CLOCK.to_vec(), codec::encode(&self.clock)?);
         if self.last_applied.is_some() {
             self.ov.put(keys::META_LAST_APPLIED.to_vec(), codec::encode(&self.last_applied)?);

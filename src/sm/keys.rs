@@ -11,6 +11,7 @@
 //! | `e`    | token id                                   | bincode u64: the token's expiry |
 //! | `y`    | expires_at (u64 BE) ++ token id            | empty (token expiry index) |
 //! | `r`    | retired node id (u64 BE)                   | empty                      |
+//! | `h`    | log index (u64 BE)                         | a watch history record (`history.rs`) |
 //! | `m`    | meta name                                  | bincode of the meta value  |
 //!
 //! Namespaces never contain 0x00 and user keys never contain control characters (both are
@@ -43,6 +44,8 @@ pub const TOKEN: u8 = b't';
 pub const TOKEN_EXPIRY: u8 = b'e';
 pub const TOKEN_EXPIRY_INDEX: u8 = b'y';
 pub const RETIRED: u8 = b'r';
+/// The watch history: index (u64 BE) → a record of the entry's changes (`history.rs`).
+pub const HISTORY: u8 = b'h';
 // b'm' prefixes the meta keys below.
 pub const META_LAST_APPLIED: &[u8] = b"mlast_applied";
 pub const META_MEMBERSHIP: &[u8] = b"mmembership";
@@ -55,6 +58,8 @@ pub const META_CLEAN: &[u8] = b"mclean";
 /// apply that a crash cut short can be finished on open. Local to this replica: never in a
 /// snapshot.
 pub const META_REDO: &[u8] = b"mredo";
+/// The watch history's floor and size (`history::Meta`). Local to this replica.
+pub const META_HISTORY: &[u8] = b"mhistory";
 
 /// Key in the db's default tree naming the live state tree (absent: [`FIRST_TREE`]).
 pub const LIVE_TREE: &[u8] = b"live_tree";

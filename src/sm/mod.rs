@@ -13,10 +13,13 @@
 //! - `apply.rs`: deterministic apply
 //! - `cut.rs`: the consistent cut that lets a snapshot build run beside applies
 //! - `snapshot.rs`: snapshot file layout
+//! - `history.rs`: the watch history written with each apply
+//! - `close.rs`: how sled was last closed, and so how far the next open trusts it
 
 pub mod apply;
 mod close;
 mod cut;
+pub mod history;
 pub mod keys;
 pub mod snapshot;
 
@@ -84,8 +87,24 @@ impl Live {
     }
 }
 
+/// What the state machine tells watchers, in apply order (`SmReader::subscribe`).
+#[derive(Debug)]
+pub enum Feed {
+    /// A run of entries `first..=last` was applied; `changes` holds those that changed a client
+    /// key (by index).
+    Applied { first: u64, last: u64, changes: Vec<(u64, Arc<Vec<history::Change>>)>, at: std::time::Instant },
+    /// A snapshot replaced the state: there is no history at or below `compacted`.
+    Reset { compacted: u64 },
+}
+
+/// How many feed messages a watcher may fall behind before it must catch up from the history.
+const FEED_CAPACITY: usize = 1_024;
+
 pub struct StateMachine {
     db: sled::Db,
+    /// Watchers' live feed; sent to after each apply run and each install.
+    feed: tokio::sync::broadcast::Sender<Arc<Feed>>,
+    retention: history::Retention,
     /// The node's data dir, where `sm.state` records how the state machine was closed.
     data_dir: PathBuf,
     /// The live tree: applies write to it, readers read it, installs replace it.
@@ -115,6 +134,16 @@ pub struct StateMachine {
 pub struct SmReader {
     live: Arc<Live>,
     clock: Arc<Clock>,
+    feed: tokio::sync::broadcast::Sender<Arc<Feed>>,
+}
+
+/// A stretch of watch history read in one view of the tree.
+#[derive(Debug)]
+pub struct HistoryRead {
+    /// Entries with changes, in index order, each after the requested index.
+    pub records: Vec<(u64, Arc<Vec<history::Change>>)>,
+    /// The last index this read covers: every entry up to it with a change is in `records`.
+    pub upto: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,14 +157,22 @@ pub enum ReadError {
 impl SmReader {
     /// The live item under `key` in `ns`, or `None` when absent or expired.
     pub fn get(&self, ns: &str, key: &str) -> Result<Option<Item>, ReadError> {
-        let Some(raw) = self.live.read().get(keys::data_key(ns, key))? else {
-            return Ok(None);
+        self.get_indexed(ns, key).map(|(item, _)| item)
+    }
+
+    /// [`SmReader::get`], with the applied index the answer reflects (read under the same
+    /// lock as the tree, which apply updates together), so a watch can start right after it.
+    pub fn get_indexed(&self, ns: &str, key: &str) -> Result<(Option<Item>, u64), ReadError> {
+        let tree = self.live.read();
+        let applied = self.clock.applied.load(Ordering::Acquire);
+        let Some(raw) = tree.get(keys::data_key(ns, key))? else {
+            return Ok((None, applied));
         };
         let s: StoredItem = codec::decode(&raw)?;
         if !s.is_live(self.clock_ms()) {
-            return Ok(None);
+            return Ok((None, applied));
         }
-        Ok(Some(item(key, s)))
+        Ok((Some(item(key, s)), applied))
     }
 
     /// Up to `limit` live items of `ns` whose key starts with `prefix`, in byte order, strictly
@@ -148,6 +185,18 @@ impl SmReader {
         limit: usize,
         max_bytes: usize,
     ) -> Result<(Vec<Item>, bool), ReadError> {
+        self.scan_indexed(ns, prefix, after, limit, max_bytes).map(|(items, more, _)| (items, more))
+    }
+
+    /// [`SmReader::scan`], with the applied index the page reflects (see `get_indexed`).
+    pub fn scan_indexed(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Item>, bool, u64), ReadError> {
         let mut lo = match after {
             // The smallest key greater than `after`: `after` followed by a zero byte.
             Some(a) if a >= prefix => {
@@ -166,10 +215,12 @@ impl SmReader {
         let clock = self.clock_ms();
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        for kv in self.live.read().range(lo..) {
+        let tree = self.live.read();
+        let applied = self.clock.applied.load(Ordering::Acquire);
+        for kv in tree.range(lo..) {
             let (k, v) = kv?;
             if !k.starts_with(&scope) {
-                return Ok((out, false));
+                return Ok((out, false, applied));
             }
             let s: StoredItem = codec::decode(&v)?;
             if !s.is_live(clock) {
@@ -178,13 +229,13 @@ impl SmReader {
             // A page ends at `limit` items, or early once its values pass `max_bytes` (never
             // empty, so a caller following cursors always moves on).
             if out.len() == limit || (!out.is_empty() && bytes + s.value.len() > max_bytes) {
-                return Ok((out, true));
+                return Ok((out, true, applied));
             }
             let Some((_, key)) = keys::parse_data_key(&k) else { continue };
             bytes += s.value.len();
             out.push(item(key, s));
         }
-        Ok((out, false))
+        Ok((out, false, applied))
     }
 
     /// Whether `id` was removed from the cluster at some point (ids are never reused).
@@ -231,6 +282,43 @@ impl SmReader {
     }
 
     /// The highest log index applied to what this reader sees.
+    /// The live feed of applies and installs, for watchers. Subscribe before reading the
+    /// history, so that nothing applied in between is missed.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Feed>> {
+        self.feed.subscribe()
+    }
+
+    /// The history after `after`, up to the applied index or to `max` records, in one view of
+    /// the tree. `Err(Ok(compacted))` when `after` is below the history's floor.
+    #[allow(clippy::type_complexity)]
+    pub fn history_after(&self, after: u64, max: usize) -> Result<Result<HistoryRead, u64>, ReadError> {
+        let tree = self.live.read();
+        let applied = self.clock.applied.load(Ordering::Acquire);
+        let meta = match tree.get(keys::META_HISTORY)? {
+            Some(v) => history::decode_meta(&v)?,
+            None => history::Meta::default(),
+        };
+        if after < meta.compacted {
+            return Ok(Err(meta.compacted));
+        }
+        let (lo, hi) = history::range_after(after);
+        let mut records = Vec::new();
+        let mut upto = applied.max(after);
+        for kv in tree.range(lo..hi) {
+            let (k, v) = kv?;
+            let Some(index) = history::parse_key(&k) else { break };
+            if index > applied {
+                break;
+            }
+            if records.len() == max {
+                upto = records.last().map_or(after, |(i, _)| *i);
+                break;
+            }
+            records.push((index, Arc::new(history::decode(&v)?.changes)));
+        }
+        Ok(Ok(HistoryRead { records, upto }))
+    }
+
     pub fn applied_index(&self) -> u64 {
         self.clock.applied.load(Ordering::Acquire)
     }
@@ -306,6 +394,8 @@ impl StateMachine {
         let live = Arc::new(Live::new(tree));
         let sm = StateMachine {
             db,
+            feed: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
+            retention: opts.watch_history,
             live,
             data_dir: dir.to_path_buf(),
             snap_dir,
@@ -362,6 +452,12 @@ impl StateMachine {
         // crash can never leave a half-applied tree that still says it was closed cleanly.
         let tree = sm.tree();
         tree.remove(keys::META_CLEAN).map_err(io::Error::other)?;
+        if !tree.contains_key(keys::META_HISTORY).map_err(io::Error::other)? {
+            // A tree from before the history (or new): nothing at or below what it applied.
+            let applied = sm.last_applied().map_err(io::Error::other)?.map_or(0, |l| l.index);
+            let meta = history::Meta { compacted: applied, bytes: 0 };
+            tree.insert(keys::META_HISTORY, enc(&meta)?).map_err(io::Error::other)?;
+        }
         tree.flush().map_err(io::Error::other)?;
         load_clock(&tree, &sm.clock)?;
         Ok(sm)
@@ -378,7 +474,7 @@ impl StateMachine {
     }
 
     pub fn reader(&self) -> SmReader {
-        SmReader { live: self.live.clone(), clock: self.clock.clone() }
+        SmReader { live: self.live.clone(), clock: self.clock.clone(), feed: self.feed.clone() }
     }
 
     /// A handle on the live tree (sled trees are shared handles).
@@ -448,11 +544,15 @@ fn load_snapshot(db: &sled::Db, live: &Live, clock: &Clock, path: Option<&Path>)
     let name = keys::next_state_tree(&old_name);
     let fresh = db.open_tree(&name).map_err(ioe)?;
     fresh.clear().map_err(ioe)?;
+    let mut floor = 0;
     if let Some(path) = path {
         let meta = snapshot::load_into(path, &fresh)?;
         fresh.insert(keys::META_LAST_APPLIED, enc(&meta.last_log_id)?).map_err(ioe)?;
         fresh.insert(keys::META_MEMBERSHIP, enc(&meta.last_membership)?).map_err(ioe)?;
+        floor = meta.last_log_id.map_or(0, |l| l.index);
     }
+    // No history below the snapshot on this replica: watches never cross the hole.
+    fresh.insert(keys::META_HISTORY, enc(&history::Meta { compacted: floor, bytes: 0 })?).map_err(ioe)?;
     fresh.insert(keys::META_FORMAT, enc(&keys::FORMAT_VERSION)?).map_err(ioe)?;
     fresh.flush().map_err(ioe)?;
     db.insert(keys::LIVE_TREE, name.as_slice()).map_err(ioe)?;
@@ -521,7 +621,7 @@ impl StateMachine {
             wal.wait_for(last.log_id.index).await.map_err(|e| StorageIOError::apply(last.log_id, &e))?;
         }
         let tree = self.tree();
-        let mut applier = Applier::new(&tree).map_err(sm_err)?;
+        let mut applier = Applier::new(&tree).map_err(sm_err)?.with_retention(self.retention);
         let mut out = Vec::new();
         for entry in &entries {
             let r = applier.apply_entry(entry).map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
@@ -534,6 +634,7 @@ impl StateMachine {
             .sum();
         METRICS.expired_keys.fetch_add(expired, Ordering::Relaxed);
         let clock = applier.clock;
+        let changes = std::mem::take(&mut applier.published);
         let writes = applier.finish().map_err(|e| StorageIOError::write_state_machine(&e))?;
         if let Some(cut) = &self.cut {
             if cut.is_active() {
@@ -558,6 +659,13 @@ impl StateMachine {
             if let Some(last) = entries.last() {
                 self.clock.applied.store(last.log_id.index, Ordering::Release);
             }
+        }
+        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+            // After the writes: a watcher that reads the history first and the feed next sees
+            // this run in one or the other (or both; it skips what it has).
+            let at = std::time::Instant::now();
+            let run = Feed::Applied { first: first.log_id.index, last: last.log_id.index, changes, at };
+            let _ = self.feed.send(Arc::new(run));
         }
         Ok(out)
     }
@@ -654,6 +762,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .unwrap_or_else(|e| Err(io::Error::other(e)));
         r.map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
+        let compacted = meta.last_log_id.map_or(0, |l| l.index);
+        let _ = self.feed.send(Arc::new(Feed::Reset { compacted }));
         METRICS.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

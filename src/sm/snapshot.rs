@@ -48,8 +48,16 @@ fn next_frame(r: &mut impl Read) -> io::Result<Frame> {
 
 /// Keys that describe the replica rather than the data; the snapshot meta carries their truth.
 fn is_replica_local(k: &[u8]) -> bool {
-    [keys::META_LAST_APPLIED, keys::META_MEMBERSHIP, keys::META_INSTALLING, keys::META_CLEAN, keys::META_REDO]
-        .contains(&k)
+    [
+        keys::META_LAST_APPLIED,
+        keys::META_MEMBERSHIP,
+        keys::META_INSTALLING,
+        keys::META_CLEAN,
+        keys::META_REDO,
+        keys::META_HISTORY,
+    ]
+    .contains(&k)
+        || super::history::is_history_key(k)
 }
 
 /// Writes `pairs` (the raw tree, as of `meta`'s index) to `path` and fsyncs it.

@@ -20,3 +20,4 @@ mod slow_clients;
 mod strict_requests;
 mod token_expiry;
 mod ttl_expiry;
+mod watch;

@@ -17,6 +17,7 @@ mod inproc;
 mod pki;
 mod process;
 pub mod raw;
+pub mod sse;
 mod time;
 mod tmpfs;
 

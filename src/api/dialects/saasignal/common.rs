@@ -86,7 +86,8 @@ fn code_of(code: Code) -> &'static str {
         RateLimited => "rate_limited",
         Internal | StorageError | NoEntropy => "internal_error",
         NotAcceptable | NoLeader | NotCaughtUp | NotReady | RaftStopped | SnapshotTimeout | Busy | UnknownOutcome
-        | RequestTimeout | TooManyConnections | LeaderUnreachable | InsufficientStorage => code.as_str(),
+        | RequestTimeout | TooManyConnections | LeaderUnreachable | InsufficientStorage | Compacted
+        | TooManyWatchers | WatchersFull => code.as_str(),
     }
 }
 

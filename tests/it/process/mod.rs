@@ -19,3 +19,4 @@ mod startup;
 mod strong_reads;
 mod tls;
 mod tls_reload;
+mod watch;

@@ -8,7 +8,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use cairn::backup::RestoreArgs;
 use cairn::bench::BenchOpts;
-use cairn::client::{run_backup, run_cluster, run_kv, run_token, ClientOpts, ClusterCmd, KvCmd, TokenCmd};
+use cairn::client::{
+    run_backup, run_cluster, run_kv, run_token, run_watch, ClientOpts, ClusterCmd, KvCmd, TokenCmd, WatchArgs,
+};
 use cairn::config::{LogFormat, ServeArgs};
 
 #[derive(Parser)]
@@ -53,6 +55,13 @@ enum Cmd {
         opts: ClientOpts,
         #[command(subcommand)]
         cmd: ClusterCmd,
+    },
+    /// Follow changes under a prefix: one JSON line per change, across endpoints.
+    Watch {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(flatten)]
+        args: WatchArgs,
     },
     /// Load-test a cluster (or etcd, with --target etcd).
     Bench(BenchOpts),
@@ -141,6 +150,7 @@ fn main() -> ExitCode {
         Cmd::Cluster { opts, cmd } => client_main(None, async move { run_cluster(&opts, cmd).await }),
         Cmd::Token { opts, cmd } => client_main(None, async move { run_token(&opts, cmd).await }),
         Cmd::Backup { opts, out } => client_main(None, async move { run_backup(&opts, &out).await }),
+        Cmd::Watch { opts, args } => client_main(None, async move { run_watch(&opts, args).await }),
         Cmd::Restore(args) => ExitCode::from(u8::try_from(cairn::backup::run_restore(&args)).unwrap_or(1)),
         // Every bench client is a task on `--threads` runtime threads.
         Cmd::Bench(opts) => client_main(Some(opts.threads), cairn::bench::run(opts)),

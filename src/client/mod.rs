@@ -7,6 +7,7 @@
 //! - `types`: request/response shapes of the REST API.
 //! - `error`: [`ClientError`] and the status → exit code table.
 //! - `endpoints`: parsing `--endpoints` / `CAIRN_ENDPOINTS`.
+//! - `watch`: `cairn watch`, which follows a change stream across endpoints.
 //! - `cli`: clap subcommands and `run_kv` / `run_cluster`, which return exit codes so the binary
 //!   stays the only place that calls `process::exit`.
 
@@ -18,6 +19,7 @@ mod failover_tests;
 mod response;
 mod transport;
 mod types;
+mod watch;
 
 pub use cli::{
     error_line, parse_json, run_backup, run_cluster, run_kv, run_token, ClientOpts, ClusterCmd, KvCmd, TokenCmd,
@@ -29,3 +31,4 @@ pub use types::{
     ClusterStatus, Consistency, Deleted, Health, IncrementRequest, Item, Member, PutRequest, ReadOptions, Reply,
     ReplyMeta, Role,
 };
+pub use watch::{run_watch, WatchArgs};

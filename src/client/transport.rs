@@ -117,6 +117,12 @@ impl Client {
         &self.endpoints
     }
 
+    /// The configured HTTP client (credentials, TLS, timeouts), for requests that are not one
+    /// round trip: the watch stream.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// `PUT /kv/items/{key}`.
     pub async fn put(&self, key: &str, request: &PutRequest) -> Result<Reply<Item>, ClientError> {
         let body = serde_json::to_value(request)

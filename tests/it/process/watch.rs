@@ -116,3 +116,72 @@ async fn a_follower_that_installed_a_snapshot_refuses_to_stream_across_its_hole(
     let got = s.changes(1, deadline_in(20)).await;
     assert_eq!(got.first().map(|(_, ops)| ops[0].1.as_str()), Some("h/00"), "{got:?}");
 }
+
+/// `cairn watch` follows a stream across endpoints: the node it reads from is killed, and it
+/// goes on at the next one with the last id, printing every change exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_watch_goes_on_at_the_next_endpoint_without_a_gap_or_a_repeat() {
+    use std::io::BufRead;
+    let mut c = Cluster::start(3);
+    let leader = c.wait_for_leader(deadline_in(20)).await;
+    let followers = c.follower_ids();
+    // The first endpoint is a follower: the one to kill. The leader keeps taking writes.
+    let endpoints = format!("{},{},{}", c.url(followers[0]), c.url(followers[1]), c.url(leader));
+    let list = c.http.must(Method::GET, &format!("{}/kv/items?prefix=cli/", c.url(leader)), None, &[]).await.ok();
+    let after = list.header("x-cairn-index").unwrap().to_string();
+    let mut cli = crate::support::cairn_command()
+        .args(["watch", "cli/", "--values", "--after", &after, "--endpoints", &endpoints])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn cairn watch");
+    let stdout = cli.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_lines = |n: usize, secs: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        let mut out = Vec::new();
+        while out.len() < n {
+            match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok(l) => out.push(serde_json::from_str::<serde_json::Value>(&l).expect("a JSON line")),
+                Err(_) => break,
+            }
+        }
+        out
+    };
+    let leader_url = c.url(leader);
+    let mut versions = Vec::new();
+    for i in 0..5 {
+        versions.push(put_version(&c.http, &leader_url, &format!("cli/{i}"), i).await);
+    }
+    let first = next_lines(5, 20);
+    assert_eq!(first.len(), 5, "{first:?}");
+    c.kill(followers[0]);
+    for i in 5..10 {
+        versions.push(put_version(&c.http, &leader_url, &format!("cli/{i}"), i).await);
+    }
+    let rest = next_lines(5, 30);
+    let _ = cli.kill();
+    let _ = cli.wait();
+    let lines: Vec<_> = first.into_iter().chain(rest).collect();
+    let got: Vec<(u64, String, serde_json::Value)> = lines
+        .iter()
+        .map(|l| {
+            let ch = &l["changes"][0];
+            (
+                l["index"].as_str().unwrap().parse().unwrap(),
+                ch["key"].as_str().unwrap().to_string(),
+                ch["value"].clone(),
+            )
+        })
+        .collect();
+    let want: Vec<(u64, String, serde_json::Value)> =
+        versions.iter().enumerate().map(|(i, v)| (*v, format!("cli/{i}"), json!(i))).collect();
+    assert_eq!(got, want, "every change once, in order, across the kill");
+}

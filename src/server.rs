@@ -94,6 +94,11 @@ pub async fn serve(
     let forward_http =
         net::peer_client(local_ip, secret.as_deref(), peer_tls).map_err(|e| StartError::Raft(e.to_string()))?;
     let state = AppState::new(node.clone(), forward_http);
+    let stopping = state.stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.send_replace(true);
+    };
     let background = tokio::spawn(api::background(state.clone()));
     let router = api::router(state);
     let limits = node.config.connections.clone();

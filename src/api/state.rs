@@ -23,6 +23,9 @@ pub struct AppState {
     pub leader_probe: Arc<Mutex<Option<LeaderProbe>>>,
     /// Open watches on this node, in all and per namespace (`api/watch.rs`).
     pub watchers: Arc<super::watchers::Watchers>,
+    /// Set when the node starts draining: open watch streams end then, so the drain does not
+    /// wait out `--drain-timeout-ms` on streams that never finish by themselves.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// When a follower last tried to reach its leader, which leader, and the outcome.
@@ -40,6 +43,7 @@ impl AppState {
             kvdb_sweeps: Arc::default(),
             leader_probe: Arc::default(),
             watchers: Arc::default(),
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 }

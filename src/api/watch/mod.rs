@@ -223,20 +223,30 @@ pub async fn watch(
         _ => None,
     };
     match ask.wait {
-        Some(wait) => long_poll(cursor, ask.values, wait).await,
+        Some(wait) => long_poll(cursor, ask.values, wait, st.stopping.subscribe()).await,
         None => stream(st, cursor, ask.values, token, ask.after.is_none(), slot),
     }
 }
 
 /// `Accept: application/json`: the events after the position at once if there are any, else
 /// the first ones within `wait`, else none; `index` is where the next poll resumes.
-async fn long_poll(mut cursor: Cursor, values: bool, wait: Duration) -> Response {
+async fn long_poll(
+    mut cursor: Cursor,
+    values: bool,
+    wait: Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> Response {
     let deadline = Instant::now() + wait;
     let mut entries: Vec<(u64, Vec<Change>)> = Vec::new();
     loop {
         // Once something is found, only what is already there joins it.
         let until = if entries.is_empty() { deadline } else { Instant::now() };
-        match cursor.next(until).await {
+        let step = tokio::select! {
+            s = cursor.next(until) => s,
+            // The node drains: answer with what there is, now.
+            Ok(_) = stopping.wait_for(|s| *s) => Ok(Step::Idle),
+        };
+        match step {
             Ok(Step::Changes { index, changes, .. }) => {
                 entries.push((index, changes));
                 if entries.len() == POLL_MAX_ENTRIES {
@@ -278,6 +288,7 @@ fn stream(
         let mut last_sent = cursor.position();
         let mut last_event = Instant::now();
         let mut last_auth = Instant::now();
+        let mut stopping = st.stopping.subscribe();
         // A fresh watch learns where it starts; a resumed one already knows.
         if fresh && tx.send(progress(last_sent)).await.is_err() {
             return;
@@ -286,6 +297,8 @@ fn stream(
             let step = tokio::select! {
                 s = cursor.next(Instant::now() + TICK) => s,
                 () = tx.closed() => return,
+                // The node drains: the stream ends, and its client resumes elsewhere.
+                Ok(_) = stopping.wait_for(|s| *s) => return,
             };
             let event = match step {
                 Ok(Step::Changes { index, changes, live }) => {

@@ -185,3 +185,18 @@ async fn the_cli_watch_goes_on_at_the_next_endpoint_without_a_gap_or_a_repeat() 
         versions.iter().enumerate().map(|(i, v)| (*v, format!("cli/{i}"), json!(i))).collect();
     assert_eq!(got, want, "every change once, in order, across the kill");
 }
+
+/// SIGTERM ends open watch streams, so the node exits as soon as its other requests drain
+/// rather than after `--drain-timeout-ms`; the client sees its stream end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_open_watch_streams_instead_of_waiting_out_the_drain_timeout() {
+    let mut c = Cluster::single_with(&["--drain-timeout-ms", "60000"]);
+    c.wait_for_leader(deadline_in(20)).await;
+    let mut stream = sse::open(&format!("{}/kv/watch", c.url(1)), &[]).await.expect("stream");
+    let first = stream.next(std::time::Instant::now() + Duration::from_secs(10)).await;
+    assert_eq!(first.map(|e| e.event), Some("progress".to_string()));
+    // Well under the 60 s drain timeout: the stream must not hold the drain.
+    let status = c.terminate(1, deadline_in(20)).await;
+    assert!(status.success(), "{status:?}");
+    assert_eq!(stream.next(std::time::Instant::now() + Duration::from_secs(5)).await, None, "the stream ended");
+}

@@ -51,7 +51,8 @@ pub async fn step(nem: &mut Nemesis<'_>, step: &FaultStep) -> Result<FaultEvent,
 
     let view = nem.cluster.leader_view(&nem.http, Instant::now() + Duration::from_secs(3)).await;
     let leader = view.as_ref().map(|v| v.id);
-    let voters = view.map(|v| v.voters).unwrap_or(members);
+    // No leader answering: assume every member, the new one included, votes.
+    let voters = view.map(|v| v.voters).unwrap_or_else(|| nem.cluster.ids());
     let others: Vec<u64> = voters.iter().copied().filter(|v| *v != new && Some(*v) != leader).collect();
     let victim = match (step.pick & 1 == 0, leader) {
         (true, Some(l)) => l,

@@ -21,7 +21,7 @@ use super::finale;
 use super::history::{self, Clock, Op, Workload};
 use super::nemesis::Nemesis;
 use super::netns::{self, Firewall, NetNs};
-use super::plan::{FaultKind, Plan};
+use super::plan::{FaultKind, FaultStep, Plan};
 use super::proc::wait_deadline;
 use super::report::{self, RunResult};
 use super::workload::{self, Ctx};
@@ -94,7 +94,7 @@ impl Drop for Binaries {
 
 fn plan_budget(plan: &Plan) -> Duration {
     // A membership step may wait out its join and removal deadlines (`reconfig.rs`).
-    let extra = |s: &super::plan::FaultStep| if s.kind == FaultKind::Membership { 125_000 } else { 5_000 };
+    let extra = |s: &FaultStep| if s.kind == FaultKind::Membership { 125_000 } else { 5_000 };
     let steps: u64 = plan.steps.iter().map(|s| s.hold_ms + s.gap_ms + extra(s)).sum();
     Duration::from_millis(plan.warmup_ms + plan.cooldown_ms + steps)
         + FORM_DEADLINE

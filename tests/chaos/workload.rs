@@ -31,7 +31,8 @@ pub struct Ctx {
     pub clock: Clock,
     pub stop: Arc<AtomicBool>,
     pub plan: Arc<Plan>,
-    /// The node each slot's clients talk to (a URL), one slot per member.
+    /// The node each slot's clients talk to (a URL), one slot per member. A std lock: it is
+    /// held only to copy or replace a string, never across an await.
     slots: Vec<RwLock<String>>,
     register_ops: AtomicU64,
     counter_ops: AtomicU64,

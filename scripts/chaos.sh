@@ -14,7 +14,7 @@ usage: scripts/chaos.sh [--quick] [--seed N] [--soak DURATION] [--plan FILE] [--
                         [--shrink RUNS] [--keep] [--no-netns] [--require-netns] [--release]
 
   --quick            the CI pass: one run per fault kind (all workloads), then every
-                     regression scenario (about 5 minutes)
+                     regression scenario (about 6 minutes)
   --seed N           seed to replay (printed by every run); random when absent
   --soak DURATION    keep running fresh seeds (soak profile) for e.g. 30m, 2h
   --plan FILE        replay a saved plan exactly (plan.json or smallest-plan.json)
@@ -22,7 +22,8 @@ usage: scripts/chaos.sh [--quick] [--seed N] [--soak DURATION] [--plan FILE] [--
   --workload LIST    all (default) or a comma list of: register,counter,ttl,stale
   --faults LIST      all (default), none, or a comma list of: kill-random,kill-leader,
                      kill-all,pause,partition-leader,partition-split,partition-bridge,
-                     partition-one-way
+                     partition-one-way,membership (a node joins, then a voter, sometimes
+                     the leader, is removed),clock (one node's clock jumps or drifts)
   --nodes 3|5        cluster size (default 3)
   --profile P        quick (2-3 fault steps, default) or soak (6-12 steps)
   --shrink RUNS      after a failure, re-run up to RUNS simpler plans (proptest shrinking)
@@ -36,6 +37,7 @@ Partitions need root (ip netns, iptables from the iproute2 and iptables packages
 examples:
   scripts/chaos.sh --quick
   scripts/chaos.sh --seed 1234 --faults kill-leader --workload all
+  scripts/chaos.sh --seed 2 --faults membership,clock
   scripts/chaos.sh --soak 30m
   scripts/chaos.sh --plan target/chaos/1234/smallest-plan.json
 EOF

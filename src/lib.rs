@@ -6,6 +6,8 @@
 //! - `protocol`: header names and the wall clock; imports nothing from the crate
 //! - `failpoint`: test hooks that fail chosen storage calls, inert unless `CAIRN_TEST_FAILPOINTS`
 //!   is set; imports nothing from the crate
+//! - `test_clock`: a test hook that shifts the node's wall clock by an offset read from a file,
+//!   inert unless `CAIRN_TEST_CLOCK_FILE` is set; imports only `protocol`
 //! - `config/`: `cairn serve`'s flags and defaults (`args`), the TOML file (`file`), and the
 //!   validated [`config::NodeConfig`]
 //! - `codec`, `frame`: the bincode codec and the length+CRC record framing
@@ -49,5 +51,6 @@ pub(crate) mod node;
 pub(crate) mod protocol;
 pub mod server;
 pub(crate) mod sm;
+pub(crate) mod test_clock;
 pub(crate) mod tls;
 pub(crate) mod wal;

@@ -2,6 +2,7 @@
 //! header names and the wall clock the leader stamps entries with. A leaf: it imports nothing
 //! from the crate, so any layer may use it without pulling in another.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The node that answered.
@@ -20,8 +21,20 @@ pub const H_FORWARDED_BY: &str = "x-cairn-forwarded-by";
 /// The shared secret peers send on `/raft/*` (`--cluster-secret`).
 pub const H_CLUSTER_SECRET: &str = "x-cairn-cluster-secret";
 
-/// Milliseconds since the Unix epoch by this machine's clock. Only the leader's stamp on a
-/// proposal ever reaches the state machine (see docs/ARCHITECTURE.md, "Time").
+/// Milliseconds added to this machine's clock by the test clock (`test_clock.rs`): always 0
+/// unless the process started with `CAIRN_TEST_CLOCK_FILE`. Kept here, in the leaf, so the
+/// clock stays one function; one relaxed load per call is all the hook costs when it is off.
+static TEST_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Milliseconds since the Unix epoch by this machine's clock (shifted by the test clock's
+/// offset, which is 0 outside tests). Only the leader's stamp on a proposal ever reaches the
+/// state machine (see docs/ARCHITECTURE.md, "Time and TTL").
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    let real = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    real.saturating_add_signed(TEST_OFFSET_MS.load(Ordering::Relaxed))
+}
+
+/// Sets the test clock's offset (`test_clock.rs` only).
+pub(crate) fn set_test_offset_ms(ms: i64) {
+    TEST_OFFSET_MS.store(ms, Ordering::Relaxed);
 }

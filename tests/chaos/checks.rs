@@ -1,6 +1,8 @@
 //! The checks a run's history must pass, besides linearizability (`lin.rs`): counter bounds,
-//! no lost acknowledged write, TTL expiry bounds, stale-read monotonicity and provenance, and
-//! unexpected responses. Each returns a `CheckResult` whose detail names the offending ops.
+//! no lost acknowledged write, TTL expiry bounds (allowing for injected clock skew, `skew.rs`)
+//! and the logical clock behind them, stale-read monotonicity and provenance, membership
+//! changes carried through, and unexpected responses. Each returns a `CheckResult` whose
+//! detail names the offending ops.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,6 +13,7 @@ use super::history::{Op, OpKind, Status, Workload};
 use super::lin::{check_by_key, KeyOutcome};
 use super::nemesis::FaultEvent;
 use super::plan::FaultKind;
+use super::skew::Skew;
 use super::workload::FINAL_READER;
 
 /// The documented TTL bound: a key disappears within about 2 s after `expiresAt`.
@@ -139,14 +142,22 @@ pub fn no_lost_writes(ops: &[Op]) -> CheckResult {
     CheckResult::new("no lost acknowledged write", problems, summary)
 }
 
-/// Whether any fault was active (or healed less than the settle time ago) in `[from, to]`.
+/// Whether any fault that can hold up the expiry tick (everything but a clock step, whose
+/// effect the skew bounds account for) was active, or healed less than the settle time ago,
+/// in `[from, to]`.
 fn fault_near(faults: &[FaultEvent], from_ms: u64, to_ms: u64) -> bool {
-    faults.iter().any(|f| f.start_wall_ms <= to_ms && f.end_wall_ms + TTL_SETTLE_MS >= from_ms)
+    faults
+        .iter()
+        .filter(|f| f.kind != FaultKind::Clock)
+        .any(|f| f.start_wall_ms <= to_ms && f.end_wall_ms + TTL_SETTLE_MS >= from_ms)
 }
 
-/// TTL keys never disappear before `expiresAt` and, away from faults, are gone within the
-/// documented bound after it. Returns the check and the worst lateness seen (ms).
+/// TTL keys never disappear before `expiresAt` (less how far a leader's clock ran ahead of the
+/// true time, `Skew::ahead_at`), once read as gone never come back, and, away from faults, are
+/// gone within the documented bound after `expiresAt` (plus how far a leader's clock ran
+/// behind, `Skew::behind_within`). Returns the check and the worst lateness seen (ms).
 pub fn ttl(ops: &[Op], faults: &[FaultEvent]) -> (CheckResult, u64) {
+    let skew = Skew::of(faults);
     let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     for op in ops.iter().filter(|o| o.workload == Workload::Ttl) {
         by_key.entry(op.rec.key.as_str()).or_default().push(op);
@@ -157,38 +168,100 @@ pub fn ttl(ops: &[Op], faults: &[FaultEvent]) -> (CheckResult, u64) {
     for (key, list) in &by_key {
         let acked: Vec<&&Op> =
             list.iter().filter(|o| o.rec.op == OpKind::Write && o.is_ok() && o.extra.expires_at_ms.is_some()).collect();
-        let expiry_of: HashMap<String, u64> =
-            acked.iter().map(|w| (w.rec.arg.to_string(), w.extra.expires_at_ms.unwrap_or(0))).collect();
-        for r in list.iter().filter(|o| o.rec.op == OpKind::Read && o.is_ok()) {
+        let write_of: HashMap<String, &&Op> = acked.iter().map(|w| (w.rec.arg.to_string(), *w)).collect();
+        let reads: Vec<&&Op> = list.iter().filter(|o| o.rec.op == OpKind::Read && o.is_ok()).collect();
+        for r in &reads {
             judged += 1;
             if r.rec.res.is_null() {
                 // The latest write acknowledged before this read began must not have expired.
                 let before = acked.iter().filter(|w| w.rec.ret <= r.rec.call).max_by_key(|w| w.rec.ret);
                 if let Some(w) = before {
                     let exp = w.extra.expires_at_ms.unwrap_or(0);
-                    if r.extra.ret_wall_ms + 5 < exp {
+                    let ahead = skew.ahead_at(r.extra.ret_wall_ms);
+                    if r.extra.ret_wall_ms + ahead + 5 < exp {
                         problems.push(format!(
-                            "{key}: key absent {} ms before its expiresAt; write {} then read {}",
+                            "{key}: key absent {} ms before its expiresAt (a leader's clock was at most {ahead} ms ahead); write {} then read {}",
                             exp - r.extra.ret_wall_ms,
                             line(w),
                             line(r)
                         ));
                     }
                 }
-            } else if let Some(&exp) = expiry_of.get(&r.rec.res.to_string()) {
+            } else if let Some(w) = write_of.get(&r.rec.res.to_string()) {
+                let exp = w.extra.expires_at_ms.unwrap_or(0);
                 let late = r.extra.call_wall_ms.saturating_sub(exp);
                 worst_late = worst_late.max(late);
                 let quiet = !fault_near(faults, exp.saturating_sub(TTL_SLACK_MS), r.extra.call_wall_ms);
-                if late > TTL_TICK_BOUND_MS + TTL_SLACK_MS && quiet {
-                    problems.push(format!("{key}: value read {late} ms after its expiresAt: {}", line(r)));
+                let behind = skew.behind_within(exp.saturating_sub(TTL_SLACK_MS), r.extra.call_wall_ms);
+                if late > TTL_TICK_BOUND_MS + TTL_SLACK_MS + behind && quiet {
+                    problems.push(format!(
+                        "{key}: value read {late} ms after its expiresAt (a leader's clock was at most {behind} ms behind): {}",
+                        line(r)
+                    ));
+                }
+                // Gone for good: an acknowledged value, once a read that began after its write
+                // returned found the key absent, never comes back (values are unique).
+                let gone =
+                    reads.iter().find(|a| a.rec.res.is_null() && a.rec.call > w.rec.ret && a.rec.ret < r.rec.call);
+                if let Some(a) = gone {
+                    problems.push(format!(
+                        "{key}: value came back after the key was read as absent: write {} then read {} then read {}",
+                        line(w),
+                        line(a),
+                        line(r)
+                    ));
                 }
             }
         }
     }
+    let (ahead, behind) = skew.extremes();
     let summary = format!(
-        "{judged} reads judged; worst read after expiresAt: {worst_late} ms (bound {TTL_TICK_BOUND_MS} ms + {TTL_SLACK_MS} ms slack, judged away from faults)"
+        "{judged} reads judged; worst read after expiresAt: {worst_late} ms (bound {TTL_TICK_BOUND_MS} ms + {TTL_SLACK_MS} ms slack, judged away from faults); leader clock skew allowed for: up to {ahead} ms ahead, {behind} ms behind"
     );
     (CheckResult::new("ttl expiry", problems, summary), worst_late)
+}
+
+/// The replicated logical clock, as each acknowledged TTL write shows it (`expiresAt` less the
+/// TTL is the clock the write was applied at): it never goes back (a write that began after
+/// another returned saw a clock at least as late), and it is never ahead of the true time by
+/// more than a leader's clock was (`Skew::ahead_at`; 0 without clock faults). A follower's
+/// clock must play no part.
+pub fn ttl_clock(ops: &[Op], faults: &[FaultEvent], ttl_s: u64) -> CheckResult {
+    let skew = Skew::of(faults);
+    let mut writes: Vec<(&Op, u64)> = ops
+        .iter()
+        .filter(|o| o.workload == Workload::Ttl && o.rec.op == OpKind::Write && o.is_ok())
+        .filter_map(|o| Some((o, o.extra.expires_at_ms?.checked_sub(ttl_s * 1_000)?)))
+        .collect();
+    writes.sort_by_key(|(o, _)| o.rec.ret);
+    let mut problems = Vec::new();
+    // Latest clock among the writes returned so far, and the write that showed it.
+    let mut prefix: Vec<(u64, &Op)> = Vec::with_capacity(writes.len());
+    for &(o, c) in &writes {
+        let best = match prefix.last() {
+            Some(&(pc, po)) if pc >= c => (pc, po),
+            _ => (c, o),
+        };
+        prefix.push(best);
+    }
+    for &(o, c) in &writes {
+        let ahead = skew.ahead_at(o.extra.ret_wall_ms);
+        if c > o.extra.ret_wall_ms + ahead + 5 {
+            problems.push(format!(
+                "clock {} ms ahead of the true time when the write returned (a leader's clock was at most {ahead} ms ahead): {}",
+                c - o.extra.ret_wall_ms,
+                line(o)
+            ));
+        }
+        let before = writes.partition_point(|(w, _)| w.rec.ret < o.rec.call);
+        if let Some(&(pc, po)) = before.checked_sub(1).map(|i| &prefix[i]) {
+            if c < pc {
+                problems.push(format!("clock went back by {} ms: write {} then write {}", pc - c, line(po), line(o)));
+            }
+        }
+    }
+    let summary = format!("{} acknowledged writes show the clock", writes.len());
+    CheckResult::new("ttl clock never back, never ahead of a leader's", problems, summary)
 }
 
 /// Stale (follower) reads: per node and key, versions never go backwards; every value read
@@ -250,6 +323,19 @@ pub fn stale_reads(ops: &[Op], faults: &[FaultEvent], urls: &[String]) -> CheckR
         last.insert((node, key), r);
     }
     CheckResult::new("stale reads monotonic and written", problems, format!("{} successful reads", reads.len()))
+}
+
+/// Every membership step was carried through: the new node was promoted and the chosen voter
+/// removed, each within its deadline (`reconfig.rs`).
+pub fn membership(faults: &[FaultEvent]) -> CheckResult {
+    let steps: Vec<&FaultEvent> = faults.iter().filter(|f| f.kind == FaultKind::Membership).collect();
+    let problems: Vec<String> = steps.iter().filter_map(|f| f.failure.clone()).collect();
+    let summary = format!(
+        "{} membership steps: {}",
+        steps.len(),
+        steps.iter().map(|f| f.note.as_str()).collect::<Vec<_>>().join("; ")
+    );
+    CheckResult::new("membership changes complete", problems, summary)
 }
 
 /// Responses the API contract does not allow for these requests: a write refused as

@@ -1,6 +1,7 @@
 //! The history format round-trips with the exact field names and order, a history
 //! file is checked key by key, and the non-linearizability checks (counter bounds, lost
-//! writes, TTL bounds, stale reads) catch the anomalies they exist for.
+//! writes, TTL bounds with and without clock skew, the logical clock, stale reads, membership
+//! steps) catch the anomalies they exist for.
 
 use serde_json::{json, Value};
 
@@ -9,6 +10,7 @@ use super::history::{parse_expires_at_ms, read_jsonl, write_files, Extra, Op, Op
 use super::lin::{check_by_key, KeyOutcome};
 use super::nemesis::FaultEvent;
 use super::plan::FaultKind;
+use super::skew::ClockTrace;
 use super::workload::FINAL_READER;
 
 #[allow(clippy::too_many_arguments)]
@@ -116,19 +118,81 @@ fn ttl_key_may_not_vanish_early_nor_linger_past_the_bound() {
         assert_eq!(checks::ttl(&[w.clone(), r], &[]).0.passed, pass, "{what}");
     }
     // Lingering right after a fault is reported in the figures but not judged.
-    let fault = FaultEvent {
-        kind: FaultKind::PartitionLeader,
-        targets: vec![1],
-        leader_fault: true,
-        note: String::new(),
-        start_ns: 0,
-        end_ns: 0,
-        start_wall_ms: 2_000,
-        end_wall_ms: 5_000,
-    };
+    let fault = FaultEvent { end_wall_ms: 5_000, ..FaultEvent::new(FaultKind::PartitionLeader, 0, 2_000) };
     let (res, worst) = checks::ttl(&[w, read(json!(7), (7_000, 7_010))], &[fault]);
     assert!(res.passed);
     assert_eq!(worst, 4_000);
+}
+
+fn ttl_read(res: Value, t: (u64, u64)) -> Op {
+    op(Workload::Ttl, 300, OpKind::Read, "t", Value::Null, Status::Ok, res, t)
+}
+
+/// A clock step on node 2 with these offset writes; `led`: node 2 may have led meanwhile.
+fn clock_fault(led: bool, sets: Vec<(u64, i64)>) -> FaultEvent {
+    let (start, end) = (sets[0].0, sets.last().unwrap().0);
+    let mut f = FaultEvent { end_wall_ms: end, ..FaultEvent::new(FaultKind::Clock, 0, start) };
+    f.clock = Some(ClockTrace { node: 2, led, sets });
+    f
+}
+
+#[test]
+fn ttl_bounds_allow_for_a_leaders_clock_skew_and_only_a_leaders() {
+    let w = ttl_write(7, (1_000, 1_010), 4_010);
+    // 1.8 s early: explained by a leader whose clock ran 2 s ahead, not by a follower's.
+    let early = ttl_read(Value::Null, (2_200, 2_210));
+    let ahead = |led| clock_fault(led, vec![(1_500, 2_000), (2_500, 0)]);
+    assert!(!checks::ttl(&[w.clone(), early.clone()], &[]).0.passed, "no skew: absent too early");
+    assert!(checks::ttl(&[w.clone(), early.clone()], &[ahead(true)]).0.passed);
+    assert!(!checks::ttl(&[w.clone(), early], &[ahead(false)]).0.passed, "a follower's clock explains nothing");
+    // 4.5 s late: explained by a leader whose clock ran 3 s behind, not by a follower's.
+    let late = ttl_read(json!(7), (8_500, 8_510));
+    let behind = |led| clock_fault(led, vec![(3_000, -3_000), (8_000, 0)]);
+    assert!(checks::ttl(&[w.clone(), late.clone()], &[behind(true)]).0.passed);
+    assert!(!checks::ttl(&[w.clone(), late.clone()], &[behind(false)]).0.passed, "a clock step is no excuse");
+    let longer = ttl_read(json!(7), (11_500, 11_510));
+    assert!(!checks::ttl(&[w, longer], &[behind(true)]).0.passed, "7.5 s late is more than 3 s of skew explains");
+}
+
+#[test]
+fn a_ttl_value_read_as_gone_never_comes_back() {
+    let w = ttl_write(7, (0, 10), 1_000);
+    let gone = ttl_read(Value::Null, (1_500, 1_510));
+    let back = ttl_read(json!(7), (2_000, 2_010));
+    assert!(checks::ttl(&[w.clone(), back.clone()], &[]).0.passed, "1 s late is within the bound");
+    let res = checks::ttl(&[w.clone(), gone.clone(), back], &[]).0;
+    assert!(!res.passed && res.detail.contains("came back"), "{}", res.detail);
+    // A read that was in flight while the key expired may see either.
+    let overlapping = ttl_read(json!(7), (1_505, 1_600));
+    assert!(checks::ttl(&[w, gone, overlapping], &[]).0.passed);
+}
+
+#[test]
+fn the_logical_clock_never_goes_back_nor_runs_ahead_of_a_leaders_clock() {
+    // TTL 1 s: expiresAt less 1 000 is the clock each write was applied at.
+    let a = ttl_write(1, (0, 1_000), 1_900);
+    let b = ttl_write(2, (1_100, 1_200), 1_800);
+    let c = ttl_write(3, (1_100, 1_200), 2_100);
+    assert!(checks::ttl_clock(&[a.clone(), c], &[], 1).passed);
+    let res = checks::ttl_clock(&[a.clone(), b], &[], 1);
+    assert!(!res.passed && res.detail.contains("went back by 100 ms"), "{}", res.detail);
+    let concurrent = ttl_write(4, (900, 1_200), 1_800);
+    assert!(checks::ttl_clock(&[a, concurrent], &[], 1).passed, "concurrent writes apply in either order");
+    // Applied at 4 000 when the true time was at most 1 000.
+    let ahead = ttl_write(5, (900, 1_000), 5_000);
+    assert!(!checks::ttl_clock(std::slice::from_ref(&ahead), &[], 1).passed);
+    let skewed = |led| clock_fault(led, vec![(500, 3_000), (2_000, 0)]);
+    assert!(checks::ttl_clock(std::slice::from_ref(&ahead), &[skewed(true)], 1).passed);
+    assert!(!checks::ttl_clock(&[ahead], &[skewed(false)], 1).passed, "a follower's clock must not stamp");
+}
+
+#[test]
+fn a_membership_step_that_was_not_carried_through_fails_the_run() {
+    let mut step = FaultEvent::new(FaultKind::Membership, 0, 0);
+    step.note = "node 4 joined; node 1 (the leader) removed".into();
+    assert!(checks::membership(std::slice::from_ref(&step)).passed);
+    step.failure = Some("node 5 was not a voter 60s after it started".into());
+    assert!(!checks::membership(&[step]).passed);
 }
 
 #[test]

@@ -12,7 +12,8 @@
 //! - `cluster`: the `cairn serve` children on the shared harness (`tests/it/support`), and
 //!   the status views the nemesis and checks read.
 //! - `client`: HTTP and the ok / fail / info rules; `workload`: the client workers.
-//! - `nemesis`: fault steps and their timeline.
+//! - `nemesis`: fault steps and their timeline; `reconfig`: the membership fault (a node
+//!   joins, a voter is removed); `skew`: the clock fault and the skew the TTL checks allow.
 //! - `history`: the JSON Lines history; `checker`: the Wing–Gong/Lowe search and models;
 //!   `lin`: per-key linearizability of a history; `checks`: the other invariants.
 //! - `report`: counts, availability figures, summary tables.
@@ -29,9 +30,11 @@ pub mod nemesis;
 pub mod netns;
 pub mod plan;
 pub mod proc;
+pub mod reconfig;
 pub mod report;
 pub mod runner;
 pub mod scenarios;
+pub mod skew;
 pub mod workload;
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! The nemesis: runs the plan's fault steps one after another (inject, hold, heal, gap) and
 //! records when each fault was active. Targets that depend on the cluster's state (the
 //! leader) are looked up at injection time; random targets come from the step's `pick`.
+//! Membership steps (`reconfig.rs`) and clock steps (`skew.rs`) act throughout their hold and
+//! record what they did as they go.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -10,19 +13,63 @@ use super::cluster::Cluster;
 use super::history::{wall_ms, Clock};
 use super::netns::Firewall;
 use super::plan::{FaultKind, FaultStep, Rng};
+use super::skew::ClockTrace;
+use super::workload::Ctx;
+use super::{reconfig, skew};
 
 /// One fault as it happened.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct FaultEvent {
     pub kind: FaultKind,
     pub targets: Vec<u64>,
-    /// The target was the leader at injection time (leader kill, isolation or pause).
+    /// The target was the leader at injection time (leader kill, isolation or pause, or a
+    /// membership step that removed the leader).
     pub leader_fault: bool,
     pub note: String,
     pub start_ns: u64,
     pub end_ns: u64,
     pub start_wall_ms: u64,
     pub end_wall_ms: u64,
+    /// When the leader was hit, if later than `start_ns` (a membership step removes the leader
+    /// after the new node joined): where the availability figure starts counting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_hit_ns: Option<u64>,
+    /// What a membership or clock step did, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub milestones: Vec<Milestone>,
+    /// Why a membership step could not be carried through (a finding: the run fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// A clock step's offsets, for the TTL checks' bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockTrace>,
+}
+
+impl FaultEvent {
+    /// A fault of `kind` that began now: no target, note, milestone or end yet.
+    pub fn new(kind: FaultKind, start_ns: u64, start_wall_ms: u64) -> FaultEvent {
+        FaultEvent {
+            kind,
+            targets: Vec::new(),
+            leader_fault: false,
+            note: String::new(),
+            start_ns,
+            end_ns: start_ns,
+            start_wall_ms,
+            end_wall_ms: start_wall_ms,
+            leader_hit_ns: None,
+            milestones: Vec::new(),
+            failure: None,
+            clock: None,
+        }
+    }
+}
+
+/// One thing a step did, and when (ns of the run's clock).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Milestone {
+    pub at_ns: u64,
+    pub what: String,
 }
 
 pub struct Nemesis<'a> {
@@ -30,12 +77,15 @@ pub struct Nemesis<'a> {
     pub firewall: Option<&'a Firewall>,
     pub http: reqwest::Client,
     pub clock: Clock,
+    /// The workload's client slots, which a membership step moves off a removed node.
+    pub ctx: Arc<Ctx>,
     /// Set by `leader_or` when the current step targets the leader.
     pub hit_leader: bool,
 }
 
 impl Nemesis<'_> {
-    async fn leader_or(&mut self, fallback: u64) -> (u64, String) {
+    /// The current leader (and a note saying so), or `fallback` when no leader answers.
+    pub async fn leader_or(&mut self, fallback: u64) -> (u64, String) {
         match self.cluster.current_leader(&self.http, Instant::now() + Duration::from_secs(3)).await {
             Some(l) => {
                 self.hit_leader = true;
@@ -61,8 +111,25 @@ impl Nemesis<'_> {
         Ok(())
     }
 
+    /// Appends a milestone to `event` and prints it.
+    pub fn milestone(&self, event: &mut FaultEvent, what: String) {
+        let at_ns = self.clock.now_ns();
+        println!("chaos: +{:>6.1}s   {}: {what}", at_ns as f64 / 1e9, event.kind.name());
+        event.milestones.push(Milestone { at_ns, what });
+    }
+
     /// Runs one step; the event ends when the fault is healed (the gap follows it).
     pub async fn step(&mut self, step: &FaultStep) -> Result<FaultEvent, String> {
+        let event = match step.kind {
+            FaultKind::Membership => reconfig::step(self, step).await?,
+            FaultKind::Clock => skew::step(self, step).await?,
+            _ => self.inject_hold_heal(step).await?,
+        };
+        self.cluster.reap();
+        Ok(event)
+    }
+
+    async fn inject_hold_heal(&mut self, step: &FaultStep) -> Result<FaultEvent, String> {
         let ids = self.cluster.ids();
         let n = ids.len() as u64;
         let mut rng = Rng::new(step.pick);
@@ -143,6 +210,9 @@ impl Nemesis<'_> {
                         .try_for_each(|x| fw.drop_packets(&cluster.ip(src), &cluster.ip(*x)))
                 })?;
             }
+            FaultKind::Membership | FaultKind::Clock => {
+                return Err(format!("{} is not an inject-hold-heal fault", step.kind.name()))
+            }
         }
         if let Some(fw) = self.firewall.filter(|_| step.kind.is_partition()) {
             note = format!("{note}; rules: {}", fw.rules().replace('\n', " "));
@@ -157,16 +227,13 @@ impl Nemesis<'_> {
         self.heal(step.kind, &targets)?;
         let end_ns = self.clock.now_ns();
         println!("chaos: +{:>6.1}s healed {}", end_ns as f64 / 1e9, step.kind.name());
-        self.cluster.reap();
         Ok(FaultEvent {
-            kind: step.kind,
             targets,
             leader_fault: self.hit_leader,
             note,
-            start_ns,
             end_ns,
-            start_wall_ms,
             end_wall_ms: wall_ms(),
+            ..FaultEvent::new(step.kind, start_ns, start_wall_ms)
         })
     }
 
@@ -185,6 +252,7 @@ impl Nemesis<'_> {
         if let Some(fw) = self.firewall {
             fw.heal()?;
         }
+        self.cluster.reset_clocks()?;
         tokio::task::block_in_place(|| self.cluster.heal_processes())
     }
 }

@@ -28,10 +28,16 @@ pub enum FaultKind {
     PartitionBridge,
     /// Drop packets in one direction only, from one node to the others.
     PartitionOneWay,
+    /// Start a fresh node that joins as a learner and is promoted to voter, then remove a
+    /// voter (the leader or a follower), so the cluster keeps its size (`reconfig.rs`).
+    Membership,
+    /// Shift one node's wall clock (the leader or a random one): a jump forward or back, or a
+    /// drift, through the test clock (`skew.rs`).
+    Clock,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::KillRandom,
         FaultKind::KillLeader,
         FaultKind::KillAll,
@@ -40,6 +46,8 @@ impl FaultKind {
         FaultKind::PartitionSplit,
         FaultKind::PartitionBridge,
         FaultKind::PartitionOneWay,
+        FaultKind::Membership,
+        FaultKind::Clock,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +60,8 @@ impl FaultKind {
             FaultKind::PartitionSplit => "partition-split",
             FaultKind::PartitionBridge => "partition-bridge",
             FaultKind::PartitionOneWay => "partition-one-way",
+            FaultKind::Membership => "membership",
+            FaultKind::Clock => "clock",
         }
     }
 
@@ -71,11 +81,14 @@ impl FaultKind {
     }
 
     /// (shortest, longest) hold in ms. Pauses outlast the 700 ms a follower can wait before it
-    /// stands for election (leader lease plus the longest election timeout).
+    /// stands for election (leader lease plus the longest election timeout). A membership
+    /// step's hold is how long the cluster runs with the extra voter before one is removed; a
+    /// clock step's is how long the clock stays shifted (or drifts).
     fn hold_range(self) -> (u64, u64) {
         match self {
             FaultKind::KillRandom | FaultKind::KillLeader | FaultKind::KillAll => (500, 4_000),
             FaultKind::Pause => (1_500, 4_000),
+            FaultKind::Membership => (500, 3_000),
             _ => (2_000, 6_000),
         }
     }
@@ -116,6 +129,20 @@ pub struct Plan {
     pub register_clients_per_node: usize,
     /// Operations per register or counter key before the workload moves to fresh keys.
     pub ops_per_key: u64,
+}
+
+impl Plan {
+    /// Nodes prepared beside the initial ones for membership steps to add (each step adds one;
+    /// ids are never reused).
+    pub fn spare_nodes(&self) -> usize {
+        self.steps.iter().filter(|s| s.kind == FaultKind::Membership).count()
+    }
+
+    /// Whether nodes start with the test clock armed (only when a clock step may shift one, so
+    /// every other run exercises the plain clock).
+    pub fn uses_test_clock(&self) -> bool {
+        self.steps.iter().any(|s| s.kind == FaultKind::Clock)
+    }
 }
 
 /// How long and busy the schedule is.

@@ -25,9 +25,9 @@ pub struct Availability {
     /// Longest stretch of the workload phase with no successful write, and where it began.
     pub longest_no_write_ms: u64,
     pub longest_no_write_from_s: f64,
-    /// For each fault that hit the leader (kill, kill-all, isolation, pause, one-way cut):
-    /// the kind, and ms from the injection to the return of the first successful write
-    /// issued after it (`None` when none succeeded before the end).
+    /// For each fault that hit the leader (kill, kill-all, isolation, pause, one-way cut, the
+    /// leader's removal): the kind, and ms from the injection (or the removal) to the return
+    /// of the first successful write issued after it (`None` when none succeeded before the end).
     pub leader_fault_to_write_ms: Vec<(FaultKind, Option<u64>)>,
 }
 
@@ -96,12 +96,13 @@ pub fn availability(ops: &[Op], faults: &[FaultEvent], stop_ns: u64) -> Availabi
         .iter()
         .filter(|f| f.leader_fault)
         .map(|f| {
+            let hit = f.leader_hit_ns.unwrap_or(f.start_ns);
             let first = ops
                 .iter()
-                .filter(|o| o.is_successful_write() && o.rec.call >= f.start_ns)
+                .filter(|o| o.is_successful_write() && o.rec.call >= hit)
                 .map(|o| o.rec.ret)
                 .min()
-                .map(|t| (t - f.start_ns) / 1_000_000);
+                .map(|t| (t - hit) / 1_000_000);
             (f.kind, first)
         })
         .collect();
@@ -188,6 +189,12 @@ pub fn print_summary(r: &RunResult) {
         a.longest_no_write_from_s,
         if kills.is_empty() { "-".to_string() } else { kills.join(", ") }
     );
+    for f in r.faults.iter().filter(|f| !f.milestones.is_empty() || f.clock.is_some()) {
+        println!("{} +{:.1}s–{:.1}s: {}", f.kind.name(), f.start_ns as f64 / 1e9, f.end_ns as f64 / 1e9, f.note);
+        for m in &f.milestones {
+            println!("    +{:>6.1}s {}", m.at_ns as f64 / 1e9, m.what);
+        }
+    }
     for c in &r.checks {
         println!("  [{}] {}: {}", if c.passed { "pass" } else { "FAIL" }, c.name, c.detail);
     }

@@ -21,7 +21,7 @@ use super::finale;
 use super::history::{self, Clock, Op, Workload};
 use super::nemesis::Nemesis;
 use super::netns::{self, Firewall, NetNs};
-use super::plan::Plan;
+use super::plan::{FaultKind, FaultStep, Plan};
 use super::proc::wait_deadline;
 use super::report::{self, RunResult};
 use super::workload::{self, Ctx};
@@ -93,7 +93,9 @@ impl Drop for Binaries {
 }
 
 fn plan_budget(plan: &Plan) -> Duration {
-    let steps: u64 = plan.steps.iter().map(|s| s.hold_ms + s.gap_ms + 5_000).sum();
+    // A membership step may wait out its join and removal deadlines (`reconfig.rs`).
+    let extra = |s: &FaultStep| if s.kind == FaultKind::Membership { 125_000 } else { 5_000 };
+    let steps: u64 = plan.steps.iter().map(|s| s.hold_ms + s.gap_ms + extra(s)).sum();
     Duration::from_millis(plan.warmup_ms + plan.cooldown_ms + steps)
         + FORM_DEADLINE
         + RECOVERY_DEADLINE
@@ -208,8 +210,10 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
         netns::inside(ns)?;
     }
     let plan = &spec.plan;
-    let addrs = addresses(plan.nodes, spec.netns.is_some());
-    let mut cluster = Cluster::new(dir, &addrs, spec.bin.clone(), plan.snapshot_logs);
+    // Spare nodes for membership steps get their addresses (and firewall clearance) up front.
+    let addrs = addresses(plan.nodes + plan.spare_nodes(), spec.netns.is_some());
+    let mut cluster =
+        Cluster::new(dir, &addrs, plan.nodes, spec.bin.clone(), plan.snapshot_logs, plan.uses_test_clock())?;
     let http =
         reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().map_err(|e| e.to_string())?;
     let firewall = spec.netns.as_ref().map(|ns| Firewall::new(ns, addrs.iter().map(|(ip, _)| ip.clone()).collect()));
@@ -235,6 +239,7 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
             firewall: firewall.as_ref(),
             http: http.clone(),
             clock,
+            ctx: ctx.clone(),
             hit_leader: false,
         };
         tokio::time::sleep(Duration::from_millis(plan.warmup_ms)).await;
@@ -295,7 +300,7 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
             cluster.unexpected_exits.join("; ")
         },
     });
-    let urls = cluster.urls();
+    let urls = cluster.all_urls();
     cluster.stop_all();
     history::write_files(dir, &ops).map_err(|e| format!("write history: {e}"))?;
     std::fs::write(dir.join("faults.json"), serde_json::to_vec_pretty(&faults).unwrap_or_default())
@@ -303,8 +308,12 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
 
     println!("chaos: checking {} operations", ops.len());
     let workloads = plan.workloads.clone();
+    let ttl_s = plan.ttl_s;
     let (ops, faults, checks) = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
+        if faults.iter().any(|f| f.kind == FaultKind::Membership) {
+            out.push(checks::membership(&faults));
+        }
         for w in [Workload::Register, Workload::Counter] {
             if workloads.contains(&w) {
                 out.push(checks::linearizability(&ops, w, LIN_BUDGET));
@@ -318,6 +327,7 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
         }
         if workloads.contains(&Workload::Ttl) {
             out.push(checks::ttl(&ops, &faults).0);
+            out.push(checks::ttl_clock(&ops, &faults, ttl_s));
         }
         if workloads.contains(&Workload::Stale) || workloads.contains(&Workload::Ttl) {
             out.push(checks::stale_reads(&ops, &faults, &urls));

@@ -1,4 +1,6 @@
-//! The client workers. Each is pinned to one node and records every operation it issues.
+//! The client workers. Each is pinned to one slot and records every operation it issues. A
+//! slot names one member; when a membership step removes that member, the slot is moved to
+//! the node that joined in its place, so every client keeps working through a member.
 //!
 //! - register (lin-kv): strong reads, writes and CASes of small integers, many clients per
 //!   key; keys rotate every `ops_per_key` operations so each key's history stays checkable.
@@ -9,7 +11,7 @@
 //!   key with the node's default consistency (stale on followers).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -29,7 +31,9 @@ pub struct Ctx {
     pub clock: Clock,
     pub stop: Arc<AtomicBool>,
     pub plan: Arc<Plan>,
-    pub urls: Vec<String>,
+    /// The node each slot's clients talk to (a URL), one slot per member. A std lock: it is
+    /// held only to copy or replace a string, never across an await.
+    slots: Vec<RwLock<String>>,
     register_ops: AtomicU64,
     counter_ops: AtomicU64,
 }
@@ -40,7 +44,7 @@ impl Ctx {
             clock,
             stop: Arc::new(AtomicBool::new(false)),
             plan,
-            urls,
+            slots: urls.into_iter().map(RwLock::new).collect(),
             register_ops: AtomicU64::new(0),
             counter_ops: AtomicU64::new(0),
         })
@@ -48,6 +52,29 @@ impl Ctx {
 
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The node slot `i` names now.
+    fn slot_url(&self, i: usize) -> String {
+        self.slots[i].read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Moves every slot naming `from` to `to`; returns how many moved. Operations already sent
+    /// to `from` finish (and are recorded) as they would have.
+    pub fn move_slots(&self, from: &str, to: &str) -> usize {
+        let mut moved = 0;
+        for slot in &self.slots {
+            let mut url = slot.write().unwrap_or_else(|e| e.into_inner());
+            if *url == from {
+                *url = to.to_string();
+                moved += 1;
+            }
+        }
+        moved
     }
 }
 
@@ -120,14 +147,23 @@ async fn think(rng: &mut Rng, max_ms: u64, ok: bool) {
 }
 
 fn api(ctx: &Ctx, node: usize) -> Api {
-    Api::new(&ctx.urls[node], Duration::from_millis(ctx.plan.op_timeout_ms))
+    Api::new(&ctx.slot_url(node), Duration::from_millis(ctx.plan.op_timeout_ms))
+}
+
+/// The client for slot `node` before each operation: a new one (own connection pool) once the
+/// slot was moved to another node.
+fn follow(api: &mut Api, ctx: &Ctx, node: usize) {
+    if api.base != ctx.slot_url(node) {
+        *api = self::api(ctx, node);
+    }
 }
 
 pub async fn register_client(ctx: Arc<Ctx>, client: u64, node: usize) -> Vec<Op> {
-    let api = api(&ctx, node);
+    let mut api = api(&ctx, node);
     let mut rng = Rng::new(ctx.plan.seed ^ (client << 32));
     let mut rec = Recorder::new(client, Workload::Register, ctx.clock);
     while !ctx.stopped() {
+        follow(&mut api, &ctx, node);
         let n = ctx.register_ops.fetch_add(1, Ordering::Relaxed);
         let key = format!("reg-{}-{}", n / (ctx.plan.ops_per_key * REGISTER_KEYS), rng.below(REGISTER_KEYS));
         let started = rec.begin();
@@ -153,10 +189,11 @@ pub async fn register_client(ctx: Arc<Ctx>, client: u64, node: usize) -> Vec<Op>
 }
 
 pub async fn counter_client(ctx: Arc<Ctx>, client: u64, node: usize) -> Vec<Op> {
-    let api = api(&ctx, node);
+    let mut api = api(&ctx, node);
     let mut rng = Rng::new(ctx.plan.seed ^ (client << 32));
     let mut rec = Recorder::new(client, Workload::Counter, ctx.clock);
     while !ctx.stopped() {
+        follow(&mut api, &ctx, node);
         let n = ctx.counter_ops.fetch_add(1, Ordering::Relaxed);
         let key = format!("ctr-{}", n / ctx.plan.ops_per_key);
         let started = rec.begin();
@@ -178,12 +215,14 @@ fn unique(client: u64, seq: u64) -> i64 {
 }
 
 pub async fn ttl_writer(ctx: Arc<Ctx>, client: u64, key_index: u64) -> Vec<Op> {
-    let api = api(&ctx, key_index as usize % ctx.urls.len());
+    let node = key_index as usize % ctx.slot_count();
+    let mut api = api(&ctx, node);
     let mut rng = Rng::new(ctx.plan.seed ^ (client << 32));
     let mut rec = Recorder::new(client, Workload::Ttl, ctx.clock);
     let key = format!("ttl-{key_index}");
     let mut seq = 0;
     while !ctx.stopped() {
+        follow(&mut api, &ctx, node);
         seq += 1;
         let v = unique(client, seq);
         let started = rec.begin();
@@ -198,7 +237,7 @@ pub async fn ttl_writer(ctx: Arc<Ctx>, client: u64, key_index: u64) -> Vec<Op> {
 
 /// Strong reads (`strong`) for the ttl workload, default-consistency reads for stale.
 pub async fn reader(ctx: Arc<Ctx>, client: u64, node: usize, workload: Workload) -> Vec<Op> {
-    let api = api(&ctx, node);
+    let mut api = api(&ctx, node);
     let mut rng = Rng::new(ctx.plan.seed ^ (client << 32));
     let mut rec = Recorder::new(client, workload, ctx.clock);
     let (prefix, keys, strong) = match workload {
@@ -207,6 +246,7 @@ pub async fn reader(ctx: Arc<Ctx>, client: u64, node: usize, workload: Workload)
     };
     let mut i = 0;
     while !ctx.stopped() {
+        follow(&mut api, &ctx, node);
         let key = format!("{prefix}-{}", i % keys);
         i += 1;
         let started = rec.begin();
@@ -218,12 +258,14 @@ pub async fn reader(ctx: Arc<Ctx>, client: u64, node: usize, workload: Workload)
 }
 
 pub async fn stale_writer(ctx: Arc<Ctx>, client: u64, key_index: u64) -> Vec<Op> {
-    let api = api(&ctx, key_index as usize % ctx.urls.len());
+    let node = key_index as usize % ctx.slot_count();
+    let mut api = api(&ctx, node);
     let mut rng = Rng::new(ctx.plan.seed ^ (client << 32));
     let mut rec = Recorder::new(client, Workload::Stale, ctx.clock);
     let key = format!("stale-{key_index}");
     let mut seq = 0;
     while !ctx.stopped() {
+        follow(&mut api, &ctx, node);
         seq += 1;
         let v = unique(client, seq);
         let started = rec.begin();
@@ -236,7 +278,7 @@ pub async fn stale_writer(ctx: Arc<Ctx>, client: u64, key_index: u64) -> Vec<Op>
 
 /// Spawns every client of the plan's workloads; each task returns its operations.
 pub fn spawn_all(ctx: &Arc<Ctx>, set: &mut tokio::task::JoinSet<Vec<Op>>) {
-    let n = ctx.urls.len();
+    let n = ctx.slot_count();
     for w in ctx.plan.workloads.clone() {
         match w {
             Workload::Register => {

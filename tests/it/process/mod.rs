@@ -1,8 +1,8 @@
 //! The process tier: real `cairn` processes for what only they show: kills and restarts,
 //! SIGTERM, the CLI and its exit codes, disk faults (a full disk, failed storage calls, a torn
-//! WAL tail), TLS files (and their reload on SIGHUP) and environment variables, membership
-//! changes with crashed members, the process-wide metrics, and strong reads through stalled
-//! quorum rounds.
+//! WAL tail), TLS files (and their reload on SIGHUP) and environment variables, the test clock,
+//! membership changes with crashed members, the process-wide metrics, and strong reads through
+//! stalled quorum rounds.
 
 mod backup_restore;
 mod bench_cli;
@@ -17,6 +17,7 @@ mod membership;
 mod observability;
 mod startup;
 mod strong_reads;
+mod test_clock;
 mod tls;
 mod tls_reload;
 mod watch;

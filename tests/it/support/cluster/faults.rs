@@ -10,8 +10,9 @@ use super::{Cluster, Node, Running};
 
 impl Cluster {
     /// Process nodes 1..=n at `addrs` (`(ip, port)`), their data dirs and logs under `dir`
-    /// (which the caller owns), run by `bin`, forming one cluster via `--peers`, none started.
-    pub fn at(dir: &Path, addrs: &[(String, u16)], bin: PathBuf, extra: Vec<String>) -> Cluster {
+    /// (which the caller owns), run by `bin`, none started. The first `initial` form one
+    /// cluster via `--peers`; the others are spares that can join it (`try_start_joining`).
+    pub fn at(dir: &Path, addrs: &[(String, u16)], initial: usize, bin: PathBuf, extra: Vec<String>) -> Cluster {
         let nodes: Vec<Node> = addrs
             .iter()
             .enumerate()
@@ -31,7 +32,7 @@ impl Cluster {
                 }
             })
             .collect();
-        let peers = Some(nodes.iter().map(|n| format!("{}={}", n.id, n.addr)).collect::<Vec<_>>().join(","));
+        let peers = Some(nodes[..initial].iter().map(|n| format!("{}={}", n.id, n.addr)).collect::<Vec<_>>().join(","));
         Cluster {
             dir: None,
             nodes,
@@ -43,6 +44,14 @@ impl Cluster {
             in_process: false,
             bin,
         }
+    }
+
+    /// Starts node `id` with `--join <url of via>` instead of `--peers`, reporting a failure to
+    /// start instead of panicking.
+    pub fn try_start_joining(&mut self, id: u64, via: u64) -> Result<(), String> {
+        let join = self.url(via);
+        self.node_mut(id).join = Some(join);
+        self.try_start_node(id)
     }
 
     /// Running and not paused.

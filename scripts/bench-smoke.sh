@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench-smoke.sh: CI smoke test of `cairn bench`. Starts one single-node Cairn on a free loopback
-# port with a temporary data dir, runs a short put and a short get benchmark against it, and fails
-# if either run saw any error. Stops only the node it started and removes its data dir.
+# port with a temporary data dir, runs a short put and a short get benchmark against it, and a put
+# run with watch streams open, and fails if any run saw an error (or the watchers no events). Stops only the node it started and removes its data dir.
 #
 # Environment: CAIRN_BIN (default: target/debug/cairn, built with `cargo build` so it is never
 # stale), SMOKE_DURATION (3s), SMOKE_CLIENTS (8), SMOKE_KEYS (1000), SMOKE_UP_TIMEOUT (30 s).
@@ -87,6 +87,25 @@ for workload in put get; do
         status=1
     fi
 done
+
+# Watch streams through a put run: every write is one event for one of the 50 watchers, so
+# events must arrive, and no stream may drop.
+echo "bench-smoke: put with 50 watchers, $CLIENTS clients, $DURATION"
+if "$BIN" bench --endpoints "$ENDPOINT" --workload put --clients "$CLIENTS" --duration "$DURATION" --warmup 1s \
+    --keys 50 --watchers 50 --json >"$WORK/watch.json"; then
+    if ! python3 - "$WORK/watch.json" <<'PY'; then
+import json, sys
+w = json.load(open(sys.argv[1]))["watch"]
+print(f"bench-smoke: watch {w}")
+sys.exit(0 if w["events"] > 0 and w["dropped"] == 0 else 1)
+PY
+        echo "bench-smoke: the watchers received no events, or a stream dropped" >&2
+        status=1
+    fi
+else
+    echo "bench-smoke: the put run with watchers reported errors" >&2
+    status=1
+fi
 
 if ((status == 0)); then echo "bench-smoke: ok"; else echo "bench-smoke: FAILED" >&2; fi
 exit "$status"

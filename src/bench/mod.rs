@@ -7,11 +7,13 @@
 //! - `discovery`: leader/follower discovery, and waiting for followers to apply the preload
 //! - `driver`: preload, the client tasks (closed or open loop) and the progress line
 //! - `report`: HDR histograms, error counts, and the text and JSON reports
+//! - `watchers`: `--watchers`: watch streams held open through the run, and what they received
 
 mod discovery;
 mod driver;
 mod report;
 mod target;
+mod watchers;
 mod workload;
 
 use std::sync::Arc;
@@ -89,6 +91,14 @@ pub struct BenchOpts {
     /// requests/s with less CPU than two (docs/performance.md).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Watch streams to hold open through the run (Cairn only), round-robin over the
+    /// endpoints. Watcher i follows key i's prefix, so with --keys equal to it every write is
+    /// one event; the report adds events delivered and the nodes' apply-to-send delay.
+    #[arg(long, default_value_t = 0)]
+    pub watchers: usize,
+    /// Point the watchers at prefixes no write touches: what open watches cost the writes.
+    #[arg(long, requires = "watchers")]
+    pub idle_watchers: bool,
 }
 
 impl BenchOpts {
@@ -106,6 +116,12 @@ impl BenchOpts {
         }
         if self.target == Target::Etcd && matches!(self.workload, Workload::Incr | Workload::Cas) {
             return Err(format!("workload {} is not supported with --target etcd", self.workload));
+        }
+        if self.watchers > 0 && self.target == Target::Etcd {
+            return Err("--watchers is for Cairn's watch (--target cairn)".into());
+        }
+        if self.watchers > self.keys && !self.idle_watchers {
+            return Err("--watchers follow one key each: at most --keys of them (or --idle-watchers)".into());
         }
         Ok(())
     }
@@ -194,8 +210,50 @@ async fn run_checked(opts: &BenchOpts, endpoints: &[reqwest::Url]) -> Result<Rep
         plan.targets.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(", "),
         plan.routing,
     );
+    let watching = if opts.watchers > 0 {
+        let streams = driver::http_client(Duration::from_secs(365 * 24 * 3600), &conn)?;
+        let w = watchers::open(&streams, endpoints, opts.watchers, opts.idle_watchers).await?;
+        eprintln!("bench: {} watch streams open", w.count);
+        Some(w)
+    } else {
+        None
+    };
+    // The watchers' measured window: the same warm-up and duration as the clients'.
+    let window = watching.as_ref().map(|w| {
+        let (events, control, endpoints, warmup, duration) =
+            (w.counter(), control.clone(), endpoints.to_vec(), opts.warmup, opts.duration);
+        tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            let (e0, b0) = (
+                events.load(std::sync::atomic::Ordering::Relaxed),
+                watchers::delay_buckets(&control, &endpoints).await,
+            );
+            tokio::time::sleep(duration).await;
+            let (e1, b1) = (
+                events.load(std::sync::atomic::Ordering::Relaxed),
+                watchers::delay_buckets(&control, &endpoints).await,
+            );
+            (e1.saturating_sub(e0), b0, b1)
+        })
+    });
     let schedule = Arc::new(Schedule::new(opts.warmup, opts.duration, opts.rate));
     let recorder = driver::drive(opts.workload, opts.keys, schedule.clone(), clients).await;
+    let watch = match (watching, window) {
+        (Some(w), Some(window)) => {
+            let (events, before, after) = window.await.map_err(|e| e.to_string())?;
+            let (count, idle) = (w.count, w.idle);
+            let dropped = w.close();
+            Some(watchers::WatchSummary {
+                watchers: count,
+                idle,
+                events,
+                dropped,
+                delay_p50_ms: watchers::quantile_ms(&before, &after, 0.5),
+                delay_p99_ms: watchers::quantile_ms(&before, &after, 0.99),
+            })
+        }
+        _ => None,
+    };
     let info = RunInfo {
         target: opts.target.name().into(),
         workload: opts.workload,
@@ -209,7 +267,9 @@ async fn run_checked(opts: &BenchOpts, endpoints: &[reqwest::Url]) -> Result<Rep
         routing: plan.routing.clone(),
         unsent: schedule.unsent(),
     };
-    Ok(Report::new(info, &recorder))
+    let mut report = Report::new(info, &recorder);
+    report.watch = watch;
+    Ok(report)
 }
 
 #[cfg(test)]

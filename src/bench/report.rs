@@ -170,6 +170,8 @@ pub struct Report {
     /// The same, for each op kind of the workload (every kind listed, failed or not).
     pub errors_by_kind: Vec<(OpKind, ErrorCounts)>,
     pub conflicts: u64,
+    /// With `--watchers`: what the watch streams received.
+    pub watch: Option<super::watchers::WatchSummary>,
 }
 
 impl Report {
@@ -181,6 +183,7 @@ impl Report {
             errors: rec.errors.clone(),
             errors_by_kind: rec.by_kind.iter().map(|r| (r.kind, r.errors.clone())).collect(),
             conflicts: rec.conflicts,
+            watch: None,
         }
     }
 
@@ -221,6 +224,9 @@ impl Report {
             );
             obj.insert("casConflicts".into(), json!(self.conflicts));
             obj.insert("unsent".into(), json!(i.unsent));
+            if let Some(w) = &self.watch {
+                obj.insert("watch".into(), w.json(secs));
+            }
         }
         v
     }
@@ -274,6 +280,9 @@ impl Report {
         }
         if i.unsent > 0 {
             let _ = writeln!(out, "rate not sustained: {} scheduled requests were never sent", i.unsent);
+        }
+        if let Some(w) = &self.watch {
+            let _ = writeln!(out, "{}", w.text(self.secs()));
         }
         let _ = writeln!(out, "errors: {}", fmt_errors(&self.errors));
         // A mix also says which of its ops failed: 503s on reads and on writes mean different

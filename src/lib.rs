@@ -6,6 +6,9 @@
 //! - `protocol`: header names and the wall clock; imports nothing from the crate
 //! - `failpoint`: test hooks that fail chosen storage calls, inert unless `CAIRN_TEST_FAILPOINTS`
 //!   is set; imports nothing from the crate
+//! - `fsync`: the single owner of fsync and fdatasync (files and directories), with the test
+//!   ledger of what was made durable, inert unless `CAIRN_TEST_POWERLOSS_LEDGER` is set;
+//!   imports nothing from the crate
 //! - `config/`: `cairn serve`'s flags and defaults (`args`), the TOML file (`file`), and the
 //!   validated [`config::NodeConfig`]
 //! - `codec`, `frame`: the bincode codec and the length+CRC record framing
@@ -40,6 +43,7 @@ pub mod config;
 pub(crate) mod connection;
 pub(crate) mod failpoint;
 pub(crate) mod frame;
+pub(crate) mod fsync;
 pub(crate) mod http1;
 pub(crate) mod listener;
 pub(crate) mod metrics;

@@ -48,6 +48,7 @@ pub async fn serve(
     // `NodeConfig` gets the same refusals as the binary.
     config.validate().map_err(StartError::Config)?;
     crate::failpoint::arm_from_env().map_err(StartError::Config)?;
+    crate::fsync::arm_ledger_from_env().map_err(StartError::Config)?;
     // Loaded before anything else, so a bad certificate path fails fast and touches no data.
     let (tls, reloader) = config.tls.as_ref().map(NodeTls::load).transpose()?.unzip();
     // From here on SIGHUP reloads the TLS files instead of ending the process, and with TLS a

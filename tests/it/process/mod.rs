@@ -1,8 +1,8 @@
 //! The process tier: real `cairn` processes for what only they show: kills and restarts,
 //! SIGTERM, the CLI and its exit codes, disk faults (a full disk, failed storage calls, a torn
 //! WAL tail), TLS files (and their reload on SIGHUP) and environment variables, membership
-//! changes with crashed members, the process-wide metrics, and strong reads through stalled
-//! quorum rounds.
+//! changes with crashed members, the process-wide metrics, strong reads through stalled quorum
+//! rounds, and a whole-cluster power loss (a simulated one: unsynced bytes are cut away).
 
 mod backup_restore;
 mod bench_cli;
@@ -15,6 +15,7 @@ mod failover;
 mod graceful_shutdown;
 mod membership;
 mod observability;
+mod power_loss;
 mod startup;
 mod strong_reads;
 mod tls;

@@ -72,6 +72,7 @@ pub fn restore(from: &Path, data_dir: &Path, id: NodeId, peers: &[(NodeId, Strin
     if data_dir.exists() && std::fs::read_dir(data_dir).map_err(|e| e.to_string())?.next().is_some() {
         return Err(format!("{} is not empty; restore only into a new data dir", data_dir.display()));
     }
+    crate::node::create_data_dir(data_dir).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(data_dir.join("snapshots")).map_err(|e| e.to_string())?;
     crate::node::write_identity(data_dir, id).map_err(|e| e.to_string())?;
 
@@ -87,5 +88,11 @@ pub fn restore(from: &Path, data_dir: &Path, id: NodeId, peers: &[(NodeId, Strin
     LogStore::seed_purged(&data_dir.join("wal"), last, id).map_err(|e| e.to_string())?;
     // Opening the state machine finds it behind its snapshot and loads it.
     StateMachine::open(data_dir, &SmOptions::default()).map_err(|e| e.to_string())?.reader().flush();
+    // Directory entries are durable only once their directory is synced: `current.snap` was
+    // never synced in `snapshots/`, and `wal/` and `sm/` are newer than the sync that
+    // `write_identity` made of the data dir.
+    for dir in [data_dir.join("snapshots"), data_dir.to_path_buf()] {
+        crate::fsync::dir(&dir).map_err(|e| e.to_string())?;
+    }
     Ok(Restored { last_index: last.index, pairs })
 }

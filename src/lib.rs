@@ -8,6 +8,9 @@
 //!   is set; imports nothing from the crate
 //! - `test_clock`: a test hook that shifts the node's wall clock by an offset read from a file,
 //!   inert unless `CAIRN_TEST_CLOCK_FILE` is set; imports only `protocol`
+//! - `fsync`: the single owner of fsync and fdatasync (files and directories), with the test
+//!   ledger of what was made durable, inert unless `CAIRN_TEST_POWERLOSS_LEDGER` is set;
+//!   imports nothing from the crate
 //! - `config/`: `cairn serve`'s flags and defaults (`args`), the TOML file (`file`), and the
 //!   validated [`config::NodeConfig`]
 //! - `codec`, `frame`: the bincode codec and the length+CRC record framing
@@ -42,6 +45,7 @@ pub mod config;
 pub(crate) mod connection;
 pub(crate) mod failpoint;
 pub(crate) mod frame;
+pub(crate) mod fsync;
 pub(crate) mod http1;
 pub(crate) mod listener;
 pub(crate) mod metrics;

@@ -49,6 +49,7 @@ pub async fn serve(
     config.validate().map_err(StartError::Config)?;
     crate::failpoint::arm_from_env().map_err(StartError::Config)?;
     crate::test_clock::arm_from_env().map_err(StartError::Config)?;
+    crate::fsync::arm_ledger_from_env().map_err(StartError::Config)?;
     // Loaded before anything else, so a bad certificate path fails fast and touches no data.
     let (tls, reloader) = config.tls.as_ref().map(NodeTls::load).transpose()?.unzip();
     // From here on SIGHUP reloads the TLS files instead of ending the process, and with TLS a

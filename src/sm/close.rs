@@ -113,10 +113,10 @@ fn write(data_dir: &Path, text: &str) -> io::Result<()> {
     {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(text.as_bytes())?;
-        f.sync_all()?;
+        crate::fsync::file(&f, &tmp)?;
     }
     fs::rename(&tmp, path(data_dir))?;
-    fs::File::open(data_dir)?.sync_all()
+    crate::fsync::dir(data_dir)
 }
 
 /// fsyncs every file and directory under `dir` (sled's), so what sled flushed survives a
@@ -128,10 +128,11 @@ pub fn sync_tree(dir: &Path) -> io::Result<()> {
         if kind.is_dir() {
             sync_tree(&entry.path())?;
         } else if kind.is_file() {
-            fs::File::open(entry.path())?.sync_all()?;
+            let path = entry.path();
+            crate::fsync::file(&fs::File::open(&path)?, &path)?;
         }
     }
-    fs::File::open(dir)?.sync_all()
+    crate::fsync::dir(dir)
 }
 
 #[cfg(test)]

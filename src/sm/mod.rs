@@ -599,7 +599,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             tree.flush().map_err(io::Error::other)?;
             let current = dir.join(CURRENT);
             fs::rename(&tmp, &current)?;
-            fs::File::open(&dir)?.sync_all()?;
+            crate::fsync::dir(&dir)?;
             tracing::info!(last = ?m.last_log_id, pairs, "snapshot written");
             Ok::<_, io::Error>(current)
         })
@@ -747,7 +747,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 src.seek(SeekFrom::Start(0))?;
                 let mut dst = fs::File::create(&tmp)?;
                 io::copy(&mut src, &mut dst)?;
-                dst.sync_all()?;
+                crate::fsync::file(&dst, &tmp)?;
             }
             let got = snapshot::validate(&tmp)?;
             if got.last_log_id != expect.last_log_id {
@@ -755,7 +755,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             let current = dir.join(CURRENT);
             fs::rename(&tmp, &current)?;
-            fs::File::open(&dir)?.sync_all()?;
+            crate::fsync::dir(&dir)?;
             let _ = fs::remove_file(dir.join(RECEIVING));
             load_snapshot(&db, &live, &clock, Some(&current))
         })

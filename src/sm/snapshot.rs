@@ -92,7 +92,7 @@ pub fn write(
     }
     put_frame(&mut w, &Frame::End { pairs: total })?;
     let file = w.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
+    crate::fsync::file(&file, path)?;
     Ok(total)
 }
 
@@ -167,6 +167,6 @@ pub fn rewrite_meta(src: &Path, dst: &Path, meta: &SnapshotMeta) -> io::Result<u
     })?;
     put_frame(&mut w, &Frame::End { pairs: total })?;
     let file = w.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
+    crate::fsync::file(&file, dst)?;
     Ok(total)
 }

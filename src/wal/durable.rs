@@ -5,22 +5,26 @@
 //! write used to cost the leader's fsync *and then* a follower's. The leader's own appends are
 //! therefore reported flushed once written, and synced by [`run_syncer`] while the entries
 //! travel to the followers, as etcd's raft does (Raft thesis §10.2.1). That lets openraft count
-//! the leader towards a quorum before its copy is on disk, so two rules keep "acknowledged means
+//! the leader towards a quorum before its copy is on disk, so three rules keep "acknowledged means
 //! fsync'd on a majority" true, and keep any node from applying an entry that could be lost:
 //! - the state machine applies an entry only once it is durable here
 //!   ([`DurableWatch::wait_for`], called by `sm::apply`), and every client answer and
 //!   linearizable read waits for the apply;
 //! - the commit index the leader sends to followers is lowered to its own durable entry
 //!   ([`DurableWatch::cap`], called by `net::Conn::append_entries`), so no follower applies an
-//!   entry that only the followers hold.
+//!   entry that only the followers hold;
+//! - a node never resumes, after a restart, a term it led (`LogStore::pipeline_own_appends`).
 //!
 //! A committed entry is then on the leader's disk and on a follower's (openraft counted it)
 //! before anyone acts on it. If the leader dies first, the entry was never applied or
-//! acknowledged anywhere, and losing it is the same as never having proposed it.
+//! acknowledged anywhere, and losing it is the same as never having proposed it, as long as
+//! that leader never writes again in that term: a follower may hold the entry durably, and a
+//! different entry under the same log id would pass for it (found by the power-loss test).
 //! Entries from another leader (this node following) are fsync'd before `append` reports them.
 
 use std::fs::File;
 use std::io;
+use std::path::Path;
 use std::sync::{mpsc, Arc};
 
 use tokio::sync::watch;
@@ -51,6 +55,7 @@ impl Durable {
 /// entry through `upto` (earlier segments were synced when the writer left them).
 pub struct SyncRequest {
     pub file: File,
+    pub path: Arc<Path>,
     pub upto: u64,
     pub epoch: u64,
 }
@@ -60,7 +65,7 @@ pub struct SyncRequest {
 pub fn run_syncer(rx: mpsc::Receiver<SyncRequest>, state: Arc<watch::Sender<Durable>>) {
     while let Ok(first) = rx.recv() {
         let last = rx.try_iter().last().unwrap_or(first);
-        match super::segment::sync(&last.file) {
+        match super::segment::sync(&last.file, &last.path) {
             Ok(()) => state.send_modify(|s| s.advance(last.upto, last.epoch)),
             Err(e) => {
                 // Never retried: after a failed fdatasync the kernel may have dropped the pages

@@ -52,13 +52,8 @@ pub fn store(dir: &Path, meta: &WalMeta) -> io::Result<()> {
     {
         let mut f = File::create(&tmp)?;
         f.write_all(&buf)?;
-        f.sync_all()?;
+        crate::fsync::file(&f, &tmp)?;
     }
     fs::rename(&tmp, dir.join(FILE))?;
-    sync_dir(dir)
-}
-
-/// Makes a directory entry change (create, rename, unlink) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    crate::fsync::dir(dir)
 }

@@ -106,7 +106,7 @@ impl LogStore {
         // What recovery read back may still be only in the page cache (a process crash
         // keeps it, a power cut does not): make it durable before vouching for it.
         if let Some(seg) = writer.segments.values().next_back() {
-            std::fs::File::open(&seg.path)?.sync_data()?;
+            crate::fsync::data(&std::fs::File::open(&seg.path)?, &seg.path)?;
         }
         let last = shared.log.read().expect("wal lock").keys().next_back().copied();
         let upto = last.or(writer.meta.last_purged.map(|p| p.index));
@@ -117,7 +117,26 @@ impl LogStore {
     /// Lets this node's own appends as leader report flushed once written, with their fsync
     /// running beside replication on a syncer thread (see `durable.rs` for the rules that keep
     /// this safe; the state machine and the network must use [`LogStore::durability`]).
+    ///
+    /// One of those rules is applied here: the node never resumes, after a restart, a term it
+    /// led. openraft restores a node whose saved vote is a committed vote for itself as leader at
+    /// once, in the same term. But a power cut can take the leader's unsynced tail while a
+    /// follower holds those entries durably; the resumed leader would then write new entries
+    /// under the same log ids, and the follower would take them for the ones it has (Raft's log
+    /// matching) and apply its own. Handing openraft the vote uncommitted makes the node start as
+    /// a follower that still voted for itself in that term (it grants no other vote in it), and
+    /// a new term is elected. Found by the power-loss test (docs/testing.md, BUG-10).
     pub fn pipeline_own_appends(&mut self, me: NodeId) -> io::Result<()> {
+        {
+            let mut vote = self.shared.vote.write().expect("wal lock");
+            if let Some(v) = vote.as_mut().filter(|v| v.committed && v.leader_id.node_id == me) {
+                tracing::info!(
+                    term = v.leader_id.term,
+                    "this node led the last term it knows; a new term will be elected"
+                );
+                v.committed = false;
+            }
+        }
         let (tx, rx) = mpsc::channel();
         let state = self.durable.clone();
         std::thread::Builder::new().name("cairn-wal-sync".into()).spawn(move || durable::run_syncer(rx, state))?;
@@ -141,9 +160,9 @@ impl LogStore {
     /// syncer is gone, so the caller must sync them itself.
     fn append_pipelined(&mut self, tx: &mpsc::Sender<SyncRequest>, entries: &[Entry], last: u64) -> io::Result<bool> {
         self.writer.append(entries)?;
-        let file = self.writer.active_handle()?;
+        let (file, path) = self.writer.active_handle()?;
         let epoch = self.durable.borrow().epoch;
-        Ok(tx.send(SyncRequest { file, upto: last, epoch }).is_ok())
+        Ok(tx.send(SyncRequest { file, path, upto: last, epoch }).is_ok())
     }
 
     /// Prepares an empty WAL whose log starts after `upto`, as if everything through it had

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::codec;
 use crate::failpoint::Point;
@@ -16,7 +17,8 @@ pub const SUFFIX: &str = ".seg";
 
 /// An on-disk segment as the writer tracks it.
 pub struct Segment {
-    pub path: PathBuf,
+    /// Shared with the syncer's requests, which name the file they sync (`crate::fsync`).
+    pub path: Arc<Path>,
     pub first: u64,
     /// Byte length of the valid records.
     pub len: u64,
@@ -37,10 +39,10 @@ impl Segment {
 
 /// fdatasyncs a segment. Every sync of segment data the writer and the syncer make goes through
 /// here: timed for `/metrics`, and failable by a test failpoint (`crate::failpoint`).
-pub fn sync(file: &File) -> io::Result<()> {
+pub fn sync(file: &File, path: &Path) -> io::Result<()> {
     crate::failpoint::hit(Point::WalFsync)?;
     let t = std::time::Instant::now();
-    let r = file.sync_data();
+    let r = crate::fsync::data(file, path);
     crate::metrics::METRICS.wal_fsync.observe(t.elapsed());
     r
 }
@@ -110,7 +112,7 @@ pub fn recover(dir: &Path, last_purged: Option<LogId>) -> io::Result<(BTreeMap<u
             tracing::warn!(path = %path.display(), valid = valid_len, len = buf.len(), "truncating torn WAL tail");
             let f = OpenOptions::new().write(true).open(&path)?;
             f.set_len(valid_len)?;
-            f.sync_all()?;
+            crate::fsync::file(&f, &path)?;
         }
         if let Some(next) = expect_next {
             // A gap is legal only where a purge covers it (the log resumed after a snapshot).
@@ -119,7 +121,7 @@ pub fn recover(dir: &Path, last_purged: Option<LogId>) -> io::Result<(BTreeMap<u
                 return Err(invalid(format!("{}: starts at entry {first}, expected {next}", path.display())));
             }
         }
-        let seg = Segment { path, first, len: valid_len, offsets };
+        let seg = Segment { path: path.into(), first, len: valid_len, offsets };
         expect_next = Some(seg.end());
         if !is_last && purged.is_some_and(|p| seg.end() <= p + 1) {
             fs::remove_file(&seg.path)?;

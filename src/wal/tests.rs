@@ -236,3 +236,19 @@ async fn apply_waits_until_its_entries_are_durable() {
     }
     assert_eq!(sm.reader().get("default", "k5").unwrap().map(|i| i.value), Some("5".to_string()));
 }
+
+#[tokio::test]
+async fn a_restarted_leader_hands_openraft_its_vote_uncommitted_so_it_never_resumes_its_term() {
+    let dir = TempDir::new().unwrap();
+    {
+        let (mut s, _) = pipelined(dir.path(), 1).await;
+        append_durable(&mut s, (1..=3).map(entry).collect()).await;
+    }
+    let mut s = LogStore::open(dir.path()).unwrap();
+    s.pipeline_own_appends(1).unwrap();
+    assert_eq!(s.read_vote().await.unwrap(), Some(Vote::new(2, 1)), "same term and candidate, not committed");
+    // Another node's leadership is kept as it is: that leader may still be running.
+    let mut s = LogStore::open(dir.path()).unwrap();
+    s.pipeline_own_appends(2).unwrap();
+    assert_eq!(s.read_vote().await.unwrap(), Some(Vote::new_committed(2, 1)));
+}

@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::meta::{self, WalMeta};
 use super::segment::{self, Segment};
@@ -54,7 +55,10 @@ impl Writer {
     /// Makes everything written to the active segment durable (earlier segments were synced
     /// when the writer left them).
     pub fn sync(&mut self) -> io::Result<()> {
-        self.unless_broken(|w| w.active.as_ref().map_or(Ok(()), segment::sync))
+        self.unless_broken(|w| match (&w.active, w.segments.values().next_back()) {
+            (Some(file), Some(seg)) => segment::sync(file, &seg.path),
+            _ => Ok(()),
+        })
     }
 
     /// Runs a segment write or sync, unless one failed before; a failure breaks the writer.
@@ -75,9 +79,12 @@ impl Writer {
         Ok(())
     }
 
-    /// A second handle on the active segment, for syncing it from another thread.
-    pub fn active_handle(&self) -> io::Result<File> {
-        self.active.as_ref().ok_or_else(|| io::Error::other("no active WAL segment"))?.try_clone()
+    /// A second handle on the active segment, and its path, for syncing it from another thread.
+    pub fn active_handle(&self) -> io::Result<(File, Arc<Path>)> {
+        let none = || io::Error::other("no active WAL segment");
+        let file = self.active.as_ref().ok_or_else(none)?.try_clone()?;
+        let seg = self.segments.values().next_back().ok_or_else(none)?;
+        Ok((file, seg.path.clone()))
     }
 
     /// Writes `entries` with one `write`, without syncing them.
@@ -134,7 +141,7 @@ impl Writer {
                 return Ok(());
             }
             if let Some(f) = self.active.take() {
-                segment::sync(&f)?;
+                segment::sync(&f, &seg.path)?;
             }
             let fully_purged = self.meta.last_purged.is_some_and(|p| seg.end() <= p.index + 1);
             if seg.offsets.is_empty() || fully_purged {
@@ -143,10 +150,11 @@ impl Writer {
                 fs::remove_file(&seg.path)?;
             }
         }
-        let seg = Segment { path: segment::path_for(&self.dir, index), first: index, len: 0, offsets: Vec::new() };
+        let path = segment::path_for(&self.dir, index).into();
+        let seg = Segment { path, first: index, len: 0, offsets: Vec::new() };
         let file = seg.open_for_append()?;
         file.set_len(0)?;
-        meta::sync_dir(&self.dir)?;
+        crate::fsync::dir(&self.dir)?;
         self.active = Some(file);
         self.segments.insert(index, seg);
         Ok(())
@@ -170,12 +178,12 @@ impl Writer {
                 self.active = None;
                 let f = fs::OpenOptions::new().write(true).open(&seg.path)?;
                 f.set_len(cut)?;
-                f.sync_all()?;
+                crate::fsync::file(&f, &seg.path)?;
                 seg.offsets.truncate(keep);
                 seg.len = cut;
             }
         }
-        meta::sync_dir(&self.dir)
+        crate::fsync::dir(&self.dir)
     }
 
     /// Records `upto` as purged (durably, first), then deletes sealed segments it covers.

@@ -1,8 +1,9 @@
 //! The process tier: real `cairn` processes for what only they show: kills and restarts,
 //! SIGTERM, the CLI and its exit codes, disk faults (a full disk, failed storage calls, a torn
 //! WAL tail), TLS files (and their reload on SIGHUP) and environment variables, the test clock,
-//! membership changes with crashed members, the process-wide metrics, and strong reads through
-//! stalled quorum rounds.
+//! membership changes with crashed members, the process-wide metrics, strong reads through
+//! stalled quorum rounds, and a whole-cluster power loss (a simulated one: unsynced bytes are
+//! cut away).
 
 mod backup_restore;
 mod bench_cli;
@@ -15,6 +16,7 @@ mod failover;
 mod graceful_shutdown;
 mod membership;
 mod observability;
+mod power_loss;
 mod startup;
 mod strong_reads;
 mod test_clock;

@@ -1,6 +1,7 @@
 //! Test harness shared by the integration tests: real `cairn serve` processes
 //! (`cluster`), an HTTP client for the native API (`http`), certificates for the TLS tests
-//! (`pki`), a tmpfs to fill (`tmpfs`), deadline-bounded polling and small value helpers.
+//! (`pki`), a tmpfs to fill (`tmpfs`), a simulated power cut of a data dir (`power_cut`),
+//! deadline-bounded polling and small value helpers.
 //!
 //! Rules it enforces for every test (see /work/shared/STYLE.md, item 8):
 //! - ports come from binding `127.0.0.1:0`, never from a fixed range;
@@ -15,6 +16,7 @@ mod cluster;
 mod http;
 mod inproc;
 mod pki;
+mod power_cut;
 mod process;
 pub mod raw;
 pub mod sse;
@@ -30,6 +32,8 @@ pub use http::{encode_key, item_url, Http, Resp, REQUEST_TIMEOUT};
 pub use inproc::node_config;
 #[allow(unused_imports)]
 pub use pki::{served_certificate, write_atomically, Leaf, Pki};
+#[allow(unused_imports)]
+pub use power_cut::{power_cut, Cut};
 #[allow(unused_imports)]
 pub use process::{cairn_command, log_tail, read_log, run_cairn_once};
 #[allow(unused_imports)]

@@ -312,6 +312,32 @@ impl Cluster {
         }
     }
 
+    /// SIGKILLs every running node before reaping any, so none outlives the others by the time
+    /// it takes to reap a process (a whole-cluster crash or power cut). Process tier only.
+    pub fn kill_all(&mut self) {
+        let mut killed = Vec::new();
+        for node in &mut self.nodes {
+            assert!(
+                !matches!(node.child, Some(Running::InProc(_))),
+                "node {} is in-process (kills belong to the process tier)",
+                node.id
+            );
+            if let Some(Running::Child(mut child)) = node.child.take() {
+                let _ = child.kill();
+                killed.push((node.id, child));
+            }
+        }
+        for (id, mut child) in killed {
+            let _ = child.wait();
+            let node = self.node_mut(id);
+            node.paused = false;
+            if let Ok(mut log) = OpenOptions::new().append(true).open(&node.log_path) {
+                let _ = writeln!(log, "=== harness: SIGKILLed node {id} pid {} (with every other node)", child.id());
+            }
+        }
+        self.leader = None;
+    }
+
     /// Sends SIGTERM to this node's own PID and waits for it to exit, at most until
     /// `deadline`; returns its exit status. Panics (and `Drop` then SIGKILLs it) if it is
     /// still running at the deadline.

@@ -91,14 +91,19 @@ impl Live {
 #[derive(Debug)]
 pub enum Feed {
     /// A run of entries `first..=last` was applied; `changes` holds those that changed a client
-    /// key (by index).
-    Applied { first: u64, last: u64, changes: Vec<(u64, Arc<Vec<history::Change>>)>, at: std::time::Instant },
+    /// key (by index), or is `None` for a run too large to keep in memory: watchers read it
+    /// from the history, where it already is.
+    Applied { first: u64, last: u64, changes: Option<Vec<(u64, Arc<Vec<history::Change>>)>>, at: std::time::Instant },
     /// A snapshot replaced the state: there is no history at or below `compacted`.
     Reset { compacted: u64 },
 }
 
 /// How many feed messages a watcher may fall behind before it must catch up from the history.
 const FEED_CAPACITY: usize = 1_024;
+/// A run whose changes hold more than this many bytes of keys and values goes out without them
+/// (watchers read it from the history). The feed keeps its last [`FEED_CAPACITY`] messages for
+/// the slowest watcher, so this bounds what a slow watcher can make a node hold: 64 MiB.
+const FEED_INLINE_BYTES: usize = 64 << 10;
 
 pub struct StateMachine {
     db: sled::Db,
@@ -635,6 +640,12 @@ impl StateMachine {
         METRICS.expired_keys.fetch_add(expired, Ordering::Relaxed);
         let clock = applier.clock;
         let changes = std::mem::take(&mut applier.published);
+        let size: usize = changes
+            .iter()
+            .flat_map(|(_, c)| c.iter())
+            .map(|c| c.key.len() + c.value.as_ref().map_or(0, String::len))
+            .sum();
+        let changes = (size <= FEED_INLINE_BYTES).then_some(changes);
         let writes = applier.finish().map_err(|e| StorageIOError::write_state_machine(&e))?;
         if let Some(cut) = &self.cut {
             if cut.is_active() {

@@ -907,7 +907,7 @@ async fn with_history(
         match &*feed.try_recv().unwrap() {
             super::Feed::Applied { first, last, changes, .. } => {
                 assert_eq!((*first, *last), (now[0].log_id.index, now[n - 1].log_id.index));
-                for (i, c) in changes {
+                for (i, c) in changes.as_ref().expect("small runs ride the feed") {
                     reference.insert(*i, c.as_ref().clone());
                 }
             }

@@ -125,6 +125,11 @@ impl Cursor {
                         self.catching_up = true;
                         continue;
                     }
+                    let Some(changes) = changes else {
+                        // Too large to ride the feed: the history has it.
+                        self.catching_up = true;
+                        continue;
+                    };
                     self.backlog = changes.iter().filter(|(i, _)| *i > self.position).cloned().collect();
                     self.backlog_upto = *last;
                     self.backlog_at = Some(*at);

@@ -200,3 +200,29 @@ async fn bad_watch_requests_get_400s() {
     let r = http.must(Method::GET, &format!("{url}/kv/watch"), None, &[]).await;
     assert_eq!(r.status, 401, "{r:?}");
 }
+
+/// A run too large to keep in the live feed (over 64 KiB of keys and values) reaches watchers
+/// through the history instead, in its place among the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_too_large_for_the_live_feed_arrives_from_the_history_in_order() {
+    let mut c = Cluster::in_process_single(&["--admin-token", ADMIN]);
+    c.wait_for_leader(deadline_in(15)).await;
+    let url = c.url(1);
+    let http = &c.http;
+    let mut stream = sse::open(&format!("{url}/kv/watch?prefix=big/"), &auth()).await.expect("opens");
+    let small1 = put(http, &url, "big%2Fa", json!({"value": 1})).await;
+    let large = put(http, &url, "big%2Fb", json!({"value": "y".repeat(100 * 1024)})).await;
+    let small2 = put(http, &url, "big%2Fc", json!({"value": 2})).await;
+    let mut got = Vec::new();
+    let deadline = deadline_in(20);
+    while got.len() < 3 {
+        let Some(e) = stream.next(deadline).await else { break };
+        if e.event == "change" {
+            let value_len = e.data["changes"][0]["value"].to_string().len();
+            got.push((e.id.unwrap(), value_len));
+        }
+    }
+    let ids: Vec<u64> = got.iter().map(|(i, _)| *i).collect();
+    assert_eq!(ids, vec![small1, large, small2]);
+    assert_eq!(got[1].1, 100 * 1024 + 2, "the large value arrives whole (a JSON string)");
+}

@@ -2,7 +2,7 @@
 //! resume on a random member with `Last-Event-ID` whenever their stream ends, and the
 //! reference history read after the finale. What they record is judged by `watchcheck.rs`.
 //!
-//! A watcher also hangs up on its own after a random 1–6 s, so resumes happen all through a
+//! A watcher also hangs up on its own after a random 1–6 s (6–12 s on the quiet prefix), so resumes happen all through a
 //! run, not only when a fault ends a stream.
 
 use std::sync::Arc;
@@ -19,15 +19,24 @@ use super::workload::{api, follow, think, unique, Ctx, Recorder};
 pub const PREFIX: &str = "watch-";
 /// Keys the batch writers choose from.
 const KEYS: u64 = 4;
-/// Watchers per run.
-pub const WATCHERS: usize = 3;
+/// The one key of the quiet writer, and the prefix of the watcher that follows only it: the
+/// busy keys are outside that prefix, so this watcher's stream mostly carries progress events
+/// (every 5 s without a change) and resumes from progress ids.
+pub const QUIET_PREFIX: &str = "watch-q";
+/// The quiet writer's pause between writes, in ms.
+const QUIET_MS: (u64, u64) = (3_000, 12_000);
+/// Watchers per run and the prefix each follows.
+pub const WATCHERS: [&str; 3] = [PREFIX, PREFIX, QUIET_PREFIX];
 /// A stream that yields no byte for this long is treated as dropped (a paused or cut-off
-/// node). Writers keep changes flowing, and a healthy stream also sends progress every 5 s.
-const IDLE: Duration = Duration::from_secs(4);
+/// node). A healthy stream sends a change or, on the quiet prefix, a progress at least every
+/// 5 s while writers run (a 4 s limit cut every quiet stream before its first progress).
+const IDLE: Duration = Duration::from_secs(8);
 /// How long one connection attempt (request to response headers) may take.
 const CONNECT: Duration = Duration::from_secs(2);
-/// The longest a watcher keeps one connection before it hangs up and resumes elsewhere.
-const MAX_CONN_MS: u64 = 6_000;
+/// How long a watcher keeps one connection before it hangs up and resumes elsewhere, in ms;
+/// longer for the quiet watcher, whose progress events come only after 5 s without a change.
+const CONN_MS: (u64, u64) = (1_000, 6_000);
+const QUIET_CONN_MS: (u64, u64) = (6_000, 12_000);
 /// Deadline of the reference read after the finale.
 pub const REFERENCE_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -84,6 +93,7 @@ impl Conn {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct WatcherLog {
     pub watcher: usize,
+    pub prefix: String,
     pub conns: Vec<Conn>,
     pub events: Vec<WatchEvent>,
 }
@@ -96,6 +106,22 @@ pub struct Reference {
     pub after: u64,
     pub end: u64,
     pub entries: std::collections::BTreeMap<u64, Vec<Change>>,
+}
+
+impl Reference {
+    /// What a watch on `prefix` (inside the reference's own) sees: each entry's changes under
+    /// it, and no entry without one.
+    pub fn view(&self, prefix: &str) -> Reference {
+        let entries = self
+            .entries
+            .iter()
+            .filter_map(|(i, c)| {
+                let c: Vec<Change> = c.iter().filter(|c| c.key.starts_with(prefix)).cloned().collect();
+                (!c.is_empty()).then_some((*i, c))
+            })
+            .collect();
+        Reference { node: self.node.clone(), after: self.after, end: self.end, entries }
+    }
 }
 
 fn parse_changes(data: &Value) -> Vec<Change> {
@@ -152,10 +178,40 @@ pub async fn writer(ctx: Arc<Ctx>, client: u64, node: usize) -> Vec<super::histo
     rec.ops
 }
 
+/// The quiet writer: one key under `QUIET_PREFIX`, a unique value every few seconds.
+pub async fn quiet_writer(ctx: Arc<Ctx>, client: u64) -> Vec<super::history::Op> {
+    let node = client as usize % ctx.slot_count();
+    let mut api = api(&ctx, node);
+    let mut rng = Rng::new(ctx.plan.seed ^ (client << 32));
+    let mut rec = Recorder::new(client, Workload::Watch, ctx.clock);
+    let mut seq = 0;
+    while !ctx.stopped() {
+        let pause = Duration::from_millis(QUIET_MS.0 + rng.below(QUIET_MS.1 - QUIET_MS.0));
+        let until = Instant::now() + pause;
+        while !ctx.stopped() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if ctx.stopped() {
+            break;
+        }
+        follow(&mut api, &ctx, node);
+        seq += 1;
+        let v = unique(client, seq);
+        let ops = json!([{ "op": "set", "key": QUIET_PREFIX, "value": v }]);
+        let started = rec.begin();
+        let reply = api.batch(&ops).await;
+        rec.finish(&api, started, OpKind::Write, QUIET_PREFIX, json!([[QUIET_PREFIX, v]]), &reply);
+        if let Some(op) = rec.ops.last_mut() {
+            op.extra.version = reply.data["results"][0]["version"].as_str().and_then(|v| v.parse().ok());
+        }
+    }
+    rec.ops
+}
+
 /// Spawns the watchers; each returns its log when the run's stop flag is set.
 pub fn spawn_watchers(ctx: &Arc<Ctx>, set: &mut tokio::task::JoinSet<WatcherLog>) {
-    for w in 0..WATCHERS {
-        set.spawn(watcher(ctx.clone(), w));
+    for (w, prefix) in WATCHERS.into_iter().enumerate() {
+        set.spawn(watcher(ctx.clone(), w, prefix));
     }
 }
 
@@ -198,19 +254,19 @@ async fn next_block(s: &mut Stream, deadline: Instant) -> Result<(Option<u64>, S
 
 /// One watcher: connects to a random member, records every event, and on any end resumes on
 /// a random member with `Last-Event-ID` = the last id it received (change or progress).
-async fn watcher(ctx: Arc<Ctx>, w: usize) -> WatcherLog {
+async fn watcher(ctx: Arc<Ctx>, w: usize, prefix: &'static str) -> WatcherLog {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(1))
         .no_proxy()
         .build()
         .expect("build reqwest client");
     let mut rng = Rng::new(ctx.plan.seed ^ 0x57A7_C400 ^ ((w as u64) << 40));
-    let mut log = WatcherLog { watcher: w, ..WatcherLog::default() };
+    let mut log = WatcherLog { watcher: w, prefix: prefix.to_string(), ..WatcherLog::default() };
     let mut last: Option<u64> = None;
     while !ctx.stopped() {
         let node = ctx.slot_url(rng.below(ctx.slot_count() as u64) as usize);
         let mut req = http
-            .get(format!("{node}/kv/watch?prefix={PREFIX}"))
+            .get(format!("{node}/kv/watch?prefix={prefix}"))
             .header("accept", "text/event-stream")
             .timeout(Duration::from_secs(3_600));
         if let Some(id) = last {
@@ -244,7 +300,8 @@ async fn watcher(ctx: Arc<Ctx>, w: usize) -> WatcherLog {
         c.answer = "stream".into();
         log.conns.push(c);
         let mut s = Stream { resp, buf: String::new() };
-        let hang_up = Instant::now() + Duration::from_millis(1_000 + rng.below(MAX_CONN_MS - 1_000));
+        let (lo, hi) = if prefix == QUIET_PREFIX { QUIET_CONN_MS } else { CONN_MS };
+        let hang_up = Instant::now() + Duration::from_millis(lo + rng.below(hi - lo));
         let end = loop {
             if ctx.stopped() {
                 break "stop".to_string();

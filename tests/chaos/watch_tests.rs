@@ -42,6 +42,7 @@ fn good(watcher: usize) -> WatcherLog {
     let r = reference();
     WatcherLog {
         watcher,
+        prefix: String::new(),
         conns: vec![conn(None, "stream"), conn(Some(12), "transport: refused"), conn(Some(12), "stream")],
         events: vec![
             progress(0, 10),
@@ -111,6 +112,7 @@ fn a_watcher_that_starts_late_is_judged_only_on_its_range() {
     let r = reference();
     let late = WatcherLog {
         watcher: 2,
+        prefix: String::new(),
         conns: vec![conn(None, "stream")],
         events: vec![progress(0, 13), change(0, 14, &r), change(0, 15, &r)],
     };
@@ -175,6 +177,7 @@ fn a_progress_past_an_undelivered_change_fails_bookmarkable() {
     let r = reference();
     let w = WatcherLog {
         watcher: 0,
+        prefix: String::new(),
         conns: vec![conn(None, "stream"), conn(Some(14), "stream")],
         events: vec![progress(0, 10), change(0, 11, &r), change(0, 12, &r), progress(0, 14), change(1, 15, &r)],
     };
@@ -225,4 +228,31 @@ fn a_resume_that_no_node_served_or_that_skipped_ahead_fails_resumable() {
     let mut w = good(0);
     w.conns[2].after = Some(13);
     fails(&[w], &ops(), "watch resumable");
+}
+
+#[test]
+fn a_watcher_on_a_narrower_prefix_is_judged_on_its_view_of_the_reference() {
+    // Entry 12 is a batch of b and c; a watcher on "c" sees only c=3 at 12, and progress
+    // past the entries that do not concern it.
+    let r = reference();
+    let view = r.view("c");
+    let narrow = WatcherLog {
+        watcher: 2,
+        prefix: "c".into(),
+        conns: vec![conn(None, "stream"), conn(Some(13), "stream")],
+        events: vec![progress(0, 10), change(0, 12, &view), progress(0, 13), progress(1, 17)],
+    };
+    assert!(
+        failed(&[good(0), narrow.clone()], &ops()).is_empty(),
+        "{:?}",
+        failed(std::slice::from_ref(&narrow), &ops())
+    );
+    // Receiving the whole batch, b included, is not what a watch on "c" gets.
+    let mut whole = narrow.clone();
+    whole.events[1] = change(0, 12, &r);
+    fails(&[whole], &ops(), "watch atomic");
+    // Missing c=3 fails as for any watcher.
+    let mut gap = narrow;
+    gap.events.remove(1);
+    fails(&[gap], &ops(), "watch reliable");
 }

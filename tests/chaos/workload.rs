@@ -315,6 +315,7 @@ pub fn spawn_all(ctx: &Arc<Ctx>, set: &mut tokio::task::JoinSet<Vec<Op>>) {
                 for i in 0..n {
                     set.spawn(super::watch::writer(ctx.clone(), 600 + i as u64, i));
                 }
+                set.spawn(super::watch::quiet_writer(ctx.clone(), 610));
             }
         }
     }

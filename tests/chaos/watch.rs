@@ -215,7 +215,7 @@ pub fn spawn_watchers(ctx: &Arc<Ctx>, set: &mut tokio::task::JoinSet<WatcherLog>
     }
 }
 
-/// The reason a stream ended, and the SSE reader's state.
+/// An open stream and the bytes of its unfinished event.
 struct Stream {
     resp: reqwest::Response,
     buf: String,
@@ -265,15 +265,15 @@ async fn watcher(ctx: Arc<Ctx>, w: usize, prefix: &'static str) -> WatcherLog {
     let mut last: Option<u64> = None;
     while !ctx.stopped() {
         let node = ctx.slot_url(rng.below(ctx.slot_count() as u64) as usize);
-        let mut req = http
-            .get(format!("{node}/kv/watch?prefix={prefix}"))
-            .header("accept", "text/event-stream")
-            .timeout(Duration::from_secs(3_600));
-        if let Some(id) = last {
+        // The stream's own reads are bounded by `IDLE` and the hang-up time, its start by `CONNECT`.
+        let mut req = http.get(format!("{node}/kv/watch?prefix={prefix}")).header("accept", "text/event-stream");
+        // Recorded as sent, so "resumable" judges the header itself.
+        let after = last;
+        if let Some(id) = after {
             req = req.header("last-event-id", id.to_string());
         }
         let conn = log.conns.len();
-        let mut c = Conn { node, after: last, answer: String::new(), compacted_index: None, end: String::new() };
+        let mut c = Conn { node, after, answer: String::new(), compacted_index: None, end: String::new() };
         let resp = match tokio::time::timeout(CONNECT, req.send()).await {
             Err(_) => Err("transport: no answer in time".to_string()),
             Ok(Err(e)) => Err(format!("transport: {e}")),

@@ -103,6 +103,8 @@ fn plan_budget(plan: &Plan) -> Duration {
         + RECOVERY_DEADLINE
         + finale::FINAL_READ_DEADLINE
         + finale::CONVERGE_DEADLINE
+        + watch::STOP_WITHIN
+        + watch::REFERENCE_DEADLINE
         + Duration::from_secs(120)
 }
 
@@ -278,9 +280,8 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
             }
         }
     }
-    // A watcher notices the stop flag at its next event or within its idle timeout.
     let mut logs: Vec<watch::WatcherLog> = Vec::new();
-    let watchers_by = Instant::now() + Duration::from_secs(10);
+    let watchers_by = Instant::now() + watch::STOP_WITHIN;
     loop {
         let remaining = watchers_by.saturating_duration_since(Instant::now());
         match tokio::time::timeout(remaining, watchers.join_next()).await {

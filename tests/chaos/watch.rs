@@ -37,6 +37,9 @@ const CONNECT: Duration = Duration::from_secs(2);
 /// longer for the quiet watcher, whose progress events come only after 5 s without a change.
 const CONN_MS: (u64, u64) = (1_000, 6_000);
 const QUIET_CONN_MS: (u64, u64) = (6_000, 12_000);
+/// How soon every watcher returns its log once the stop flag is set: a watcher sees the flag
+/// at its next event, or at worst after an idle stream's limit and a connection attempt.
+pub const STOP_WITHIN: Duration = Duration::from_secs(IDLE.as_secs() + 2 * CONNECT.as_secs() + 3);
 /// Deadline of the reference read after the finale.
 pub const REFERENCE_DEADLINE: Duration = Duration::from_secs(30);
 

@@ -19,7 +19,9 @@ usage: scripts/chaos.sh [--quick] [--seed N] [--soak DURATION] [--plan FILE] [--
   --soak DURATION    keep running fresh seeds (soak profile) for e.g. 30m, 2h
   --plan FILE        replay a saved plan exactly (plan.json or smallest-plan.json)
   --scenario NAME    run a named regression scenario (tests/chaos/scenarios.rs)
-  --workload LIST    all (default) or a comma list of: register,counter,ttl,stale
+  --workload LIST    all (default) or a comma list of: register,counter,ttl,stale,watch
+                     (watch: batch writers, and watchers resuming on random nodes with
+                     Last-Event-ID, checked against a reference history)
   --faults LIST      all (default), none, or a comma list of: kill-random,kill-leader,
                      kill-all,pause,partition-leader,partition-split,partition-bridge,
                      partition-one-way,membership (a node joins, then a voter, sometimes
@@ -38,6 +40,7 @@ examples:
   scripts/chaos.sh --quick
   scripts/chaos.sh --seed 1234 --faults kill-leader --workload all
   scripts/chaos.sh --seed 2 --faults membership,clock
+  scripts/chaos.sh --seed 1 --workload watch --faults kill-leader
   scripts/chaos.sh --soak 30m
   scripts/chaos.sh --plan target/chaos/1234/smallest-plan.json
 EOF

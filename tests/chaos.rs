@@ -1,7 +1,7 @@
 //! Chaos tests: real `cairn serve` processes under generated workloads and real faults
 //! (SIGKILL, SIGSTOP, iptables partitions inside a private network namespace, membership
 //! changes, a shifted clock), with the recorded history checked for linearizability and the
-//! other invariants of issue 3.
+//! other invariants of issue 3, and the watchers' streams for the watch guarantees of issue 15.
 //!
 //! Plain `cargo test` runs only the fast unit tests of the checker, the planner and the
 //! history format. The runs themselves are `#[ignore]`d and started by `scripts/chaos.sh`

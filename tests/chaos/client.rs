@@ -91,6 +91,12 @@ impl Api {
         self.send(req, Kind::Write).await
     }
 
+    /// `POST /kv/batch` with `ops`: one Raft entry, classified like a write.
+    pub async fn batch(&self, ops: &Value) -> Reply {
+        let req = self.http.post(format!("{}/kv/batch", self.base)).json(&serde_json::json!({ "ops": ops }));
+        self.send(req, Kind::Write).await
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder, kind: Kind) -> Reply {
         let resp = match req.send().await {
             Ok(resp) => resp,

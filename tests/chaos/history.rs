@@ -2,7 +2,7 @@
 //! (`{"client","node","op","key","arg","status","res","call","ret"}`), the run's clock, and the
 //! files a run writes (`history.jsonl` for register and counter operations, which any outside
 //! linearizability checker can read as is; `history-ttl.jsonl` and `history-stale.jsonl` add
-//! workload-specific fields after the standard ones; `history-annotated.jsonl` is
+//! workload-specific fields after the standard ones, as does `history-watch.jsonl`; `history-annotated.jsonl` is
 //! `history.jsonl` with those fields, for debugging).
 
 use std::io::{BufRead, Write};
@@ -19,10 +19,13 @@ pub enum Workload {
     Counter,
     Ttl,
     Stale,
+    /// Batch writers and watchers that resume on random nodes (`watch.rs`).
+    Watch,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 4] = [Workload::Register, Workload::Counter, Workload::Ttl, Workload::Stale];
+    pub const ALL: [Workload; 5] =
+        [Workload::Register, Workload::Counter, Workload::Ttl, Workload::Stale, Workload::Watch];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -30,6 +33,7 @@ impl Workload {
             Workload::Counter => "counter",
             Workload::Ttl => "ttl",
             Workload::Stale => "stale",
+            Workload::Watch => "watch",
         }
     }
 
@@ -181,7 +185,8 @@ struct ExtendedLine<'a> {
 }
 
 /// Writes `history.jsonl` (register and counter), `history-annotated.jsonl` (the same with
-/// extras), `history-ttl.jsonl` and `history-stale.jsonl` into `dir`, sorted by call time.
+/// extras), `history-ttl.jsonl`, `history-stale.jsonl` and `history-watch.jsonl` (the watch
+/// workload's batch writes) into `dir`, sorted by call time.
 pub fn write_files(dir: &Path, ops: &[Op]) -> std::io::Result<()> {
     let mut sorted: Vec<&Op> = ops.iter().collect();
     sorted.sort_by_key(|o| (o.rec.call, o.rec.client));
@@ -190,6 +195,7 @@ pub fn write_files(dir: &Path, ops: &[Op]) -> std::io::Result<()> {
     };
     let (mut main, mut annotated) = (open("history.jsonl")?, open("history-annotated.jsonl")?);
     let (mut ttl, mut stale) = (open("history-ttl.jsonl")?, open("history-stale.jsonl")?);
+    let mut watch = open("history-watch.jsonl")?;
     for op in sorted {
         let line = ExtendedLine { rec: &op.rec, workload: op.workload, extra: &op.extra };
         let out = match op.workload {
@@ -200,11 +206,12 @@ pub fn write_files(dir: &Path, ops: &[Op]) -> std::io::Result<()> {
             }
             Workload::Ttl => &mut ttl,
             Workload::Stale => &mut stale,
+            Workload::Watch => &mut watch,
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
     }
-    for mut f in [main, annotated, ttl, stale] {
+    for mut f in [main, annotated, ttl, stale, watch] {
         f.flush()?;
     }
     Ok(())

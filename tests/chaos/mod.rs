@@ -16,6 +16,8 @@
 //!   joins, a voter is removed); `skew`: the clock fault and the skew the TTL checks allow.
 //! - `history`: the JSON Lines history; `checker`: the Wing–Gong/Lowe search and models;
 //!   `lin`: per-key linearizability of a history; `checks`: the other invariants.
+//! - `watch`: the watch workload's batch writers, watchers that resume on random nodes, and
+//!   the reference history; `watchcheck`: the watch guarantees (ordered, unique, atomic, …).
 //! - `report`: counts, availability figures, summary tables.
 
 pub mod checker;
@@ -35,9 +37,13 @@ pub mod report;
 pub mod runner;
 pub mod scenarios;
 pub mod skew;
+pub mod watch;
+pub mod watchcheck;
 pub mod workload;
 
 #[cfg(test)]
 mod checker_tests;
 #[cfg(test)]
 mod history_tests;
+#[cfg(test)]
+mod watch_tests;

@@ -8,6 +8,7 @@ use super::checks::CheckResult;
 use super::history::{Op, Status, Workload};
 use super::nemesis::FaultEvent;
 use super::plan::{FaultKind, Plan};
+use super::watchcheck::WatchStats;
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct Counts {
@@ -40,6 +41,9 @@ pub struct RunResult {
     pub faults: Vec<FaultEvent>,
     pub availability: Availability,
     pub checks: Vec<CheckResult>,
+    /// The watchers' figures, when the run had the watch workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchStats>,
     pub duration_s: f64,
 }
 
@@ -147,6 +151,7 @@ pub fn print_summary(r: &RunResult) {
                 Workload::Counter => c.name.contains("(counter)") || c.name.starts_with("counter"),
                 Workload::Ttl => c.name.starts_with("ttl"),
                 Workload::Stale => c.name.starts_with("stale") || c.name.starts_with("no lost"),
+                Workload::Watch => c.name.starts_with("watch"),
             })
             .collect();
         if relevant.iter().all(|c| c.passed) {
@@ -194,6 +199,27 @@ pub fn print_summary(r: &RunResult) {
         for m in &f.milestones {
             println!("    +{:>6.1}s {}", m.at_ns as f64 / 1e9, m.what);
         }
+    }
+    if let Some(w) = &r.watch {
+        let list = |m: &std::collections::BTreeMap<String, usize>| {
+            if m.is_empty() {
+                "-".to_string()
+            } else {
+                m.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+            }
+        };
+        println!(
+            "watch: {} watchers, {} changes + {} progress received over {} connections; resumes per node: {}; refused: {}; streams ended: {}; reference {} entries from {}",
+            w.watchers,
+            w.changes,
+            w.progress,
+            w.connections,
+            list(&w.resumes_per_node),
+            list(&w.refused),
+            list(&w.ends),
+            w.reference_entries,
+            w.reference_node
+        );
     }
     for c in &r.checks {
         println!("  [{}] {}: {}", if c.passed { "pass" } else { "FAIL" }, c.name, c.detail);

@@ -24,6 +24,8 @@ use super::netns::{self, Firewall, NetNs};
 use super::plan::{FaultKind, FaultStep, Plan};
 use super::proc::wait_deadline;
 use super::report::{self, RunResult};
+use super::watch;
+use super::watchcheck;
 use super::workload::{self, Ctx};
 
 /// Environment variable that turns a test process into the child of a run (its run dir).
@@ -101,6 +103,8 @@ fn plan_budget(plan: &Plan) -> Duration {
         + RECOVERY_DEADLINE
         + finale::FINAL_READ_DEADLINE
         + finale::CONVERGE_DEADLINE
+        + watch::STOP_WITHIN
+        + watch::REFERENCE_DEADLINE
         + Duration::from_secs(120)
 }
 
@@ -230,6 +234,10 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
     let ctx = Ctx::new(clock, Arc::new(plan.clone()), cluster.urls());
     let mut clients = tokio::task::JoinSet::new();
     workload::spawn_all(&ctx, &mut clients);
+    let mut watchers = tokio::task::JoinSet::new();
+    if plan.workloads.contains(&Workload::Watch) {
+        watch::spawn_watchers(&ctx, &mut watchers);
+    }
 
     let mut faults = Vec::new();
     let mut checks_out: Vec<CheckResult> = Vec::new();
@@ -272,6 +280,21 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
             }
         }
     }
+    let mut logs: Vec<watch::WatcherLog> = Vec::new();
+    let watchers_by = Instant::now() + watch::STOP_WITHIN;
+    loop {
+        let remaining = watchers_by.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, watchers.join_next()).await {
+            Ok(Some(Ok(log))) => logs.push(log),
+            Ok(Some(Err(e))) => return Err(format!("a watcher task failed: {e}")),
+            Ok(None) => break,
+            Err(_) => {
+                watchers.abort_all();
+                return Err("watchers did not stop by their deadline".into());
+            }
+        }
+    }
+    logs.sort_by_key(|l| l.watcher);
     println!("chaos: workload stopped after {} operations; healing and reading the final state", ops.len());
 
     // Recovery: every fault is healed; the cluster must agree on a leader again.
@@ -290,6 +313,11 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
         checks_out.push(finale::convergence(&cluster, &http, leader, &finals).await);
         ops.extend(finals);
     }
+    let reference = if plan.workloads.contains(&Workload::Watch) {
+        Some(watch_reference(&cluster, &logs, &ops).await)
+    } else {
+        None
+    };
     cluster.reap();
     checks_out.push(CheckResult {
         name: "no node exited on its own".into(),
@@ -306,6 +334,15 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
     std::fs::write(dir.join("faults.json"), serde_json::to_vec_pretty(&faults).unwrap_or_default())
         .map_err(|e| e.to_string())?;
 
+    if plan.workloads.contains(&Workload::Watch) {
+        std::fs::write(dir.join("watchers.json"), serde_json::to_vec(&logs).unwrap_or_default())
+            .map_err(|e| e.to_string())?;
+        if let Some(Ok(r)) = &reference {
+            std::fs::write(dir.join("watch-reference.json"), serde_json::to_vec(r).unwrap_or_default())
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let watch_stats = reference.as_ref().map(|r| watchcheck::stats(&logs, r.as_ref().ok()));
     println!("chaos: checking {} operations", ops.len());
     let workloads = plan.workloads.clone();
     let ttl_s = plan.ttl_s;
@@ -332,6 +369,13 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
         if workloads.contains(&Workload::Stale) || workloads.contains(&Workload::Ttl) {
             out.push(checks::stale_reads(&ops, &faults, &urls));
         }
+        match &reference {
+            Some(Ok(r)) => out.extend(watchcheck::all(&logs, r, &ops)),
+            Some(Err(e)) => {
+                out.push(CheckResult { name: "watch reference history read".into(), passed: false, detail: e.clone() })
+            }
+            None => {}
+        }
         out.push(checks::unexpected_responses(&ops));
         (ops, faults, out)
     })
@@ -345,6 +389,23 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
         availability: report::availability(&ops, &faults, stop_ns),
         faults,
         checks: checks_out,
+        watch: watch_stats,
         duration_s: began.elapsed().as_secs_f64(),
     })
+}
+
+/// The reference for the watch checks, from the first watcher's start to past the last id any
+/// watcher received and the last acknowledged watch write.
+async fn watch_reference(
+    cluster: &Cluster,
+    logs: &[watch::WatcherLog],
+    ops: &[Op],
+) -> Result<watch::Reference, String> {
+    let ranges: Vec<(u64, u64)> = logs.iter().filter_map(watchcheck::range).collect();
+    let Some(after) = ranges.iter().map(|r| r.0).min() else {
+        return Err(format!("none of the {} watchers received an event", logs.len()));
+    };
+    let acked = ops.iter().filter(|o| o.workload == Workload::Watch && o.is_ok()).filter_map(|o| o.extra.version);
+    let end = ranges.iter().map(|r| r.1).chain(acked).max().unwrap_or(after);
+    watch::reference(&cluster.urls(), after, end).await
 }

@@ -9,6 +9,8 @@
 //!   key sometimes expires; a strong reader per node watches every key.
 //! - stale: one writer per key writes increasing unique values; a reader per node reads every
 //!   key with the node's default consistency (stale on followers).
+//! - watch: batch writers (`watch.rs`) set 1–3 keys under `watch-` with unique values in one
+//!   entry; the watchers beside them are in `watch.rs`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -50,16 +52,16 @@ impl Ctx {
         })
     }
 
-    fn stopped(&self) -> bool {
+    pub fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 
-    fn slot_count(&self) -> usize {
+    pub fn slot_count(&self) -> usize {
         self.slots.len()
     }
 
     /// The node slot `i` names now.
-    fn slot_url(&self, i: usize) -> String {
+    pub fn slot_url(&self, i: usize) -> String {
         self.slots[i].read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -141,18 +143,18 @@ impl Recorder {
 
 /// Pause between operations; longer after one that did not succeed, so a client facing a
 /// dead or cut-off node does not flood the history with refusals.
-async fn think(rng: &mut Rng, max_ms: u64, ok: bool) {
+pub async fn think(rng: &mut Rng, max_ms: u64, ok: bool) {
     let backoff = if ok { 0 } else { 100 + rng.below(100) };
     tokio::time::sleep(Duration::from_millis(backoff + rng.below(max_ms + 1))).await;
 }
 
-fn api(ctx: &Ctx, node: usize) -> Api {
+pub fn api(ctx: &Ctx, node: usize) -> Api {
     Api::new(&ctx.slot_url(node), Duration::from_millis(ctx.plan.op_timeout_ms))
 }
 
 /// The client for slot `node` before each operation: a new one (own connection pool) once the
 /// slot was moved to another node.
-fn follow(api: &mut Api, ctx: &Ctx, node: usize) {
+pub fn follow(api: &mut Api, ctx: &Ctx, node: usize) {
     if api.base != ctx.slot_url(node) {
         *api = self::api(ctx, node);
     }
@@ -210,7 +212,7 @@ pub async fn counter_client(ctx: Arc<Ctx>, client: u64, node: usize) -> Vec<Op> 
 }
 
 /// Unique value of a single-writer workload: the writer's id in the high bits.
-fn unique(client: u64, seq: u64) -> i64 {
+pub fn unique(client: u64, seq: u64) -> i64 {
     ((client << 24) | seq) as i64
 }
 
@@ -306,6 +308,14 @@ pub fn spawn_all(ctx: &Arc<Ctx>, set: &mut tokio::task::JoinSet<Vec<Op>>) {
                 for i in 0..n {
                     set.spawn(reader(ctx.clone(), 500 + i as u64, i, Workload::Stale));
                 }
+            }
+            // The watchers run in their own set (`watch::spawn_watchers`): they record events,
+            // not operations.
+            Workload::Watch => {
+                for i in 0..n {
+                    set.spawn(super::watch::writer(ctx.clone(), 600 + i as u64, i));
+                }
+                set.spawn(super::watch::quiet_writer(ctx.clone(), 610));
             }
         }
     }

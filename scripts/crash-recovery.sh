@@ -31,30 +31,10 @@ esac
 source scripts/lib/tmp-cluster.sh
 tmp_cluster_up crash 17820 --max-keys-per-namespace 0
 url() { echo "http://127.0.0.1:$((17820 + $1))"; }
-metric() { curl -sf "$(url "$1")/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
-snapshots() { metric "$1" cairn_snapshots_built_total; }
 leader() { curl -sf "$(url 1)/cluster/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["leader"])'; }
 
-echo "loading $KEYS keys of $VALUE_SIZE bytes"
-t0=$SECONDS
-"$BIN" bench --endpoints "$ENDPOINTS" --workload get --preload --keys "$KEYS" --value-size "$VALUE_SIZE" \
-    --clients 64 --duration 1s --warmup 0s --json >"$WORK/load.json" 2>"$WORK/load.log" \
-    || { cat "$WORK/load.log" >&2; exit 1; }
-echo "loaded in $((SECONDS - t0)) s"
-
-# Writes until every node has built one more snapshot, so the snapshot holds every key (the
-# rebuild path loads all of them) and the WAL behind it is compacted.
-declare -A before
-for i in 1 2 3; do before[$i]=$(snapshots "$i"); done
-deadline=$((SECONDS + 600))
-while :; do
-    fresh=0
-    for i in 1 2 3; do [[ $(snapshots "$i") != "${before[$i]}" ]] && fresh=$((fresh + 1)); done
-    ((fresh == 3)) && break
-    ((SECONDS < deadline)) || { echo "no new snapshot on every node within 600 s" >&2; exit 1; }
-    "$BIN" bench --endpoints "$ENDPOINTS" --workload put --keys 1000 --value-size "$VALUE_SIZE" \
-        --clients 16 --duration 5s --warmup 0s --json >/dev/null 2>&1
-done
+tmp_cluster_load "$KEYS" "$VALUE_SIZE"
+tmp_cluster_fresh_snapshots "$VALUE_SIZE"
 
 echo "kill  node  path     ready_after_restart_s"
 for k in $(seq 1 "$KILLS"); do

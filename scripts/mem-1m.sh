@@ -17,31 +17,8 @@ source scripts/lib/tmp-cluster.sh
 # The namespace quota (1,000,000 keys by default) is lifted so the bench's own marker key fits.
 tmp_cluster_up mem 17810 --max-keys-per-namespace 0
 
-metric() { curl -sf "http://127.0.0.1:1781$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
-snapshots() { metric "$1" cairn_snapshots_built_total; }
-
-echo "loading $KEYS keys of $VALUE_SIZE bytes"
-t0=$SECONDS
-"$BIN" bench --endpoints "$ENDPOINTS" --workload get --preload --keys "$KEYS" --value-size "$VALUE_SIZE" \
-    --clients 64 --duration 1s --warmup 0s --json >"$WORK/load.json" 2>"$WORK/load.log" \
-    || { cat "$WORK/load.log" >&2; exit 1; }
-echo "loaded in $((SECONDS - t0)) s"
-
-# Overwrite a small set of keys until every node has built one more snapshot, so the snapshot
-# covers the whole key space and the WAL behind it is compacted.
-declare -A before
-for i in 1 2 3; do before[$i]=$(snapshots "$i"); done
-deadline=$((SECONDS + 600))
-while :; do
-    fresh=0
-    for i in 1 2 3; do
-        [[ $(snapshots "$i") != "${before[$i]}" ]] && fresh=$((fresh + 1))
-    done
-    ((fresh == 3)) && break
-    ((SECONDS < deadline)) || { echo "no new snapshot on every node within 600 s" >&2; exit 1; }
-    "$BIN" bench --endpoints "$ENDPOINTS" --workload put --keys 1000 --value-size "$VALUE_SIZE" \
-        --clients 16 --duration 5s --warmup 0s --json >/dev/null 2>&1
-done
+tmp_cluster_load "$KEYS" "$VALUE_SIZE"
+tmp_cluster_fresh_snapshots "$VALUE_SIZE"
 sleep 2
 
 key_bytes=$(python3 -c "print(len('bench-00000000'))")

@@ -277,9 +277,11 @@ impl Node {
                 .map_err(StartError::Config)?;
         }
         let network = Network::new(net::peer_options(local_ip, secret, peer_tls), config.peer_scheme(), durable);
+        let split_vote = network.split_vote();
         let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        split_vote.set_raft(raft.clone());
 
         if !config.peers.is_empty() && config.join.is_some() {
             return Err(StartError::Config("give either --peers (a new cluster) or --join (an existing one)".into()));

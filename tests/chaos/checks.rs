@@ -32,7 +32,7 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    fn new(name: &str, problems: Vec<String>, summary: String) -> CheckResult {
+    pub(super) fn new(name: &str, problems: Vec<String>, summary: String) -> CheckResult {
         let passed = problems.is_empty();
         let mut detail = summary;
         for p in problems.iter().take(8) {

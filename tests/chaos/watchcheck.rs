@@ -31,19 +31,6 @@ fn changes(w: &WatcherLog) -> impl Iterator<Item = (usize, u64, &Vec<Change>)> {
         .filter_map(|(j, e)| e.id.map(|id| (j, id, &e.changes)))
 }
 
-fn result(name: &str, problems: Vec<String>, summary: String) -> CheckResult {
-    let passed = problems.is_empty();
-    let mut detail = summary;
-    for p in problems.iter().take(8) {
-        detail.push_str("\n  - ");
-        detail.push_str(p);
-    }
-    if problems.len() > 8 {
-        detail.push_str(&format!("\n  ... and {} more", problems.len() - 8));
-    }
-    CheckResult { name: name.to_string(), passed, detail }
-}
-
 /// ordered: the ids a watcher receives (changes and progress, across all its connections)
 /// strictly increase.
 pub fn ordered(logs: &[WatcherLog]) -> CheckResult {
@@ -63,7 +50,7 @@ pub fn ordered(logs: &[WatcherLog]) -> CheckResult {
             prev = Some(prev.map_or(id, |p| p.max(id)));
         }
     }
-    result("watch ordered", problems, format!("{n} ids over {} watchers", logs.len()))
+    CheckResult::new("watch ordered", problems, format!("{n} ids over {} watchers", logs.len()))
 }
 
 /// unique: no watcher receives the same change id twice.
@@ -78,7 +65,7 @@ pub fn unique(logs: &[WatcherLog]) -> CheckResult {
             problems.push(format!("watcher {}: change {id} received {n} times", w.watcher));
         }
     }
-    result("watch unique", problems, format!("{} watchers", logs.len()))
+    CheckResult::new("watch unique", problems, format!("{} watchers", logs.len()))
 }
 
 /// atomic: each change event is one whole entry: its `data.index` is its id, and its changes
@@ -110,7 +97,7 @@ pub fn atomic(logs: &[WatcherLog], r: &Reference) -> CheckResult {
             }
         }
     }
-    result("watch atomic", problems, format!("{n} change events against the reference from {}", r.node))
+    CheckResult::new("watch atomic", problems, format!("{n} change events against the reference from {}", r.node))
 }
 
 /// reliable: within its range, a watcher received every change id the reference has.
@@ -139,7 +126,7 @@ pub fn reliable(logs: &[WatcherLog], r: &Reference) -> CheckResult {
             ));
         }
     }
-    result("watch reliable", problems, format!("{covered} reference entries inside watchers' ranges"))
+    CheckResult::new("watch reliable", problems, format!("{covered} reference entries inside watchers' ranges"))
 }
 
 /// resumable: every reconnect resumed from the last id received (the harness's own rule), and
@@ -188,7 +175,7 @@ pub fn resumable(logs: &[WatcherLog]) -> CheckResult {
             }
         }
     }
-    result("watch resumable", problems, format!("{resumes} resumed streams"))
+    CheckResult::new("watch resumable", problems, format!("{resumes} resumed streams"))
 }
 
 /// bookmarkable: a progress id P never passes an undelivered change: no change with id ≤ P
@@ -231,7 +218,7 @@ pub fn bookmarkable(logs: &[WatcherLog], r: &Reference) -> CheckResult {
             }
         }
     }
-    result("watch bookmarkable", problems, format!("{n} progress events"))
+    CheckResult::new("watch bookmarkable", problems, format!("{n} progress events"))
 }
 
 /// The (key, value) pairs of a watch-workload batch write (`arg` is `[[key, value], …]`).
@@ -292,7 +279,7 @@ pub fn acknowledged(logs: &[WatcherLog], r: &Reference, ops: &[Op]) -> CheckResu
             }
         }
     }
-    result(
+    CheckResult::new(
         "watch acknowledged writes exactly once",
         problems,
         format!("{checked} acknowledged writes after the watchers began"),
@@ -342,7 +329,7 @@ pub fn unknown(logs: &[WatcherLog], r: &Reference, ops: &[Op]) -> CheckResult {
             }
         }
     }
-    result(
+    CheckResult::new(
         "watch unknown writes all or none",
         problems,
         format!("{landed} unknown writes took effect, {absent} unknown or failed writes did not"),

@@ -29,6 +29,12 @@ pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), Cod
     bincode::serde::encode_into_std_write(value, out, config()).map(|_| ()).map_err(|e| CodecError(e.to_string()))
 }
 
+/// Decodes a value at the start of the slice and ignores what follows: for reading the leading
+/// field of a larger record without decoding the rest.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    bincode::serde::decode_from_slice(bytes, config()).map(|(v, _)| v).map_err(|e| CodecError(e.to_string()))
+}
+
 /// Decodes a value that must occupy the whole slice: trailing bytes mean corruption.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, config()).map_err(|e| CodecError(e.to_string()))?;

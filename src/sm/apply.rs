@@ -242,7 +242,7 @@ impl<'a> Applier<'a> {
             if self.ov.writes.contains_key(k.as_ref()) {
                 break;
             }
-            let at_ms = history::decode(&v)?.at_ms;
+            let at_ms = history::at_ms(&v)?;
             if dropped >= history::PRUNE_PER_RUN
                 || !history::drops(&self.retention, index, at_ms, &self.history, applied, self.clock)
             {

@@ -121,6 +121,12 @@ pub fn decode(b: &[u8]) -> Result<Record, CodecError> {
     codec::decode(b)
 }
 
+/// A record's `at_ms` alone (its first field), without decoding its changes: retention looks
+/// at the oldest record on every apply run.
+pub fn at_ms(b: &[u8]) -> Result<u64, CodecError> {
+    codec::decode_prefix(b)
+}
+
 pub fn encode_meta(m: &Meta) -> Result<Vec<u8>, CodecError> {
     codec::encode(m)
 }
@@ -132,6 +138,20 @@ pub fn decode_meta(b: &[u8]) -> Result<Meta, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_records_time_reads_without_its_changes() {
+        let change = Change {
+            op: Op::Set,
+            ns: "n".into(),
+            key: "k".into(),
+            version: 7,
+            value: Some("1".into()),
+            expires_at: None,
+        };
+        let r = Record { at_ms: 1_234_567, changes: vec![change] };
+        assert_eq!(at_ms(&encode(&r).unwrap()).unwrap(), 1_234_567);
+    }
 
     #[test]
     fn keys_sort_by_index_and_parse_back() {

@@ -18,6 +18,7 @@ use super::forward;
 use super::forward::Replay;
 use super::parse;
 use super::render::{self, Data};
+use super::schema;
 use super::state::AppState;
 use crate::model::command::{perm, CmdResult, Command, TokenExpiry};
 use crate::sm::TokenRecord;
@@ -139,6 +140,10 @@ fn expires_at(st: &AppState, v: &Value) -> Result<u64, ApiError> {
     Ok(ms)
 }
 
+#[utoipa::path(post, path = "/admin/tokens", tag = "tokens", operation_id = "createToken",
+    summary = "Create an access token; its secret is in the answer, once",
+    request_body(content = schema::TokenRequest),
+    responses((status = 201, description = "the new token, with its secret", body = schema::TokenCreatedData), schema::Errors))]
 pub async fn create(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
     let parsed = (|| -> Result<_, ApiError> {
         let new = NewToken::parse(&st, &replay.body)?;
@@ -174,6 +179,9 @@ fn visible(caller: &Caller, rec: &TokenRecord) -> bool {
     }
 }
 
+#[utoipa::path(get, path = "/admin/tokens", tag = "tokens", operation_id = "listTokens",
+    summary = "List the namespace's tokens (never their secrets)",
+    responses((status = 200, description = "the tokens", body = schema::TokensData), schema::Errors))]
 pub async fn list(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
     if let Err(b) = exec::before_read(&st, st.node.is_leader(), None, replay).await {
         return b.into_response();
@@ -199,6 +207,10 @@ fn may_revoke(caller: &Caller, id: &str, rec: &TokenRecord) -> bool {
     }
 }
 
+#[utoipa::path(delete, path = "/admin/tokens/{id}", tag = "tokens", operation_id = "revokeToken",
+    summary = "Revoke a token",
+    params(("id" = String, Path, description = "the token's id")),
+    responses((status = 200, description = "revoked", body = schema::RevokedData), schema::Errors))]
 pub async fn revoke(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, replay: Replay) -> Response {
     let no_such_token = || ApiError::new(Code::NotFound, "no such token").into_response();
     match st.node.token(&id) {
@@ -218,6 +230,9 @@ pub async fn revoke(State(st): State<AppState>, caller: Caller, Path(id): Path<S
 
 /// `GET /admin/snapshot`: builds a fresh snapshot on the leader and streams its file (the
 /// backup format). Cluster-wide, so only the bootstrap admin (or an open node) may call it.
+#[utoipa::path(get, path = "/admin/snapshot", tag = "cluster", operation_id = "backup",
+    summary = "Download a fresh snapshot of the whole cluster (bootstrap admin only)",
+    responses((status = 200, description = "the snapshot file, for `cairn restore`", content_type = "application/octet-stream", body = Vec<u8>), schema::Errors))]
 pub async fn snapshot(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
     if !matches!(caller.principal, Principal::Admin | Principal::Anonymous) {
         return auth::forbidden("backups need the bootstrap admin token").into_response();

@@ -15,6 +15,7 @@ use super::exec;
 use super::forward::Replay;
 use super::parse::{self, ApiResult};
 use super::render::{Data, ItemView};
+use super::schema;
 use super::state::AppState;
 use crate::model::command::{perm, CmdResult, Command, Condition};
 
@@ -96,6 +97,10 @@ pub fn needs_write(cmds: &[Command]) -> bool {
     cmds.iter().any(|c| !matches!(c, Command::Get { .. }))
 }
 
+#[utoipa::path(post, path = "/kv/batch", tag = "items", operation_id = "batch",
+    summary = "Run 1 to 100 ops atomically, in one Raft entry",
+    request_body(content = schema::BatchBody),
+    responses((status = 200, description = "one result per op, in op order", body = schema::BatchData), schema::Errors))]
 pub async fn batch(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
     let parsed = (|| -> Result<_, ApiError> {
         let body = parse::json_object(&replay.body, false)?;

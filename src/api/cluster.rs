@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::forward::{self, Replay};
 use super::parse;
 use super::render::Data;
+use super::schema;
 use super::state::AppState;
 use crate::config::NodeId;
 use crate::node::error::Error;
@@ -72,6 +73,9 @@ fn status_view(st: &AppState) -> Data<StatusView> {
 }
 
 /// Needs any valid credential (or an open node), like every non-probe route.
+#[utoipa::path(get, path = "/cluster/status", tag = "cluster", operation_id = "clusterStatus",
+    summary = "This node's role, term, leader, members and indexes",
+    responses((status = 200, description = "the status", body = schema::StatusData), schema::Errors))]
 pub async fn status(State(st): State<AppState>, _caller: Caller) -> Response {
     Json(status_view(&st)).into_response()
 }
@@ -79,6 +83,9 @@ pub async fn status(State(st): State<AppState>, _caller: Caller) -> Response {
 /// Liveness only: the process is up and serving HTTP.
 /// Also 503 once Raft has stopped on a fatal error (e.g. a full disk failing the WAL), so a
 /// supervisor's liveness probe restarts a process that can no longer serve.
+#[utoipa::path(get, path = "/health", tag = "probes", operation_id = "health", security(()),
+    summary = "Liveness: the process serves HTTP and its Raft runs",
+    responses((status = 200, description = "alive", body = schema::HealthData), schema::Errors))]
 pub async fn health(State(st): State<AppState>) -> Response {
     if let Some(fatal) = st.node.fatal_error() {
         return ApiError::new(Code::RaftStopped, fatal).into_response();
@@ -108,6 +115,10 @@ async fn detached<T: Send + 'static>(
     tokio::spawn(change).await.unwrap_or_else(|e| Err(Error::Storage(format!("membership change task failed: {e}"))))
 }
 
+#[utoipa::path(post, path = "/cluster/members", tag = "cluster", operation_id = "addMember",
+    summary = "Admit a node: learner first, voter once caught up (bootstrap admin only)",
+    request_body(content = schema::MemberRequest),
+    responses((status = 200, description = "the status after the change", body = schema::StatusData), schema::Errors))]
 pub async fn add_member(State(st): State<AppState>, caller: Caller, replay: Replay) -> Response {
     let parsed = (|| -> Result<(u64, String), ApiError> {
         cluster_admin(&caller)?;
@@ -134,6 +145,10 @@ pub async fn add_member(State(st): State<AppState>, caller: Caller, replay: Repl
 }
 
 /// `DELETE /cluster/members/{id}`: remove a node; its id is retired for good.
+#[utoipa::path(delete, path = "/cluster/members/{id}", tag = "cluster", operation_id = "removeMember",
+    summary = "Remove a node and retire its id (bootstrap admin only)",
+    params(("id" = u64, Path, description = "the node id")),
+    responses((status = 200, description = "the status after the change", body = schema::StatusData), schema::Errors))]
 pub async fn remove_member(
     State(st): State<AppState>,
     caller: Caller,

@@ -21,6 +21,7 @@ use super::parse::{
     PAGE_BYTES,
 };
 use super::render::{consistency_header, Data, ItemView};
+use super::schema;
 use super::state::AppState;
 use crate::model::command::{perm, CmdResult, Command, Condition, Item};
 use crate::protocol::{H_CONSISTENCY, H_INDEX};
@@ -77,6 +78,11 @@ async fn run_write(st: &AppState, parsed: Result<(Command, bool), ApiError>, rep
 /// What a PUT body may hold. `ifNotExists`, `ifVersion` and `ifValue` are the conditions.
 const PUT_FIELDS: &[&str] = &["value", "ttlSeconds", "ifNotExists", "ifVersion", "ifValue"];
 
+#[utoipa::path(put, path = "/kv/items/{key}", tag = "items", operation_id = "putItem",
+    summary = "Create or replace a key, optionally with a TTL or a condition",
+    params(schema::KeyPath),
+    request_body(content = schema::PutBody, description = "`If-Match: \"<version>\"` or `If-None-Match: *` may give the condition instead (412 when it fails)"),
+    responses((status = 200, description = "the stored item", body = schema::ItemData), schema::Errors))]
 pub async fn put_item(
     State(st): State<AppState>,
     caller: Caller,
@@ -101,6 +107,10 @@ pub async fn put_item(
     run_write(&st, parsed, replay).await
 }
 
+#[utoipa::path(delete, path = "/kv/items/{key}", tag = "items", operation_id = "deleteItem",
+    summary = "Delete a key, optionally only at a version",
+    params(schema::KeyPath, schema::DeleteQuery),
+    responses((status = 200, description = "deleted", body = schema::DeletedData), schema::Errors))]
 pub async fn delete_item(
     State(st): State<AppState>,
     caller: Caller,
@@ -131,6 +141,11 @@ pub async fn delete_item(
     run_write(&st, parsed, replay).await
 }
 
+#[utoipa::path(post, path = "/kv/items/{key}/increment", tag = "items", operation_id = "incrementItem",
+    summary = "Add to a number atomically; a missing key starts at 0",
+    params(schema::KeyPath),
+    request_body(content = Option<schema::IncrementBody>),
+    responses((status = 200, description = "the item with its new value", body = schema::ItemData), schema::Errors))]
 pub async fn increment_item(
     State(st): State<AppState>,
     caller: Caller,
@@ -154,6 +169,11 @@ pub async fn increment_item(
     run_write(&st, parsed, replay).await
 }
 
+#[utoipa::path(get, path = "/kv/items/{key}", tag = "items", operation_id = "getItem",
+    summary = "Read a key",
+    params(schema::KeyPath, schema::ReadQuery),
+    responses((status = 200, description = "the item; `X-Cairn-Index` is the applied index it reflects", body = schema::ItemData,
+        headers(("X-Cairn-Index" = String, description = "the applied index the answer reflects"))), schema::Errors))]
 pub async fn get_item(
     State(st): State<AppState>,
     caller: Caller,
@@ -195,6 +215,11 @@ pub async fn get_item(
 }
 
 /// `GET /kv/items?prefix=&cursor=&limit=&values=`.
+#[utoipa::path(get, path = "/kv/items", tag = "items", operation_id = "scanItems",
+    summary = "List keys in byte order, one page at a time",
+    params(schema::ScanQuery),
+    responses((status = 200, description = "one page; follow `nextCursor` until it is null", body = schema::PageData,
+        headers(("X-Cairn-Index" = String, description = "the applied index the page reflects"))), schema::Errors))]
 pub async fn scan_items(
     State(st): State<AppState>,
     caller: Caller,
@@ -204,8 +229,7 @@ pub async fn scan_items(
     let parsed = (|| -> Result<_, ApiError> {
         let ns = caller.namespace(perm::READ)?;
         let q = query_of(query)?;
-        // minVersion is not offered on scans: refused rather than ignored.
-        known_params(&q, &["prefix", "cursor", "limit", "values", "consistency"])?;
+        known_params(&q, &["prefix", "cursor", "limit", "values", "consistency", "minVersion"])?;
         let prefix = q.get("prefix").cloned().unwrap_or_default();
         let after = q.get("cursor").filter(|c| !c.is_empty()).map(|c| decode_cursor(c, &prefix)).transpose()?;
         let limit = scan_limit(q.get("limit"))?;
@@ -215,13 +239,16 @@ pub async fn scan_items(
             Some(_) => return Err(ApiError::new(Code::InvalidQuery, "values must be true or false")),
         };
         let strong = exec::is_strong(&st, q.get("consistency").map(String::as_str))?;
-        Ok((ns, prefix, after, limit, values, strong))
+        // A page waits for minVersion as a GET does: an SDK's read-your-writes index covers
+        // its scans too, so a follower page never goes back before the client's own write.
+        let min_version = q.get("minVersion").map(|v| parse_version(v)).transpose()?;
+        Ok((ns, prefix, after, limit, values, strong, min_version))
     })();
-    let (ns, prefix, after, limit, values, strong) = match parsed {
+    let (ns, prefix, after, limit, values, strong, min_version) = match parsed {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let strong = match exec::before_read(&st, strong, None, replay).await {
+    let strong = match exec::before_read(&st, strong, min_version, replay).await {
         Ok(s) => s,
         Err(b) => return b.into_response(),
     };

@@ -9,6 +9,7 @@
 //! - `state.rs`: [`AppState`], what every handler is given
 //! - `parse.rs`: request parsing and validation shared by every surface
 //! - `render.rs`: stored values as raw JSON, items as native JSON, RFC 3339 times
+//! - `schema.rs`: the native wire shapes as OpenAPI schemas (descriptions only)
 //! - `auth.rs`: credentials, tokens, namespaces, permissions
 //! - `ratelimit.rs`: per-caller token buckets, mounted per surface with its error renderer
 //! - `forward.rs`: one-hop proxy to the leader
@@ -17,7 +18,9 @@
 //! - `raft_rpc.rs`: `/raft/*` peer RPCs
 //! - the surfaces, peers of each other: `kv.rs` (`/kv/items`: keys, increments, scans),
 //!   `batch.rs` (`/kv/batch`), `admin.rs` (`/admin/tokens`, `/admin/backup`), `cluster.rs`
-//!   (`/cluster/*`, `/health`), `dialects/` (the hosted services' API shapes)
+//!   (`/cluster/*`, `/health`), `watch/` (`/kv/watch`), `dialects/` (the hosted services' API
+//!   shapes)
+//! - `openapi.rs`: `/openapi.json`, generated from the surfaces' annotations
 //! - `mod.rs`: the router, which mounts them all
 
 mod admin;
@@ -31,10 +34,12 @@ mod exec;
 mod forward;
 mod kv;
 mod observe;
+mod openapi;
 mod parse;
 mod raft_rpc;
 mod ratelimit;
 mod render;
+mod schema;
 mod state;
 mod watch;
 mod watchers;
@@ -97,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(cluster::health))
         .route("/ready", get(observe::ready))
         .route("/metrics", get(observe::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         .merge(data)
         .merge(raft)
         .fallback(|| async { ApiError::new(Code::NoRoute, "no such route").into_response() })

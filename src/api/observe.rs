@@ -18,6 +18,7 @@ use super::auth::same_secret;
 use super::code::Code;
 use super::error::ApiError;
 use super::render::Data;
+use super::schema;
 use super::state::AppState;
 use crate::metrics::METRICS;
 use crate::model::private;
@@ -93,6 +94,9 @@ fn disk_bytes(st: &AppState) -> [u64; 3] {
     sizes
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "probes", operation_id = "metrics", security(()),
+    summary = "Prometheus text; needs `Authorization: Bearer` with `--metrics-token`",
+    responses((status = 200, description = "the metrics", content_type = "text/plain", body = String), schema::Errors))]
 pub async fn metrics(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let sec = &st.node.config.security;
     if let Some(want) = &sec.metrics_token {
@@ -158,6 +162,9 @@ struct Ready {
 
 /// `GET /ready`: 200 only when this node knows a leader and has applied close to what it
 /// knows is committed; otherwise 503 with the reason.
+#[utoipa::path(get, path = "/ready", tag = "probes", operation_id = "ready", security(()),
+    summary = "Readiness: a leader is known, this node is caught up and can reach it",
+    responses((status = 200, description = "ready", body = schema::ReadyData), schema::Errors))]
 pub async fn ready(State(st): State<AppState>) -> Response {
     let ready = match st.node.readiness() {
         Ok(()) => reach_leader(&st).await,

@@ -57,7 +57,7 @@ pub fn query_of(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Ap
 pub fn ttl_ms(st: &AppState, v: Option<&Value>) -> ApiResult<Option<u64>> {
     match v {
         None | Some(Value::Null) => Ok(st.node.config.quotas.default_ttl_seconds.map(|s| s * 1000)),
-        Some(v) => match v.as_u64() {
+        Some(v) => match integral(v) {
             Some(s) if (1..=MAX_TTL_SECONDS).contains(&s) => Ok(Some(s * 1000)),
             _ => Err(ApiError::new(
                 Code::InvalidTtl,
@@ -67,11 +67,32 @@ pub fn ttl_ms(st: &AppState, v: Option<&Value>) -> ApiResult<Option<u64>> {
     }
 }
 
+/// The largest integer a double holds exactly: a JavaScript client's numbers stay exact below it.
+const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// A JSON number that is a non-negative integer, however it is spelled: `258`, `258.0` and
+/// `2.58e2` are the same integer, as JSON Schema's `integer` says (`/openapi.json` describes
+/// `ttlSeconds` and a numeric `ifVersion` as integers). A spelling with a fraction or exponent
+/// is taken only while a double holds it exactly, and so, to say one thing, is every spelling.
+pub fn integral(v: &Value) -> Option<u64> {
+    let n = v.as_number()?;
+    if let Some(u) = n.as_u64() {
+        return (u <= MAX_EXACT_INTEGER as u64).then_some(u);
+    }
+    let f = n.as_f64()?;
+    (f.fract() == 0.0 && (0.0..=MAX_EXACT_INTEGER).contains(&f)).then_some(f as u64)
+}
+
+/// A version or log index as a client writes it: 1 to 19 decimal digits, nothing else (no sign,
+/// space or quotes), which is exactly what `/openapi.json` states, so a value the description
+/// allows is never refused and one it forbids never accepted. 19 digits keep every such value
+/// inside a u64.
 pub fn parse_version(s: &str) -> ApiResult<u64> {
-    s.trim()
-        .trim_matches('"')
-        .parse()
-        .map_err(|_| ApiError::new(Code::InvalidVersion, format!("`{s}` is not a version")))
+    let digits = !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
+    match digits.then(|| s.parse().ok()).flatten() {
+        Some(v) => Ok(v),
+        None => Err(ApiError::new(Code::InvalidVersion, format!("`{s}` is not a version (1 to 19 digits)"))),
+    }
 }
 
 pub fn json_object(body: &[u8], allow_empty: bool) -> ApiResult<serde_json::Map<String, Value>> {
@@ -112,7 +133,10 @@ pub fn condition(body: &serde_json::Map<String, Value>, headers: &HeaderMap) -> 
     match body.get("ifVersion") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => found.push((Condition::IfVersion(parse_version(s)?), false)),
-        Some(Value::Number(n)) => found.push((Condition::IfVersion(parse_version(&n.to_string())?), false)),
+        Some(v @ Value::Number(_)) => match integral(v) {
+            Some(n) => found.push((Condition::IfVersion(n), false)),
+            None => return Err(ApiError::new(Code::InvalidVersion, "ifVersion must be a version string")),
+        },
         Some(_) => return Err(ApiError::new(Code::InvalidVersion, "ifVersion must be a version string")),
     }
     if let Some(v) = body.get("ifValue") {
@@ -145,7 +169,8 @@ pub fn header_condition(headers: &HeaderMap) -> ApiResult<Option<(Condition, boo
     };
     let mut found = Vec::new();
     if let Some(m) = text(header::IF_MATCH)? {
-        let v = parse_version(&m)
+        // An ETag is quoted (`"42"`); a bare version is taken too.
+        let v = parse_version(m.strip_prefix('"').and_then(|m| m.strip_suffix('"')).unwrap_or(&m))
             .map_err(|_| ApiError::new(Code::InvalidPrecondition, "If-Match takes one version ETag"))?;
         found.push((Condition::IfVersion(v), true));
     }
@@ -248,4 +273,33 @@ pub fn no_precondition_headers(headers: &HeaderMap, what: &str) -> ApiResult<()>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_integer_is_one_however_it_is_spelled() {
+        let n = |t: &str| integral(&serde_json::from_str::<Value>(t).unwrap());
+        assert_eq!(n("258"), Some(258));
+        assert_eq!(n("258.0"), Some(258));
+        assert_eq!(n("2.58e2"), Some(258));
+        assert_eq!(n("9007199254740991"), Some(9_007_199_254_740_991));
+        assert_eq!(n("9007199254740992"), None);
+        assert_eq!(n("258.5"), None);
+        assert_eq!(n("-1"), None);
+        assert_eq!(n("1e300"), None);
+        assert_eq!(n("\"258\""), None);
+    }
+
+    #[test]
+    fn a_version_is_one_to_nineteen_digits_and_nothing_else() {
+        for ok in ["0", "42", "0042", "9999999999999999999"] {
+            assert_eq!(parse_version(ok).unwrap(), ok.parse::<u64>().unwrap(), "{ok}");
+        }
+        for bad in ["", " 5", "5 ", "+5", "-1", "\"5\"", "1e3", "5.0", "10000000000000000000", "x"] {
+            assert!(parse_version(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 }

@@ -27,8 +27,9 @@ use tokio::time::Instant;
 use super::auth::{Caller, Principal};
 use super::code::Code;
 use super::error::ApiError;
-use super::parse::{known_params, query_of};
+use super::parse::{known_params, parse_version, query_of};
 use super::render::{raw, rfc3339};
+use super::schema;
 use super::state::AppState;
 use crate::metrics::METRICS;
 use crate::model::command::perm;
@@ -107,9 +108,8 @@ struct Ask {
 }
 
 fn parse_index(v: &str, what: &str) -> Result<u64, ApiError> {
-    v.trim()
-        .parse()
-        .map_err(|_| ApiError::new(Code::InvalidQuery, format!("{what} must be a log index (an unsigned integer)")))
+    parse_version(v)
+        .map_err(|_| ApiError::new(Code::InvalidQuery, format!("{what} must be a log index (1 to 19 digits)")))
 }
 
 /// `30s`, `30`, `500ms`: how long a long poll may wait.
@@ -174,6 +174,13 @@ fn compacted_response(compacted: u64, current: u64) -> Response {
     (StatusCode::GONE, Json(body)).into_response()
 }
 
+#[utoipa::path(get, path = "/kv/watch", tag = "watch", operation_id = "watch",
+    summary = "Follow changes under a prefix: Server-Sent Events, or a long poll with `Accept: application/json`",
+    params(schema::WatchQuery, schema::WatchHeaders),
+    responses((status = 200, description = "a stream of `change`, `progress`, `compacted`, `revoked` and `error` events (`text/event-stream`), or a long poll's answer",
+        content((schema::SseEvent = "text/event-stream"), (schema::WatchPoll = "application/json"))),
+        (status = 410, description = "`compacted`: the node keeps no history back to `after`", body = schema::ErrorEnvelope),
+        schema::Errors))]
 pub async fn watch(
     State(st): State<AppState>,
     caller: Caller,

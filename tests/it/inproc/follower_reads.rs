@@ -82,6 +82,24 @@ async fn min_version_read_on_a_follower_returns_the_written_value() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_version_scan_on_a_follower_sees_the_written_key() {
+    let c = three_nodes().await;
+    let leader = c.leader_url();
+    for follower_id in c.follower_ids() {
+        let follower = c.url(follower_id);
+        for round in 0..5 {
+            let key = format!("mvs-{follower_id}-{round}");
+            let version = c.http.put(&leader, &key, &json!({"value": round})).await.ok().version();
+            let url = format!("{follower}/kv/items?prefix={key}&values=true&minVersion={version}");
+            let page = c.http.must(reqwest::Method::GET, &url, None, &[]).await.ok();
+            assert_eq!(page.data()["items"][0]["value"], json!(round), "{page:?}");
+            assert_eq!(page.header("x-cairn-consistency"), Some("stale"), "{page:?}");
+            assert!(page.header("x-cairn-index").unwrap().parse::<u64>().unwrap() >= version, "{page:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_carry_node_leader_and_applied_index_headers() {
     let c = three_nodes().await;
     let leader_id = c.leader();

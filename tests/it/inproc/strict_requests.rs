@@ -65,9 +65,11 @@ async fn an_increment_refuses_conditions_instead_of_ignoring_them() {
 async fn unknown_parameters_and_fields_elsewhere_are_refused() {
     let (c, url) = single_node().await;
     c.http.put(&url, "k", &json!({"value": 1})).await.ok();
-    // minVersion is offered on single reads, not on scans.
-    let r = send(&c, Method::GET, &format!("{url}/kv/items?prefix=k&minVersion=1"), None, &[]).await;
-    assert_names(&r, 400, "unknown_field", "minVersion");
+    // A scan takes minVersion, and checks it as a GET does.
+    let r = send(&c, Method::GET, &format!("{url}/kv/items?prefix=k&minVersion=x"), None, &[]).await;
+    r.assert_error(400, "invalid_version");
+    let r = send(&c, Method::GET, &format!("{url}/kv/items?prefix=k&minVersio=1"), None, &[]).await;
+    assert_names(&r, 400, "unknown_field", "minVersio");
     let r = c.http.get_query(&url, "k", "consistancy=strong").await;
     assert_names(&r, 400, "unknown_field", "consistancy");
     // A DELETE's condition goes in the query or If-Match, never in a body it would ignore.

@@ -115,10 +115,15 @@ async function* stream<T>(
           default:
             break; // `progress`: its id is taken below
         }
-        if (parser.lastEventId !== null && after(parser.lastEventId, cursor.last)) {
-          cursor.last = parser.lastEventId;
+        if (event.id !== null && after(event.id, cursor.last)) {
+          cursor.last = event.id;
           progressed = true;
         }
+      }
+      // An `id:` in a block without data is a resume point too, though no event came of it.
+      if (parser.lastEventId !== null && after(parser.lastEventId, cursor.last)) {
+        cursor.last = parser.lastEventId;
+        progressed = true;
       }
     }
   } catch (error) {

@@ -19,6 +19,8 @@ export interface CairnErrorFields {
 }
 
 export class CairnError extends Error {
+  // Spelled out, not taken from the constructor: a minifier renames classes.
+  override readonly name: string = "CairnError";
   readonly status: number | null;
   readonly code: string;
   readonly requestId: string | null;
@@ -26,7 +28,6 @@ export class CairnError extends Error {
 
   constructor(fields: CairnErrorFields) {
     super(fields.message, fields.cause === undefined ? undefined : { cause: fields.cause });
-    this.name = new.target.name;
     this.status = fields.status;
     this.code = fields.code;
     this.requestId = fields.requestId ?? null;
@@ -35,22 +36,37 @@ export class CairnError extends Error {
 }
 
 /** 400, 408, 413: the request is malformed; sending it again fails the same way. */
-export class BadRequest extends CairnError {}
+export class BadRequest extends CairnError {
+  override readonly name: string = "BadRequest";
+}
 /** 401: no credential, or one that matches no live token. */
-export class Unauthorized extends CairnError {}
+export class Unauthorized extends CairnError {
+  override readonly name: string = "Unauthorized";
+}
 /** 403: the token lacks the permission or the namespace; `quota_exceeded` too. */
-export class Forbidden extends CairnError {}
+export class Forbidden extends CairnError {
+  override readonly name: string = "Forbidden";
+}
 /** 404. `get` answers null and `delete` false instead. */
-export class NotFound extends CairnError {}
+export class NotFound extends CairnError {
+  override readonly name: string = "NotFound";
+}
 /** 412: an `If-Match` / `If-None-Match` header did not hold. */
-export class PreconditionFailed extends CairnError {}
+export class PreconditionFailed extends CairnError {
+  override readonly name: string = "PreconditionFailed";
+}
 /** 502, 503, 507, or no endpoint answered: nothing was applied. */
-export class Unavailable extends CairnError {}
+export class Unavailable extends CairnError {
+  override readonly name: string = "Unavailable";
+}
 /** 504, a 500 on a write, or a write whose connection broke after sending: it may or may not have been applied. */
-export class UnknownOutcome extends CairnError {}
+export class UnknownOutcome extends CairnError {
+  override readonly name: string = "UnknownOutcome";
+}
 
 /** 409: a condition did not hold, or an increment cannot apply. */
 export class Conflict extends CairnError {
+  override readonly name: string = "Conflict";
   /** The key's version when the server names it, else null. */
   readonly currentVersion: string | null;
   constructor(fields: CairnErrorFields) {
@@ -61,6 +77,7 @@ export class Conflict extends CairnError {
 
 /** 429: over the node's rate limit (or its watchers per namespace). Nothing was done. */
 export class RateLimited extends CairnError {
+  override readonly name: string = "RateLimited";
   /** Seconds to wait, from `Retry-After`, or null when the answer gave none. */
   readonly retryAfter: number | null;
   constructor(fields: CairnErrorFields & { retryAfter: number | null }) {
@@ -71,6 +88,7 @@ export class RateLimited extends CairnError {
 
 /** 410 on a watch: the node's history no longer reaches back to the resume point. List again, then watch from the listing's index. */
 export class Compacted extends CairnError {
+  override readonly name: string = "Compacted";
   readonly compactedIndex: string | null;
   readonly currentIndex: string | null;
   constructor(fields: CairnErrorFields) {

@@ -14,7 +14,7 @@ import {
   Unavailable,
   errorFromAnswer,
 } from "./errors.js";
-import type { QueryValue, RetryOptions } from "./types.js";
+import type { QueryValue } from "./types.js";
 
 /** What trying a call again could do: nothing (`read`), nothing new (`idempotent`), or apply it twice (`unsafe`). */
 export type Safety = "read" | "idempotent" | "unsafe";
@@ -42,7 +42,7 @@ export interface TransportOptions {
   token?: string | undefined;
   namespace?: string | undefined;
   timeout: number;
-  retry: Required<RetryOptions>;
+  retry: { attempts: number; backoff: number; maxBackoff: number };
   /** Sees every answer, successes and refusals alike, before the retry rule judges it. */
   onAnswer?: (answer: Answer, call: Call) => void;
 }

@@ -23,25 +23,25 @@ export interface ScanItem<T = unknown> {
 
 export interface PutOptions {
   /** Expire the key this many seconds from now (1 to 31536000). */
-  ttl?: number;
+  ttl?: number | undefined;
   /** Write only if the key is at this version (compare-and-swap); else `Conflict` `version_mismatch`. */
-  ifVersion?: string;
+  ifVersion?: string | undefined;
   /** Write only if the key is absent; else `Conflict` `key_exists`. */
-  ifAbsent?: boolean;
+  ifAbsent?: boolean | undefined;
   /** Write only if the stored value equals this JSON; else `Conflict` `value_mismatch`. */
   ifValue?: unknown;
 }
 
 export interface DeleteOptions {
   /** Delete only if the key is at this version; else `Conflict` `version_mismatch`. */
-  ifVersion?: string;
+  ifVersion?: string | undefined;
 }
 
 export interface ScanOptions {
   /** Page size, 1 to 1000 (the server's default is 100). */
-  limit?: number;
+  limit?: number | undefined;
   /** Include each item's value (default true). */
-  values?: boolean;
+  values?: boolean | undefined;
 }
 
 /** One op of a batch, in the server's shape. */
@@ -50,14 +50,14 @@ export type BatchOp =
       op: "set";
       key: string;
       value: unknown;
-      ttlSeconds?: number;
-      ifNotExists?: boolean;
-      ifVersion?: string;
+      ttlSeconds?: number | undefined;
+      ifNotExists?: boolean | undefined;
+      ifVersion?: string | undefined;
       ifValue?: unknown;
     }
   | { op: "get"; key: string }
-  | { op: "delete"; key: string; ifVersion?: string; ifValue?: unknown }
-  | { op: "increment"; key: string; delta?: number; ttlSeconds?: number };
+  | { op: "delete"; key: string; ifVersion?: string | undefined; ifValue?: unknown }
+  | { op: "increment"; key: string; delta?: number | undefined; ttlSeconds?: number | undefined };
 
 /** One result of a batch, in op order: the item (set, increment, a found get), or what a get or delete found. */
 export type BatchResult<T = unknown> =
@@ -82,45 +82,45 @@ export interface WatchEvent<T = unknown> {
 
 export interface WatchOptions {
   /** Start after this index (a write's version, a listing's index); default: now. */
-  after?: string;
+  after?: string | undefined;
   /** Include each change's value (default true). */
-  values?: boolean;
+  values?: boolean | undefined;
   /** Stops the watch: the iteration ends. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 export interface RetryOptions {
   /** Tries in all for one call, endpoints rotating (default: twice the number of endpoints). */
-  attempts?: number;
+  attempts?: number | undefined;
   /** First pause between tries, in ms; it doubles up to `maxBackoff` (default 100). */
-  backoff?: number;
+  backoff?: number | undefined;
   /** Longest pause between tries, in ms (default 1000). */
-  maxBackoff?: number;
+  maxBackoff?: number | undefined;
 }
 
 export interface ClientOptions {
   /** Base URLs (`http://10.0.0.1:7001`), tried in order. A bare `host:port` means http. */
   endpoints: string[] | string;
   /** A token or the bootstrap admin token, sent as `Authorization: Bearer`. */
-  token?: string;
+  token?: string | undefined;
   /** Sent as `X-Cairn-Namespace`. A namespace token is bound to its own. */
-  namespace?: string;
+  namespace?: string | undefined;
   /** Per-try timeout in ms, answer body included (default 15000). */
-  timeout?: number;
+  timeout?: number | undefined;
   /** `false`: one try, no failover. */
-  retry?: RetryOptions | false;
+  retry?: RetryOptions | false | undefined;
   /** Send the highest index seen as `minVersion` on reads (default true). */
-  readYourWrites?: boolean;
+  readYourWrites?: boolean | undefined;
 }
 
 export type QueryValue = string | number | boolean | null | undefined;
 
 export interface RequestOptions {
-  query?: Record<string, QueryValue>;
-  headers?: Record<string, string>;
+  query?: Record<string, QueryValue> | undefined;
+  headers?: Record<string, string> | undefined;
   /** A string is sent as it is; anything else as JSON. */
   body?: unknown;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** A successful answer of `request`. */

@@ -158,30 +158,18 @@ export class Transport {
       this.options.onAnswer?.(answer, call);
       if (answer.status >= 200 && answer.status < 300) return answer;
       const error = errorFromAnswer({ ...answer, write });
-      if (mayHaveApplied && (answer.status === 404 || answer.status === 409 || answer.status === 412)) {
-        // "Already gone" or "condition failed" may describe the state our own earlier try made.
-        throw new UnknownOutcome({
-          status: error.status,
-          code: "unknown_outcome",
-          message: `an earlier try may have been applied, and a retry was refused (${error.code}: ${error.message})`,
-          requestId: error.requestId,
-          cause: error,
-        });
+      if (!retryable(answer.status, error.code, call.safety)) {
+        // After a try that may have been applied, a refusal says nothing of the write's fate:
+        // "condition failed" or "already gone" may even describe the state our own try made.
+        throw mayHaveApplied ? unknownAfterRetry(error) : error;
       }
-      if (!retryable(answer.status, error.code, call.safety)) throw error;
+      // Only Cairn's own 502 says nothing was forwarded; a proxy's may come after the write.
+      if (write && answer.status === 502 && !NOTHING_APPLIED.has(error.code)) mayHaveApplied = true;
       last = error;
       this.advanceFrom(used);
     }
-    if (mayHaveApplied) {
-      throw new UnknownOutcome({
-        status: last?.status ?? null,
-        code: "unknown_outcome",
-        message: `no try succeeded, and one may have been applied; last: ${last?.message ?? "none"}`,
-        requestId: last?.requestId ?? null,
-        cause: last,
-      });
-    }
-    throw last ?? new Unavailable({ status: null, code: "unavailable", message: "no try was made" });
+    const error = last ?? new Unavailable({ status: null, code: "unavailable", message: "no try was made" });
+    throw mayHaveApplied ? unknownAfterRetry(error) : error;
   }
 
   /** One try on one endpoint; the timeout covers the answer's body too. */
@@ -246,6 +234,16 @@ export function unavailable(failure: FailureKind, endpoint: string, cause: unkno
     code: failure === "timeout" ? "timeout" : "unreachable",
     message: `${endpoint}: ${what}: ${describe(cause)}`,
     cause,
+  });
+}
+
+function unknownAfterRetry(last: CairnError): UnknownOutcome {
+  return new UnknownOutcome({
+    status: last.status,
+    code: "unknown_outcome",
+    message: `an earlier try may have been applied, and no later one succeeded (last: ${last.code}: ${last.message})`,
+    requestId: last.requestId,
+    cause: last,
   });
 }
 

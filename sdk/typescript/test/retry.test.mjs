@@ -137,6 +137,14 @@ test("a put whose connection dropped, then refused on retry, is UnknownOutcome",
   assert.equal(b.count(), 1);
 });
 
+test("a delete whose connection dropped, then found no node to serve it, is UnknownOutcome, not Unavailable", async (t) => {
+  const [a, b] = await nodes(t, () => "drop", () => fail(503, "no_leader"));
+  const error = await client([a.url, b.url]).delete("k").catch((e) => e);
+  assert.ok(error instanceof UnknownOutcome, String(error));
+  assert.ok(error.cause instanceof Unavailable);
+  assert.equal(a.count() + b.count(), 4);
+});
+
 test("a timeout moves a read on, and makes an increment UnknownOutcome", async (t) => {
   const [slow, b] = await nodes(t, () => "hang", (r) => (r.method === "GET" ? ok(item("k", 1, "3")) : ok(item("n", 1, "4"))));
   const read = await client([slow.url, b.url], { timeout: 200 }).get("k");

@@ -92,7 +92,7 @@ async function* stream<T>(
       for (const event of parser.push(value)) {
         switch (event.event) {
           case "change": {
-            const data = JSON.parse(event.data) as WatchEvent<T>;
+            const data = parseEvent<T>(event.data, endpoint);
             const index = event.id ?? data.index;
             if (after(index, cursor.last)) {
               cursor.last = index;
@@ -147,6 +147,14 @@ function after(index: string, last: string | null): boolean {
   } catch {
     return index !== last;
   }
+}
+
+function parseEvent<T>(text: string, endpoint: string): WatchEvent<T> {
+  const data = parseBody(text) as Partial<WatchEvent<T>> | null;
+  if (typeof data?.index !== "string" || !Array.isArray(data.changes)) {
+    throw new CairnError({ status: null, code: "invalid_response", message: `${endpoint}: a change event that is not {index, changes}: ${text.slice(0, 200)}` });
+  }
+  return { index: data.index, changes: data.changes };
 }
 
 function ended(endpoint: string, why: string): CairnError {

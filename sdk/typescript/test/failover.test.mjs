@@ -1,6 +1,8 @@
 // Failover under load: strong reads, compare-and-swap writes and increments run against a
 // 3-node cluster while its leader is SIGKILLed. Reads and conditional writes must carry on, and
 // no increment may be applied twice: acknowledged <= final value <= acknowledged + unknown.
+// A watch of the counter streams from the leader when it dies and must resume elsewhere with
+// every increment once, in order.
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -21,13 +23,26 @@ after(async () => {
   await cluster?.stop();
 });
 
-test("killing the leader mid-run: reads and CAS writes carry on, no increment applies twice", async (t) => {
+test("killing the leader mid-run: reads and CAS writes carry on, no increment applies twice, the watch misses none", async (t) => {
   const namespace = `sdk-${hex(4)}`;
   const client = new Client({ endpoints: cluster.urls, token: cluster.adminToken, namespace });
   const strongGet = async (key) => (await client.request("GET", `/kv/items/${key}`, { query: { consistency: "strong" } })).body.data;
 
   await client.put("read-me", "x");
   let casVersion = (await client.put("cas", 0)).version;
+
+  // A client of its own with the leader first, so its stream is on the node that dies,
+  // whatever the other calls' failures do to their client's endpoint.
+  const leaderUrl = cluster.node(await cluster.leaderId()).url;
+  const watcher = new Client({ endpoints: [leaderUrl, ...cluster.urls.filter((u) => u !== leaderUrl)], token: cluster.adminToken, namespace });
+  const stopWatch = new AbortController();
+  const watched = [];
+  const watching = (async () => {
+    for await (const event of watcher.watch("counter", { after: casVersion, signal: stopWatch.signal })) {
+      for (const change of event.changes) watched.push(change.value);
+    }
+  })();
+
   const start = Date.now();
   const end = start + RUN_MS;
   let killed = false;
@@ -120,6 +135,11 @@ test("killing the leader mid-run: reads and CAS writes carry on, no increment ap
     }
   });
   t.diagnostic(JSON.stringify({ ...stats, counter }));
+
+  await waitFor("the watch to reach the final counter", async () => (watched.at(-1) === counter ? true : undefined), 10_000).catch(() => {});
+  stopWatch.abort();
+  await watching;
+  assert.deepEqual(watched, Array.from({ length: counter }, (_, i) => i + 1), "the watch saw every increment once, in order");
 
   assert.deepEqual(unexpected, [], "only Unavailable, UnknownOutcome, and Conflict after an unknown outcome");
   assert.ok(stats.gets.after > 0, "strong reads succeeded after the kill");

@@ -1,0 +1,35 @@
+// The package's public surface: the client, its typed errors and the shapes it takes and gives.
+
+export { Client } from "./client.js";
+export {
+  BadRequest,
+  CairnError,
+  Compacted,
+  Conflict,
+  Forbidden,
+  NotFound,
+  PreconditionFailed,
+  RateLimited,
+  Unauthorized,
+  Unavailable,
+  UnknownOutcome,
+} from "./errors.js";
+export type { CairnErrorFields } from "./errors.js";
+export type {
+  BatchOp,
+  BatchResult,
+  Change,
+  ClientOptions,
+  DeleteOptions,
+  Entry,
+  Item,
+  PutOptions,
+  QueryValue,
+  RawResponse,
+  RequestOptions,
+  RetryOptions,
+  ScanItem,
+  ScanOptions,
+  WatchEvent,
+  WatchOptions,
+} from "./types.js";

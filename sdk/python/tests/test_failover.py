@@ -8,13 +8,18 @@ and increments, and check the client's promises held:
 - increments: with S acknowledged and U unknown, the counter ends between S and S + U. Nothing
   was applied twice, and an Unavailable increment was never applied;
 - no other error comes out.
+
+Three workers share one client (so the kill lands while requests are in flight, and the client
+is used from several threads); each has its own document, and all add to one counter.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import List, Tuple
 
 import pytest
@@ -24,6 +29,73 @@ from cluster import Cluster
 
 RUN_SECONDS = 6.0
 KILL_AT = 1.5
+WORKERS = 3
+
+
+@dataclass
+class Tally:
+    acked: int = 0  # increments acknowledged
+    unknown: int = 0  # increments whose outcome is unknown
+    ok_after_kill: Counter = field(default_factory=Counter)
+    seen: Counter = field(default_factory=Counter)
+    bad: List[Tuple[str, CairnError]] = field(default_factory=list)
+    iterations: int = 0
+
+
+def worker(kv: Client, doc: str, stop: threading.Event, killed: threading.Event, t: Tally) -> None:
+    last_version = kv.put(doc, 0).version
+    unknown_puts = explained = 0
+    n = 0
+    while not stop.is_set():
+        n += 1
+        # Whether the kill happened before this operation started: only those count as
+        # "carried on after the kill".
+        after = killed.is_set()
+        try:
+            got = kv.get(doc, consistency="strong")
+            assert got is not None
+            last_version = got.version
+            t.ok_after_kill["get"] += after
+        except Unavailable:
+            t.seen["get Unavailable"] += 1
+        except CairnError as e:
+            t.bad.append(("get", e))
+
+        after = killed.is_set()
+        try:
+            last_version = kv.put(doc, n, if_version=last_version).version
+            t.ok_after_kill["put"] += after
+        except UnknownOutcome:
+            t.seen["put UnknownOutcome"] += 1
+            unknown_puts += 1
+        except Conflict as e:
+            t.seen["put Conflict"] += 1
+            if e.prior_unknown:
+                pass  # this call's own earlier attempt may have been applied
+            elif explained < unknown_puts:
+                # An earlier put whose outcome was unknown was applied after all; each such put
+                # can move the version under this worker once.
+                explained += 1
+            else:
+                t.bad.append(("put: a Conflict that no unknown outcome explains", e))
+        except Unavailable:
+            t.seen["put Unavailable"] += 1
+        except CairnError as e:
+            t.bad.append(("put", e))
+
+        after = killed.is_set()
+        try:
+            kv.increment("counter")
+            t.acked += 1
+            t.ok_after_kill["increment"] += after
+        except UnknownOutcome:
+            t.unknown += 1
+            t.seen["increment UnknownOutcome"] += 1
+        except Unavailable:
+            t.seen["increment Unavailable"] += 1
+        except CairnError as e:
+            t.bad.append(("increment", e))
+    t.iterations = n
 
 
 @pytest.mark.cluster
@@ -38,64 +110,33 @@ def test_killing_the_leader_mid_run_loses_and_duplicates_nothing():
             namespace="sdk-fo-" + secrets.token_hex(3),
             timeout=Timeouts(connect=1.0, request=5.0),
         )
-        last_version = kv.put("doc", 0).version
-        acked = unknown = 0  # increments
-        unknown_puts = unexplained_budget_used = 0
-        ok_after_kill: Counter = Counter()
-        seen: Counter = Counter()
-        bad: List[Tuple[str, CairnError]] = []
-        start = time.monotonic()
-        killed = False
-        n = 0
-        while time.monotonic() - start < RUN_SECONDS:
-            if not killed and time.monotonic() - start >= KILL_AT:
-                cluster.kill(leader)
-                killed = True
-            n += 1
+        stop, killed = threading.Event(), threading.Event()
+        tallies = [Tally() for _ in range(WORKERS)]
+        errors: List[BaseException] = []
 
+        def run(i: int) -> None:
             try:
-                got = kv.get("doc", consistency="strong")
-                assert got is not None
-                last_version = got.version
-                ok_after_kill["get"] += killed
-            except Unavailable as e:
-                seen["get Unavailable"] += 1
-            except CairnError as e:
-                bad.append(("get", e))
+                worker(kv, f"doc{i}", stop, killed, tallies[i])
+            except BaseException as e:  # surfaced below, with the thread's own traceback
+                errors.append(e)
 
-            try:
-                last_version = kv.put("doc", n, if_version=last_version).version
-                ok_after_kill["put"] += killed
-            except UnknownOutcome:
-                seen["put UnknownOutcome"] += 1
-                unknown_puts += 1
-            except Conflict as e:
-                seen["put Conflict"] += 1
-                if e.prior_unknown:
-                    pass  # this call's own earlier attempt may have been applied
-                elif unexplained_budget_used < unknown_puts:
-                    # An earlier put whose outcome was unknown was applied after all; each such
-                    # put can move the version under us once.
-                    unexplained_budget_used += 1
-                else:
-                    bad.append(("put: a Conflict no unknown outcome explains", e))
-            except Unavailable:
-                seen["put Unavailable"] += 1
-            except CairnError as e:
-                bad.append(("put", e))
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(WORKERS)]
+        for th in threads:
+            th.start()
+        try:
+            # Event.wait as a timer: the workers run meanwhile; nothing waits on a race.
+            stop.wait(KILL_AT)
+            cluster.kill(leader)
+            killed.set()
+            stop.wait(RUN_SECONDS - KILL_AT)
+        finally:
+            stop.set()
+            for th in threads:
+                # A call takes at most its attempts times the request timeout.
+                th.join(60)
+        assert not any(th.is_alive() for th in threads), "a worker did not stop"
+        assert not errors, errors
 
-            try:
-                kv.increment("counter")
-                acked += 1
-                ok_after_kill["increment"] += killed
-            except UnknownOutcome:
-                unknown += 1
-            except Unavailable:
-                seen["increment Unavailable"] += 1
-            except CairnError as e:
-                bad.append(("increment", e))
-
-        assert killed
         # The counter, read strongly once the cluster answers again.
         deadline = time.monotonic() + 30
         while True:
@@ -106,12 +147,21 @@ def test_killing_the_leader_mid_run_loses_and_duplicates_nothing():
                 if time.monotonic() > deadline:
                     raise
         value = 0 if item is None else item.value
-        summary = f"iterations={n} acked={acked} unknown={unknown} value={value} ok_after_kill={dict(ok_after_kill)} seen={dict(seen)}"
+
+        acked = sum(t.acked for t in tallies)
+        unknown = sum(t.unknown for t in tallies)
+        ok_after_kill = sum((t.ok_after_kill for t in tallies), Counter())
+        seen = sum((t.seen for t in tallies), Counter())
+        bad = [b for t in tallies for b in t.bad]
+        summary = (
+            f"iterations={[t.iterations for t in tallies]} acked={acked} unknown={unknown} value={value} "
+            f"ok_after_kill={dict(ok_after_kill)} seen={dict(seen)}"
+        )
+        print(summary)
         assert not bad, f"unexpected errors: {bad}; {summary}"
         assert acked <= value <= acked + unknown, summary
         assert ok_after_kill["get"] > 0, summary
         assert ok_after_kill["put"] > 0, summary
         assert ok_after_kill["increment"] > 0, summary
-        print(summary)
     finally:
         cluster.stop()

@@ -47,6 +47,9 @@ class Watch(Iterator[WatchEvent]):
         self._values = values
         self._idle_timeout = idle_timeout
         self.last_id: Optional[str] = None if after is None else str(after)
+        # Streams opened after the first: how often the watch resumed (for logs and metrics).
+        self.reconnects = 0
+        self._opened = 0
         self._lock = threading.Lock()
         self._closed = False
         self._conn: Optional[http.client.HTTPConnection] = None
@@ -161,6 +164,8 @@ class Watch(Iterator[WatchEvent]):
                         break
                     self._resp = resp
                 self._parser = SSEParser()
+                self._opened += 1
+                self.reconnects = max(0, self._opened - 1)
                 return
             try:
                 body = resp.read()

@@ -1,10 +1,11 @@
 """Fixtures: the live 3-node cluster the shared cases run against, and its clients.
 
 The tests import the package from this tree's src/ (so they test the code beside them, installed
-or not)."""
+or not), unless CAIRN_SDK_TEST_INSTALLED is set: then they test the installed copy."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from typing import Dict, Iterator
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "src"))
+if not os.environ.get("CAIRN_SDK_TEST_INSTALLED"):
+    sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
 from cairn_client import Client  # noqa: E402

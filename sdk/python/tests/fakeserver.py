@@ -30,6 +30,9 @@ class Answer:
     status: int
     body: Any = None  # JSON-encoded unless bytes
     headers: Dict[str, str] = field(default_factory=dict)
+    # Close the connection after answering, without saying so (no `Connection: close`), as a
+    # server does when a keep-alive connection idles out.
+    close: bool = False
 
 
 @dataclass
@@ -119,6 +122,9 @@ class FakeServer:
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(payload)
+                if action.close:
+                    self.wfile.flush()
+                    self.close_connection = True
 
             do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _handle
 

@@ -374,3 +374,14 @@ def test_watch_close_from_another_thread_ends_the_iteration(serve):
         next(w)
     t.join(10)
     assert w.closed
+
+
+def test_a_keep_alive_connection_the_server_closed_is_not_an_ambiguous_attempt(serve):
+    s = serve(Answer(200, {"data": {"key": "k", "value": 1, "version": "3", "expiresAt": None}}, close=True))
+    c = client(s.url)
+    assert c.get("k").version == "3"
+    # The pooled connection is closed by now (or about to be): the put goes out once, on a new
+    # connection, and nothing about it is uncertain.
+    assert c.put("k", 1).version == "3"
+    assert c.get("k").version == "3"
+    assert s.count == 3

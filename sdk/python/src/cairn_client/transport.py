@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import random
+import select
 import socket
 import ssl
 import threading
@@ -188,9 +189,13 @@ class _Pool:
         self._max_idle = max_idle
 
     def take(self, endpoint: Endpoint) -> Optional[http.client.HTTPConnection]:
-        with self._lock:
-            conns = self._idle.get(endpoint.url)
-            return conns.pop() if conns else None
+        while True:
+            with self._lock:
+                conns = self._idle.get(endpoint.url)
+                conn = conns.pop() if conns else None
+            if conn is None or not _dropped(conn):
+                return conn
+            conn.close()
 
     def give(self, endpoint: Endpoint, conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -206,6 +211,22 @@ class _Pool:
             self._idle.clear()
         for c in conns:
             c.close()
+
+
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle keep-alive connection is unusable. An idle connection has nothing to
+    read; if it is readable, the server closed it (the node's idle timeout, a restart) or sent
+    something unasked. Checking first avoids most failures of a reused connection, which would
+    otherwise cost an ambiguous attempt."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        # ValueError: a descriptor select() cannot watch; take a new connection instead.
+        return True
+    return bool(readable)
 
 
 class Transport:
@@ -401,12 +422,10 @@ class Transport:
         last_code = "connection_failed"
         last_message = "no endpoint could be reached"
         write = kind is not Kind.READ
-        start = self.current()
         for attempt in range(self.attempts):
             if attempt:
                 self._pause(attempt)
-                start = self.current()
-            idx = start % n
+            idx = self.current() % n
             endpoint = self.endpoints[idx]
             target = self.target(endpoint, path, query)
             try:

@@ -164,7 +164,7 @@ class Retry:
     """
 
     attempts: Optional[int] = None
-    backoff: float = 0.05
+    backoff: float = 0.1
     max_backoff: float = 1.0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +42,12 @@ class Hangup:
 
 
 @dataclass
+class Reset:
+    """Read the whole request, then reset the connection (RST, not FIN): the client sees
+    ConnectionResetError."""
+
+
+@dataclass
 class Stall:
     """Read the whole request, then answer nothing until the server stops (the client times out)."""
 
@@ -52,7 +59,7 @@ class Stream:
     lines: Sequence[str]
 
 
-Action = Union[Answer, Hangup, Stall, Stream]
+Action = Union[Answer, Hangup, Reset, Stall, Stream]
 Script = Union[Action, Sequence[Action], Callable[[Recorded], Action]]
 
 
@@ -99,6 +106,12 @@ class FakeServer:
                         self.connection.shutdown(socket.SHUT_RDWR)
                     except OSError:
                         pass
+                    return
+                if isinstance(action, Reset):
+                    self.close_connection = True
+                    # SO_LINGER with a zero timeout makes close() send a RST.
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
                     return
                 if isinstance(action, Stall):
                     server._release.wait(30)

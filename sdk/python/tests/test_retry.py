@@ -20,7 +20,7 @@ from cairn_client import (
     UnknownOutcome,
 )
 from cluster import free_port
-from fakeserver import Answer, FakeServer, Hangup, Stall, Stream, error, item
+from fakeserver import Answer, FakeServer, Hangup, Reset, Stall, Stream, error, item
 
 # No pause between attempts: these tests are about which attempts happen, not when.
 FAST = Retry(backoff=0.0)
@@ -121,6 +121,17 @@ def test_increment_whose_connection_closes_after_the_request_is_unknown_and_not_
     # A read the request (so it could have applied it); B never saw it.
     assert (a.count, b.count) == (1, 0)
     assert a.requests[0].path == "/kv/items/k/increment"
+
+
+def test_a_reset_after_the_request_is_unknown_for_an_increment_and_retried_for_a_get(serve):
+    a = serve(Reset())
+    b = serve(item("k", 1, "3"))
+    with pytest.raises(UnknownOutcome) as info:
+        client(a.url, b.url).increment("k")
+    assert info.value.code == "connection_broken"
+    assert (a.count, b.count) == (1, 0)
+    assert client(a.url, b.url).get("k").version == "3"
+    assert (a.count, b.count) == (2, 1)
 
 
 def test_get_whose_connection_closes_is_retried_on_the_next_endpoint(serve):

@@ -374,8 +374,9 @@ def _wire_op(op: Mapping[str, Any]) -> Dict[str, Any]:
 
 def _data(reply: Reply) -> Dict[str, Any]:
     body = reply.json()
-    if isinstance(body, dict) and isinstance(body.get("data"), dict):
-        return body["data"]
+    data = body.get("data") if isinstance(body, dict) else None
+    if isinstance(data, dict):
+        return data
     raise _unexpected(reply, "no \"data\" object in a success answer")
 
 

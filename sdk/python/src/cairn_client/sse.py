@@ -15,7 +15,7 @@ drops a trailing '\\r', which covers the '\\n' and '\\r\\n' endings servers use.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, List, Optional
 
 __all__ = ["SSEEvent", "SSEParser", "parse_lines"]
 
@@ -36,7 +36,7 @@ class SSEParser:
         self._id_buffer: Optional[str] = None
         self.retry_ms: Optional[int] = None
         self._event = ""
-        self._data: list = []
+        self._data: List[str] = []
         self._has_data = False
 
     def feed(self, line: str) -> Optional[SSEEvent]:

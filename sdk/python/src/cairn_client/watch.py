@@ -87,18 +87,22 @@ class Watch(Iterator[WatchEvent]):
 
     def _handle(self, ev: SSEEvent) -> Optional[WatchEvent]:
         if ev.event in ("change", "progress"):
+            data: Any = None
+            if ev.event == "change":
+                try:
+                    data = json.loads(ev.data)
+                except ValueError:
+                    pass
+                if not isinstance(data, dict):
+                    # Not taken as delivered: the resume point stays before it, and another
+                    # node is asked for it.
+                    self._drop(f"a change event that is not a JSON object: {ev.data[:100]!r}")
+                    return None
             if ev.id is not None:
                 self.last_id = ev.id
             self._fruitless = 0
             self._failures = []
-            if ev.event == "progress":
-                return None
-            try:
-                data = json.loads(ev.data)
-            except ValueError:
-                self._drop(f"a change event that is not JSON: {ev.data[:100]!r}")
-                return None
-            return WatchEvent.from_json(data)
+            return None if data is None else WatchEvent.from_json(data)
         if ev.event == "compacted":
             details = _json_object(ev.data)
             self.close()

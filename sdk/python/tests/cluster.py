@@ -11,6 +11,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -50,6 +51,7 @@ def http_json(
     namespace: Optional[str] = None,
     body: Any = None,
     timeout: float = 5.0,
+    context: Optional[ssl.SSLContext] = None,
 ) -> Tuple[int, Any]:
     """A plain request for the harness itself, independent of the SDK under test."""
     data = None if body is None else json.dumps(body).encode()
@@ -61,7 +63,7 @@ def http_json(
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             raw = resp.read()
             status = resp.status
     except urllib.error.HTTPError as e:
@@ -76,8 +78,10 @@ def http_json(
 class Cluster:
     """`size` nodes on loopback, each its own process, with an admin token and cluster secret."""
 
-    def __init__(self, size: int = 3, extra_args: Sequence[str] = (), name: str = "cluster") -> None:
+    def __init__(self, size: int = 3, extra_args: Sequence[str] = (), name: str = "cluster", tls: bool = False) -> None:
         self.size = size
+        self.tls = tls
+        self.ssl_context: Optional[ssl.SSLContext] = None
         self.extra_args = list(extra_args)
         self.name = name
         self.binary = cairn_bin()
@@ -91,6 +95,8 @@ class Cluster:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self, ready_deadline: float = 30.0) -> "Cluster":
+        if self.tls and self.ssl_context is None:
+            self._make_certificate()
         # A port picked free may be taken by someone else before the node binds it (another
         # suite runs beside this one); a node that exits at once is started again on new ports.
         for attempt in range(3):
@@ -103,6 +109,24 @@ class Cluster:
                 if attempt == 2:
                     raise RuntimeError(str(e)) from None
         return self
+
+    def _make_certificate(self) -> None:
+        """A self-signed certificate for 127.0.0.1, made with the openssl command, trusted by
+        `ssl_context`."""
+        cert, key = self.tmp / "cert.pem", self.tmp / "key.pem"
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+                "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+        self.extra_args += ["--tls-cert", str(cert), "--tls-key", str(key)]
+        self.ssl_context = ssl.create_default_context(cafile=str(cert))
 
     def _spawn(self) -> None:
         self.ports = [free_port() for _ in range(self.size)]
@@ -142,7 +166,7 @@ class Cluster:
                 if proc.poll() is not None:
                     raise _EarlyExit(f"node {i} exited with {proc.returncode}: {self.log_tail(i)}")
                 try:
-                    status, _ = http_json("GET", self.url(i) + "/ready", timeout=1.0)
+                    status, _ = http_json("GET", self.url(i) + "/ready", timeout=1.0, context=self.ssl_context)
                 except OSError:
                     status = 0
                 if status == 200:
@@ -190,7 +214,8 @@ class Cluster:
     # -- views -------------------------------------------------------------------------------
 
     def url(self, i: int) -> str:
-        return f"http://127.0.0.1:{self.ports[i - 1]}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.ports[i - 1]}"
 
     def urls(self) -> List[str]:
         return [self.url(i) for i in range(1, self.size + 1)]
@@ -210,7 +235,9 @@ class Cluster:
                 if proc.poll() is not None:
                     continue
                 try:
-                    status, body = http_json("GET", self.url(i) + "/cluster/status", token=self.admin_token)
+                    status, body = http_json(
+                        "GET", self.url(i) + "/cluster/status", token=self.admin_token, context=self.ssl_context
+                    )
                 except OSError:
                     continue
                 if status == 200 and body["data"].get("leader"):
@@ -228,6 +255,7 @@ class Cluster:
             self.url(leader) + "/admin/tokens",
             token=self.admin_token,
             body={"namespace": namespace, "permissions": permissions},
+            context=self.ssl_context,
         )
         if status != 201:
             raise RuntimeError(f"POST /admin/tokens: {status} {body}")

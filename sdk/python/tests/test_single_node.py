@@ -1,11 +1,13 @@
-"""Errors that need a node started with particular flags: RateLimited (--rate-limit) and
-Compacted (a short --watch-history-entries)."""
+"""What needs a node started with particular flags: RateLimited (--rate-limit), Compacted (a
+short --watch-history-entries), and HTTPS (--tls-cert, --tls-key)."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
-from cairn_client import Client, Compacted, RateLimited
+from cairn_client import Client, Compacted, RateLimited, Unavailable
 from cluster import Cluster
 
 
@@ -56,5 +58,26 @@ def test_a_watch_from_before_the_history_is_compacted():
         with kv.watch("w/", after=str(int(last) - 1)) as w:
             ev = next(w)
         assert ev.index == last and ev.changes[0].key == "w/end"
+    finally:
+        node.stop()
+
+
+@pytest.mark.cluster
+def test_https_with_a_private_ca():
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make the test certificate")
+    node = Cluster(size=1, name="tls", tls=True)
+    try:
+        node.start()
+        assert node.url(1).startswith("https://")
+        kv = Client([node.url(1)], token=node.admin_token, namespace="sdk-tls", ssl_context=node.ssl_context)
+        put = kv.put("k", {"secure": True})
+        assert kv.get("k") == put
+        with kv.watch("", after=str(int(put.version) - 1)) as w:
+            assert next(w).index == put.version
+        # Without the CA the handshake fails before any byte of the request: Unavailable.
+        with pytest.raises(Unavailable) as info:
+            Client([node.url(1)], token=node.admin_token, retry=False).increment("n")
+        assert info.value.code == "connection_failed"
     finally:
         node.stop()

@@ -291,7 +291,10 @@ class Transport:
         connect timeout, TLS handshake refused: in every case nothing of the request was sent."""
         conn: http.client.HTTPConnection
         if endpoint.scheme == "https":
-            ctx = self._ssl_context or ssl.create_default_context()
+            if self._ssl_context is None:
+                # Built once: loading the system's trust roots is slow.
+                self._ssl_context = ssl.create_default_context()
+            ctx = self._ssl_context
             conn = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=self.timeouts.connect, context=ctx)
         else:
             conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=self.timeouts.connect)

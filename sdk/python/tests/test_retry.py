@@ -396,3 +396,12 @@ def test_a_keep_alive_connection_the_server_closed_is_not_an_ambiguous_attempt(s
     assert c.put("k", 1).version == "3"
     assert c.get("k").version == "3"
     assert s.count == 3
+
+
+def test_a_callers_request_id_is_kept_on_every_attempt(serve):
+    a = serve(error(503, "no_leader"))
+    b = serve(error(404, "not_found"))
+    with pytest.raises(NotFound) as info:
+        client(a.url, b.url).request("GET", "/kv/items/k", headers={"x-request-id": "my-id-1"})
+    assert [r.headers["x-request-id"] for r in a.requests + b.requests] == ["my-id-1", "my-id-1"]
+    assert info.value.request_id == "my-id-1"

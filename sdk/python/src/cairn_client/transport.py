@@ -369,7 +369,14 @@ class Transport:
         return reply
 
     def _attempt(
-        self, endpoint: Endpoint, method: str, target: str, headers: Mapping[str, str], body: Optional[bytes], kind: Kind
+        self,
+        endpoint: Endpoint,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: Optional[bytes],
+        kind: Kind,
+        request_id: str,
     ) -> Tuple[Reply, bool]:
         """One attempt at one endpoint. Returns the reply and whether the request may have been
         applied by an earlier, broken exchange inside this attempt."""
@@ -381,7 +388,7 @@ class Transport:
             idle = self._pool.take(endpoint)
             if idle is not None:
                 try:
-                    return self._exchange(idle, endpoint, method, target, headers, body, headers["X-Request-Id"]), False
+                    return self._exchange(idle, endpoint, method, target, headers, body, request_id), False
                 except _Broken as exc:
                     if exc.timed_out:
                         raise
@@ -393,10 +400,10 @@ class Transport:
                         # The first exchange may still have been read: report it as broken,
                         # not as never sent.
                         raise exc from None
-                    reply = self._exchange(conn, endpoint, method, target, headers, body, headers["X-Request-Id"])
+                    reply = self._exchange(conn, endpoint, method, target, headers, body, request_id)
                     return reply, kind is Kind.IDEMPOTENT
         conn = self.connect(endpoint, self.timeouts.request)
-        return self._exchange(conn, endpoint, method, target, headers, body, headers["X-Request-Id"]), False
+        return self._exchange(conn, endpoint, method, target, headers, body, request_id), False
 
     # -- the call ----------------------------------------------------------------------------
 
@@ -413,8 +420,9 @@ class Transport:
     ) -> Reply:
         """Sends the request under the retry rule. Returns a 2xx reply (or one whose status is in
         `ok_statuses`); raises the typed error otherwise."""
-        request_id = os.urandom(8).hex()
-        hdrs = self.headers(request_id, headers, has_body=body is not None)
+        hdrs = self.headers(os.urandom(8).hex(), headers, has_body=body is not None)
+        # The caller's own X-Request-Id, if it gave one, else ours.
+        request_id = next(v for k, v in hdrs.items() if k.lower() == "x-request-id")
         n = len(self.endpoints)
         failures: List[str] = []
         # True once an attempt of this call may have been applied (an idempotent write whose
@@ -432,7 +440,7 @@ class Transport:
             endpoint = self.endpoints[idx]
             target = self.target(endpoint, path, query)
             try:
-                reply, broke_before = self._attempt(endpoint, method, target, hdrs, body, kind)
+                reply, broke_before = self._attempt(endpoint, method, target, hdrs, body, kind, request_id)
                 maybe_applied = maybe_applied or broke_before
             except _NotSent as exc:
                 failures.append(f"{endpoint.url}: connection failed: {exc}")

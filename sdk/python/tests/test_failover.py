@@ -75,9 +75,8 @@ def worker(kv: Client, doc: str, stop: threading.Event, killed: threading.Event,
             unknown_puts += 1
         except Conflict as e:
             t.seen["put Conflict"] += 1
-            if e.prior_unknown:
-                pass  # this call's own earlier attempt may have been applied
-            elif explained < unknown_puts:
+            # (A call whose own earlier attempt may have applied raises UnknownOutcome instead.)
+            if explained < unknown_puts:
                 # An earlier put whose outcome was unknown was applied after all; each such put
                 # can move the version under this worker once.
                 explained += 1

@@ -142,13 +142,15 @@ def test_get_whose_connection_closes_is_retried_on_the_next_endpoint(serve):
     assert (a.count, b.count) == (1, 1)
 
 
-def test_put_whose_connection_closes_is_retried_and_a_conflict_then_says_so(serve):
+def test_put_whose_connection_closes_is_retried_and_a_conflict_then_is_unknown_outcome(serve):
     a = serve(Hangup())
     b = serve(error(409, "version_mismatch", "key is at 6"))
-    with pytest.raises(Conflict) as info:
+    with pytest.raises(UnknownOutcome) as info:
         client(a.url, b.url).put("k", 2, if_version="5")
     # The first attempt may have been applied: the conflict may be this call's own write.
     assert info.value.prior_unknown is True
+    assert info.value.code == "version_mismatch" and info.value.status == 409
+    assert isinstance(info.value.__cause__, Conflict)
     assert (a.count, b.count) == (1, 1)
 
 
@@ -241,23 +243,22 @@ def test_a_delete_raises_the_index_by_its_applied_index(serve):
     assert s.requests[1].query["minVersion"] == "77"
 
 
-def test_a_stale_scan_page_is_read_again_strongly(serve):
-    # The server takes no minVersion on scans; a page older than the client's index is re-read
-    # with consistency=strong.
+def test_every_scan_page_carries_min_version(serve):
+    # Read-your-writes covers scans: each page asks for at least the client's index.
     def script(req):
         if req.method == "PUT":
             return item("p/1", 1, "40")
-        if req.query.get("consistency") == "strong":
-            return Answer(200, {"data": {"items": [{"key": "p/1", "value": 1, "version": "40", "expiresAt": None}], "nextCursor": None}}, {"X-Cairn-Index": "41"})
-        return Answer(200, {"data": {"items": [], "nextCursor": None}}, {"X-Cairn-Index": "39"})
+        if req.query.get("cursor"):
+            return Answer(200, {"data": {"items": [{"key": "p/2", "value": 2, "version": "41", "expiresAt": None}], "nextCursor": None}}, {"X-Cairn-Index": "41"})
+        return Answer(200, {"data": {"items": [{"key": "p/1", "value": 1, "version": "40", "expiresAt": None}], "nextCursor": "cDox"}}, {"X-Cairn-Index": "40"})
 
     s = serve(script)
     c = client(s.url)
     c.put("p/1", 1)
-    assert [i.key for i in c.scan("p/")] == ["p/1"]
+    assert [i.key for i in c.scan("p/", limit=1)] == ["p/1", "p/2"]
     scans = [r for r in s.requests if r.path == "/kv/items"]
-    assert [r.query.get("consistency") for r in scans] == [None, "strong"]
-    assert all("minVersion" not in r.query for r in scans)
+    assert [r.query.get("minVersion") for r in scans] == ["40", "40"]
+    assert all("consistency" not in r.query for r in scans)
 
 
 def test_500_on_a_write_is_unknown_outcome(serve):

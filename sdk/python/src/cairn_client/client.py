@@ -226,15 +226,17 @@ class Client:
     def _scan_page(
         self, prefix: str, limit: int, values: bool, cursor: Optional[str], consistency: Optional[str]
     ) -> Tuple[List[Item], Optional[str]]:
-        query: Dict[str, Any] = {"prefix": prefix, "limit": limit, "values": values, "cursor": cursor}
-        known = _int_or_none(self._min_version()) or 0
-        reply = self._transport.call("GET", "/kv/items", kind=Kind.READ, query=dict(query, consistency=consistency))
-        page_index = _int_or_none(reply.headers.get("x-cairn-index"))
-        if consistency is None and known and page_index is not None and page_index < known:
-            # The server takes no minVersion on scans (400 unknown_field), so read-your-writes
-            # is checked here instead: this page reflects an older state than the client has
-            # seen (a lagging follower), so it is read again strongly, through the leader.
-            reply = self._transport.call("GET", "/kv/items", kind=Kind.READ, query=dict(query, consistency="strong"))
+        # minVersion on every page: a follower never answers a page older than what this
+        # client has already written or read.
+        query: Dict[str, Any] = {
+            "prefix": prefix,
+            "limit": limit,
+            "values": values,
+            "cursor": cursor,
+            "consistency": consistency,
+            "minVersion": self._min_version(),
+        }
+        reply = self._transport.call("GET", "/kv/items", kind=Kind.READ, query=query)
         self._observe_reply(reply, write=False)
         data = _data(reply)
         items = [Item.from_json(i) for i in data.get("items") or []]
@@ -397,15 +399,6 @@ def _unexpected(reply: Reply, why: str = "") -> Exception:
             request_id=reply.headers.get("x-request-id") or reply.request_id,
         )
     return error_from_reply(reply, write=False)
-
-
-def _int_or_none(value: Optional[str]) -> Optional[int]:
-    if value is None:
-        return None
-    try:
-        return int(value.strip())
-    except ValueError:
-        return None
 
 
 def _timeouts(timeout: TimeoutOption, connect_timeout: Optional[float]) -> Timeouts:

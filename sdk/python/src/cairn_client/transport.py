@@ -482,6 +482,19 @@ class Transport:
                     prior_unknown=maybe_applied,
                     attempts=err.attempts,
                 )
+            if maybe_applied:
+                # An earlier attempt may have been applied, so this refusal may be about that
+                # attempt (a compare-and-swap conflicting with itself): the outcome is unknown.
+                raise UnknownOutcome(
+                    f"an earlier attempt may have been applied, then {endpoint.url} answered "
+                    f"{reply.status} {err.code}: {err.message}",
+                    status=reply.status,
+                    code=err.code,
+                    request_id=err.request_id,
+                    details=err.details,
+                    prior_unknown=True,
+                    attempts=err.attempts,
+                ) from err
             raise err
         if maybe_applied:
             raise UnknownOutcome(

@@ -11,8 +11,9 @@ use tokio::io::AsyncReadExt;
 
 use super::endpoints::parse_endpoint;
 use super::error::{exit, ClientError};
+use super::output::{self, Listing, Output};
 use super::transport::{Client, ClientConfig, DEFAULT_CONNECT_TIMEOUT};
-use super::types::{Consistency, IncrementRequest, PutRequest, ReadOptions, Reply};
+use super::types::{Consistency, IncrementRequest, PutRequest, ReadOptions, Reply, ScanOptions};
 
 /// Options shared by every client subcommand. Global, so they may appear before or after the
 /// subcommand (`cairn kv --endpoints X get k` and `cairn kv get k --endpoints X`).
@@ -100,6 +101,33 @@ pub enum KvCmd {
         /// Wait until the answering node has applied at least this version
         #[arg(long, value_name = "VERSION")]
         min_version: Option<u64>,
+        /// How to print it: the value alone (text), the item (json), or the item on one line
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Json)]
+        output: Output,
+    },
+    /// List the keys under PREFIX in order, following every page (linearizable unless --stale)
+    Ls {
+        /// Only keys that start with it (default: every key of the namespace)
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Include each value
+        #[arg(long)]
+        values: bool,
+        /// List at most N keys
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        /// Accept whatever the answering node has applied (each page may lag the leader)
+        #[arg(long)]
+        stale: bool,
+        /// How to print it: a key per line (text), one JSON array (json), or an item per line
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Apply a batch of ops atomically: FILE (or `-` for stdin) holds `{"ops": [...]}` or the
+    /// bare array, each op as in the API (`{"op": "set", "key": "a", "value": 1}`)
+    Batch {
+        #[arg(value_name = "FILE")]
+        file: String,
     },
     /// Delete KEY
     Del {
@@ -163,10 +191,52 @@ pub async fn run_token(opts: &ClientOpts, cmd: TokenCmd) -> i32 {
 /// Runs a `kv` subcommand; returns the process exit code.
 pub async fn run_kv(opts: &ClientOpts, cmd: KvCmd) -> i32 {
     let outcome = match opts.client() {
-        Ok(client) => kv(&client, cmd).await,
+        // A listing prints as its pages arrive, not as one text at the end.
+        Ok(client) => match cmd {
+            KvCmd::Ls { prefix, values, limit, stale, output } => {
+                let out = Listing::new(std::io::stdout().lock(), output);
+                return match list(&client, &prefix, values, limit, stale, out).await {
+                    Ok(_) => exit::OK,
+                    Err(err) => {
+                        eprintln!("{}", error_line(&err));
+                        err.exit_code()
+                    }
+                };
+            }
+            cmd => kv(&client, cmd).await,
+        },
         Err(err) => Err(err),
     };
     finish(outcome)
+}
+
+/// `cairn kv ls`: follows `nextCursor` from the first page to the last (or to `limit` keys),
+/// like `etcdctl get --prefix`. Each page is its own read; a key is listed once.
+async fn list<W: std::io::Write>(
+    client: &Client,
+    prefix: &str,
+    values: bool,
+    limit: Option<u64>,
+    stale: bool,
+    mut out: Listing<W>,
+) -> Result<u64, ClientError> {
+    let printing = |e: std::io::Error| ClientError::InvalidInput { code: "output", message: e.to_string() };
+    let consistency = Some(if stale { Consistency::Stale } else { Consistency::Strong });
+    let (mut cursor, mut listed) = (None::<String>, 0u64);
+    loop {
+        let left = limit.map_or(u64::MAX, |l| l - listed);
+        let page_size = u32::try_from(left.min(1000)).expect("at most 1000");
+        let options = ScanOptions { limit: Some(page_size), values, consistency, min_version: None };
+        let page = client.scan(prefix, cursor.as_deref(), options).await?.data;
+        for item in &page.items {
+            out.push(item).map_err(printing)?;
+        }
+        listed += page.items.len() as u64;
+        cursor = page.next_cursor;
+        if cursor.is_none() || limit.is_some_and(|l| listed >= l) {
+            return out.finish().map_err(printing);
+        }
+    }
 }
 
 /// Runs a `cluster` subcommand; returns the process exit code.
@@ -194,13 +264,29 @@ async fn kv(client: &Client, cmd: KvCmd) -> Result<String, ClientError> {
             };
             pretty(client.put(&key, &request).await?)
         }
-        KvCmd::Get { key, stale, min_version } => {
+        KvCmd::Get { key, stale, min_version, output } => {
             // Explicit even when strong: a follower's default is stale, and the CLI promises
             // linearizable reads unless told otherwise.
             let consistency = if stale { Consistency::Stale } else { Consistency::Strong };
             let options = ReadOptions { consistency: Some(consistency), min_version };
-            pretty(client.get(&key, options).await?)
+            Ok(output::item(&client.get(&key, options).await?.data, output))
         }
+        KvCmd::Batch { file } => {
+            let not_a_batch = || ClientError::InvalidInput {
+                code: "invalid_batch",
+                message: "a batch file holds {\"ops\": [...]} or the bare array of ops".into(),
+            };
+            let ops = match parse_json(&text_arg(&file).await?)? {
+                Value::Array(ops) => ops,
+                Value::Object(mut body) if body.len() == 1 => match body.remove("ops") {
+                    Some(Value::Array(ops)) => ops,
+                    _ => return Err(not_a_batch()),
+                },
+                _ => return Err(not_a_batch()),
+            };
+            pretty(client.batch(&ops).await?)
+        }
+        KvCmd::Ls { .. } => unreachable!("run_kv lists as pages arrive"),
         KvCmd::Del { key, if_version } => pretty(client.delete(&key, if_version.as_deref()).await?),
         KvCmd::Incr { key, by, ttl } => {
             let request = IncrementRequest { delta: by, ttl_seconds: ttl };
@@ -241,12 +327,21 @@ async fn value_arg(arg: &str) -> Result<Value, ClientError> {
     if arg != "-" {
         return parse_json(arg);
     }
+    parse_json(&text_arg("-").await?)
+}
+
+/// The text of a FILE argument, `-` being stdin.
+async fn text_arg(path: &str) -> Result<String, ClientError> {
+    let unreadable = |e: std::io::Error| ClientError::InvalidInput {
+        code: "invalid_input",
+        message: format!("cannot read {}: {e}", if path == "-" { "stdin" } else { path }),
+    };
+    if path != "-" {
+        return tokio::fs::read_to_string(path).await.map_err(unreadable);
+    }
     let mut text = String::new();
-    tokio::io::stdin().read_to_string(&mut text).await.map_err(|e| ClientError::InvalidInput {
-        code: "invalid_json",
-        message: format!("cannot read the value from stdin: {e}"),
-    })?;
-    parse_json(&text)
+    tokio::io::stdin().read_to_string(&mut text).await.map_err(unreadable)?;
+    Ok(text)
 }
 
 /// Strict JSON: a bare word is an error rather than a guessed string, so `put k 01` or

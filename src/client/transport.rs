@@ -19,7 +19,10 @@ use serde_json::Value;
 
 use super::error::{ClientError, FailedAttempt};
 use super::response::{ambiguous, cause, classify, decode, read_body, reply_meta, Attempt, Effect};
-use super::types::{ClusterStatus, Deleted, Health, IncrementRequest, Item, PutRequest, ReadOptions, Reply};
+use super::types::{
+    BatchResults, ClusterStatus, Deleted, Health, IncrementRequest, Item, Page, PutRequest, ReadOptions, Reply,
+    ScanOptions,
+};
 
 /// Connect timeout: short, because a refused or silent endpoint should hand over to the next one
 /// quickly, and a connect failure is always safe to fail over from.
@@ -159,6 +162,41 @@ impl Client {
         let mut segments = item_path(key)?;
         segments.push("increment".to_string());
         let call = Call::new(Method::POST, Effect::Write, segments).body(body);
+        decode(self.execute(&call).await?)
+    }
+
+    /// `GET /kv/items`: one page of the keys under `prefix`, after `cursor` (the previous
+    /// page's `next_cursor`; `None` for the first page).
+    pub async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        options: ScanOptions,
+    ) -> Result<Reply<Page>, ClientError> {
+        let mut call = Call::new(Method::GET, Effect::Read, segs(&["kv", "items"]));
+        call.query.push(("prefix", prefix.to_string()));
+        if let Some(cursor) = cursor {
+            call.query.push(("cursor", cursor.to_string()));
+        }
+        if let Some(limit) = options.limit {
+            call.query.push(("limit", limit.to_string()));
+        }
+        if options.values {
+            call.query.push(("values", "true".to_string()));
+        }
+        if let Some(consistency) = options.consistency {
+            call.query.push(("consistency", consistency.as_str().to_string()));
+        }
+        if let Some(min_version) = options.min_version {
+            call.query.push(("minVersion", min_version.to_string()));
+        }
+        decode(self.execute(&call).await?)
+    }
+
+    /// `POST /kv/batch`: 1 to 100 ops (objects in the server's shape, docs/api.md "Batches"),
+    /// applied atomically as one Raft entry. A write: never re-sent once it may have arrived.
+    pub async fn batch(&self, ops: &[Value]) -> Result<Reply<BatchResults>, ClientError> {
+        let call = Call::new(Method::POST, Effect::Write, segs(&["kv", "batch"])).body(serde_json::json!({"ops": ops}));
         decode(self.execute(&call).await?)
     }
 

@@ -1,7 +1,7 @@
 //! Request and response shapes of the REST API as the client sees them (camelCase on the wire).
 
 use reqwest::Url;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Number, Value};
 
 /// A stored item: the `data` of GET, PUT and increment responses.
@@ -16,6 +16,52 @@ pub struct Item {
     /// RFC 3339 UTC, or `None` for keys without a TTL.
     #[serde(default)]
     pub expires_at: Option<String>,
+}
+
+/// An item as a scan lists it: `value` is `None` unless the scan asked for values, and
+/// `Some(Value::Null)` for a stored `null`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listed {
+    pub key: String,
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    pub version: String,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+/// A field that is there, whatever it holds (`null` included); serde's `default` covers absence.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// The `data` of one `GET /kv/items` page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    pub items: Vec<Listed>,
+    /// The next page's cursor; `None` exactly when no live key follows.
+    pub next_cursor: Option<String>,
+}
+
+/// Options for one scan page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanOptions {
+    /// Page size, 1 to 1000 (the server's default is 100).
+    pub limit: Option<u32>,
+    /// Include each value.
+    pub values: bool,
+    pub consistency: Option<Consistency>,
+    /// Wait until the answering node has applied at least this index (read-your-writes).
+    pub min_version: Option<u64>,
+}
+
+/// The `data` of `POST /kv/batch`: one result per op, in op order, in the server's shapes
+/// (an item, `{key, found: false}` or `{key, deleted}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchResults {
+    pub results: Vec<Value>,
 }
 
 /// The `data` of a successful DELETE.
@@ -154,6 +200,16 @@ pub struct Reply<T> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_listed_value_is_absent_null_or_there() {
+        let without: Listed = serde_json::from_value(json!({"key": "a", "version": "3", "expiresAt": null})).unwrap();
+        assert_eq!(without.value, None);
+        let null: Listed = serde_json::from_value(json!({"key": "a", "value": null, "version": "3"})).unwrap();
+        assert_eq!(null.value, Some(Value::Null));
+        assert_eq!(serde_json::to_value(&null).unwrap()["value"], Value::Null);
+        assert!(serde_json::to_value(&without).unwrap().get("value").is_none());
+    }
 
     #[test]
     fn put_request_omits_unset_options() {

@@ -14,6 +14,7 @@ mod disk_faults;
 mod environment;
 mod failover;
 mod graceful_shutdown;
+mod kv_cli;
 mod membership;
 mod observability;
 mod power_loss;

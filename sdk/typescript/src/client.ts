@@ -10,6 +10,7 @@ import type {
   ClientOptions,
   DeleteOptions,
   Entry,
+  IncrementOptions,
   Item,
   PutOptions,
   RawResponse,
@@ -86,13 +87,18 @@ export class Client {
     }
   }
 
-  /** Adds `delta` (default 1; negative and fractional allowed) to a number; a missing key starts at 0. */
-  async increment(key: string, delta = 1): Promise<Item<number>> {
+  /**
+   * Adds `delta` (default 1; negative and fractional allowed) to a number; a missing key starts at 0.
+   * `ttl` (seconds) applies only when this increment creates the key, as for a rate-limit window.
+   */
+  async increment(key: string, delta = 1, options: IncrementOptions = {}): Promise<Item<number>> {
     // Not idempotent: tried again only when the request provably never reached a node.
+    const body: { delta: number; ttlSeconds?: number } = { delta };
+    if (options.ttl !== undefined) body.ttlSeconds = options.ttl;
     const answer = await this.send({
       method: "POST",
       path: `${itemPath(key)}/increment`,
-      body: JSON.stringify({ delta }),
+      body: JSON.stringify(body),
       safety: "unsafe",
     });
     return data<Item<number>>(answer);

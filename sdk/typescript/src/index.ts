@@ -29,6 +29,7 @@ export type {
   RequestOptions,
   RetryOptions,
   ScanItem,
+  IncrementOptions,
   ScanOptions,
   WatchEvent,
   WatchOptions,

@@ -37,6 +37,11 @@ export interface DeleteOptions {
   ifVersion?: string | undefined;
 }
 
+export interface IncrementOptions {
+  /** Seconds until the key expires, applied only when this increment creates it (1 to 31536000). */
+  ttl?: number | undefined;
+}
+
 export interface ScanOptions {
   /** Page size, 1 to 1000 (the server's default is 100). */
   limit?: number | undefined;

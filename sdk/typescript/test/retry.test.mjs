@@ -80,6 +80,8 @@ test("503 no_leader moves a conditional put and an increment to the next endpoin
   assert.equal(a.count(), 2);
   assert.equal(b.count(), 2);
   assert.deepEqual(JSON.parse(b.requests[1].body), { delta: 5 });
+  await fresh.increment("n", 1, { ttl: 60 });
+  assert.deepEqual(JSON.parse(b.requests[2].body), { delta: 1, ttlSeconds: 60 });
 });
 
 test("502 leader_unreachable moves an increment on; 507 stops every call", async (t) => {

@@ -471,28 +471,23 @@ class Transport:
                 last_status, last_code, last_message = reply.status, err.code, err.message
                 self.advance(idx)
                 continue
-            if kind is Kind.WRITE and reply.status in (502, 503):
-                # Not one of the answers that prove nothing was applied.
+            # A 502/503 that does not prove nothing was applied (the others moved on above), or
+            # any refusal after an attempt that may have been applied (a compare-and-swap
+            # conflicting with itself): the outcome is unknown.
+            not_proof = kind is Kind.WRITE and reply.status in (502, 503)
+            if not_proof or maybe_applied:
+                why = (
+                    "does not prove the write was not applied"
+                    if not_proof
+                    else "came after an earlier attempt that may have been applied"
+                )
                 raise UnknownOutcome(
-                    f"{endpoint.url}: {reply.status} {err.code} does not prove the write was not applied: {err.message}",
+                    f"{endpoint.url}: {reply.status} {err.code} {why}: {err.message}",
                     status=reply.status,
                     code=err.code,
                     request_id=err.request_id,
                     details=err.details,
                     prior_unknown=maybe_applied,
-                    attempts=err.attempts,
-                )
-            if maybe_applied:
-                # An earlier attempt may have been applied, so this refusal may be about that
-                # attempt (a compare-and-swap conflicting with itself): the outcome is unknown.
-                raise UnknownOutcome(
-                    f"an earlier attempt may have been applied, then {endpoint.url} answered "
-                    f"{reply.status} {err.code}: {err.message}",
-                    status=reply.status,
-                    code=err.code,
-                    request_id=err.request_id,
-                    details=err.details,
-                    prior_unknown=True,
                     attempts=err.attempts,
                 ) from err
             raise err

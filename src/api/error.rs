@@ -23,11 +23,13 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
     /// The 0-based index of the batch op the error is about.
     pub index: Option<usize>,
+    /// The key's version, on a refused `ifVersion` / `If-Match` whose key exists.
+    pub current_version: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), retry_after: None, index: None }
+        ApiError { code, message: message.into(), retry_after: None, index: None, current_version: None }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -63,11 +65,15 @@ impl ApiError {
     /// A refused conditional write. `precondition` is true when the condition came from an
     /// HTTP precondition header (`If-Match`, `If-None-Match`), which RFC 9110 answers with 412.
     pub fn refused(r: Refusal, precondition: bool) -> Self {
+        let current_version = match r {
+            Refusal::VersionMismatch { current } => current,
+            _ => None,
+        };
         let (code, msg) = match r {
             Refusal::NotFound => (Code::NotFound, "key not found"),
             _ if precondition => (Code::PreconditionFailed, "precondition failed"),
             Refusal::KeyExists => (Code::KeyExists, "key already exists"),
-            Refusal::VersionMismatch => (Code::VersionMismatch, "key version does not match ifVersion"),
+            Refusal::VersionMismatch { .. } => (Code::VersionMismatch, "key version does not match ifVersion"),
             Refusal::ValueMismatch => (Code::ValueMismatch, "key value does not match ifValue"),
             Refusal::NotANumber => (Code::NotANumber, "the stored value is not a number"),
             Refusal::Overflow => (Code::Overflow, "the increment overflows"),
@@ -76,7 +82,7 @@ impl ApiError {
                 (Code::OutOfRange, "the stored integer is outside the 64-bit signed range; increments stay exact")
             }
         };
-        Self::new(code, msg)
+        ApiError { current_version, ..Self::new(code, msg) }
     }
 }
 
@@ -114,16 +120,26 @@ struct Envelope<'a> {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Body<'a> {
     code: &'static str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     index: Option<usize>,
+    /// A decimal string, as versions are everywhere else.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_version: Option<String>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Envelope { error: Body { code: self.code.as_str(), message: &self.message, index: self.index } };
+        let error = Body {
+            code: self.code.as_str(),
+            message: &self.message,
+            index: self.index,
+            current_version: self.current_version.map(|v| v.to_string()),
+        };
+        let body = Envelope { error };
         with_retry_after((self.status(), axum::Json(body)).into_response(), &self)
     }
 }

@@ -397,8 +397,9 @@ pub struct WatchPoll {
     pub index: Version,
 }
 
-/// The error object. `index` is a batch op's; `compactedIndex` and `currentIndex` come with
-/// 410 `compacted`.
+/// The error object. `index` is a batch op's; `currentVersion` is the key's version on a
+/// refused `ifVersion` or `If-Match` when the key exists; `compactedIndex` and `currentIndex`
+/// come with 410 `compacted`.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
@@ -407,6 +408,8 @@ pub struct ErrorBody {
     pub message: String,
     #[schema(required = false)]
     pub index: u64,
+    #[schema(required = false)]
+    pub current_version: Version,
     #[schema(required = false)]
     pub compacted_index: Version,
     #[schema(required = false)]

@@ -157,7 +157,11 @@ pub struct Item {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Refusal {
     KeyExists,
-    VersionMismatch,
+    /// `ifVersion` (or `If-Match`) did not hold; `current` is the key's version (`None` when the
+    /// key is absent), so a client's compare-and-swap loop can retry without a read.
+    VersionMismatch {
+        current: Option<u64>,
+    },
     ValueMismatch,
     NotFound,
     NotANumber,

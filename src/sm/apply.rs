@@ -551,7 +551,7 @@ fn check(cond: &Condition, live: Option<&StoredItem>) -> Option<Refusal> {
         (Condition::IfAbsent, None) => None,
         (Condition::IfAbsent, Some(_)) => Some(Refusal::KeyExists),
         (Condition::IfVersion(v), Some(o)) if o.version == *v => None,
-        (Condition::IfVersion(_), _) => Some(Refusal::VersionMismatch),
+        (Condition::IfVersion(_), live) => Some(Refusal::VersionMismatch { current: live.map(|o| o.version) }),
         (Condition::IfValue(expected), Some(o)) if json_eq(expected, &o.value) => None,
         (Condition::IfValue(_), _) => Some(Refusal::ValueMismatch),
     }

@@ -197,7 +197,9 @@ impl Model {
         match cond {
             Condition::None => None,
             Condition::IfAbsent => cur.map(|_| Refusal::KeyExists),
-            Condition::IfVersion(v) => (cur.map(|c| c.1) != Some(*v)).then_some(Refusal::VersionMismatch),
+            Condition::IfVersion(v) => {
+                (cur.map(|c| c.1) != Some(*v)).then_some(Refusal::VersionMismatch { current: cur.map(|c| c.1) })
+            }
             Condition::IfValue(x) => (cur.map(|c| json(&c.0)) != Some(json(x))).then_some(Refusal::ValueMismatch),
         }
     }

@@ -208,3 +208,38 @@ async fn numbers_come_back_exactly_as_written_and_increments_stay_exact() {
     assert!(r.text.contains(r#""value":9223372036854775807"#), "{r:?}");
     c.http.increment(&url, "edge", Some(&json!({"delta": 1}))).await.assert_error(409, "overflow");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_version_condition_names_the_current_version() {
+    let (c, url) = single_node().await;
+    let first = c.http.put(&url, "cas", &json!({"value": 1})).await.ok().version();
+    let current = c.http.put(&url, "cas", &json!({"value": 2})).await.ok().version();
+    let stale = json!({"value": 3, "ifVersion": first.to_string()});
+    let r = c.http.put(&url, "cas", &stale).await;
+    r.assert_error(409, "version_mismatch");
+    assert_eq!(r.body["error"]["currentVersion"], json!(current.to_string()), "{r:?}");
+    // The same through If-Match, which answers 412.
+    let etag = format!("\"{first}\"");
+    let r = c.http.put_with_headers(&url, "cas", &json!({"value": 3}), &[("if-match", &etag)]).await;
+    r.assert_error(412, "precondition_failed");
+    assert_eq!(r.body["error"]["currentVersion"], json!(current.to_string()), "{r:?}");
+    // In a batch, beside the op's index.
+    let ops = json!({"ops": [{"op": "set", "key": "x", "value": 1}, {"op": "delete", "key": "cas", "ifVersion": first.to_string()}]});
+    let r = c
+        .http
+        .must(reqwest::Method::POST, &format!("{url}/kv/batch"), Some(serde_json::to_vec(&ops).unwrap()), &[])
+        .await;
+    r.assert_error(409, "version_mismatch");
+    assert_eq!(
+        (&r.body["error"]["index"], &r.body["error"]["currentVersion"]),
+        (&json!(1), &json!(current.to_string()))
+    );
+    // An absent key has no version to name; other refusals name none either.
+    let r = c.http.put(&url, "absent", &json!({"value": 1, "ifVersion": "5"})).await;
+    r.assert_error(409, "version_mismatch");
+    assert!(r.body["error"].get("currentVersion").is_none(), "{r:?}");
+    let r = c.http.put(&url, "cas", &json!({"value": 1, "ifNotExists": true})).await;
+    r.assert_error(409, "key_exists");
+    assert!(r.body["error"].get("currentVersion").is_none(), "{r:?}");
+    assert_eq!(c.http.get(&url, "cas").await.ok().data()["value"], json!(2));
+}

@@ -203,7 +203,7 @@ pub async fn patch(
             vec![Command::Set { ns, key, value, ttl_ms: b.ttl_ms(ttl), cond: Condition::IfVersion(item.version) }]
         };
         match guarded(&st, &id, &replay, |b| key.may_write(b), renew).await {
-            Ok(_) | Err(Fail::Refused(Refusal::VersionMismatch)) => {}
+            Ok(_) | Err(Fail::Refused(Refusal::VersionMismatch { .. })) => {}
             // The count is applied either way; only the renewal is in doubt.
             Err(_) => tracing::warn!(bucket = %id, "kvdb counter TTL renewal failed"),
         }

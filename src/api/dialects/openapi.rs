@@ -227,12 +227,18 @@ fn tighten_kvdb(doc: &mut Value) {
         alias(doc, (bucket, method), ("/kvdb/{bucket}/", method), id);
     }
     alias(doc, (bucket, "patch"), ("/kvdb/{bucket}/", "patch"), "updateBucketPatchSlash");
-    let key = &mut doc["paths"]["/kvdb/{bucket}/{key}"];
     for method in ["put", "post"] {
-        let body = &mut key[method]["requestBody"];
+        let body = &mut doc["paths"]["/kvdb/{bucket}/{key}"][method]["requestBody"];
         body["required"] = json!(false);
         body["content"]["text/plain"]["schema"]["maxLength"] = json!(16384);
     }
+    // A listing in JSON is an array of keys, or of `[key, value]` pairs with `values`.
+    let pair = json!({"type": "array", "prefixItems": [{"type": "string"}, {}], "minItems": 2, "maxItems": 2});
+    for path in [bucket, "/kvdb/{bucket}/"] {
+        doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
+            json!({"type": "array", "items": {"anyOf": [{"type": "string"}, pair]}});
+    }
+    let key = &mut doc["paths"]["/kvdb/{bucket}/{key}"];
     // `+N` / `-N` (`keys::parse_delta`); N's range is checked by the server.
     key["patch"]["requestBody"]["content"]["text/plain"]["schema"]["pattern"] =
         json!("^\\s*[+-]([0-9]+|[0-9]*\\.[0-9]+|[0-9]+\\.[0-9]*)\\s*$");

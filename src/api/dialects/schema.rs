@@ -356,24 +356,44 @@ pub struct KvKeyPath {
     pub key: String,
 }
 
-/// Bucket creation and policy updates, as an `application/x-www-form-urlencoded` body. An
-/// empty key means "none" (on an update: an empty `write_key` removes it; an empty
-/// `secret_key` is refused, 400).
+/// Seconds as KVdb takes them: any whole number a u64 holds, 0 meaning no expiry (longer
+/// than about 1000 years is stored as 1000 years).
+fn kv_seconds() -> RefOr<Schema> {
+    json_schema(serde_json::json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}))
+}
+
+/// Bucket creation, as an `application/x-www-form-urlencoded` body. An empty key means none.
+/// A form field has no null: every field is text or left out.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct KvPolicyForm {
+pub struct KvCreateForm {
     /// Needed to list keys, change the policy and delete the bucket; also allows writes.
-    #[schema(max_length = 256)]
-    pub secret_key: Option<String>,
+    #[schema(max_length = 256, required = false)]
+    pub secret_key: String,
     /// Needed to write keys.
-    #[schema(max_length = 256)]
-    pub write_key: Option<String>,
+    #[schema(max_length = 256, required = false)]
+    pub write_key: String,
     /// Seconds a key not updated lives; 0 is forever. Default 604800 (a week).
-    #[schema(minimum = 0)]
-    pub default_ttl: Option<u64>,
+    #[schema(schema_with = kv_seconds, required = false)]
+    pub default_ttl: u64,
     /// Accepted and ignored (the hosted service's account e-mail).
-    #[schema(max_length = 256)]
-    pub email: Option<String>,
+    #[schema(max_length = 256, required = false)]
+    pub email: String,
+}
+
+/// A policy update: as creation, but the secret key can be changed, never removed (an empty
+/// one is 400); an empty `write_key` removes the write key.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KvUpdateForm {
+    #[schema(min_length = 1, max_length = 256, required = false)]
+    pub secret_key: String,
+    #[schema(max_length = 256, required = false)]
+    pub write_key: String,
+    #[schema(schema_with = kv_seconds, required = false)]
+    pub default_ttl: u64,
+    #[schema(max_length = 256, required = false)]
+    pub email: String,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -381,7 +401,7 @@ pub struct KvPolicyForm {
 #[into_params(parameter_in = Query)]
 pub struct KvTtlQuery {
     /// Seconds; 0 is no expiry. Default: the bucket's `default_ttl`.
-    #[param(minimum = 0)]
+    #[param(schema_with = kv_seconds)]
     pub ttl: Option<u64>,
 }
 

@@ -170,7 +170,7 @@ pub async fn set(
 /// at 0. The increment itself is atomic; because the core's increment keeps an existing key's
 /// expiry, a second, version-conditioned write then renews the TTL ("keys not updated expire
 /// after default_ttl"). If another write got in between, that write's TTL stands.
-#[utoipa::path(patch, path = "/kvdb/{bucket}/{key}", tag = "keys", operation_id = "incrementKey",
+#[utoipa::path(patch, path = "/kvdb/{bucket}/{key}", tag = "keys", operation_id = "incrementCounter",
     summary = "Add `+N` or `-N` to a counter; a missing key starts at 0",
     params(crate::api::dialects::schema::KvKeyPath, crate::api::dialects::schema::KvTtlQuery),
     request_body(content = String, content_type = "text/plain", description = "`+N` or `-N`, N a 64-bit integer or a finite decimal"),

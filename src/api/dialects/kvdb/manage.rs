@@ -56,7 +56,7 @@ fn to_json(v: &impl serde::Serialize) -> Res<String> {
 /// `POST /kvdb` (form: `secret_key`, `write_key`, `default_ttl`) → the new bucket id as text.
 #[utoipa::path(post, path = "/kvdb", tag = "buckets", operation_id = "createBucket",
     summary = "Create a bucket in the token's namespace",
-    request_body(content = Option<crate::api::dialects::schema::KvPolicyForm>, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = Option<crate::api::dialects::schema::KvCreateForm>, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "the new bucket's id", body = String, content_type = "text/plain"), crate::api::dialects::schema::KvErrors))]
 pub async fn create(State(st): State<AppState>, caller: Res<Caller>, q: QueryMap, replay: Res<Replay>) -> Response {
     let parsed = (|| -> Res<_> {
@@ -115,7 +115,7 @@ fn bucket_id(path: Result<Path<String>, PathRejection>) -> Res<String> {
 /// fixed policy, and no secret key can be added later (seed 002).
 #[utoipa::path(post, path = "/kvdb/{bucket}", tag = "buckets", operation_id = "updateBucket",
     summary = "Change a bucket's policy (needs its secret key); also PATCH",
-    params(crate::api::dialects::schema::KvBucketPath), request_body(content = Option<crate::api::dialects::schema::KvPolicyForm>, content_type = "application/x-www-form-urlencoded"),
+    params(crate::api::dialects::schema::KvBucketPath), request_body(content = Option<crate::api::dialects::schema::KvUpdateForm>, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "done; the body is empty", body = String, content_type = "text/plain"), crate::api::dialects::schema::KvErrors))]
 pub async fn update(
     State(st): State<AppState>,

@@ -19,7 +19,7 @@
 //! - the surfaces, peers of each other: `kv.rs` (`/kv/items`: keys, increments, scans),
 //!   `batch.rs` (`/kv/batch`), `admin.rs` (`/admin/tokens`, `/admin/backup`), `cluster.rs`
 //!   (`/cluster/*`, `/health`), `watch/` (`/kv/watch`), `dialects/` (the hosted services' API
-//!   shapes)
+//!   shapes, and their own descriptions at `/openapi/{dialect}.json`)
 //! - `openapi.rs`: `/openapi.json`, generated from the surfaces' annotations
 //! - `mod.rs`: the router, which mounts them all
 

@@ -219,6 +219,13 @@ fn alias(doc: &mut Value, (path, method): (&str, &str), (to_path, to_method): (&
 
 fn tighten_kvdb(doc: &mut Value) {
     let bucket = "/kvdb/{bucket}";
+    // A form may be left out or empty (`curl -d ''`: no fields, no change); it is never null.
+    for (path, form) in [("/kvdb", "KvCreateForm"), (bucket, "KvUpdateForm")] {
+        let body = &mut doc["paths"][path]["post"]["requestBody"];
+        body["content"]["application/x-www-form-urlencoded"]["schema"] =
+            json!({"$ref": format!("#/components/schemas/{form}")});
+        body["required"] = json!(false);
+    }
     alias(doc, (bucket, "post"), (bucket, "patch"), "updateBucketPatch");
     alias(doc, ("/kvdb/{bucket}/{key}", "put"), ("/kvdb/{bucket}/{key}", "post"), "setKeyPost");
     // `/kvdb/` and `/kvdb/{bucket}/` are the same routes as without the slash.
@@ -233,7 +240,7 @@ fn tighten_kvdb(doc: &mut Value) {
         body["content"]["text/plain"]["schema"]["maxLength"] = json!(16384);
     }
     // A listing in JSON is an array of keys, or of `[key, value]` pairs with `values`.
-    let pair = json!({"type": "array", "prefixItems": [{"type": "string"}, {}], "minItems": 2, "maxItems": 2});
+    let pair = json!({"type": "array", "minItems": 2, "maxItems": 2, "description": "the key, then its value"});
     for path in [bucket, "/kvdb/{bucket}/"] {
         doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
             json!({"type": "array", "items": {"anyOf": [{"type": "string"}, pair]}});

@@ -90,33 +90,42 @@ fn for_each_operation(doc: &mut utoipa::openapi::OpenApi, mut f: impl FnMut(&mut
     }
 }
 
+/// `X-Cairn-Namespace`, which every operation that acts with a Cairn token takes.
+fn namespace_header() -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name("X-Cairn-Namespace")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "the namespace to act in: a token's own (the header may be left out), any for the bootstrap admin \
+             token, `default` for an anonymous caller",
+        ))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[A-Za-z0-9._-]{1,64}$"))))
+        .build()
+}
+
 /// saasignal and echovalue take a Cairn token, sent any of the four ways, on every operation
 /// (`auth::credentials_first` answers 401 before anything else), and an admin token may pick
-/// the namespace with `X-Cairn-Namespace`.
+/// the namespace with `X-Cairn-Namespace`. Operations marked `security(())` (the description
+/// itself) take neither.
 struct TokenCredentials;
 
 impl Modify for TokenCredentials {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         doc.security = Some(add_token_schemes(doc));
-        let namespace = ParameterBuilder::new()
-            .name("X-Cairn-Namespace")
-            .parameter_in(ParameterIn::Header)
-            .required(Required::False)
-            .description(Some(
-                "the namespace to act in: a token's own (the header may be left out), any for the bootstrap admin \
-                 token, `default` for an anonymous caller",
-            ))
-            .schema(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[A-Za-z0-9._-]{1,64}$"))))
-            .build();
-        for_each_operation(doc, |op| op.parameters.get_or_insert_with(Vec::new).push(namespace.clone().into()));
+        for_each_operation(doc, |op| {
+            if op.security.is_none() {
+                op.parameters.get_or_insert_with(Vec::new).push(namespace_header().into());
+            }
+        });
     }
 }
 
 /// KVdb takes a key the same four ways (the seed's are the Basic user name and `?key=`).
 /// Creating a bucket needs a Cairn token; inside a bucket a key is needed only where its
 /// policy says (none to read a key, none at all in a bucket without keys), so there the
-/// requirement is optional. The namespace header means nothing here: a bucket's id says where
-/// it lives.
+/// requirement is optional. Only creation takes `X-Cairn-Namespace` (where the new bucket
+/// lives); after that a bucket's id says where it is.
 struct BucketCredentials;
 
 impl Modify for BucketCredentials {
@@ -126,7 +135,9 @@ impl Modify for BucketCredentials {
         optional.push(SecurityRequirement::default());
         doc.security = Some(required);
         for_each_operation(doc, |op| {
-            if op.operation_id.as_deref() != Some("createBucket") && op.security.is_none() {
+            if op.operation_id.as_deref() == Some("createBucket") {
+                op.parameters.get_or_insert_with(Vec::new).push(namespace_header().into());
+            } else if op.security.is_none() {
                 op.security = Some(optional.clone());
             }
         });

@@ -114,14 +114,19 @@ pub fn credential_from(headers: &HeaderMap, uri: &Uri) -> Option<String> {
     credential_any(headers, uri).filter(|c| !c.is_empty())
 }
 
+/// An `Authorization: Bearer` or `Basic` header is the request's credential even when its
+/// token is empty (`Bearer ` trims to `Bearer`): it is never passed over for an `x-token` or
+/// `?key=` sent beside it, so a request whose stated credential is blank is anonymous (401
+/// where tokens are required) rather than served under another one.
 fn credential_any(headers: &HeaderMap, uri: &Uri) -> Option<String> {
     if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
-            return Some(t.trim().to_string());
+        let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
+        if scheme == "Bearer" || scheme == "bearer" {
+            return Some(rest.trim().to_string());
         }
-        if let Some(b) = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")) {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()?;
+        if scheme == "Basic" || scheme == "basic" {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
             let text = String::from_utf8(decoded).ok()?;
             let (user, pass) = text.split_once(':').unwrap_or((&text, ""));
             return Some(if user.is_empty() { pass } else { user }.to_string());
@@ -247,6 +252,26 @@ pub async fn credentials_first(State(c): State<CredentialsFirst>, req: Request, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A blank `Bearer` or `Basic` header is the credential (none), not a reason to look
+    /// further: schemathesis found a valid `x-token` beside `Authorization: Bearer ` accepted.
+    #[test]
+    fn a_blank_authorization_header_hides_other_credentials() {
+        let uri: Uri = "/echovalue/kv/g/k?key=from-query".parse().unwrap();
+        for blank in ["Bearer ", "Bearer", "bearer  ", "Basic ", "Basic"] {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, blank.parse().unwrap());
+            h.insert("x-token", "from-header".parse().unwrap());
+            assert_eq!(credential_from(&h, &uri), None, "{blank:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "Bearer t1".parse().unwrap());
+        h.insert("x-token", "t2".parse().unwrap());
+        assert_eq!(credential_from(&h, &uri).as_deref(), Some("t1"));
+        // Another scheme is not Cairn's: the other styles still apply.
+        h.insert(header::AUTHORIZATION, "Digest x".parse().unwrap());
+        assert_eq!(credential_from(&h, &uri).as_deref(), Some("t2"));
+    }
 
     #[test]
     fn minted_tokens_split_and_verify() {

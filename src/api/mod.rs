@@ -19,7 +19,7 @@
 //! - the surfaces, peers of each other: `kv.rs` (`/kv/items`: keys, increments, scans),
 //!   `batch.rs` (`/kv/batch`), `admin.rs` (`/admin/tokens`, `/admin/backup`), `cluster.rs`
 //!   (`/cluster/*`, `/health`), `watch/` (`/kv/watch`), `dialects/` (the hosted services' API
-//!   shapes)
+//!   shapes, and their own descriptions at `/openapi/{dialect}.json`)
 //! - `openapi.rs`: `/openapi.json`, generated from the surfaces' annotations
 //! - `mod.rs`: the router, which mounts them all
 
@@ -103,6 +103,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(observe::ready))
         .route("/metrics", get(observe::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
+        .route("/openapi/saasignal.json", get(dialects::saasignal_json))
+        .route("/openapi/echovalue.json", get(dialects::echovalue_json))
+        .route("/openapi/kvdb.json", get(dialects::kvdb_json))
         .merge(data)
         .merge(raft)
         .fallback(|| async { ApiError::new(Code::NoRoute, "no such route").into_response() })

@@ -3,8 +3,9 @@
 //! handlers and the wire shapes in `schema.rs`; `tests/it/inproc/openapi.rs` checks that every
 //! route the router mounts is in it and that it matches the checked-in `docs/openapi.json`.
 //!
-//! The dialects are left out: they follow their hosted services' own APIs, which
-//! docs/dialects.md describes, and the peer RPCs under `/raft/*` are not a client API.
+//! The dialects are left out: each takes credentials and answers errors its own way, so each
+//! has its own document (`dialects/openapi.rs`). The peer RPCs under `/raft/*` are not a
+//! client API.
 
 use std::sync::OnceLock;
 

@@ -113,6 +113,11 @@ fn ttl_ms(q: &HashMap<String, String>) -> Res<u64> {
 }
 
 /// `POST /echovalue/kv/{group}/{key}?ttl=` with a text body → `OK`.
+#[utoipa::path(post, path = "/echovalue/kv/{group}/{key}", tag = "kv", operation_id = "store",
+    summary = "Store a text value, replacing any",
+    params(super::schema::EvPath, super::schema::EvStoreQuery),
+    request_body(content = String, content_type = "text/plain", description = "the value: UTF-8, at most 1000 characters; any content type"),
+    responses((status = 200, description = "`OK`", body = String, content_type = "text/plain"), super::schema::EvErrors))]
 async fn store(
     State(st): State<AppState>,
     caller: Res<Caller>,
@@ -145,6 +150,10 @@ async fn store(
 }
 
 /// `GET /echovalue/kv/{group}/{key}` → the value as text, 404 if absent or expired.
+#[utoipa::path(get, path = "/echovalue/kv/{group}/{key}", tag = "kv", operation_id = "read",
+    summary = "Read a value as text",
+    params(super::schema::EvPath, super::schema::EvReadQuery),
+    responses((status = 200, description = "the value; one written as other JSON through another API is its JSON text", body = String, content_type = "text/plain"), super::schema::EvErrors))]
 async fn read(
     State(st): State<AppState>,
     caller: Res<Caller>,
@@ -176,6 +185,10 @@ async fn read(
 }
 
 /// `DELETE /echovalue/kv/{group}/{key}` → `OK`, 404 if absent.
+#[utoipa::path(delete, path = "/echovalue/kv/{group}/{key}", tag = "kv", operation_id = "remove",
+    summary = "Delete a value",
+    params(super::schema::EvPath),
+    responses((status = 200, description = "`OK`", body = String, content_type = "text/plain"), super::schema::EvErrors))]
 async fn remove(
     State(st): State<AppState>,
     caller: Res<Caller>,

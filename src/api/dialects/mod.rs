@@ -6,6 +6,9 @@
 //! - `saasignal/`: `/infra/kv` (seed 003), JSON with `{"code", "message"}` errors
 //! - `kvdb/`: `/kvdb` buckets with their own access keys (seed 002), text
 //! - `echovalue.rs`: `/echovalue/kv/{group}/{key}` (seed 004), text
+//! - `schema.rs`: the dialects' wire shapes as OpenAPI schemas (below the handlers)
+//! - `openapi.rs`: `/openapi/{dialect}.json`, one description per dialect, from the handlers'
+//!   annotations
 //!
 //! The native `/kv/items` API is itself the rocketstack dialect (seeds 000 and 001).
 //!
@@ -17,7 +20,9 @@
 
 mod echovalue;
 mod kvdb;
+mod openapi;
 mod saasignal;
+mod schema;
 mod shared;
 
 use std::sync::Arc;
@@ -28,6 +33,7 @@ use crate::api::auth::{credentials_first, CredentialsFirst};
 use crate::api::error::Render;
 use crate::api::ratelimit::{self, Limit, RateLimiter};
 use crate::api::state::AppState;
+pub use openapi::{echovalue_json, kvdb_json, saasignal_json};
 
 /// Dialects' background work for as long as the node runs: finishing KVdb bucket deletions.
 pub async fn background(st: AppState) {

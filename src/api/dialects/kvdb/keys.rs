@@ -88,6 +88,10 @@ fn failed(f: Fail) -> Response {
 }
 
 /// `GET /kvdb/{bucket}/{key}` → the value as text. Reading needs no key.
+#[utoipa::path(get, path = "/kvdb/{bucket}/{key}", tag = "keys", operation_id = "getKey",
+    summary = "Read a value as text; no key needed",
+    params(crate::api::dialects::schema::KvKeyPath, crate::api::dialects::schema::KvReadQuery),
+    responses((status = 200, description = "the value, byte for byte as stored", body = String, content_type = "text/plain"), crate::api::dialects::schema::KvErrors))]
 pub async fn get(
     State(st): State<AppState>,
     key: BucketKey,
@@ -121,6 +125,11 @@ pub async fn get(
 }
 
 /// `PUT` or `POST /kvdb/{bucket}/{key}[?ttl=]` with the value as the body.
+#[utoipa::path(put, path = "/kvdb/{bucket}/{key}", tag = "keys", operation_id = "setKey",
+    summary = "Store a value (a plain decimal is stored as a number); also POST",
+    params(crate::api::dialects::schema::KvKeyPath, crate::api::dialects::schema::KvTtlQuery),
+    request_body(content = String, content_type = "text/plain", description = "the value: UTF-8, at most 16384 bytes; any content type"),
+    responses((status = 200, description = "done; the body is empty", body = String, content_type = "text/plain"), crate::api::dialects::schema::KvErrors))]
 pub async fn set(
     State(st): State<AppState>,
     key: BucketKey,
@@ -161,6 +170,11 @@ pub async fn set(
 /// at 0. The increment itself is atomic; because the core's increment keeps an existing key's
 /// expiry, a second, version-conditioned write then renews the TTL ("keys not updated expire
 /// after default_ttl"). If another write got in between, that write's TTL stands.
+#[utoipa::path(patch, path = "/kvdb/{bucket}/{key}", tag = "keys", operation_id = "incrementCounter",
+    summary = "Add `+N` or `-N` to a counter; a missing key starts at 0",
+    params(crate::api::dialects::schema::KvKeyPath, crate::api::dialects::schema::KvTtlQuery),
+    request_body(content = String, content_type = "text/plain", description = "`+N` or `-N`, N a 64-bit integer or a finite decimal"),
+    responses((status = 200, description = "the new value", body = String, content_type = "text/plain"), crate::api::dialects::schema::KvErrors))]
 pub async fn patch(
     State(st): State<AppState>,
     key: BucketKey,
@@ -212,6 +226,10 @@ pub async fn patch(
 }
 
 /// `DELETE /kvdb/{bucket}/{key}`; 404 if absent.
+#[utoipa::path(delete, path = "/kvdb/{bucket}/{key}", tag = "keys", operation_id = "deleteKey",
+    summary = "Delete a key",
+    params(crate::api::dialects::schema::KvKeyPath),
+    responses((status = 200, description = "done; the body is empty", body = String, content_type = "text/plain"), crate::api::dialects::schema::KvErrors))]
 pub async fn delete(
     State(st): State<AppState>,
     key: BucketKey,

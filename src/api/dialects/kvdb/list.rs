@@ -238,6 +238,13 @@ fn respond(mut pager: Pager) -> Res<Response> {
 }
 
 /// `GET /kvdb/{bucket}` or `/kvdb/{bucket}/`.
+#[utoipa::path(get, path = "/kvdb/{bucket}", tag = "buckets", operation_id = "listKeys",
+    summary = "List a bucket's keys, optionally with values",
+    params(crate::api::dialects::schema::KvBucketPath, crate::api::dialects::schema::KvListQuery),
+    responses((status = 200, description = "`key` or `key=value` lines; `[\"key\"]` or `[[\"key\", value]]`; one `\"key\"` or `[\"key\", value]` per line",
+        content((String = "text/plain"), (Object = "application/json"), (String = "application/x-ndjson"))),
+        (status = 406, description = "neither `format` nor the Accept header names a supported format", body = String, content_type = "text/plain"),
+        crate::api::dialects::schema::KvErrors))]
 pub async fn list(
     State(st): State<AppState>,
     key: BucketKey,

@@ -54,6 +54,10 @@ fn to_json(v: &impl serde::Serialize) -> Res<String> {
 }
 
 /// `POST /kvdb` (form: `secret_key`, `write_key`, `default_ttl`) → the new bucket id as text.
+#[utoipa::path(post, path = "/kvdb", tag = "buckets", operation_id = "createBucket",
+    summary = "Create a bucket in the token's namespace",
+    request_body(content = Option<crate::api::dialects::schema::KvCreateForm>, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "the new bucket's id", body = String, content_type = "text/plain"), crate::api::dialects::schema::KvErrors))]
 pub async fn create(State(st): State<AppState>, caller: Res<Caller>, q: QueryMap, replay: Res<Replay>) -> Response {
     let parsed = (|| -> Res<_> {
         let ns = caller?.namespace(perm::WRITE)?;
@@ -109,6 +113,10 @@ fn bucket_id(path: Result<Path<String>, PathRejection>) -> Res<String> {
 /// `POST` or `PATCH /kvdb/{bucket}` (form: `write_key`, `secret_key`, `default_ttl`) with the
 /// secret key. An empty `write_key` removes it. A bucket created without a secret key has a
 /// fixed policy, and no secret key can be added later (seed 002).
+#[utoipa::path(post, path = "/kvdb/{bucket}", tag = "buckets", operation_id = "updateBucket",
+    summary = "Change a bucket's policy (needs its secret key); also PATCH",
+    params(crate::api::dialects::schema::KvBucketPath), request_body(content = Option<crate::api::dialects::schema::KvUpdateForm>, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "done; the body is empty", body = String, content_type = "text/plain"), crate::api::dialects::schema::KvErrors))]
 pub async fn update(
     State(st): State<AppState>,
     key: BucketKey,
@@ -179,6 +187,10 @@ pub async fn update(
 /// `DELETE /kvdb/{bucket}`: removes the lookup and policy records in one atomic entry, so the
 /// bucket is gone for every request from then on, and records it as gone; its keys are then
 /// deleted in the background ("may not complete immediately", as the seed says; `sweep.rs`).
+#[utoipa::path(delete, path = "/kvdb/{bucket}", tag = "buckets", operation_id = "deleteBucket",
+    summary = "Delete a bucket and, in the background, its keys",
+    params(crate::api::dialects::schema::KvBucketPath),
+    responses((status = 200, description = "done; the body is empty", body = String, content_type = "text/plain"), crate::api::dialects::schema::KvErrors))]
 pub async fn delete(
     State(st): State<AppState>,
     key: BucketKey,

@@ -23,9 +23,9 @@
 mod access;
 mod bucket;
 mod common;
-mod keys;
-mod list;
-mod manage;
+pub(super) mod keys;
+pub(super) mod list;
+pub(super) mod manage;
 mod sweep;
 
 use axum::routing::{get, post, MethodRouter};

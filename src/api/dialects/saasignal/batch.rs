@@ -93,6 +93,10 @@ impl<'a> OpResult<'a> {
 }
 
 /// `POST /infra/kv {ops}` → `{"results": [...]}` in op order.
+#[utoipa::path(post, path = "/infra/kv", tag = "kv", operation_id = "batchOps",
+    summary = "Up to 100 get, set and delete ops, applied atomically",
+    request_body = crate::api::dialects::schema::SsBatchBody,
+    responses((status = 200, description = "one result per op, in order", body = crate::api::dialects::schema::SsResults), crate::api::dialects::schema::SsErrors))]
 pub(super) async fn batch(
     State(st): State<AppState>,
     caller: Res<Caller>,

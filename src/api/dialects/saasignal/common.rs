@@ -16,8 +16,8 @@ use crate::api::code::Code;
 pub use crate::api::dialects::shared::QueryMap;
 use crate::api::dialects::shared::{clamp_ttl_ms, dialect_status, query_params};
 use crate::api::error::{with_retry_after, ApiError};
-use crate::api::render;
 use crate::api::state::AppState;
+use crate::api::{parse, render};
 use crate::model::command::{Condition, Item, Refusal};
 
 const MAX_KEY_CHARS: usize = 512;
@@ -143,7 +143,8 @@ pub fn query_of(q: QueryMap, known: &[&str]) -> Res<HashMap<String, String>> {
 pub fn ttl_of(st: &AppState, v: Option<&Value>) -> Res<Option<u64>> {
     match v {
         None | Some(Value::Null) => Ok(st.node.config.quotas.default_ttl_seconds.map(|s| s * 1000)),
-        Some(v) => match v.as_u64() {
+        // `3427.0` is the integer 3427, as JSON Schema's `integer` (and JavaScript) has it.
+        Some(v) => match parse::integral(v) {
             Some(s) if (1..=MAX_TTL_SECONDS).contains(&s) => Ok(Some(clamp_ttl_ms(s))),
             _ => Err(bad(format!("ttl must be an integer number of seconds from 1 to {MAX_TTL_SECONDS}"))),
         },

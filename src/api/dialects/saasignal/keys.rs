@@ -55,6 +55,9 @@ fn write_result(r: Result<(u64, CmdResult), Blocked>, render: impl FnOnce(&CmdRe
 }
 
 /// `GET /infra/kv/{key}` → `{key, value, expires_at}`.
+#[utoipa::path(get, path = "/infra/kv/{key}", tag = "kv", operation_id = "getKey", summary = "Read a key",
+    params(crate::api::dialects::schema::SsKeyPath, crate::api::dialects::schema::SsReadQuery),
+    responses((status = 200, description = "the key", body = crate::api::dialects::schema::SsItem), crate::api::dialects::schema::SsErrors))]
 pub(super) async fn get_key(
     State(st): State<AppState>,
     caller: Res<Caller>,
@@ -85,6 +88,10 @@ pub(super) async fn get_key(
 }
 
 /// `PUT /infra/kv/{key}` with `{value, ttl?, if_not_exists?}` → `{key, value, expires_at}`.
+#[utoipa::path(put, path = "/infra/kv/{key}", tag = "kv", operation_id = "putKey",
+    summary = "Create or replace a key, optionally with a TTL or only if absent",
+    params(crate::api::dialects::schema::SsKeyPath), request_body = crate::api::dialects::schema::SsPutBody,
+    responses((status = 200, description = "the stored key", body = crate::api::dialects::schema::SsItem), crate::api::dialects::schema::SsErrors))]
 pub(super) async fn put_key(
     State(st): State<AppState>,
     caller: Res<Caller>,
@@ -119,6 +126,10 @@ pub(super) async fn put_key(
 }
 
 /// `DELETE /infra/kv/{key}` → `{"status": "ok", "key", "deleted": true}`, 404 if absent.
+#[utoipa::path(delete, path = "/infra/kv/{key}", tag = "kv", operation_id = "deleteKey",
+    summary = "Delete a key; the body, if any, is `{}`",
+    params(crate::api::dialects::schema::SsKeyPath),
+    responses((status = 200, description = "deleted", body = crate::api::dialects::schema::SsDeleted), crate::api::dialects::schema::SsErrors))]
 pub(super) async fn delete_key(
     State(st): State<AppState>,
     caller: Res<Caller>,
@@ -149,6 +160,10 @@ pub(super) async fn delete_key(
 
 /// `POST /infra/kv/{key}/increment` with `{delta?, ttl?}` → `{"status": "ok", key, value,
 /// expires_at}`; `ttl` applies when the increment creates the key.
+#[utoipa::path(post, path = "/infra/kv/{key}/increment", tag = "kv", operation_id = "incrementKey",
+    summary = "Add to a number atomically; a missing key starts at 0",
+    params(crate::api::dialects::schema::SsKeyPath), request_body(content = Option<crate::api::dialects::schema::SsIncrementBody>),
+    responses((status = 200, description = "the key with its new value", body = crate::api::dialects::schema::SsItem), crate::api::dialects::schema::SsErrors))]
 pub(super) async fn increment(
     State(st): State<AppState>,
     caller: Res<Caller>,
@@ -180,6 +195,10 @@ pub(super) async fn increment(
 }
 
 /// `GET /infra/kv?prefix&cursor&limit` → `{"status": "ok", "keys": [...], "next_cursor"}`.
+#[utoipa::path(get, path = "/infra/kv", tag = "kv", operation_id = "scanKeys",
+    summary = "List key names in byte order, one page at a time",
+    params(crate::api::dialects::schema::SsScanQuery),
+    responses((status = 200, description = "one page; follow `next_cursor` until it is null", body = crate::api::dialects::schema::SsPage), crate::api::dialects::schema::SsErrors))]
 pub(super) async fn scan(
     State(st): State<AppState>,
     caller: Res<Caller>,

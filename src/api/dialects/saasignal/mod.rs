@@ -10,9 +10,9 @@
 //! - `batch.rs`: `POST /infra/kv {ops}`
 //! - `mod.rs`: the routes
 
-mod batch;
+pub(super) mod batch;
 mod common;
-mod keys;
+pub(super) mod keys;
 
 use axum::routing::{any, get, post};
 use axum::Router;

@@ -10,6 +10,7 @@
 //! - `parse.rs`: request parsing and validation shared by every surface
 //! - `render.rs`: stored values as raw JSON, items as native JSON, RFC 3339 times
 //! - `schema.rs`: the native wire shapes as OpenAPI schemas (descriptions only)
+//! - `describe.rs`: what every OpenAPI description shares (credentials, the namespace header)
 //! - `auth.rs`: credentials, tokens, namespaces, permissions
 //! - `ratelimit.rs`: per-caller token buckets, mounted per surface with its error renderer
 //! - `forward.rs`: one-hop proxy to the leader
@@ -28,6 +29,7 @@ mod auth;
 mod batch;
 mod cluster;
 mod code;
+mod describe;
 mod dialects;
 mod error;
 mod exec;

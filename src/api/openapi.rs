@@ -11,15 +11,10 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use utoipa::openapi::path::{HttpMethod, ParameterBuilder, ParameterIn};
-use utoipa::openapi::security::{
-    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
-};
-use utoipa::openapi::{ObjectBuilder, Required, Type};
+use axum::response::Response;
 use utoipa::{Modify, OpenApi};
 
+use super::describe::{add_token_schemes, for_each_operation, namespace_header, render, serve};
 use super::{admin, batch, cluster, kv, observe, schema, watch};
 
 #[derive(OpenApi)]
@@ -58,61 +53,20 @@ struct Credentials;
 
 impl Modify for Credentials {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-        components.add_security_scheme(
-            "basic",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
-        );
-        components.add_security_scheme("xToken", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-token"))));
-        components.add_security_scheme("queryKey", SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("key"))));
-        doc.security = Some(
-            ["bearer", "basic", "xToken", "queryKey"]
-                .into_iter()
-                .map(|name| SecurityRequirement::new(name, Vec::<String>::new()))
-                .collect(),
-        );
-        let namespace = ParameterBuilder::new()
-            .name("X-Cairn-Namespace")
-            .parameter_in(ParameterIn::Header)
-            .required(Required::False)
-            .description(Some(
-                "the namespace to act in: a token's own (the header may be left out), any for the bootstrap admin \
-                 token, `default` for an anonymous caller",
-            ))
-            .schema(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[A-Za-z0-9._-]{1,64}$"))))
-            .build();
-        for item in doc.paths.paths.values_mut() {
-            for method in [HttpMethod::Get, HttpMethod::Put, HttpMethod::Post, HttpMethod::Delete] {
-                let op = match method {
-                    HttpMethod::Get => item.get.as_mut(),
-                    HttpMethod::Put => item.put.as_mut(),
-                    HttpMethod::Post => item.post.as_mut(),
-                    HttpMethod::Delete => item.delete.as_mut(),
-                    _ => None,
-                };
-                // Operations marked `security(())` are the probes: no credential, no namespace.
-                let Some(op) = op else { continue };
-                if op.security.is_some() {
-                    continue;
-                }
-                op.parameters.get_or_insert_with(Vec::new).push(namespace.clone().into());
+        doc.security = Some(add_token_schemes(doc));
+        // Operations marked `security(())` are the probes: no credential, no namespace.
+        for_each_operation(doc, |op| {
+            if op.security.is_none() {
+                op.parameters.get_or_insert_with(Vec::new).push(namespace_header().into());
             }
-        }
+        });
     }
 }
 
 /// The description as JSON text, built once.
 pub fn document() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| {
-        let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI description serializes");
-        tighten(&mut doc);
-        serde_json::to_string_pretty(&doc).expect("JSON serializes")
-    })
+    DOC.get_or_init(|| render(ApiDoc::openapi(), tighten))
 }
 
 /// The rules the server enforces that utoipa's attributes cannot state, patched into the JSON.
@@ -160,5 +114,5 @@ fn tighten(doc: &mut Value) {
     summary = "This description",
     responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json", body = Object), schema::Errors))]
 pub async fn openapi_json() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], document()).into_response()
+    serve(document())
 }

@@ -81,7 +81,7 @@ fuzz openapi/echovalue.json -H "x-token: $TOKEN" || status=$?
 fuzz openapi.json -H "Authorization: Bearer $TOKEN" || status=$?
 set -e
 if ((status != 0)); then
-    echo "schemathesis: failures above (exit $status); node logs in $WORK" >&2
+    echo "schemathesis: failures above (exit $status); the last lines of each node's log follow" >&2
     for i in 1 2 3; do tail -n 20 "$WORK/node$i.log" >&2; done
 fi
 exit "$status"

@@ -73,7 +73,8 @@ const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_991.0;
 /// A JSON number that is a non-negative integer, however it is spelled: `258`, `258.0` and
 /// `2.58e2` are the same integer, as JSON Schema's `integer` says (`/openapi.json` describes
 /// `ttlSeconds` and a numeric `ifVersion` as integers). A spelling with a fraction or exponent
-/// is taken only while a double holds it exactly, and so, to say one thing, is every spelling.
+/// is taken only while a double holds it exactly; so is a plain one, so that every spelling of
+/// a number means the same and the description can state one bound.
 pub fn integral(v: &Value) -> Option<u64> {
     let n = v.as_number()?;
     if let Some(u) = n.as_u64() {

@@ -56,7 +56,7 @@ pub async fn to_leader(st: &AppState, req: Replay) -> Result<Response, ApiError>
     if req.headers.contains_key(H_FORWARDED_BY) && from_a_peer(st, &req.headers) {
         return Err(ApiError::no_leader("a forwarded request reached a node that is not the leader"));
     }
-    let Some((_, addr)) = st.node.leader().filter(|(id, _)| *id != st.node.id) else {
+    let Some((leader, addr, term)) = st.node.leader_in_term().filter(|(id, ..)| *id != st.node.id) else {
         return Err(ApiError::no_leader("no leader is known"));
     };
     let path = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -74,6 +74,25 @@ pub async fn to_leader(st: &AppState, req: Replay) -> Result<Response, ApiError>
         }
     }
     let is_read = req.method == Method::GET;
+    tokio::select! {
+        biased;
+        answer = relay(rb, &addr, is_read) => answer,
+        // The request went to a leader that has since been replaced: waiting on for its
+        // answer (up to the timeout above) would hold the client through the whole failover,
+        // when a retry would reach the new leader. A write's outcome stays unknown; a read
+        // did nothing.
+        next = st.node.leader_moved(leader, term) => Err(if is_read {
+            ApiError::no_leader(format!("leadership moved from node {leader} to node {next} while the read was forwarded; retry"))
+        } else {
+            ApiError::unknown_outcome(format!(
+                "leadership moved from node {leader} to node {next} while the write was with node {leader}; it may or may not have been applied"
+            ))
+        }),
+    }
+}
+
+/// Sends the replayed request and reads the whole answer.
+async fn relay(rb: reqwest::RequestBuilder, addr: &str, is_read: bool) -> Result<Response, ApiError> {
     let lost = |why: String| {
         if is_read {
             ApiError::no_leader(format!("leader unreachable: {why}"))
@@ -85,12 +104,12 @@ pub async fn to_leader(st: &AppState, req: Replay) -> Result<Response, ApiError>
         Ok(r) => r,
         // Nothing reached the leader: definitely not applied.
         Err(e) if e.is_connect() => return Err(ApiError::no_leader(format!("leader unreachable: {e}"))),
-        Err(e) => return Err(refused_before_http(&e).map_or_else(|| lost(e.to_string()), |why| refused(&addr, why))),
+        Err(e) => return Err(refused_before_http(&e).map_or_else(|| lost(e.to_string()), |why| refused(addr, why))),
     };
     // Every answer of a Cairn node carries its id; one without came from something else on
     // the leader's port, which did not run the request.
     if !resp.headers().contains_key(H_NODE) {
-        return Err(refused(&addr, format!("its port answered {} without being a Cairn node", resp.status())));
+        return Err(refused(addr, format!("its port answered {} without being a Cairn node", resp.status())));
     }
     let status = resp.status();
     let mut headers = HeaderMap::new();

@@ -484,6 +484,36 @@ impl Node {
         leader(&self.raft, self.id)
     }
 
+    /// The leader this node knows of, with the term it leads, read together.
+    pub fn leader_in_term(&self) -> Option<(NodeId, String, u64)> {
+        let term = self.raft.metrics().borrow().current_term;
+        let (id, addr) = self.leader()?;
+        // Read again: a leader read after the term moved belongs to the new term or to none.
+        (self.raft.metrics().borrow().current_term == term).then_some((id, addr, term))
+    }
+
+    /// Resolves with the new leader once this node knows one other than `from`, in a term
+    /// after `term`. A request sent to `from` before then may still have been applied (its
+    /// entry can reach the new leader's log), but `from` answering it is no longer to be
+    /// counted on: cut off, it may never answer. So a forwarder stops waiting here, with an
+    /// unknown outcome, rather than at its timeout. Never resolves once Raft has stopped.
+    pub async fn leader_moved(&self, from: NodeId, term: u64) -> NodeId {
+        let mut rx = self.raft.metrics();
+        loop {
+            {
+                let m = rx.borrow_and_update();
+                if m.current_term > term {
+                    if let Some(next) = known_leader(&m, self.id).filter(|l| *l != from) {
+                        return next;
+                    }
+                }
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// `NotLeader` (with the leader, when known) or `NoLeader`.
     pub(crate) fn leader_error(&self) -> Error {
         not_leader(&self.raft, self.id)

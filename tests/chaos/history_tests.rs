@@ -10,6 +10,7 @@ use super::history::{parse_expires_at_ms, read_jsonl, write_files, Extra, Op, Op
 use super::lin::{check_by_key, KeyOutcome};
 use super::nemesis::FaultEvent;
 use super::plan::FaultKind;
+use super::report;
 use super::skew::ClockTrace;
 use super::workload::FINAL_READER;
 
@@ -234,4 +235,33 @@ fn expires_at_parses_to_unix_milliseconds() {
     assert_eq!(parse_expires_at_ms("2026-11-23T15:00:00.5Z"), Some(1_795_446_000_500));
     assert_eq!(parse_expires_at_ms("2026-11-23 15:00:00Z"), None);
     assert_eq!(parse_expires_at_ms("2026-11-23T15:00:00.123"), None);
+}
+
+/// A partitioned leader's last write, acknowledged just after the cut, is not the next
+/// leader's first: the figure skips writes the old leader served before the heal, and counts
+/// every successful write after a kill.
+#[test]
+fn leader_fault_figure_counts_the_first_write_a_new_leader_served() {
+    let write = |client, served_by, t: (u64, u64)| {
+        let mut o = op(Workload::Register, client, OpKind::Write, "k", json!(client), Status::Ok, Value::Null, t);
+        o.extra.served_by = Some(served_by);
+        o
+    };
+    let ms = 1_000_000;
+    let ops = vec![
+        write(1, 3, (1_010 * ms, 1_013 * ms)),
+        write(2, 1, (1_020 * ms, 2_700 * ms)),
+        write(3, 2, (1_030 * ms, 1_800 * ms)),
+    ];
+    let cut = |kind| {
+        let mut f = FaultEvent { end_ns: 5_000 * ms, ..FaultEvent::new(kind, 1_000 * ms, 0) };
+        f.targets = vec![3];
+        f.leader_fault = true;
+        f
+    };
+    let figure = |kind| report::availability(&ops, &[cut(kind)], 9_000 * ms).leader_fault_to_write_ms;
+    assert_eq!(figure(FaultKind::PartitionLeader), vec![(FaultKind::PartitionLeader, Some(800))]);
+    assert_eq!(figure(FaultKind::Pause), vec![(FaultKind::Pause, Some(800))]);
+    // A killed leader serves nothing after the kill; whatever succeeded first counts.
+    assert_eq!(figure(FaultKind::KillLeader), vec![(FaultKind::KillLeader, Some(13))]);
 }

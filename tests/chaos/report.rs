@@ -29,6 +29,8 @@ pub struct Availability {
     /// For each fault that hit the leader (kill, kill-all, isolation, pause, one-way cut, the
     /// leader's removal): the kind, and ms from the injection (or the removal) to the return
     /// of the first successful write issued after it (`None` when none succeeded before the end).
+    /// A leader that was paused or cut off, not killed, may still acknowledge a write sent just
+    /// after the injection; writes it served before the heal do not count.
     pub leader_fault_to_write_ms: Vec<(FaultKind, Option<u64>)>,
 }
 
@@ -101,9 +103,19 @@ pub fn availability(ops: &[Op], faults: &[FaultEvent], stop_ns: u64) -> Availabi
         .filter(|f| f.leader_fault)
         .map(|f| {
             let hit = f.leader_hit_ns.unwrap_or(f.start_ns);
+            // A leader that is cut off or paused, not killed, can still acknowledge a write
+            // sent just before its packets stopped (the rules take a moment to hold): that is
+            // the old leader's last write, not the next leader's first.
+            let old_leader = match f.kind {
+                FaultKind::Pause | FaultKind::PartitionLeader | FaultKind::PartitionOneWay => {
+                    f.targets.first().copied()
+                }
+                _ => None,
+            };
             let first = ops
                 .iter()
                 .filter(|o| o.is_successful_write() && o.rec.call >= hit)
+                .filter(|o| old_leader.is_none() || o.extra.served_by != old_leader || o.rec.call >= f.end_ns)
                 .map(|o| o.rec.ret)
                 .min()
                 .map(|t| (t - hit) / 1_000_000);

@@ -55,6 +55,40 @@ async fn killed_leader_is_replaced_by_another_node_and_catches_up_after_restart(
     assert_eq!(before.data()["value"], "old term", "{before:?}");
 }
 
+/// A follower that forwarded a write to a leader that then went silent answers as soon as it
+/// knows the next leader: 504 `unknown_outcome` naming the change, so the client can retry at
+/// once, instead of holding the client until the write timeout (here a minute, far beyond the
+/// client's 5 s) while the cluster already has a new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_forwarded_to_a_leader_that_went_silent_is_answered_once_another_leads() {
+    // Elections slow enough that the write below reaches the follower well before one ends.
+    let mut c = Cluster::start_with(
+        3,
+        &["--write-timeout-ms", "60000", "--election-min-ms", "600", "--election-max-ms", "900"],
+    );
+    let old_leader = c.wait_for_leader(deadline_in(20)).await;
+    let follower = c.follower_ids()[0];
+    let url = c.url(follower);
+    // Through the follower once, so its forwarding connection to the leader is open.
+    let warm = c.http.put(&url, "warm", &json!({"value": 1})).await;
+    assert_eq!(warm.status, 200, "{warm:?}");
+
+    c.pause(old_leader).expect("SIGSTOP the leader");
+    let answer = c.http.try_put(&url, "during", &json!({"value": 2})).await;
+    let answer = answer.unwrap_or_else(|e| panic!("the follower must answer before the client gives up: {e}"));
+    assert_eq!(answer.status, 504, "{answer:?}");
+    assert_eq!(answer.error_code(), Some("unknown_outcome"), "{answer:?}");
+    let message = answer.body["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains(&format!("leadership moved from node {old_leader}")), "{answer:?}");
+
+    // The retry the answer invites goes to the new leader.
+    let retry = c.http.put(&url, "during", &json!({"value": 3})).await;
+    assert_eq!(retry.status, 200, "{retry:?}");
+    let new_leader = retry.header("x-cairn-leader").and_then(|l| l.parse::<u64>().ok());
+    assert!(new_leader.is_some_and(|l| l != old_leader), "{retry:?}");
+    c.resume(old_leader).expect("SIGCONT the old leader");
+}
+
 /// Writers during the load; each writes its own keys `load-{writer}-{seq}`.
 const WRITERS: usize = 8;
 /// How long the load runs before the nodes are killed (pacing, not an assertion).

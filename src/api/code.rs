@@ -40,6 +40,8 @@ pub enum Code {
     QuotaExceeded,
     // 404, 405, 406
     NotFound,
+    /// A lease that does not exist in the caller's namespace, or has expired.
+    LeaseNotFound,
     NoRoute,
     MethodNotAllowed,
     NotAcceptable,
@@ -123,6 +125,7 @@ impl Code {
             PeerCertificateRequired => ("peer_certificate_required", StatusCode::FORBIDDEN),
             QuotaExceeded => ("quota_exceeded", StatusCode::FORBIDDEN),
             NotFound => ("not_found", StatusCode::NOT_FOUND),
+            LeaseNotFound => ("lease_not_found", StatusCode::NOT_FOUND),
             NoRoute => ("no_route", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
             NotAcceptable => ("not_acceptable", StatusCode::NOT_ACCEPTABLE),
@@ -200,6 +203,7 @@ mod tests {
         (PeerCertificateRequired, "peer_certificate_required", 403),
         (QuotaExceeded, "quota_exceeded", 403),
         (NotFound, "not_found", 404),
+        (LeaseNotFound, "lease_not_found", 404),
         (NoRoute, "no_route", 404),
         (MethodNotAllowed, "method_not_allowed", 405),
         (NotAcceptable, "not_acceptable", 406),

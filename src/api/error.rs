@@ -71,6 +71,9 @@ impl ApiError {
         };
         let (code, msg) = match r {
             Refusal::NotFound => (Code::NotFound, "key not found"),
+            Refusal::LeaseNotFound => {
+                (Code::LeaseNotFound, "the lease does not exist in this namespace, or has expired")
+            }
             _ if precondition => (Code::PreconditionFailed, "precondition failed"),
             Refusal::KeyExists => (Code::KeyExists, "key already exists"),
             Refusal::VersionMismatch { .. } => (Code::VersionMismatch, "key version does not match ifVersion"),

@@ -17,8 +17,8 @@ use super::exec;
 use super::forward::Replay;
 use super::parse::{
     condition, decode_cursor, delta_of, encode_cursor, header_condition, json_object, key_of, known_fields,
-    known_params, no_precondition_headers, parse_version, query_of, scan_limit, single_condition, ttl_ms, value_text,
-    PAGE_BYTES,
+    known_params, lease_id, no_precondition_headers, parse_version, query_of, scan_limit, single_condition, ttl_ms,
+    value_text, PAGE_BYTES,
 };
 use super::render::{consistency_header, Data, ItemView};
 use super::schema;
@@ -76,7 +76,7 @@ async fn run_write(st: &AppState, parsed: Result<(Command, bool), ApiError>, rep
 }
 
 /// What a PUT body may hold. `ifNotExists`, `ifVersion` and `ifValue` are the conditions.
-const PUT_FIELDS: &[&str] = &["value", "ttlSeconds", "ifNotExists", "ifVersion", "ifValue"];
+const PUT_FIELDS: &[&str] = &["value", "ttlSeconds", "ifNotExists", "ifVersion", "ifValue", "lease"];
 
 #[utoipa::path(put, path = "/kv/items/{key}", tag = "items", operation_id = "putItem",
     summary = "Create or replace a key, optionally with a TTL or a condition",
@@ -101,8 +101,14 @@ pub async fn put_item(
         let value = value_text(&st, value)?;
         let ttl_ms = ttl_ms(&st, obj.get("ttlSeconds"))?;
         let (cond, precondition) = condition(&obj, &replay.headers)?;
+        let lease = obj.get("lease").filter(|v| !v.is_null()).map(lease_id).transpose()?;
         let ns = caller.namespace_for_write(cond != Condition::None)?;
-        Ok((Command::Set { ns, key, value, ttl_ms, cond }, precondition))
+        let cmd = match lease {
+            // A plain set stays the original command, which every version of Cairn applies.
+            None => Command::Set { ns, key, value, ttl_ms, cond },
+            Some(lease) => Command::SetLeased { ns, key, value, ttl_ms, cond, lease },
+        };
+        Ok((cmd, precondition))
     })();
     run_write(&st, parsed, replay).await
 }

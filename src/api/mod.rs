@@ -35,6 +35,7 @@ mod error;
 mod exec;
 mod forward;
 mod kv;
+mod lease;
 mod observe;
 mod openapi;
 mod parse;
@@ -87,6 +88,9 @@ pub fn router(state: AppState) -> Router {
         .route("/kv/items/{key}/increment", post(kv::increment_item))
         .route("/kv/batch", post(batch::batch))
         .route("/kv/watch", get(watch::watch))
+        .route("/leases", post(lease::grant).get(lease::list))
+        .route("/leases/{id}", get(lease::show).delete(lease::revoke))
+        .route("/leases/{id}/keepalive", post(lease::keepalive))
         .route("/admin/tokens", post(admin::create).get(admin::list))
         .route("/admin/tokens/{id}", delete(admin::revoke))
         .route("/admin/snapshot", get(admin::snapshot))

@@ -15,7 +15,7 @@ use axum::response::Response;
 use utoipa::{Modify, OpenApi};
 
 use super::describe::{add_token_schemes, for_each_operation, namespace_header, render, serve};
-use super::{admin, batch, cluster, kv, observe, schema, watch};
+use super::{admin, batch, cluster, kv, lease, observe, schema, watch};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +30,7 @@ use super::{admin, batch, cluster, kv, observe, schema, watch};
     paths(
         kv::get_item, kv::put_item, kv::delete_item, kv::increment_item, kv::scan_items,
         batch::batch, watch::watch,
+        lease::grant, lease::keepalive, lease::revoke, lease::show, lease::list,
         admin::create, admin::list, admin::revoke, admin::snapshot,
         cluster::status, cluster::add_member, cluster::remove_member, cluster::health,
         observe::ready, observe::metrics, openapi_json,
@@ -39,6 +40,7 @@ use super::{admin, batch, cluster, kv, observe, schema, watch};
     tags(
         (name = "items", description = "Keys: read, write, delete, increment, scan, batch"),
         (name = "watch", description = "Changes as Server-Sent Events, or a long poll"),
+        (name = "leases", description = "Leases: keys that live only while their holder keeps the lease alive"),
         (name = "tokens", description = "Access tokens of a namespace"),
         (name = "cluster", description = "Status, membership and backups"),
         (name = "probes", description = "Liveness, readiness, metrics and this description; no credential needed"),

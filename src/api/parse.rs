@@ -96,6 +96,16 @@ pub fn parse_version(s: &str) -> ApiResult<u64> {
     }
 }
 
+/// A lease id in a path or a body: 1 to 19 digits (or, in a body, a JSON integer).
+pub fn lease_id(v: &Value) -> ApiResult<u64> {
+    let bad = || ApiError::new(Code::InvalidId, "lease: a lease id, a string of 1 to 19 digits");
+    match v {
+        Value::String(s) => parse_version(s).map_err(|_| bad()),
+        Value::Number(_) => integral(v).ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
 pub fn json_object(body: &[u8], allow_empty: bool) -> ApiResult<serde_json::Map<String, Value>> {
     if allow_empty && body.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());

@@ -94,6 +94,11 @@ pub struct PutBody {
     /// Write only if the stored value equals this JSON (409 `value_mismatch` otherwise).
     #[schema(required = false)]
     pub if_value: Value,
+    /// Attach the key to this lease (404 `lease_not_found` if it is not live in the
+    /// namespace): the key is deleted when the lease expires or is revoked. A write without
+    /// `lease` takes the key off its lease.
+    #[schema(required = false)]
+    pub lease: Option<LeaseId>,
 }
 
 /// `POST /kv/items/{key}/increment`. An empty body means `{}`.
@@ -289,6 +294,97 @@ pub struct Revoked {
 #[serde(deny_unknown_fields)]
 pub struct RevokedData {
     pub data: Revoked,
+}
+
+/// `POST /leases`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LeaseGrantBody {
+    /// How long the lease lives without a keepalive: 1 to 31536000.
+    #[schema(minimum = 1, maximum = 31536000)]
+    pub ttl_seconds: u32,
+}
+
+/// A lease id: a decimal string.
+#[derive(Deserialize, ToSchema)]
+#[schema(value_type = String, pattern = "^[0-9]{1,19}$", example = "7")]
+pub struct LeaseId(String);
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Lease {
+    pub id: LeaseId,
+    pub ttl_seconds: u64,
+    /// When it expires unless kept alive, by the cluster's clock.
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseData {
+    pub data: Lease,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LeaseDetail {
+    pub id: LeaseId,
+    pub ttl_seconds: u64,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    /// Milliseconds left, by the answering node's clock.
+    pub remaining_ms: u64,
+    /// The keys attached to it, in order.
+    pub keys: Vec<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseDetailData {
+    pub data: LeaseDetail,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Leases {
+    pub leases: Vec<Lease>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeasesData {
+    pub data: Leases,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRevoked {
+    pub id: LeaseId,
+    pub revoked: bool,
+    /// How many keys were deleted with it.
+    pub keys: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRevokedData {
+    pub data: LeaseRevoked,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct LeasePath {
+    /// The lease id: 1 to 19 digits.
+    #[param(pattern = "^[0-9]{1,19}$")]
+    pub id: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LeaseReadQuery {
+    pub consistency: Option<Consistency>,
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -95,6 +95,33 @@ pub enum Command {
         perms: u8,
         expires: TokenExpiry,
     },
+    /// Grants a lease in `ns` that lives `ttl_ms` unless kept alive; its id comes from a
+    /// replicated counter, so every replica numbers it alike.
+    LeaseGrant {
+        ns: String,
+        ttl_ms: u64,
+    },
+    /// Restarts lease `id`'s TTL from the entry's clock.
+    LeaseKeepAlive {
+        ns: String,
+        id: u64,
+    },
+    /// Ends lease `id` and deletes every key attached to it, in this one entry.
+    LeaseRevoke {
+        ns: String,
+        id: u64,
+    },
+    /// `Set` attached to a lease: the key is deleted with the lease. A variant of its own (see
+    /// the enum's comment); a plain `Set` of the key later detaches it, as in etcd.
+    SetLeased {
+        ns: String,
+        key: String,
+        /// JSON text.
+        value: String,
+        ttl_ms: Option<u64>,
+        cond: Condition,
+        lease: u64,
+    },
 }
 
 /// When a token stops working, made absolute at apply time against the entry's clock, so every
@@ -171,6 +198,8 @@ pub enum Refusal {
     /// An increment of a stored integer outside the 64-bit signed range, which would otherwise
     /// have to turn it into an inexact float.
     OutOfRange,
+    /// The lease does not exist in this namespace, or has expired.
+    LeaseNotFound,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -206,6 +235,21 @@ pub enum CmdResult {
     NodeRetired {
         id: u64,
     },
+    Lease(Lease),
+    LeaseRevoked {
+        id: u64,
+        /// How many keys went with it.
+        keys: u64,
+    },
+}
+
+/// A lease as a grant or keepalive returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Lease {
+    pub id: u64,
+    pub ttl_ms: u64,
+    /// Absolute expiry in logical-clock milliseconds.
+    pub expires_at: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -7,7 +7,8 @@
 //! A key's `version` is the log index of its last change, so two commands on the same key must
 //! never share an entry (they would report the same version for different values); a batch
 //! stops at the first command that touches a key already in it. `Expire` touches many keys and
-//! always travels alone, as do token changes.
+//! always travels alone, as do token changes and lease revocations (which delete the lease's
+//! keys); lease grants and keepalives touch no key and go with anything.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
@@ -43,13 +44,18 @@ fn keys_of(cmd: &Command, h: &RandomState, out: &mut Vec<u64>) -> bool {
     match cmd {
         Command::Get { ns, key }
         | Command::Set { ns, key, .. }
+        | Command::SetLeased { ns, key, .. }
         | Command::Delete { ns, key, .. }
         | Command::Increment { ns, key, .. } => {
             out.push(h.hash_one((ns, key)));
             true
         }
         Command::Batch(ops) => ops.iter().all(|op| keys_of(op, h, out)),
+        // They change a lease record only: no key, no version.
+        Command::LeaseGrant { .. } | Command::LeaseKeepAlive { .. } => true,
+        // A revoke deletes the lease's keys, whichever they are.
         Command::Expire
+        | Command::LeaseRevoke { .. }
         | Command::CreateToken { .. }
         | Command::CreateTokenExpiring { .. }
         | Command::RevokeToken { .. }
@@ -59,10 +65,13 @@ fn keys_of(cmd: &Command, h: &RandomState, out: &mut Vec<u64>) -> bool {
 
 fn size_of(cmd: &Command) -> usize {
     match cmd {
-        Command::Set { key, value, .. } => key.len() + value.len(),
+        Command::Set { key, value, .. } | Command::SetLeased { key, value, .. } => key.len() + value.len(),
         Command::Get { key, .. } | Command::Delete { key, .. } | Command::Increment { key, .. } => key.len(),
         Command::Batch(ops) => ops.iter().map(size_of).sum(),
         Command::Expire
+        | Command::LeaseGrant { .. }
+        | Command::LeaseKeepAlive { .. }
+        | Command::LeaseRevoke { .. }
         | Command::CreateToken { .. }
         | Command::CreateTokenExpiring { .. }
         | Command::RevokeToken { .. }

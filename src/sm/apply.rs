@@ -68,25 +68,25 @@ impl<'a> Overlay<'a> {
         }
     }
 
-    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, ApplyError> {
+    pub(super) fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, ApplyError> {
         match self.writes.get(k) {
             Some(v) => Ok(v.clone()),
             None => Ok(self.tree.get(k)?.map(|v| v.to_vec())),
         }
     }
 
-    fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
+    pub(super) fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
         self.record(&k);
         self.writes.insert(k, Some(v));
     }
 
-    fn del(&mut self, k: Vec<u8>) {
+    pub(super) fn del(&mut self, k: Vec<u8>) {
         self.record(&k);
         self.writes.insert(k, None);
     }
 
     /// Keys in `[lo, hi)` as the overlay sees them, in order.
-    fn keys_in(&self, lo: &[u8], hi: &[u8]) -> Result<BTreeSet<Vec<u8>>, ApplyError> {
+    pub(super) fn keys_in(&self, lo: &[u8], hi: &[u8]) -> Result<BTreeSet<Vec<u8>>, ApplyError> {
         let mut out = BTreeSet::new();
         for kv in self.tree.range(lo..hi) {
             out.insert(kv?.0.to_vec());
@@ -143,9 +143,9 @@ impl Writes {
 
 /// Applies entries in order; call [`Applier::finish`] to get the batch to commit.
 pub struct Applier<'a> {
-    ov: Overlay<'a>,
+    pub(super) ov: Overlay<'a>,
     pub clock: u64,
-    limits: Limits,
+    pub(super) limits: Limits,
     pub last_applied: Option<LogId>,
     /// The current entry's changes to client keys, for its history record.
     changes: Vec<Change>,
@@ -194,7 +194,7 @@ impl<'a> Applier<'a> {
                 Ok(ProposalResult::default())
             }
             EntryPayload::Normal(p) => {
-                let r = self.apply_proposal(entry.log_id.index, p)?;
+                let r = self.apply_proposal(entry.log_id, p)?;
                 self.record_history(entry.log_id.index)?;
                 Ok(r)
             }
@@ -216,7 +216,7 @@ impl<'a> Applier<'a> {
     }
 
     /// Notes a change for the history; dialects' private keys are never watched, so not kept.
-    fn note(&mut self, op: Op, ns: &str, key: &str, version: u64, item: Option<&StoredItem>) {
+    pub(super) fn note(&mut self, op: Op, ns: &str, key: &str, version: u64, item: Option<&StoredItem>) {
         if private::is_private(ns) || private::is_private(key) {
             return;
         }
@@ -256,9 +256,11 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    fn apply_proposal(&mut self, index: u64, p: &Proposal) -> Result<ProposalResult, ApplyError> {
+    fn apply_proposal(&mut self, log_id: LogId, p: &Proposal) -> Result<ProposalResult, ApplyError> {
+        let index = log_id.index;
         self.clock = self.clock.max(p.now_ms);
         self.limits = p.limits;
+        self.renew_leases_for_term(log_id.leader_id.term)?;
         let mut results = Vec::with_capacity(p.cmds.len());
         for cmd in p.cmds.iter() {
             results.push(self.apply_cmd(index, cmd)?);
@@ -267,7 +269,7 @@ impl<'a> Applier<'a> {
     }
 
     /// The stored item, physically present or not-yet-deleted-but-expired.
-    fn stored(&self, ns: &str, key: &str) -> Result<Option<StoredItem>, ApplyError> {
+    pub(super) fn stored(&self, ns: &str, key: &str) -> Result<Option<StoredItem>, ApplyError> {
         match self.ov.get(&keys::data_key(ns, key))? {
             Some(b) => Ok(Some(codec::decode(&b)?)),
             None => Ok(None),
@@ -278,7 +280,7 @@ impl<'a> Applier<'a> {
         Ok(self.ov.get(&keys::count_key(ns))?.map(|v| keys::decode_count(&v)).unwrap_or(0))
     }
 
-    fn add_count(&mut self, ns: &str, up: bool) -> Result<(), ApplyError> {
+    pub(super) fn add_count(&mut self, ns: &str, up: bool) -> Result<(), ApplyError> {
         let n = self.count(ns)?;
         let n = if up { n + 1 } else { n.saturating_sub(1) };
         if n == 0 {
@@ -322,11 +324,24 @@ impl<'a> Applier<'a> {
     }
 
     fn remove(&mut self, index: u64, ns: &str, key: &str, old: &StoredItem) -> Result<(), ApplyError> {
-        self.note(Op::Delete, ns, key, index, None);
+        self.remove_as(Op::Delete, index, ns, key, old)
+    }
+
+    /// Deletes a key, noting it for watchers as `op` (a delete, or its lease's expiry).
+    pub(super) fn remove_as(
+        &mut self,
+        op: Op,
+        index: u64,
+        ns: &str,
+        key: &str,
+        old: &StoredItem,
+    ) -> Result<(), ApplyError> {
+        self.note(op, ns, key, index, None);
         if let Some(at) = old.expires_at {
             self.ov.del(keys::expiry_key(at, ns, key));
         }
         self.ov.del(keys::data_key(ns, key));
+        self.detach(ns, key)?;
         self.add_count(ns, false)
     }
 
@@ -339,22 +354,9 @@ impl<'a> Applier<'a> {
                     None => CmdResult::Absent { key: key.clone() },
                 })
             }
-            Command::Set { ns, key, value, ttl_ms, cond } => {
-                let old = self.stored(ns, key)?;
-                let live = old.as_ref().filter(|o| o.is_live(self.clock));
-                if let Some(refusal) = check(cond, live) {
-                    return Ok(CmdResult::Refused(refusal));
-                }
-                if old.is_none() && self.over_quota(ns)? {
-                    return Ok(CmdResult::Refused(Refusal::QuotaExceeded));
-                }
-                let new = StoredItem {
-                    value: value.clone(),
-                    version: index,
-                    expires_at: ttl_ms.map(|t| self.clock.saturating_add(t)),
-                };
-                self.write(Op::Set, ns, key, old.as_ref(), &new)?;
-                Ok(CmdResult::Item(item(key, new)))
+            Command::Set { ns, key, value, ttl_ms, cond } => self.set(index, ns, key, value, *ttl_ms, cond, None),
+            Command::SetLeased { ns, key, value, ttl_ms, cond, lease } => {
+                self.set(index, ns, key, value, *ttl_ms, cond, Some(*lease))
             }
             Command::Delete { ns, key, cond } => {
                 let old = self.stored(ns, key)?;
@@ -389,10 +391,13 @@ impl<'a> Applier<'a> {
                 Ok(CmdResult::Item(item(key, new)))
             }
             Command::Expire => {
-                let count = self.expire_keys(index)?;
+                let count = self.expire_keys(index)? + self.expire_leases(index)?;
                 self.expire_tokens()?;
                 Ok(CmdResult::Expired { count })
             }
+            Command::LeaseGrant { ns, ttl_ms } => self.grant_lease(ns, *ttl_ms),
+            Command::LeaseKeepAlive { ns, id } => self.keep_lease_alive(ns, *id),
+            Command::LeaseRevoke { ns, id } => self.revoke_lease(index, ns, *id),
             Command::Batch(ops) => self.apply_batch(index, ops),
             Command::CreateToken { id, namespace, hash, perms } => self.create_token(id, namespace, hash, *perms, None),
             Command::CreateTokenExpiring { id, namespace, hash, perms, expires } => {
@@ -409,6 +414,44 @@ impl<'a> Applier<'a> {
         }
     }
 
+    /// A set, attached to `lease` when given (which must be live in `ns`), detached otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn set(
+        &mut self,
+        index: u64,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl_ms: Option<u64>,
+        cond: &Condition,
+        lease: Option<u64>,
+    ) -> Result<CmdResult, ApplyError> {
+        let old = self.stored(ns, key)?;
+        let live = old.as_ref().filter(|o| o.is_live(self.clock));
+        if let Some(refusal) = check(cond, live) {
+            return Ok(CmdResult::Refused(refusal));
+        }
+        if let Some(id) = lease {
+            if self.live_lease(ns, id)?.is_none() {
+                return Ok(CmdResult::Refused(Refusal::LeaseNotFound));
+            }
+        }
+        if old.is_none() && self.over_quota(ns)? {
+            return Ok(CmdResult::Refused(Refusal::QuotaExceeded));
+        }
+        let new = StoredItem {
+            value: value.to_string(),
+            version: index,
+            expires_at: ttl_ms.map(|t| self.clock.saturating_add(t)),
+        };
+        self.write(Op::Set, ns, key, old.as_ref(), &new)?;
+        match lease {
+            Some(id) => self.attach(ns, key, id)?,
+            None => self.detach(ns, key)?,
+        }
+        Ok(CmdResult::Item(item(key, new)))
+    }
+
     /// Deletes every key due by the clock, in index order; returns how many.
     fn expire_keys(&mut self, index: u64) -> Result<u64, ApplyError> {
         let due = self.ov.keys_in(&[keys::EXPIRY], &keys::expiry_upper_bound(keys::EXPIRY, self.clock))?;
@@ -422,6 +465,7 @@ impl<'a> Applier<'a> {
                 if old.expires_at == Some(at) {
                     self.note(Op::Expire, ns, key, index, None);
                     self.ov.del(keys::data_key(ns, key));
+                    self.detach(ns, key)?;
                     self.add_count(ns, false)?;
                     count += 1;
                 }
@@ -497,7 +541,11 @@ impl<'a> Applier<'a> {
         for (i, op) in ops.iter().enumerate() {
             let nested = matches!(
                 op,
-                Command::Get { .. } | Command::Set { .. } | Command::Delete { .. } | Command::Increment { .. }
+                Command::Get { .. }
+                    | Command::Set { .. }
+                    | Command::SetLeased { .. }
+                    | Command::Delete { .. }
+                    | Command::Increment { .. }
             );
             let r = if nested { self.apply_cmd(index, op) } else { Ok(CmdResult::Refused(Refusal::NotFound)) };
             let r = match r {

@@ -12,6 +12,11 @@
 //! | `y`    | expires_at (u64 BE) ++ token id            | empty (token expiry index) |
 //! | `r`    | retired node id (u64 BE)                   | empty                      |
 //! | `h`    | log index (u64 BE)                         | a watch history record (`history.rs`) |
+//! | `l`    | lease id (u64 BE)                          | bincode [`LeaseRecord`]    |
+//! | `w`    | expires_at (u64 BE) ++ lease id (u64 BE)   | empty (lease expiry index) |
+//! | `a`    | lease id (u64 BE) ++ the attached record's own key (a `d` key) | empty (a lease's keys) |
+//! | `k`    | namespace ++ 0x00 ++ user key              | u64 BE: the lease the key is attached to |
+//! | `n`    | namespace                                  | u64 BE: leases held in it  |
 //! | `m`    | meta name                                  | bincode of the meta value  |
 //!
 //! Namespaces never contain 0x00 and user keys never contain control characters (both are
@@ -23,7 +28,12 @@
 //! could expire undecodable. Only tokens that expire have `e` and `y` entries; the index is to
 //! tokens what `x` is to keys (the leader's ticker and the `Expire` sweep read it in order).
 //!
-//! Meta names: `last_applied` (`Option<LogId>`), `membership` (`StoredMembership`), `clock`
+//! A key's lease is kept beside it (`k`), not in [`StoredItem`], for the same reason: only keys
+//! written with a lease have one. `a` lists a lease's keys in one contiguous range, so revoking
+//! or expiring a lease finds them without a scan of the namespace.
+//!
+//! Meta names: `next_lease` (u64: the id the next lease gets), `lease_term` (u64: the Raft
+//! term in which every lease was last renewed for a new leader), `last_applied` (`Option<LogId>`), `membership` (`StoredMembership`), `clock`
 //! (u64 logical ms), `installing` (written by older builds while a snapshot was loaded into the
 //! live tree; still honoured on open), `format` (u32), `clean` (empty; written by a clean close,
 //! removed on open).
@@ -46,6 +56,13 @@ pub const TOKEN_EXPIRY_INDEX: u8 = b'y';
 pub const RETIRED: u8 = b'r';
 /// The watch history: index (u64 BE) → a record of the entry's changes (`history.rs`).
 pub const HISTORY: u8 = b'h';
+pub const LEASE: u8 = b'l';
+pub const LEASE_EXPIRY_INDEX: u8 = b'w';
+pub const LEASE_ATTACHED: u8 = b'a';
+pub const KEY_LEASE: u8 = b'k';
+pub const LEASE_COUNT: u8 = b'n';
+pub const META_NEXT_LEASE: &[u8] = b"mnext_lease";
+pub const META_LEASE_TERM: &[u8] = b"mlease_term";
 // b'm' prefixes the meta keys below.
 pub const META_LAST_APPLIED: &[u8] = b"mlast_applied";
 pub const META_MEMBERSHIP: &[u8] = b"mmembership";
@@ -100,6 +117,21 @@ impl StoredItem {
     /// Expired items are absent to every reader, even before an `Expire` entry deletes them.
     pub fn is_live(&self, clock_ms: u64) -> bool {
         live_at(self.expires_at, clock_ms)
+    }
+}
+
+/// A lease as stored. Its id is its sled key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeaseRecord {
+    pub namespace: String,
+    pub ttl_ms: u64,
+    /// Absolute expiry in logical-clock milliseconds; every keepalive moves it.
+    pub expires_at: u64,
+}
+
+impl LeaseRecord {
+    pub fn is_live(&self, clock_ms: u64) -> bool {
+        live_at(Some(self.expires_at), clock_ms)
     }
 }
 
@@ -267,6 +299,66 @@ pub fn parse_token_index_key(k: &[u8]) -> Option<&str> {
         return None;
     }
     std::str::from_utf8(k.get(9..)?).ok()
+}
+
+fn with_id(prefix: u8, id: u64) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn lease_key(id: u64) -> Vec<u8> {
+    with_id(LEASE, id)
+}
+
+/// The lease id of a lease key.
+pub fn parse_lease_key(k: &[u8]) -> Option<u64> {
+    if k.first() != Some(&LEASE) {
+        return None;
+    }
+    Some(u64::from_be_bytes(k.get(1..9)?.try_into().ok()?))
+}
+
+pub fn lease_index_key(expires_at: u64, id: u64) -> Vec<u8> {
+    let mut k = with_id(LEASE_EXPIRY_INDEX, expires_at);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The lease id of a lease-expiry-index key.
+pub fn parse_lease_index_key(k: &[u8]) -> Option<u64> {
+    if k.first() != Some(&LEASE_EXPIRY_INDEX) {
+        return None;
+    }
+    Some(u64::from_be_bytes(k.get(9..17)?.try_into().ok()?))
+}
+
+/// The entry listing `target` (another sled key of this tree) among lease `id`'s records.
+pub fn attached_key(id: u64, target: &[u8]) -> Vec<u8> {
+    let mut k = with_id(LEASE_ATTACHED, id);
+    k.extend_from_slice(target);
+    k
+}
+
+/// The range of lease `id`'s attachment entries.
+pub fn attached_range(id: u64) -> (Vec<u8>, Vec<u8>) {
+    let hi = id.checked_add(1).map_or_else(|| vec![LEASE_ATTACHED + 1], |next| with_id(LEASE_ATTACHED, next));
+    (with_id(LEASE_ATTACHED, id), hi)
+}
+
+/// The attached record's key from an attachment entry.
+pub fn attached_target(k: &[u8]) -> Option<&[u8]> {
+    k.strip_prefix(&[LEASE_ATTACHED])?.get(8..)
+}
+
+pub fn key_lease_key(ns: &str, key: &str) -> Vec<u8> {
+    with_ns(&[KEY_LEASE], ns, key)
+}
+
+pub fn lease_count_key(ns: &str) -> Vec<u8> {
+    let mut k = vec![LEASE_COUNT];
+    k.extend_from_slice(ns.as_bytes());
+    k
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod close;
 mod cut;
 pub mod history;
 pub mod keys;
+mod lease;
 pub mod snapshot;
 
 use std::fs;
@@ -42,7 +43,7 @@ use apply::Applier;
 use close::Verdict;
 use cut::Cut;
 use keys::StoredItem;
-pub use keys::TokenRecord;
+pub use keys::{LeaseRecord, TokenRecord};
 
 fn item(key: &str, s: StoredItem) -> Item {
     Item { key: key.to_string(), value: s.value, version: s.version, expires_at: s.expires_at }
@@ -337,7 +338,45 @@ impl SmReader {
             let (k, _) = tree.scan_prefix([prefix]).next()?.ok()?;
             keys::index_time(&k)
         };
-        [first(keys::EXPIRY), first(keys::TOKEN_EXPIRY_INDEX)].into_iter().flatten().min()
+        [first(keys::EXPIRY), first(keys::TOKEN_EXPIRY_INDEX), first(keys::LEASE_EXPIRY_INDEX)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Lease `id` when it is live and belongs to `ns`, with the keys attached to it in order.
+    pub fn lease(&self, ns: &str, id: u64) -> Result<Option<(LeaseRecord, Vec<String>)>, ReadError> {
+        let tree = self.live.read();
+        let Some(raw) = tree.get(keys::lease_key(id))? else { return Ok(None) };
+        let rec: LeaseRecord = codec::decode(&raw)?;
+        if rec.namespace != ns || !rec.is_live(self.clock_ms()) {
+            return Ok(None);
+        }
+        let (lo, hi) = keys::attached_range(id);
+        let mut attached = Vec::new();
+        for kv in tree.range(lo..hi) {
+            let (k, _) = kv?;
+            if let Some((_, key)) = keys::attached_target(&k).and_then(keys::parse_data_key) {
+                attached.push(key.to_string());
+            }
+        }
+        Ok(Some((rec, attached)))
+    }
+
+    /// Every live lease of `ns`, in id order.
+    pub fn leases(&self, ns: &str) -> Result<Vec<(u64, LeaseRecord)>, ReadError> {
+        let tree = self.live.read();
+        let clock = self.clock_ms();
+        let mut out = Vec::new();
+        for kv in tree.scan_prefix([keys::LEASE]) {
+            let (k, v) = kv?;
+            let Some(id) = keys::parse_lease_key(&k) else { continue };
+            let rec: LeaseRecord = codec::decode(&v)?;
+            if rec.namespace == ns && rec.is_live(clock) {
+                out.push((id, rec));
+            }
+        }
+        Ok(out)
     }
 }
 

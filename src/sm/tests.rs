@@ -3,7 +3,9 @@
 //! to two replicas that split the log into different apply batches (as replicas with different
 //! timing do), and to a plain in-memory model. Responses and final state must all agree.
 //! `apply` never reads a clock, so the replicas' own wall clocks cannot matter; time enters
-//! only through the leader's stamp in each proposal, which the generator varies.
+//! only through the leader's stamp in each proposal, which the generator varies. Leases are in
+//! the logs too: grants, keepalives, revokes, keys attached to them, their expiry, and the
+//! renewal a new term gives every lease.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +13,9 @@ use openraft::{CommittedLeaderId, EntryPayload};
 use proptest::prelude::*;
 
 use super::apply::{add, Applier};
-use crate::model::command::{CmdResult, Command, Condition, Item, Limits, Number, Proposal, Refusal, TokenExpiry};
+use crate::model::command::{
+    CmdResult, Command, Condition, Item, Lease, Limits, Number, Proposal, Refusal, TokenExpiry,
+};
 use crate::model::types::{Entry, LogId};
 
 const KEYS: &[&str] = &["a", "b", "c"];
@@ -19,6 +23,8 @@ const TOKEN_IDS: &[&str] = &["t1", "t2"];
 const NAMESPACES: &[&str] = &["default", "team"];
 /// Small enough that random logs hit the namespace key quota.
 const MAX_KEYS: u64 = 2;
+/// Lease ids the generated commands name: the first few a log grants, and some never granted.
+const LEASE_IDS: std::ops::Range<u64> = 1..5;
 
 fn arb_value() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -50,7 +56,18 @@ fn arb_key_cmd() -> impl Strategy<Value = Command> {
         2 => (ns.clone(), key.clone(), arb_cond()).prop_map(|(ns, key, cond)| Command::Delete { ns, key, cond }),
         3 => (ns.clone(), key.clone(), delta, ttl)
             .prop_map(|(ns, key, delta, ttl_ms)| Command::Increment { ns, key, delta, ttl_ms }),
-        1 => (ns, key).prop_map(|(ns, key)| Command::Get { ns, key }),
+        1 => (ns.clone(), key.clone()).prop_map(|(ns, key)| Command::Get { ns, key }),
+        2 => (ns, key, arb_value(), proptest::option::of(1u64..40), arb_cond(), LEASE_IDS)
+            .prop_map(|(ns, key, value, ttl_ms, cond, lease)| Command::SetLeased { ns, key, value, ttl_ms, cond, lease }),
+    ]
+}
+
+fn arb_lease_cmd() -> impl Strategy<Value = Command> {
+    let ns = proptest::sample::select(NAMESPACES).prop_map(str::to_string);
+    prop_oneof![
+        2 => (ns.clone(), 1u64..60).prop_map(|(ns, ttl_ms)| Command::LeaseGrant { ns, ttl_ms }),
+        2 => (ns.clone(), LEASE_IDS).prop_map(|(ns, id)| Command::LeaseKeepAlive { ns, id }),
+        1 => (ns, LEASE_IDS).prop_map(|(ns, id)| Command::LeaseRevoke { ns, id }),
     ]
 }
 
@@ -79,29 +96,34 @@ fn arb_cmd() -> impl Strategy<Value = Command> {
         2 => proptest::collection::vec(arb_key_cmd(), 1..4).prop_map(Command::Batch),
         1 => Just(Command::Expire),
         2 => arb_token_cmd(),
+        3 => arb_lease_cmd(),
     ]
 }
 
+/// One proposal of a generated log: its term, the leader's stamp, its commands.
+type Step = (u64, u64, Vec<Command>);
+
 /// Proposals with leader stamps that mostly advance but sometimes go back (a new leader with a
-/// slower clock): the logical clock must never move backwards.
-fn arb_log() -> impl Strategy<Value = Vec<(u64, Vec<Command>)>> {
-    proptest::collection::vec((0u64..60, proptest::collection::vec(arb_cmd(), 1..4)), 1..40).prop_map(|steps| {
-        let mut t = 1_000u64;
+/// slower clock): the logical clock must never move backwards. The term sometimes grows.
+fn arb_log() -> impl Strategy<Value = Vec<Step>> {
+    proptest::collection::vec((0u64..60, 0u8..8, proptest::collection::vec(arb_cmd(), 1..4)), 1..40).prop_map(|steps| {
+        let (mut t, mut term) = (1_000u64, 1u64);
         steps
             .into_iter()
-            .map(|(d, cmds)| {
+            .map(|(d, new_term, cmds)| {
                 t = if d < 5 { t.saturating_sub(d * 10) } else { t + d };
-                (t, cmds)
+                term += u64::from(new_term == 0);
+                (term, t, cmds)
             })
             .collect()
     })
 }
 
-fn entries(log: &[(u64, Vec<Command>)]) -> Vec<Entry> {
+fn entries(log: &[Step]) -> Vec<Entry> {
     log.iter()
         .enumerate()
-        .map(|(i, (now_ms, cmds))| Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), i as u64 + 1),
+        .map(|(i, (term, now_ms, cmds))| Entry {
+            log_id: LogId::new(CommittedLeaderId::new(*term, 1), i as u64 + 1),
             payload: EntryPayload::Normal(Proposal {
                 now_ms: *now_ms,
                 limits: Limits { max_keys_per_namespace: MAX_KEYS },
@@ -157,6 +179,14 @@ struct Model {
     items: BTreeMap<(String, String), (String, u64, Option<u64>)>,
     /// Token id → expires_at; expired tokens stay until `Expire`.
     tokens: BTreeMap<String, Option<u64>>,
+    /// Lease id → (namespace, ttl, expires_at); expired leases stay until `Expire`.
+    leases: BTreeMap<u64, (String, u64, u64)>,
+    /// Ids handed out so far.
+    granted: u64,
+    /// (namespace, key) → the lease it is attached to.
+    attached: BTreeMap<(String, String), u64>,
+    /// The last term whose first proposal renewed the leases.
+    lease_term: u64,
 }
 
 type Slot = (String, u64, Option<u64>);
@@ -209,9 +239,61 @@ impl Model {
         CmdResult::Item(Item { key: key.into(), value, version, expires_at })
     }
 
-    fn apply(&mut self, index: u64, now: u64, cmd: &Command) -> CmdResult {
+    /// The start of a proposal: the clock moves, and a new term renews every lease to at least
+    /// a full TTL from now.
+    fn begin(&mut self, term: u64, now: u64) {
         self.clock = self.clock.max(now);
-        self.apply_at(index, cmd)
+        if term > self.lease_term {
+            self.lease_term = term;
+            let clock = self.clock;
+            for (_, ttl, exp) in self.leases.values_mut() {
+                *exp = (*exp).max(clock + *ttl);
+            }
+        }
+    }
+
+    fn live_lease(&self, ns: &str, id: u64) -> Option<(String, u64, u64)> {
+        self.leases.get(&id).filter(|(n, _, exp)| n == ns && *exp > self.clock).cloned()
+    }
+
+    /// Ends lease `id` with every key still attached to it; how many keys went.
+    fn end_lease(&mut self, id: u64) -> u64 {
+        self.leases.remove(&id);
+        let keys: Vec<_> = self.attached.iter().filter(|(_, l)| **l == id).map(|(k, _)| k.clone()).collect();
+        for k in &keys {
+            self.attached.remove(k);
+            self.items.remove(k);
+        }
+        keys.len() as u64
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn set(
+        &mut self,
+        index: u64,
+        ns: &str,
+        key: &str,
+        value: &str,
+        ttl_ms: Option<u64>,
+        cond: &Condition,
+        lease: Option<u64>,
+    ) -> CmdResult {
+        if let Some(r) = self.holds(cond, ns, key) {
+            return CmdResult::Refused(r);
+        }
+        if lease.is_some_and(|id| self.live_lease(ns, id).is_none()) {
+            return CmdResult::Refused(Refusal::LeaseNotFound);
+        }
+        if !self.physical(ns, key) && self.full(ns) {
+            return CmdResult::Refused(Refusal::QuotaExceeded);
+        }
+        let k = (ns.to_string(), key.to_string());
+        self.items.insert(k.clone(), (value.to_string(), index, ttl_ms.map(|t| self.clock + t)));
+        match lease {
+            Some(id) => self.attached.insert(k, id),
+            None => self.attached.remove(&k),
+        };
+        self.item(ns, key)
     }
 
     fn apply_at(&mut self, index: u64, cmd: &Command) -> CmdResult {
@@ -220,16 +302,31 @@ impl Model {
                 Some(_) => self.item(ns, key),
                 None => CmdResult::Absent { key: key.clone() },
             },
-            Command::Set { ns, key, value, ttl_ms, cond } => {
-                if let Some(r) = self.holds(cond, ns, key) {
-                    return CmdResult::Refused(r);
-                }
-                if !self.physical(ns, key) && self.full(ns) {
+            Command::Set { ns, key, value, ttl_ms, cond } => self.set(index, ns, key, value, *ttl_ms, cond, None),
+            Command::SetLeased { ns, key, value, ttl_ms, cond, lease } => {
+                self.set(index, ns, key, value, *ttl_ms, cond, Some(*lease))
+            }
+            Command::LeaseGrant { ns, ttl_ms } => {
+                if self.leases.values().filter(|(n, _, _)| n == ns).count() as u64 >= MAX_KEYS {
                     return CmdResult::Refused(Refusal::QuotaExceeded);
                 }
-                self.items.insert((ns.clone(), key.clone()), (value.clone(), index, ttl_ms.map(|t| self.clock + t)));
-                self.item(ns, key)
+                self.granted += 1;
+                let expires_at = self.clock + ttl_ms;
+                self.leases.insert(self.granted, (ns.clone(), *ttl_ms, expires_at));
+                CmdResult::Lease(Lease { id: self.granted, ttl_ms: *ttl_ms, expires_at })
             }
+            Command::LeaseKeepAlive { ns, id } => match self.live_lease(ns, *id) {
+                Some((_, ttl_ms, _)) => {
+                    let expires_at = self.clock + ttl_ms;
+                    self.leases.insert(*id, (ns.clone(), ttl_ms, expires_at));
+                    CmdResult::Lease(Lease { id: *id, ttl_ms, expires_at })
+                }
+                None => CmdResult::Refused(Refusal::LeaseNotFound),
+            },
+            Command::LeaseRevoke { ns, id } => match self.live_lease(ns, *id) {
+                Some(_) => CmdResult::LeaseRevoked { id: *id, keys: self.end_lease(*id) },
+                None => CmdResult::Refused(Refusal::LeaseNotFound),
+            },
             Command::Delete { ns, key, cond } => {
                 if self.live(ns, key).is_none() {
                     return CmdResult::Refused(Refusal::NotFound);
@@ -238,6 +335,7 @@ impl Model {
                     return CmdResult::Refused(r);
                 }
                 self.items.remove(&(ns.clone(), key.clone()));
+                self.attached.remove(&(ns.clone(), key.clone()));
                 CmdResult::Deleted { key: key.clone() }
             }
             Command::Increment { ns, key, delta, ttl_ms } => {
@@ -261,8 +359,16 @@ impl Model {
                 let clock = self.clock;
                 let before = self.items.len();
                 self.items.retain(|_, (_, _, exp)| exp.is_none_or(|t| t > clock));
+                let items = &self.items;
+                self.attached.retain(|k, _| items.contains_key(k));
                 self.tokens.retain(|_, exp| exp.is_none_or(|t| t > clock));
-                CmdResult::Expired { count: (before - self.items.len()) as u64 }
+                let mut count = (before - self.items.len()) as u64;
+                let due: Vec<u64> =
+                    self.leases.iter().filter(|(_, (_, _, exp))| *exp <= clock).map(|(id, _)| *id).collect();
+                for id in due {
+                    count += self.end_lease(id);
+                }
+                CmdResult::Expired { count }
             }
             Command::CreateToken { id, .. } => self.create_token(id, None),
             Command::CreateTokenExpiring { id, expires, .. } => self.create_token(id, Some(*expires)),
@@ -308,9 +414,10 @@ proptest! {
 
         let mut m = Model::default();
         let mut expect = Vec::new();
-        for (i, (now, cmds)) in log.iter().enumerate() {
+        for (i, (term, now, cmds)) in log.iter().enumerate() {
+            m.begin(*term, *now);
             for c in cmds {
-                expect.push(m.apply(i as u64 + 1, *now, c));
+                expect.push(m.apply_at(i as u64 + 1, c));
             }
         }
         prop_assert_eq!(r1, expect);
@@ -886,7 +993,7 @@ async fn an_old_create_token_entry_still_decodes_and_applies() {
 /// of `chunks` entries; returns it with every entry's published changes (the reference).
 async fn with_history(
     dir: &std::path::Path,
-    log: &[(u64, Vec<Command>)],
+    log: &[Step],
     chunks: &[usize],
     keep: u64,
 ) -> (super::StateMachine, BTreeMap<u64, Vec<super::history::Change>>) {

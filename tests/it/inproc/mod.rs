@@ -14,6 +14,7 @@ mod follower_reads;
 mod fuzz_requests;
 mod internal_headers;
 mod kv_semantics;
+mod leases;
 mod openapi;
 mod permissions;
 mod rate_limit;

@@ -89,6 +89,46 @@ async fn a_write_forwarded_to_a_leader_that_went_silent_is_answered_once_another
     c.resume(old_leader).expect("SIGCONT the old leader");
 }
 
+/// A lease outlives a change of leader that happens while its holder cannot reach anyone: the
+/// new leader's first entry renews every lease for a full TTL, so a keepalive sent after the
+/// lease's old deadline (which passed while the old leader was silent) still finds it, with
+/// its key. Without the renewal the new leader's expiry ticker ends the lease at that deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_not_expired_early_by_a_change_of_leader() {
+    let mut c = Cluster::start(3);
+    let old_leader = c.wait_for_leader(deadline_in(20)).await;
+    let follower = c.follower_ids()[0];
+    let url = c.url(follower);
+    let ttl = Duration::from_secs(4);
+    let granted = Instant::now();
+    let lease =
+        c.http.must(reqwest::Method::POST, &format!("{url}/leases"), Some(br#"{"ttlSeconds": 4}"#.to_vec()), &[]).await;
+    assert_eq!(lease.status, 201, "{lease:?}");
+    let id = lease.data()["id"].as_str().expect("lease id").to_string();
+    let put = c.http.put(&url, "held", &json!({"value": 1, "lease": id})).await;
+    assert_eq!(put.status, 200, "{put:?}");
+
+    // Half the TTL in, the leader goes silent; the others elect a new one, whose first entry
+    // comes at the old deadline at the latest (its ticker proposes the expiry then).
+    tokio::time::sleep_until((granted + ttl / 2).into()).await;
+    c.pause(old_leader).expect("SIGSTOP the leader");
+    // Pacing, not an assertion: a keepalive one second past the lease's old deadline.
+    tokio::time::sleep_until((granted + ttl + Duration::from_secs(1)).into()).await;
+    let (http, url_ref) = (&c.http, &url);
+    let kept: Resp = until(deadline_in(10), "a keepalive through a survivor to be answered", async || {
+        let r = http.send(reqwest::Method::POST, &format!("{url_ref}/leases/{id}/keepalive"), None, &[]).await?;
+        match r.status {
+            200 | 404 => Ok(r),
+            _ => Err(format!("{r:?}")),
+        }
+    })
+    .await;
+    assert_eq!(kept.status, 200, "the lease must survive the change of leader: {kept:?}");
+    let held = c.http.get(&url, "held").await;
+    assert_eq!(held.status, 200, "{held:?}");
+    c.resume(old_leader).expect("SIGCONT the old leader");
+}
+
 /// Writers during the load; each writes its own keys `load-{writer}-{seq}`.
 const WRITERS: usize = 8;
 /// How long the load runs before the nodes are killed (pacing, not an assertion).

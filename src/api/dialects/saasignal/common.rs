@@ -79,7 +79,7 @@ fn code_of(code: Code) -> &'static str {
         QuotaExceeded => "quota_exceeded",
         UnknownField => "unknown_field",
         Forbidden | PeerCertificateRequired => "forbidden",
-        NotFound | NoRoute => "not_found",
+        NotFound | NoRoute | LeaseNotFound => "not_found",
         MethodNotAllowed => "method_not_allowed",
         KeyExists | VersionMismatch | ValueMismatch | NotANumber | Overflow | OutOfRange | MembershipConflict
         | Conflict | BatchOpNotFound | PreconditionFailed => "conflict",

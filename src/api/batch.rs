@@ -25,8 +25,8 @@ pub const MAX_OPS: usize = 100;
 fn op_fields(kind: &str) -> &'static [&'static str] {
     match kind {
         "get" => &["op", "key"],
-        "set" => &["op", "key", "value", "ttlSeconds", "ifNotExists", "ifVersion", "ifValue"],
-        "delete" => &["op", "key", "ifVersion", "ifValue"],
+        "set" => &["op", "key", "value", "ttlSeconds", "ifNotExists", "ifVersion", "ifValue", "ifFence"],
+        "delete" => &["op", "key", "ifVersion", "ifValue", "ifFence"],
         "increment" => &["op", "key", "delta", "ttlSeconds"],
         _ => &["op", "key"],
     }

@@ -54,6 +54,12 @@ pub enum Code {
     MembershipConflict,
     /// An increment of a stored integer outside the 64-bit signed range.
     OutOfRange,
+    /// A fenced write (or a proclaim) whose token does not hold the lock (lead the election).
+    Fenced,
+    /// A lock that stayed held by another for the whole `wait`.
+    LockHeld,
+    /// A campaign whose `wait` ran out while another candidate led.
+    NotElected,
     /// saasignal's one conflict code.
     Conflict,
     /// A native batch op named an absent key where it needed one: the key is `not_found`, but
@@ -136,6 +142,9 @@ impl Code {
             Overflow => ("overflow", StatusCode::CONFLICT),
             MembershipConflict => ("membership_conflict", StatusCode::CONFLICT),
             OutOfRange => ("out_of_range", StatusCode::CONFLICT),
+            Fenced => ("fenced", StatusCode::CONFLICT),
+            LockHeld => ("lock_held", StatusCode::CONFLICT),
+            NotElected => ("not_elected", StatusCode::CONFLICT),
             Conflict => ("conflict", StatusCode::CONFLICT),
             BatchOpNotFound => ("not_found", StatusCode::CONFLICT),
             RequestTimeout => ("request_timeout", StatusCode::REQUEST_TIMEOUT),
@@ -214,6 +223,9 @@ mod tests {
         (Overflow, "overflow", 409),
         (MembershipConflict, "membership_conflict", 409),
         (OutOfRange, "out_of_range", 409),
+        (Fenced, "fenced", 409),
+        (LockHeld, "lock_held", 409),
+        (NotElected, "not_elected", 409),
         (Conflict, "conflict", 409),
         (BatchOpNotFound, "not_found", 409),
         (RequestTimeout, "request_timeout", 408),

@@ -74,6 +74,8 @@ impl ApiError {
             Refusal::LeaseNotFound => {
                 (Code::LeaseNotFound, "the lease does not exist in this namespace, or has expired")
             }
+            // A fence is not a precondition header's condition: always 409 `fenced`.
+            Refusal::Fenced => (Code::Fenced, "the fencing token does not hold the lock: another holder has taken it"),
             _ if precondition => (Code::PreconditionFailed, "precondition failed"),
             Refusal::KeyExists => (Code::KeyExists, "key already exists"),
             Refusal::VersionMismatch { .. } => (Code::VersionMismatch, "key version does not match ifVersion"),

@@ -51,6 +51,12 @@ const HOP_BY_HOP: &[&str] = &["host", "connection", "content-length", "transfer-
 /// Replays `req` at the leader and returns the leader's response as it is (already in the
 /// surface's shape), or why no answer came back.
 pub async fn to_leader(st: &AppState, req: Replay) -> Result<Response, ApiError> {
+    to_leader_within(st, req, Duration::ZERO).await
+}
+
+/// [`to_leader`] for a request the leader may hold for up to `wait` before it answers (a lock
+/// or a campaign that waits its turn): the answer is awaited that much longer.
+pub async fn to_leader_within(st: &AppState, req: Replay, wait: Duration) -> Result<Response, ApiError> {
     // The loop guard believes only a peer: a client that sends the header itself is ignored
     // (it used to be able to make a follower refuse its request with 503).
     if req.headers.contains_key(H_FORWARDED_BY) && from_a_peer(st, &req.headers) {
@@ -63,7 +69,7 @@ pub async fn to_leader(st: &AppState, req: Replay) -> Result<Response, ApiError>
     let mut rb = st
         .forward_http
         .request(req.method.clone(), format!("{}://{addr}{path}", st.node.config.peer_scheme()))
-        .timeout(st.node.config.write_timeout + Duration::from_secs(2))
+        .timeout(st.node.config.write_timeout + Duration::from_secs(2) + wait)
         .header(H_FORWARDED_BY, st.node.id)
         .body(req.body);
     for (k, v) in req.headers.iter() {

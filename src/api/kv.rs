@@ -76,7 +76,7 @@ async fn run_write(st: &AppState, parsed: Result<(Command, bool), ApiError>, rep
 }
 
 /// What a PUT body may hold. `ifNotExists`, `ifVersion` and `ifValue` are the conditions.
-const PUT_FIELDS: &[&str] = &["value", "ttlSeconds", "ifNotExists", "ifVersion", "ifValue", "lease"];
+const PUT_FIELDS: &[&str] = &["value", "ttlSeconds", "ifNotExists", "ifVersion", "ifValue", "ifFence", "lease"];
 
 #[utoipa::path(put, path = "/kv/items/{key}", tag = "items", operation_id = "putItem",
     summary = "Create or replace a key, optionally with a TTL or a condition",

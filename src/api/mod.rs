@@ -31,14 +31,17 @@ mod cluster;
 mod code;
 mod describe;
 mod dialects;
+mod election;
 mod error;
 mod exec;
 mod forward;
 mod kv;
 mod lease;
+mod lock;
 mod observe;
 mod openapi;
 mod parse;
+mod queue;
 mod raft_rpc;
 mod ratelimit;
 mod render;
@@ -53,7 +56,7 @@ pub(crate) use state::AppState;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::protocol::{H_APPLIED, H_CONSISTENCY, H_LEADER, H_NODE};
@@ -91,6 +94,13 @@ pub fn router(state: AppState) -> Router {
         .route("/leases", post(lease::grant).get(lease::list))
         .route("/leases/{id}", get(lease::show).delete(lease::revoke))
         .route("/leases/{id}/keepalive", post(lease::keepalive))
+        .route("/locks/{name}", post(lock::acquire).get(lock::show))
+        .route("/locks/{name}/{token}", delete(lock::release))
+        .route("/elections/{name}/campaign", post(election::campaign))
+        .route("/elections/{name}/proclaim", put(election::proclaim))
+        .route("/elections/{name}/leader", get(election::leader))
+        .route("/elections/{name}/observe", get(election::observe))
+        .route("/elections/{name}/resign", delete(election::resign))
         .route("/admin/tokens", post(admin::create).get(admin::list))
         .route("/admin/tokens/{id}", delete(admin::revoke))
         .route("/admin/snapshot", get(admin::snapshot))

@@ -15,7 +15,7 @@ use axum::response::Response;
 use utoipa::{Modify, OpenApi};
 
 use super::describe::{add_token_schemes, for_each_operation, namespace_header, render, serve};
-use super::{admin, batch, cluster, kv, lease, observe, schema, watch};
+use super::{admin, batch, cluster, election, kv, lease, lock, observe, schema, watch};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,8 @@ use super::{admin, batch, cluster, kv, lease, observe, schema, watch};
         kv::get_item, kv::put_item, kv::delete_item, kv::increment_item, kv::scan_items,
         batch::batch, watch::watch,
         lease::grant, lease::keepalive, lease::revoke, lease::show, lease::list,
+        lock::acquire, lock::release, lock::show,
+        election::campaign, election::proclaim, election::leader, election::observe, election::resign,
         admin::create, admin::list, admin::revoke, admin::snapshot,
         cluster::status, cluster::add_member, cluster::remove_member, cluster::health,
         observe::ready, observe::metrics, openapi_json,
@@ -41,6 +43,8 @@ use super::{admin, batch, cluster, kv, lease, observe, schema, watch};
         (name = "items", description = "Keys: read, write, delete, increment, scan, batch"),
         (name = "watch", description = "Changes as Server-Sent Events, or a long poll"),
         (name = "leases", description = "Leases: keys that live only while their holder keeps the lease alive"),
+        (name = "locks", description = "Fair locks with fencing tokens"),
+        (name = "elections", description = "Leader election, in the shape of etcd's election API"),
         (name = "tokens", description = "Access tokens of a namespace"),
         (name = "cluster", description = "Status, membership and backups"),
         (name = "probes", description = "Liveness, readiness, metrics and this description; no credential needed"),
@@ -76,14 +80,24 @@ pub fn document() -> &'static str {
 /// a client generated from it, or a fuzzer, learns the wrong contract.
 fn tighten(doc: &mut Value) {
     let schemas = &mut doc["components"]["schemas"];
-    // At most one condition: `ifNotExists: true`, a non-null `ifVersion`, any `ifValue`
-    // (`parse.rs`, `condition`). `ifNotExists: false` and nulls are no condition.
+    // At most one condition: `ifNotExists: true`, a non-null `ifVersion`, any `ifValue`, a
+    // non-null `ifFence` (`parse.rs`, `condition`). `ifNotExists: false` and nulls are no condition.
     let absent = json!({"required": ["ifNotExists"], "properties": {"ifNotExists": {"const": true}}});
     let version = json!({"required": ["ifVersion"], "properties": {"ifVersion": {"not": {"type": "null"}}}});
     let value = json!({"required": ["ifValue"]});
+    let fence = json!({"required": ["ifFence"], "properties": {"ifFence": {"not": {"type": "null"}}}});
     let pair = |a: &Value, b: &Value| json!({"allOf": [a, b]});
-    let one_of_three = json!({"anyOf": [pair(&absent, &version), pair(&absent, &value), pair(&version, &value)]});
-    schemas["PutBody"]["not"] = one_of_three.clone();
+    let two_of = |conds: &[&Value]| {
+        let mut pairs = Vec::new();
+        for (i, a) in conds.iter().enumerate() {
+            for b in &conds[i + 1..] {
+                pairs.push(pair(a, b));
+            }
+        }
+        json!({"anyOf": pairs})
+    };
+    let one_condition = two_of(&[&absent, &version, &value, &fence]);
+    schemas["PutBody"]["not"] = one_condition.clone();
     // An integer delta must fit in 64 signed bits; a fraction may be any f64.
     let delta = json!({
         "type": ["number", "null"],
@@ -96,8 +110,8 @@ fn tighten(doc: &mut Value) {
             // Each kind takes only its own fields (`batch.rs` refuses the others by name).
             op["additionalProperties"] = json!(false);
             match op["properties"]["op"]["enum"][0].as_str() {
-                Some("set") => op["not"] = one_of_three.clone(),
-                Some("delete") => op["not"] = pair(&version, &value),
+                Some("set") => op["not"] = one_condition.clone(),
+                Some("delete") => op["not"] = two_of(&[&version, &value, &fence]),
                 Some("increment") => op["properties"]["delta"] = delta.clone(),
                 _ => {}
             }

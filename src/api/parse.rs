@@ -3,6 +3,7 @@
 //! cursors and limits. Handlers sit above this module; it never imports one of them.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query};
@@ -96,6 +97,16 @@ pub fn parse_version(s: &str) -> ApiResult<u64> {
     }
 }
 
+/// `500ms`, `30s` or `30` (seconds): a wait. `None` when it is not one of those spellings.
+pub fn duration(v: &str) -> Option<Duration> {
+    let (n, unit) = match v.strip_suffix("ms") {
+        Some(ms) => (ms, Duration::from_millis(1)),
+        None => (v.strip_suffix('s').unwrap_or(v), Duration::from_secs(1)),
+    };
+    let digits = !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| n.parse::<u32>().ok()).flatten().map(|n| unit * n)
+}
+
 /// A lease id in a path or a body: 1 to 19 digits (or, in a body, a JSON integer).
 pub fn lease_id(v: &Value) -> ApiResult<u64> {
     let bad = || ApiError::new(Code::InvalidId, "lease: a lease id, a string of 1 to 19 digits");
@@ -153,8 +164,25 @@ pub fn condition(body: &serde_json::Map<String, Value>, headers: &HeaderMap) -> 
     if let Some(v) = body.get("ifValue") {
         found.push((Condition::IfValue(v.to_string()), false));
     }
+    if let Some(v) = body.get("ifFence").filter(|v| !v.is_null()) {
+        found.push((fence(v)?, false));
+    }
     found.extend(header_condition(headers)?);
     single_condition(found)
+}
+
+/// `"ifFence": {"lock": "<name>", "token": "<token>"}`: write only while that token holds the
+/// lock.
+fn fence(v: &Value) -> ApiResult<Condition> {
+    let bad = || ApiError::new(Code::InvalidPrecondition, "ifFence: {\"lock\": \"<name>\", \"token\": \"<token>\"}");
+    let obj = v.as_object().ok_or_else(bad)?;
+    if obj.len() != 2 {
+        return Err(bad());
+    }
+    let lock = obj.get("lock").and_then(Value::as_str).ok_or_else(bad)?;
+    validate_key(lock)?;
+    let token = obj.get("token").ok_or_else(bad).and_then(|t| lease_id(t).map_err(|_| bad()))?;
+    Ok(Condition::IfFence { lock: lock.to_string(), token })
 }
 
 pub fn single_condition(mut found: Vec<(Condition, bool)>) -> ApiResult<(Condition, bool)> {
@@ -163,7 +191,7 @@ pub fn single_condition(mut found: Vec<(Condition, bool)>) -> ApiResult<(Conditi
         1 => Ok(found.remove(0)),
         _ => Err(ApiError::new(
             Code::ConflictingConditions,
-            "give at most one of ifNotExists, ifVersion, ifValue, If-Match, If-None-Match",
+            "give at most one of ifNotExists, ifVersion, ifValue, ifFence, If-Match, If-None-Match",
         )),
     }
 }

@@ -94,11 +94,23 @@ pub struct PutBody {
     /// Write only if the stored value equals this JSON (409 `value_mismatch` otherwise).
     #[schema(required = false)]
     pub if_value: Value,
+    /// Write only while this token holds this lock (409 `fenced` otherwise).
+    #[schema(required = false)]
+    pub if_fence: Option<Fence>,
     /// Attach the key to this lease (404 `lease_not_found` if it is not live in the
     /// namespace): the key is deleted when the lease expires or is revoked. A write without
     /// `lease` takes the key off its lease.
     #[schema(required = false)]
     pub lease: Option<LeaseId>,
+}
+
+/// `ifFence`: the lock and the token that must hold it when the write applies.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fence {
+    #[schema(schema_with = body_key)]
+    pub lock: String,
+    pub token: LeaseId,
 }
 
 /// `POST /kv/items/{key}/increment`. An empty body means `{}`.
@@ -160,6 +172,8 @@ pub enum BatchOp {
         if_version: Option<String>,
         #[schema(required = false)]
         if_value: Value,
+        #[schema(required = false)]
+        if_fence: Option<Fence>,
     },
     #[serde(rename_all = "camelCase")]
     Delete {
@@ -169,6 +183,8 @@ pub enum BatchOp {
         if_version: Option<String>,
         #[schema(required = false)]
         if_value: Value,
+        #[schema(required = false)]
+        if_fence: Option<Fence>,
     },
     #[serde(rename_all = "camelCase")]
     Increment {
@@ -387,6 +403,148 @@ pub struct LeaseReadQuery {
     pub consistency: Option<Consistency>,
 }
 
+/// A lock's or an election's name: the rules of a key.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct NamePath {
+    #[param(min_length = 1, max_length = 512, pattern = "^(?!\\.{1,2}$)[^\\x00-\\x1f\\x7f]+$")]
+    pub name: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TokenPath {
+    /// The fencing token the lock was taken with.
+    #[param(pattern = "^[0-9]{1,19}$")]
+    pub token: String,
+}
+
+/// How long to wait for the turn: `"10s"`, `"500ms"` or a number of seconds, at most 60 s;
+/// absent: answer at once.
+#[derive(Deserialize, ToSchema)]
+#[schema(value_type = String, pattern = "^[0-9]{1,5}(ms|s)?$", example = "10s")]
+pub struct Wait(String);
+
+/// `POST /locks/{name}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockBody {
+    /// The lease that holds the place: when it ends, so does the place.
+    pub lease: LeaseId,
+    #[schema(required = false)]
+    pub wait: Option<Wait>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockHeld {
+    pub name: String,
+    /// The fencing token: pass it with every guarded write (`ifFence`), and to release.
+    pub token: LeaseId,
+    pub lease: LeaseId,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockHeldData {
+    pub data: LockHeld,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockReleased {
+    pub name: String,
+    pub token: LeaseId,
+    pub released: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockReleasedData {
+    pub data: LockReleased,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockHolder {
+    pub token: LeaseId,
+    pub lease: LeaseId,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockState {
+    pub name: String,
+    pub holder: Option<LockHolder>,
+    /// How many wait behind the holder.
+    pub waiting: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockData {
+    pub data: LockState,
+}
+
+/// `POST /elections/{name}/campaign`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignBody {
+    pub lease: LeaseId,
+    /// The value this candidate announces once it leads: any JSON.
+    pub value: Value,
+    #[schema(required = false)]
+    pub wait: Option<Wait>,
+}
+
+/// `PUT /elections/{name}/proclaim`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProclaimBody {
+    /// The leadership token `campaign` returned.
+    pub token: LeaseId,
+    pub value: Value,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ElectionLeader {
+    pub name: String,
+    /// The leadership token: it fences `proclaim`, and `resign` takes it.
+    pub token: LeaseId,
+    pub lease: LeaseId,
+    pub value: Value,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderData {
+    pub data: ElectionLeader,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ResignQuery {
+    /// The leadership (or candidacy) token.
+    #[param(pattern = "^[0-9]{1,19}$")]
+    pub token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resigned {
+    pub name: String,
+    pub token: LeaseId,
+    pub resigned: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResignedData {
+    pub data: Resigned,
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Member {
@@ -460,6 +618,23 @@ pub enum SseKind {
     Progress,
     Compacted,
     Revoked,
+    Error,
+}
+
+/// One Server-Sent Event of an election's `observe`: `data` is JSON text, the leader (as
+/// `GET .../leader` gives it) for `leader`, `{}` for `none`, the error text for `error`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObserveEvent {
+    pub event: ObserveKind,
+    pub data: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ObserveKind {
+    Leader,
+    None,
     Error,
 }
 

@@ -122,6 +122,49 @@ pub enum Command {
         cond: Condition,
         lease: u64,
     },
+    /// Queues a waiter for lock `name` (or a candidate for election `name`) under `lease`,
+    /// with the entry's index as its fencing token. A lease already queued there keeps its
+    /// place (a retry after an unknown outcome does not queue twice).
+    Enqueue {
+        ns: String,
+        queue: Queue,
+        name: String,
+        lease: u64,
+        /// JSON text: a candidate's value; `null` for a lock.
+        value: String,
+    },
+    /// Leaves a queue: releases a held lock or resigns, or stops waiting.
+    Dequeue {
+        ns: String,
+        queue: Queue,
+        name: String,
+        token: u64,
+    },
+    /// Sets the value of election `name`'s leader, if `token` still leads it.
+    Proclaim {
+        ns: String,
+        name: String,
+        token: u64,
+        /// JSON text.
+        value: String,
+    },
+}
+
+/// Locks and elections queue alike; each has its own names.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Queue {
+    Lock,
+    Election,
+}
+
+impl Queue {
+    /// The byte that keeps the two kinds' queues apart in the state machine's keys.
+    pub fn tag(self) -> u8 {
+        match self {
+            Queue::Lock => b'l',
+            Queue::Election => b'e',
+        }
+    }
 }
 
 /// When a token stops working, made absolute at apply time against the entry's clock, so every
@@ -151,6 +194,12 @@ pub enum Condition {
     IfVersion(u64),
     /// JSON text; compared as parsed JSON, so key order and whitespace do not matter.
     IfValue(String),
+    /// Only while `token` holds lock `lock` of the write's namespace: the fencing check, made in
+    /// the same entry as the write.
+    IfFence {
+        lock: String,
+        token: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -200,6 +249,8 @@ pub enum Refusal {
     OutOfRange,
     /// The lease does not exist in this namespace, or has expired.
     LeaseNotFound,
+    /// `IfFence` (or a proclaim) named a token that does not hold the lock (lead the election).
+    Fenced,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -240,6 +291,17 @@ pub enum CmdResult {
         id: u64,
         /// How many keys went with it.
         keys: u64,
+    },
+    /// Queued (or already queued) with `token`; `holder` is the queue's holder after this entry.
+    Queued {
+        token: u64,
+        holder: Option<u64>,
+    },
+    Dequeued {
+        token: u64,
+    },
+    Proclaimed {
+        token: u64,
     },
 }
 

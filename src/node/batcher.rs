@@ -51,6 +51,15 @@ fn keys_of(cmd: &Command, h: &RandomState, out: &mut Vec<u64>) -> bool {
             true
         }
         Command::Batch(ops) => ops.iter().all(|op| keys_of(op, h, out)),
+        // Two changes of one queue in one entry would give two waiters the same token.
+        Command::Enqueue { ns, queue, name, .. } | Command::Dequeue { ns, queue, name, .. } => {
+            out.push(h.hash_one((ns, queue.tag(), name)));
+            true
+        }
+        Command::Proclaim { ns, name, .. } => {
+            out.push(h.hash_one((ns, crate::model::command::Queue::Election.tag(), name)));
+            true
+        }
         // They change a lease record only: no key, no version.
         Command::LeaseGrant { .. } | Command::LeaseKeepAlive { .. } => true,
         // A revoke deletes the lease's keys, whichever they are.
@@ -68,6 +77,8 @@ fn size_of(cmd: &Command) -> usize {
         Command::Set { key, value, .. } | Command::SetLeased { key, value, .. } => key.len() + value.len(),
         Command::Get { key, .. } | Command::Delete { key, .. } | Command::Increment { key, .. } => key.len(),
         Command::Batch(ops) => ops.iter().map(size_of).sum(),
+        Command::Enqueue { name, value, .. } | Command::Proclaim { name, value, .. } => name.len() + value.len(),
+        Command::Dequeue { name, .. } => name.len(),
         Command::Expire
         | Command::LeaseGrant { .. }
         | Command::LeaseKeepAlive { .. }

@@ -294,7 +294,7 @@ impl<'a> Applier<'a> {
     /// Whether creating one more key in `ns` would exceed the namespace quota. A private
     /// namespace has none: it holds one record per record of a client namespace (a KVdb
     /// bucket's lookup beside its policy record), which that namespace's quota already bounds.
-    fn over_quota(&self, ns: &str) -> Result<bool, ApplyError> {
+    pub(super) fn over_quota(&self, ns: &str) -> Result<bool, ApplyError> {
         let max = self.limits.max_keys_per_namespace;
         Ok(max > 0 && !private::is_private(ns) && self.count(ns)? >= max)
     }
@@ -363,7 +363,7 @@ impl<'a> Applier<'a> {
                 let Some(live) = old.as_ref().filter(|o| o.is_live(self.clock)) else {
                     return Ok(CmdResult::Refused(Refusal::NotFound));
                 };
-                if let Some(refusal) = check(cond, Some(live)) {
+                if let Some(refusal) = self.refusal(ns, cond, Some(live))? {
                     return Ok(CmdResult::Refused(refusal));
                 }
                 let live = live.clone();
@@ -398,6 +398,9 @@ impl<'a> Applier<'a> {
             Command::LeaseGrant { ns, ttl_ms } => self.grant_lease(ns, *ttl_ms),
             Command::LeaseKeepAlive { ns, id } => self.keep_lease_alive(ns, *id),
             Command::LeaseRevoke { ns, id } => self.revoke_lease(index, ns, *id),
+            Command::Enqueue { ns, queue, name, lease, value } => self.enqueue(index, ns, *queue, name, *lease, value),
+            Command::Dequeue { ns, queue, name, token } => self.dequeue(ns, *queue, name, *token),
+            Command::Proclaim { ns, name, token, value } => self.proclaim(ns, name, *token, value),
             Command::Batch(ops) => self.apply_batch(index, ops),
             Command::CreateToken { id, namespace, hash, perms } => self.create_token(id, namespace, hash, *perms, None),
             Command::CreateTokenExpiring { id, namespace, hash, perms, expires } => {
@@ -428,7 +431,7 @@ impl<'a> Applier<'a> {
     ) -> Result<CmdResult, ApplyError> {
         let old = self.stored(ns, key)?;
         let live = old.as_ref().filter(|o| o.is_live(self.clock));
-        if let Some(refusal) = check(cond, live) {
+        if let Some(refusal) = self.refusal(ns, cond, live)? {
             return Ok(CmdResult::Refused(refusal));
         }
         if let Some(id) = lease {
@@ -450,6 +453,15 @@ impl<'a> Applier<'a> {
             None => self.detach(ns, key)?,
         }
         Ok(CmdResult::Item(item(key, new)))
+    }
+
+    /// Why `cond` refuses a write of a key of `ns` whose live item is `live`, if it does. A fence
+    /// is judged against the lock's queue in this same entry.
+    fn refusal(&self, ns: &str, cond: &Condition, live: Option<&StoredItem>) -> Result<Option<Refusal>, ApplyError> {
+        match cond {
+            Condition::IfFence { lock, token } => Ok((!self.fence_holds(ns, lock, *token)?).then_some(Refusal::Fenced)),
+            cond => Ok(check(cond, live)),
+        }
     }
 
     /// Deletes every key due by the clock, in index order; returns how many.
@@ -602,6 +614,8 @@ fn check(cond: &Condition, live: Option<&StoredItem>) -> Option<Refusal> {
         (Condition::IfVersion(_), live) => Some(Refusal::VersionMismatch { current: live.map(|o| o.version) }),
         (Condition::IfValue(expected), Some(o)) if json_eq(expected, &o.value) => None,
         (Condition::IfValue(_), _) => Some(Refusal::ValueMismatch),
+        // Judged against the lock's queue by `Applier::refusal`, which never gets here with one.
+        (Condition::IfFence { .. }, _) => Some(Refusal::Fenced),
     }
 }
 

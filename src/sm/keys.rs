@@ -17,6 +17,7 @@
 //! | `a`    | lease id (u64 BE) ++ the attached record's own key (a `d` key) | empty (a lease's keys) |
 //! | `k`    | namespace ++ 0x00 ++ user key              | u64 BE: the lease the key is attached to |
 //! | `n`    | namespace                                  | u64 BE: leases held in it  |
+//! | `o`    | queue kind ++ namespace ++ 0x00 ++ name ++ 0x00 ++ seq (u64 BE) | bincode [`Waiter`]: a lock's waiter or an election's candidate |
 //! | `m`    | meta name                                  | bincode of the meta value  |
 //!
 //! Namespaces never contain 0x00 and user keys never contain control characters (both are
@@ -61,6 +62,7 @@ pub const LEASE_EXPIRY_INDEX: u8 = b'w';
 pub const LEASE_ATTACHED: u8 = b'a';
 pub const KEY_LEASE: u8 = b'k';
 pub const LEASE_COUNT: u8 = b'n';
+pub const QUEUE: u8 = b'o';
 pub const META_NEXT_LEASE: &[u8] = b"mnext_lease";
 pub const META_LEASE_TERM: &[u8] = b"mlease_term";
 // b'm' prefixes the meta keys below.
@@ -133,6 +135,16 @@ impl LeaseRecord {
     pub fn is_live(&self, clock_ms: u64) -> bool {
         live_at(Some(self.expires_at), clock_ms)
     }
+}
+
+/// A lock's waiter or an election's candidate, queued under its lock or election in order of
+/// arrival; the first one whose lease is live holds it. Its key's `seq` (the log index of the
+/// entry that queued it) is the fencing token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Waiter {
+    pub lease: u64,
+    /// JSON text: an election candidate's value (`null` for a lock's waiter).
+    pub value: String,
 }
 
 /// An access token as stored: only a hash of its secret is kept.
@@ -361,9 +373,53 @@ pub fn lease_count_key(ns: &str) -> Vec<u8> {
     k
 }
 
+/// The key prefix of one lock's or election's queue: `kind` tells the two apart.
+pub fn queue_prefix(kind: u8, ns: &str, name: &str) -> Vec<u8> {
+    let mut k = with_ns(&[QUEUE, kind], ns, name);
+    k.push(0);
+    k
+}
+
+pub fn waiter_key(kind: u8, ns: &str, name: &str, seq: u64) -> Vec<u8> {
+    let mut k = queue_prefix(kind, ns, name);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Splits a waiter key into (kind, namespace, name, seq).
+pub fn parse_waiter_key(k: &[u8]) -> Option<(u8, &str, &str, u64)> {
+    let rest = k.strip_prefix(&[QUEUE])?;
+    let (&kind, rest) = rest.split_first()?;
+    let (head, seq) = rest.split_at(rest.len().checked_sub(9)?);
+    if seq[0] != 0 {
+        return None;
+    }
+    let (ns, name) = split_ns(head)?;
+    Some((kind, ns, name, u64::from_be_bytes(seq[1..].try_into().ok()?)))
+}
+
+/// The upper bound of a prefix's range: every key that starts with `prefix` sorts below it.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    end.push(0xff);
+    end
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiter_keys_sort_by_seq_within_their_queue_and_parse_back() {
+        let a = waiter_key(b'l', "ns", "job", 9);
+        let b = waiter_key(b'l', "ns", "job", 10);
+        let other = waiter_key(b'l', "ns", "job2", 1);
+        let p = queue_prefix(b'l', "ns", "job");
+        assert!(a < b && a.starts_with(&p) && b.starts_with(&p) && !other.starts_with(&p));
+        assert!(b < prefix_end(&p));
+        assert_eq!(parse_waiter_key(&b), Some((b'l', "ns", "job", 10)));
+        assert_eq!(parse_waiter_key(&data_key("ns", "job")), None);
+    }
 
     #[test]
     fn expiry_keys_sort_by_time_then_key_and_parse_back() {

@@ -90,7 +90,14 @@ impl Applier<'_> {
         let mut count = 0;
         for a in self.ov.keys_in(&lo, &hi)? {
             self.ov.del(a.clone());
-            let Some((ns, key)) = keys::attached_target(&a).and_then(keys::parse_data_key) else {
+            let Some(target) = keys::attached_target(&a) else { continue };
+            if let Some((_, ns, _, _)) = keys::parse_waiter_key(target) {
+                // A lock's waiter or an election's candidate: its place goes with its lease.
+                let ns = ns.to_string();
+                self.remove_waiter(&ns, target.to_vec())?;
+                continue;
+            }
+            let Some((ns, key)) = keys::parse_data_key(target) else {
                 continue;
             };
             let (ns, key) = (ns.to_string(), key.to_string());

@@ -22,6 +22,7 @@ mod cut;
 pub mod history;
 pub mod keys;
 mod lease;
+mod queue;
 pub mod snapshot;
 
 use std::fs;
@@ -36,6 +37,7 @@ use openraft::{OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use crate::codec;
 pub use crate::config::SmOptions;
 use crate::metrics::METRICS;
+use crate::model::command::Queue;
 use crate::model::command::{Item, ProposalResult};
 use crate::model::private;
 use crate::model::types::{Entry, LogId, Membership, SnapshotMeta, StorageError, TypeConfig};
@@ -43,7 +45,7 @@ use apply::Applier;
 use close::Verdict;
 use cut::Cut;
 use keys::StoredItem;
-pub use keys::{LeaseRecord, TokenRecord};
+pub use keys::{LeaseRecord, TokenRecord, Waiter};
 
 fn item(key: &str, s: StoredItem) -> Item {
     Item { key: key.to_string(), value: s.value, version: s.version, expires_at: s.expires_at }
@@ -141,6 +143,27 @@ pub struct SmReader {
     live: Arc<Live>,
     clock: Arc<Clock>,
     feed: tokio::sync::broadcast::Sender<Arc<Feed>>,
+}
+
+/// A lock's or an election's queue as one read saw it.
+#[derive(Debug)]
+pub struct QueueView {
+    /// In order of arrival, each with its token.
+    pub waiters: Vec<(u64, Waiter)>,
+    /// The first waiter holds the lock (leads): its lease is live.
+    pub held: bool,
+}
+
+impl QueueView {
+    /// The holder's token and record.
+    pub fn holder(&self) -> Option<&(u64, Waiter)> {
+        self.waiters.first().filter(|_| self.held)
+    }
+
+    /// Whether `token` is still queued (holding or waiting).
+    pub fn has(&self, token: u64) -> bool {
+        self.waiters.iter().any(|(t, _)| *t == token)
+    }
 }
 
 /// A stretch of watch history read in one view of the tree.
@@ -361,6 +384,28 @@ impl SmReader {
             }
         }
         Ok(Some((rec, attached)))
+    }
+
+    /// Lock's or election's `name` queue in `ns`: every waiter in order, with its token, and
+    /// whether the first one holds (its lease is live at this node's clock).
+    pub fn queue(&self, ns: &str, queue: Queue, name: &str) -> Result<QueueView, ReadError> {
+        let tree = self.live.read();
+        let clock = self.clock_ms();
+        let prefix = keys::queue_prefix(queue.tag(), ns, name);
+        let mut waiters = Vec::new();
+        for kv in tree.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let Some((_, _, _, token)) = keys::parse_waiter_key(&k) else { continue };
+            waiters.push((token, codec::decode::<Waiter>(&v)?));
+        }
+        let held = match waiters.first() {
+            Some((_, w)) => match tree.get(keys::lease_key(w.lease))? {
+                Some(raw) => codec::decode::<LeaseRecord>(&raw)?.is_live(clock),
+                None => false,
+            },
+            None => false,
+        };
+        Ok(QueueView { waiters, held })
     }
 
     /// Every live lease of `ns`, in id order.

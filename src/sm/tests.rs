@@ -14,7 +14,7 @@ use proptest::prelude::*;
 
 use super::apply::{add, Applier};
 use crate::model::command::{
-    CmdResult, Command, Condition, Item, Lease, Limits, Number, Proposal, Refusal, TokenExpiry,
+    CmdResult, Command, Condition, Item, Lease, Limits, Number, Proposal, Queue, Refusal, TokenExpiry,
 };
 use crate::model::types::{Entry, LogId};
 
@@ -25,6 +25,8 @@ const NAMESPACES: &[&str] = &["default", "team"];
 const MAX_KEYS: u64 = 2;
 /// Lease ids the generated commands name: the first few a log grants, and some never granted.
 const LEASE_IDS: std::ops::Range<u64> = 1..5;
+/// Lock and election names.
+const QUEUE_NAMES: &[&str] = &["m", "n"];
 
 fn arb_value() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -42,6 +44,7 @@ fn arb_cond() -> impl Strategy<Value = Condition> {
         1 => Just(Condition::IfAbsent),
         1 => (0u64..12).prop_map(Condition::IfVersion),
         1 => arb_value().prop_map(Condition::IfValue),
+        1 => (proptest::sample::select(QUEUE_NAMES), 1u64..40).prop_map(|(lock, token)| Condition::IfFence { lock: lock.into(), token }),
     ]
 }
 
@@ -59,6 +62,19 @@ fn arb_key_cmd() -> impl Strategy<Value = Command> {
         1 => (ns.clone(), key.clone()).prop_map(|(ns, key)| Command::Get { ns, key }),
         2 => (ns, key, arb_value(), proptest::option::of(1u64..40), arb_cond(), LEASE_IDS)
             .prop_map(|(ns, key, value, ttl_ms, cond, lease)| Command::SetLeased { ns, key, value, ttl_ms, cond, lease }),
+    ]
+}
+
+/// Lock and election commands; tokens are log indices, which the short logs keep below 40.
+fn arb_queue_cmd() -> impl Strategy<Value = Command> {
+    let ns = proptest::sample::select(NAMESPACES).prop_map(str::to_string);
+    let name = proptest::sample::select(QUEUE_NAMES).prop_map(str::to_string);
+    let queue = prop_oneof![Just(Queue::Lock), Just(Queue::Election)];
+    prop_oneof![
+        3 => (ns.clone(), queue.clone(), name.clone(), LEASE_IDS, arb_value())
+            .prop_map(|(ns, queue, name, lease, value)| Command::Enqueue { ns, queue, name, lease, value }),
+        2 => (ns.clone(), queue, name.clone(), 1u64..40).prop_map(|(ns, queue, name, token)| Command::Dequeue { ns, queue, name, token }),
+        1 => (ns, name, 1u64..40, arb_value()).prop_map(|(ns, name, token, value)| Command::Proclaim { ns, name, token, value }),
     ]
 }
 
@@ -97,6 +113,7 @@ fn arb_cmd() -> impl Strategy<Value = Command> {
         1 => Just(Command::Expire),
         2 => arb_token_cmd(),
         3 => arb_lease_cmd(),
+        3 => arb_queue_cmd(),
     ]
 }
 
@@ -187,7 +204,12 @@ struct Model {
     attached: BTreeMap<(String, String), u64>,
     /// The last term whose first proposal renewed the leases.
     lease_term: u64,
+    /// (namespace, queue, name) → its waiters in order: (token, lease, value).
+    queues: BTreeMap<(String, Queue, String), Vec<Queued>>,
 }
+
+/// A queued waiter in the model: (token, lease, value).
+type Queued = (u64, u64, String);
 
 type Slot = (String, u64, Option<u64>);
 
@@ -217,8 +239,17 @@ impl Model {
         self.items.contains_key(&(ns.into(), key.into()))
     }
 
+    /// A namespace's quota counts its keys and its queued waiters.
     fn full(&self, ns: &str) -> bool {
-        self.items.keys().filter(|(n, _)| n == ns).count() as u64 >= MAX_KEYS
+        let keys = self.items.keys().filter(|(n, _)| n == ns).count();
+        let waiters: usize = self.queues.iter().filter(|((n, _, _), _)| n == ns).map(|(_, w)| w.len()).sum();
+        (keys + waiters) as u64 >= MAX_KEYS
+    }
+
+    /// The first waiter, if its lease is live.
+    fn holder(&self, ns: &str, queue: Queue, name: &str) -> Option<Queued> {
+        let first = self.queues.get(&(ns.to_string(), queue, name.to_string()))?.first()?;
+        self.live_lease(ns, first.1).map(|_| first.clone())
     }
 
     fn holds(&self, cond: &Condition, ns: &str, key: &str) -> Option<Refusal> {
@@ -231,6 +262,9 @@ impl Model {
                 (cur.map(|c| c.1) != Some(*v)).then_some(Refusal::VersionMismatch { current: cur.map(|c| c.1) })
             }
             Condition::IfValue(x) => (cur.map(|c| json(&c.0)) != Some(json(x))).then_some(Refusal::ValueMismatch),
+            Condition::IfFence { lock, token } => {
+                (self.holder(ns, Queue::Lock, lock).map(|h| h.0) != Some(*token)).then_some(Refusal::Fenced)
+            }
         }
     }
 
@@ -259,6 +293,10 @@ impl Model {
     /// Ends lease `id` with every key still attached to it; how many keys went.
     fn end_lease(&mut self, id: u64) -> u64 {
         self.leases.remove(&id);
+        for waiters in self.queues.values_mut() {
+            waiters.retain(|(_, lease, _)| *lease != id);
+        }
+        self.queues.retain(|_, w| !w.is_empty());
         let keys: Vec<_> = self.attached.iter().filter(|(_, l)| **l == id).map(|(k, _)| k.clone()).collect();
         for k in &keys {
             self.attached.remove(k);
@@ -322,6 +360,44 @@ impl Model {
                     CmdResult::Lease(Lease { id: *id, ttl_ms, expires_at })
                 }
                 None => CmdResult::Refused(Refusal::LeaseNotFound),
+            },
+            Command::Enqueue { ns, queue, name, lease, value } => {
+                if self.live_lease(ns, *lease).is_none() {
+                    return CmdResult::Refused(Refusal::LeaseNotFound);
+                }
+                let k = (ns.clone(), *queue, name.clone());
+                if let Some((token, _, _)) = self.queues.get(&k).and_then(|w| w.iter().find(|w| w.1 == *lease)) {
+                    let token = *token;
+                    return CmdResult::Queued { token, holder: self.holder(ns, *queue, name).map(|h| h.0) };
+                }
+                if self.full(ns) {
+                    return CmdResult::Refused(Refusal::QuotaExceeded);
+                }
+                self.queues.entry(k).or_default().push((index, *lease, value.clone()));
+                CmdResult::Queued { token: index, holder: self.holder(ns, *queue, name).map(|h| h.0) }
+            }
+            Command::Dequeue { ns, queue, name, token } => {
+                let k = (ns.clone(), *queue, name.clone());
+                let Some(waiters) = self.queues.get_mut(&k) else { return CmdResult::Refused(Refusal::NotFound) };
+                let before = waiters.len();
+                waiters.retain(|w| w.0 != *token);
+                let found = waiters.len() < before;
+                if waiters.is_empty() {
+                    self.queues.remove(&k);
+                }
+                if found {
+                    CmdResult::Dequeued { token: *token }
+                } else {
+                    CmdResult::Refused(Refusal::NotFound)
+                }
+            }
+            Command::Proclaim { ns, name, token, value } => match self.holder(ns, Queue::Election, name) {
+                Some((t, _, _)) if t == *token => {
+                    let k = (ns.clone(), Queue::Election, name.clone());
+                    self.queues.get_mut(&k).unwrap()[0].2 = value.clone();
+                    CmdResult::Proclaimed { token: *token }
+                }
+                _ => CmdResult::Refused(Refusal::Fenced),
             },
             Command::LeaseRevoke { ns, id } => match self.live_lease(ns, *id) {
                 Some(_) => CmdResult::LeaseRevoked { id: *id, keys: self.end_lease(*id) },
@@ -1081,4 +1157,50 @@ proptest! {
             }
         }
     }
+}
+
+/// The fencing rule at a lease's edge: a holder whose lease ran out is refused from the first
+/// entry whose clock reaches the expiry, although the sweep has not removed it yet, and the
+/// next waiter holds only once the sweep has. So no two holders ever overlap, and the reader's
+/// view agrees with apply's.
+#[tokio::test]
+async fn a_holder_whose_lease_ran_out_is_fenced_before_the_sweep_and_its_successor_only_after() {
+    use openraft::storage::RaftStateMachine;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut sm = super::StateMachine::open(dir.path(), &super::SmOptions::default()).unwrap();
+    let ns = || "ns".to_string();
+    let grant = |ttl_ms| Command::LeaseGrant { ns: ns(), ttl_ms };
+    sm.apply(vec![stamped(1, 1_000, vec![grant(100), grant(10_000)])]).await.unwrap();
+    let enqueue =
+        |lease| Command::Enqueue { ns: ns(), queue: Queue::Lock, name: "job".into(), lease, value: "null".into() };
+    let queued =
+        sm.apply(vec![stamped(2, 1_010, vec![enqueue(1)]), stamped(3, 1_020, vec![enqueue(2)])]).await.unwrap();
+    assert_eq!(queued[0].results, vec![CmdResult::Queued { token: 2, holder: Some(2) }]);
+    assert_eq!(queued[1].results, vec![CmdResult::Queued { token: 3, holder: Some(2) }]);
+    let fenced = |index, token| Command::Set {
+        ns: ns(),
+        key: format!("w{index}"),
+        value: "1".into(),
+        ttl_ms: None,
+        cond: Condition::IfFence { lock: "job".into(), token },
+    };
+    let reader = sm.reader();
+    let holder = || reader.queue("ns", Queue::Lock, "job").unwrap().holder().map(|(t, _)| *t);
+
+    let before = sm.apply(vec![stamped(4, 1_099, vec![fenced(4, 2), fenced(4, 3)])]).await.unwrap();
+    assert!(matches!(before[0].results[0], CmdResult::Item(_)), "the holder writes: {before:?}");
+    assert_eq!(before[0].results[1], CmdResult::Refused(Refusal::Fenced), "a waiter does not");
+    assert_eq!(holder(), Some(2));
+
+    // Lease 1 is due at 1_100; no sweep yet.
+    let due = sm.apply(vec![stamped(5, 1_100, vec![fenced(5, 2), fenced(5, 3)])]).await.unwrap();
+    assert_eq!(due[0].results, vec![CmdResult::Refused(Refusal::Fenced); 2], "nobody holds until the sweep");
+    assert_eq!(holder(), None);
+
+    sm.apply(vec![stamped(6, 1_101, vec![Command::Expire])]).await.unwrap();
+    let after = sm.apply(vec![stamped(7, 1_102, vec![fenced(7, 2), fenced(7, 3)])]).await.unwrap();
+    assert_eq!(after[0].results[0], CmdResult::Refused(Refusal::Fenced), "the old holder stays fenced");
+    assert!(matches!(after[0].results[1], CmdResult::Item(_)), "the next waiter holds: {after:?}");
+    assert_eq!(holder(), Some(3));
 }

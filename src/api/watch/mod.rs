@@ -115,11 +115,7 @@ fn parse_index(v: &str, what: &str) -> Result<u64, ApiError> {
 /// `30s`, `30`, `500ms`: how long a long poll may wait.
 fn parse_wait(v: &str) -> Result<Duration, ApiError> {
     let bad = || ApiError::new(Code::InvalidQuery, "wait must be a duration such as 30s or 500ms, at most 60s");
-    let d = if let Some(ms) = v.strip_suffix("ms") {
-        Duration::from_millis(ms.parse().map_err(|_| bad())?)
-    } else {
-        Duration::from_secs(v.strip_suffix('s').unwrap_or(v).parse().map_err(|_| bad())?)
-    };
+    let d = super::parse::duration(v).ok_or_else(bad)?;
     if d > POLL_MAX_WAIT {
         return Err(bad());
     }

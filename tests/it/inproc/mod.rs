@@ -15,6 +15,7 @@ mod fuzz_requests;
 mod internal_headers;
 mod kv_semantics;
 mod leases;
+mod locks;
 mod openapi;
 mod permissions;
 mod rate_limit;

@@ -82,7 +82,7 @@ fn code_of(code: Code) -> &'static str {
         NotFound | NoRoute | LeaseNotFound => "not_found",
         MethodNotAllowed => "method_not_allowed",
         KeyExists | VersionMismatch | ValueMismatch | NotANumber | Overflow | OutOfRange | MembershipConflict
-        | Conflict | BatchOpNotFound | PreconditionFailed => "conflict",
+        | Conflict | BatchOpNotFound | PreconditionFailed | Fenced | LockHeld | NotElected => "conflict",
         RateLimited => "rate_limited",
         Internal | StorageError | NoEntropy => "internal_error",
         NotAcceptable | NoLeader | NotCaughtUp | NotReady | RaftStopped | SnapshotTimeout | Busy | UnknownOutcome

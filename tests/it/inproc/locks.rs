@@ -1,0 +1,187 @@
+//! Locks and elections: waiters are served first in, first out, each new holder's fencing
+//! token is larger, a fenced write from a holder that lost the lock is refused, a holder whose
+//! lease ends passes the lock on, a try-lock gives its place back, and an election's leader,
+//! proclaim, observe and resign behave as etcd's do.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::support::sse;
+use crate::support::{deadline_in, until, Cluster, Http, Resp};
+
+async fn call(http: &Http, method: Method, url: String, body: Option<Value>) -> Resp {
+    http.must(method, &url, body.map(|b| serde_json::to_vec(&b).unwrap()), &[]).await
+}
+
+async fn lease(http: &Http, base: &str) -> String {
+    let r = call(http, Method::POST, format!("{base}/leases"), Some(json!({"ttlSeconds": 60}))).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    r.data()["id"].as_str().unwrap().to_string()
+}
+
+fn token(r: &Resp) -> u64 {
+    r.data()["token"].as_str().and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("a token: {r:?}"))
+}
+
+/// Waits until lock `name` has `n` waiters behind its holder.
+async fn waiting(http: &Http, base: &str, name: &str, n: u64) {
+    let url = format!("{base}/locks/{name}");
+    until(deadline_in(10), &format!("{n} waiters on {name}"), async || {
+        let r = http.send(Method::GET, &url, None, &[]).await?;
+        (r.data()["waiting"] == n).then_some(()).ok_or(format!("{r:?}"))
+    })
+    .await;
+}
+
+fn fenced_put(lock: &str, t: u64, value: u64) -> Value {
+    json!({"value": value, "ifFence": {"lock": lock, "token": t.to_string()}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_are_served_in_order_and_fencing_refuses_a_past_holder() {
+    let mut c = Cluster::in_process(3, &[]);
+    c.wait_for_leader(deadline_in(20)).await;
+    // Through a follower: the waiting happens at the leader, which the follower forwards to.
+    let url = c.url(c.follower_ids()[0]);
+    let http = c.http.clone();
+    let (a, b, d) = (lease(&http, &url).await, lease(&http, &url).await, lease(&http, &url).await);
+
+    let held = call(&http, Method::POST, format!("{url}/locks/job"), Some(json!({"lease": a}))).await;
+    assert_eq!(held.status, 200, "{held:?}");
+    let ta = token(&held);
+    let w = c.http.put(&url, "out", &fenced_put("job", ta, 1)).await;
+    assert_eq!(w.status, 200, "the holder's fenced write: {w:?}");
+
+    // A try-lock while it is held: 409, and its place is given back.
+    let busy = call(&http, Method::POST, format!("{url}/locks/job"), Some(json!({"lease": d}))).await;
+    assert_eq!((busy.status, busy.error_code()), (409, Some("lock_held")), "{busy:?}");
+
+    let spawn_wait = |lease: String| {
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move {
+            call(&http, Method::POST, format!("{url}/locks/job"), Some(json!({"lease": lease, "wait": "20s"}))).await
+        })
+    };
+    let second = spawn_wait(b.clone());
+    waiting(&http, &url, "job", 1).await;
+    let third = spawn_wait(d.clone());
+    waiting(&http, &url, "job", 2).await;
+
+    let released = call(&http, Method::DELETE, format!("{url}/locks/job/{ta}"), None).await;
+    assert_eq!(released.status, 200, "{released:?}");
+    let second = tokio::time::timeout(Duration::from_secs(15), second).await.expect("second waiter answered").unwrap();
+    assert_eq!(second.status, 200, "{second:?}");
+    let tb = token(&second);
+    assert!(tb > ta, "tokens grow: {ta} then {tb}");
+    assert!(!third.is_finished(), "the third waiter still waits while the second holds");
+
+    // The first holder, paused through all that, writes with its old token: refused.
+    let stale = c.http.put(&url, "out", &fenced_put("job", ta, 2)).await;
+    assert_eq!((stale.status, stale.error_code()), (409, Some("fenced")), "{stale:?}");
+    let now = c.http.put(&url, "out", &fenced_put("job", tb, 3)).await;
+    assert_eq!(now.status, 200, "{now:?}");
+
+    // The holder's lease ends: the lock passes to the next waiter.
+    let revoked = call(&http, Method::DELETE, format!("{url}/leases/{b}"), None).await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let third = tokio::time::timeout(Duration::from_secs(15), third).await.expect("third waiter answered").unwrap();
+    assert_eq!(third.status, 200, "{third:?}");
+    assert!(token(&third) > tb);
+    let stale = c.http.put(&url, "out", &fenced_put("job", tb, 4)).await;
+    assert_eq!((stale.status, stale.error_code()), (409, Some("fenced")), "{stale:?}");
+    assert_eq!(c.http.get(&c.leader_url(), "out").await.data()["value"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_election_has_one_leader_whose_token_fences_proclaim() {
+    let mut c = Cluster::in_process(1, &[]);
+    c.wait_for_leader(deadline_in(20)).await;
+    let url = c.leader_url();
+    let http = c.http.clone();
+    let (a, b) = (lease(&http, &url).await, lease(&http, &url).await);
+    let none = call(&http, Method::GET, format!("{url}/elections/main/leader"), None).await;
+    assert_eq!(none.status, 404, "{none:?}");
+
+    let mut observed = sse::open(&format!("{url}/elections/main/observe"), &[]).await.expect("observe opens");
+    let first = observed.next(deadline_in(5)).await.expect("the current state at once");
+    assert_eq!(first.event, "none", "{first:?}");
+
+    let won =
+        call(&http, Method::POST, format!("{url}/elections/main/campaign"), Some(json!({"lease": a, "value": "a"})))
+            .await;
+    assert_eq!(won.status, 200, "{won:?}");
+    let ta = token(&won);
+    let seen = observed.next(deadline_in(5)).await.expect("the new leader");
+    assert_eq!((seen.event.as_str(), &seen.data["value"]), ("leader", &json!("a")), "{seen:?}");
+
+    let (h, u, lb) = (http.clone(), url.clone(), b.clone());
+    let second = tokio::spawn(async move {
+        call(
+            &h,
+            Method::POST,
+            format!("{u}/elections/main/campaign"),
+            Some(json!({"lease": lb, "value": "b", "wait": "20s"})),
+        )
+        .await
+    });
+    let body = |t: u64, v: &str| Some(json!({"token": t.to_string(), "value": v}));
+    let p = call(&http, Method::PUT, format!("{url}/elections/main/proclaim"), body(ta, "a2")).await;
+    assert_eq!(p.status, 200, "{p:?}");
+    let seen = observed.next(deadline_in(5)).await.expect("the proclaimed value");
+    assert_eq!(seen.data["value"], "a2", "{seen:?}");
+    let wrong = call(&http, Method::PUT, format!("{url}/elections/main/proclaim"), body(ta + 1_000, "x")).await;
+    assert_eq!((wrong.status, wrong.error_code()), (409, Some("fenced")), "{wrong:?}");
+
+    let resigned = call(&http, Method::DELETE, format!("{url}/elections/main/resign?token={ta}"), None).await;
+    assert_eq!(resigned.status, 200, "{resigned:?}");
+    let second = tokio::time::timeout(Duration::from_secs(15), second).await.expect("campaign answered").unwrap();
+    assert_eq!((second.status, &second.data()["value"]), (200, &json!("b")), "{second:?}");
+    assert!(token(&second) > ta);
+    let seen = observed.next(deadline_in(5)).await.expect("the next leader");
+    assert_eq!(seen.data["value"], "b", "{seen:?}");
+    let stale = call(&http, Method::PUT, format!("{url}/elections/main/proclaim"), body(ta, "late")).await;
+    assert_eq!((stale.status, stale.error_code()), (409, Some("fenced")), "{stale:?}");
+    let leader = call(&http, Method::GET, format!("{url}/elections/main/leader"), None).await;
+    assert_eq!(leader.data()["value"], "b", "{leader:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_lock_and_election_requests_get_clear_codes() {
+    let mut c = Cluster::in_process(1, &[]);
+    c.wait_for_leader(deadline_in(20)).await;
+    let (http, url) = (&c.http, c.leader_url());
+    let l = lease(http, &url).await;
+    for (body, code) in [
+        (json!({}), "invalid_id"),
+        (json!({"lease": "x"}), "invalid_id"),
+        (json!({"lease": l, "wait": "forever"}), "invalid_ttl"),
+        (json!({"lease": l, "wait": "61s"}), "invalid_ttl"),
+        (json!({"lease": l, "wait": "1m"}), "invalid_ttl"),
+        (json!({"lease": l, "holder": "me"}), "unknown_field"),
+    ] {
+        let r = call(http, Method::POST, format!("{url}/locks/j"), Some(body.clone())).await;
+        assert_eq!((r.status, r.error_code()), (400, Some(code)), "{body}: {r:?}");
+    }
+    let r = call(http, Method::POST, format!("{url}/locks/j"), Some(json!({"lease": "424242"}))).await;
+    assert_eq!((r.status, r.error_code()), (404, Some("lease_not_found")), "{r:?}");
+    let r = call(http, Method::DELETE, format!("{url}/locks/j/77"), None).await;
+    assert_eq!((r.status, r.error_code()), (404, Some("not_found")), "{r:?}");
+    let r = call(http, Method::DELETE, format!("{url}/locks/j/x"), None).await;
+    assert_eq!((r.status, r.error_code()), (400, Some("invalid_id")), "{r:?}");
+    for fence in
+        [json!({"lock": "j"}), json!({"lock": "j", "token": "x"}), json!("j:1"), json!({"lock": "", "token": "1"})]
+    {
+        let r = http.put(&url, "k", &json!({"value": 1, "ifFence": fence})).await;
+        assert_eq!(r.status, 400, "{fence}: {r:?}");
+    }
+    let r = http.put(&url, "k", &json!({"value": 1, "ifFence": {"lock": "j", "token": "1"}, "ifVersion": "1"})).await;
+    assert_eq!((r.status, r.error_code()), (400, Some("conflicting_conditions")), "{r:?}");
+    let r = http.put(&url, "k", &json!({"value": 1, "ifFence": {"lock": "nobody-holds", "token": "1"}})).await;
+    assert_eq!((r.status, r.error_code()), (409, Some("fenced")), "{r:?}");
+    let r = call(http, Method::POST, format!("{url}/elections/e/campaign"), Some(json!({"lease": l}))).await;
+    assert_eq!((r.status, r.error_code()), (400, Some("invalid_json")), "a campaign needs a value: {r:?}");
+    let r = call(http, Method::DELETE, format!("{url}/elections/e/resign"), None).await;
+    assert_eq!((r.status, r.error_code()), (400, Some("invalid_id")), "{r:?}");
+}

@@ -9,7 +9,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use cairn::backup::RestoreArgs;
 use cairn::bench::BenchOpts;
 use cairn::client::{
-    run_backup, run_cluster, run_kv, run_token, run_watch, ClientOpts, ClusterCmd, KvCmd, TokenCmd, WatchArgs,
+    run_backup, run_cluster, run_elect, run_kv, run_lease, run_lock, run_token, run_watch, ClientOpts, ClusterCmd,
+    ElectArgs, KvCmd, LeaseCmd, LockArgs, TokenCmd, WatchArgs,
 };
 use cairn::config::{LogFormat, ServeArgs};
 
@@ -62,6 +63,27 @@ enum Cmd {
         opts: ClientOpts,
         #[command(flatten)]
         args: WatchArgs,
+    },
+    /// Grant, keep alive and revoke leases.
+    Lease {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: LeaseCmd,
+    },
+    /// Run a command while holding a lock; its fencing token is in CAIRN_LOCK_TOKEN.
+    Lock {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(flatten)]
+        args: LockArgs,
+    },
+    /// Campaign in an election and lead until interrupted, or --observe its leader.
+    Elect {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(flatten)]
+        args: ElectArgs,
     },
     /// Load-test a cluster (or etcd, with --target etcd).
     Bench(BenchOpts),
@@ -151,6 +173,9 @@ fn main() -> ExitCode {
         Cmd::Token { opts, cmd } => client_main(None, async move { run_token(&opts, cmd).await }),
         Cmd::Backup { opts, out } => client_main(None, async move { run_backup(&opts, &out).await }),
         Cmd::Watch { opts, args } => client_main(None, async move { run_watch(&opts, args).await }),
+        Cmd::Lease { opts, cmd } => client_main(None, async move { run_lease(&opts, cmd).await }),
+        Cmd::Lock { opts, args } => client_main(None, async move { run_lock(&opts, args).await }),
+        Cmd::Elect { opts, args } => client_main(None, async move { run_elect(&opts, args).await }),
         Cmd::Restore(args) => ExitCode::from(u8::try_from(cairn::backup::run_restore(&args)).unwrap_or(1)),
         // Every bench client is a task on `--threads` runtime threads.
         Cmd::Bench(opts) => client_main(Some(opts.threads), cairn::bench::run(opts)),

@@ -296,7 +296,7 @@ async fn kv(client: &Client, cmd: KvCmd) -> Result<String, ClientError> {
 }
 
 /// Prints the result where the contract says and picks the exit code.
-fn finish(outcome: Result<String, ClientError>) -> i32 {
+pub(super) fn finish(outcome: Result<String, ClientError>) -> i32 {
     match outcome {
         Ok(text) => {
             println!("{text}");
@@ -314,7 +314,7 @@ pub fn error_line(err: &ClientError) -> String {
     format!("error: {}: {}", err.code(), err.message())
 }
 
-fn pretty<T: Serialize>(reply: Reply<T>) -> Result<String, ClientError> {
+pub(super) fn pretty<T: Serialize>(reply: Reply<T>) -> Result<String, ClientError> {
     serde_json::to_string_pretty(&reply.data).map_err(|e| ClientError::BadResponse {
         endpoint: reply.meta.endpoint.to_string(),
         status: reply.meta.status,

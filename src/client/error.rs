@@ -12,6 +12,9 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// Nothing could serve the request, or its outcome is unknown (503, 504, unreachable).
     pub const UNAVAILABLE: i32 = 3;
+    /// `cairn lock` / `cairn elect`: the lease was lost while holding, so the lock (the
+    /// leadership) may have passed to another; `cairn lock` stopped its command.
+    pub const LOST: i32 = 4;
 }
 
 /// Why one endpoint could not serve a request; collected so that an [`ClientError::Unavailable`]

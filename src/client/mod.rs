@@ -59,6 +59,8 @@
 //!   stays the only place that calls `process::exit`.
 
 mod cli;
+mod coord;
+mod coord_cli;
 mod endpoints;
 mod error;
 #[cfg(test)]
@@ -72,6 +74,7 @@ mod watch;
 pub use cli::{
     error_line, parse_json, run_backup, run_cluster, run_kv, run_token, ClientOpts, ClusterCmd, KvCmd, TokenCmd,
 };
+pub use coord_cli::{run_elect, run_lease, run_lock, ElectArgs, LeaseCmd, LockArgs};
 pub use endpoints::{parse_endpoint, parse_endpoints};
 pub use error::{exit, exit_code_for_status, ClientError, FailedAttempt};
 pub use output::Output;

@@ -64,15 +64,19 @@ impl ClientConfig {
 pub struct Client {
     http: reqwest::Client,
     endpoints: Vec<Url>,
+    /// Every request's timeout, which a call the server may hold extends by its wait.
+    pub(super) request_timeout: Duration,
 }
 
 /// One logical API request, rebuilt against each endpoint it is tried on.
-struct Call {
+pub(super) struct Call {
     method: Method,
     segments: Vec<String>,
-    query: Vec<(&'static str, String)>,
+    pub(super) query: Vec<(&'static str, String)>,
     body: Option<Value>,
     effect: Effect,
+    /// Longer than the client's timeout, for a request the server may hold (a lock's wait).
+    timeout: Option<Duration>,
 }
 
 impl Client {
@@ -113,7 +117,7 @@ impl Client {
             builder = builder.use_preconfigured_tls(tls);
         }
         let http = builder.build().map_err(ClientError::Setup)?;
-        Ok(Client { http, endpoints: config.endpoints })
+        Ok(Client { http, endpoints: config.endpoints, request_timeout: config.request_timeout })
     }
 
     pub fn endpoints(&self) -> &[Url] {
@@ -314,7 +318,7 @@ impl Client {
         decode(self.execute(&Call::new(Method::GET, Effect::Read, segments)).await?)
     }
 
-    async fn execute(&self, call: &Call) -> Result<Reply<Value>, ClientError> {
+    pub(super) async fn execute(&self, call: &Call) -> Result<Reply<Value>, ClientError> {
         let mut attempts = Vec::new();
         for endpoint in &self.endpoints {
             match self.attempt(endpoint, call).await {
@@ -328,6 +332,9 @@ impl Client {
 
     async fn attempt(&self, endpoint: &Url, call: &Call) -> Attempt {
         let mut request = self.http.request(call.method.clone(), call.url(endpoint));
+        if let Some(timeout) = call.timeout {
+            request = request.timeout(timeout);
+        }
         if let Some(body) = &call.body {
             request = request.json(body);
         }
@@ -350,12 +357,18 @@ impl Client {
 }
 
 impl Call {
-    fn new(method: Method, effect: Effect, segments: Vec<String>) -> Call {
-        Call { method, segments, query: Vec::new(), body: None, effect }
+    pub(super) fn new(method: Method, effect: Effect, segments: Vec<String>) -> Call {
+        Call { method, segments, query: Vec::new(), body: None, effect, timeout: None }
     }
 
-    fn body(mut self, body: Value) -> Call {
+    pub(super) fn body(mut self, body: Value) -> Call {
         self.body = Some(body);
+        self
+    }
+
+    /// The whole request's timeout, when the server may hold it longer than a plain one.
+    pub(super) fn timeout(mut self, timeout: Duration) -> Call {
+        self.timeout = Some(timeout);
         self
     }
 
@@ -375,7 +388,7 @@ impl Call {
     }
 }
 
-fn segs(parts: &[&str]) -> Vec<String> {
+pub(super) fn segs(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|p| p.to_string()).collect()
 }
 

@@ -10,6 +10,7 @@ mod bench_cli;
 mod cluster_formation;
 mod compaction;
 mod config_file;
+mod coord_cli;
 mod disk_faults;
 mod environment;
 mod failover;

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::auth::Caller;
+use super::auth::{Caller, Principal};
 use super::code::Code;
 use super::error::ApiError;
 use super::exec;
@@ -190,7 +190,7 @@ pub async fn leader(
 }
 
 #[utoipa::path(get, path = "/elections/{name}/observe", tag = "elections", operation_id = "observeElection",
-    summary = "Server-Sent Events: `leader` with the leader at once and at every change, `none` while none leads",
+    summary = "Server-Sent Events: `leader` with the leader at once and at every change, `none` while none leads; `revoked` ends it when the token is revoked",
     params(schema::NamePath),
     responses((status = 200, description = "an event stream", body = schema::ObserveEvent, content_type = "text/event-stream"), schema::Errors))]
 pub async fn observe(
@@ -216,11 +216,20 @@ pub async fn observe(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    // Like a watch, the stream ends once the token it was opened with is revoked or expires.
+    let token = match &caller.principal {
+        Principal::Token { id, .. } => Some(id.clone()),
+        _ => None,
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
     tokio::spawn(async move {
         let mut feed = st.node.reader.subscribe();
         let mut last: Option<Option<Leader>> = None;
         loop {
+            if token.as_ref().is_some_and(|id| !matches!(st.node.token(id), Ok(Some(_)))) {
+                let _ = tx.send(Event::default().event("revoked").data("the token was revoked")).await;
+                return;
+            }
             let now = match st.node.reader.queue(&ns, Queue::Election, &name) {
                 Ok(q) => Leader::of(&name, &q),
                 Err(e) => {

@@ -622,7 +622,7 @@ pub enum SseKind {
 }
 
 /// One Server-Sent Event of an election's `observe`: `data` is JSON text, the leader (as
-/// `GET .../leader` gives it) for `leader`, `{}` for `none`, the error text for `error`.
+/// `GET .../leader` gives it) for `leader`, `{}` for `none`, a text for `revoked` and `error`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ObserveEvent {
@@ -635,6 +635,7 @@ pub struct ObserveEvent {
 pub enum ObserveKind {
     Leader,
     None,
+    Revoked,
     Error,
 }
 

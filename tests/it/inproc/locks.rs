@@ -185,3 +185,34 @@ async fn bad_lock_and_election_requests_get_clear_codes() {
     let r = call(http, Method::DELETE, format!("{url}/elections/e/resign"), None).await;
     assert_eq!((r.status, r.error_code()), (400, Some("invalid_id")), "{r:?}");
 }
+
+/// An election's observe stream ends, as a watch does, once the token it was opened with is
+/// revoked: a revoked credential must not keep reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_ends_its_observe_stream() {
+    const ADMIN: &str = "Bearer locks-admin";
+    let mut c = Cluster::in_process_single(&["--admin-token", "locks-admin"]);
+    c.wait_for_leader(deadline_in(15)).await;
+    let url = c.url(1);
+    let body = serde_json::to_vec(&json!({"namespace": "team", "permissions": ["read"]})).unwrap();
+    let created =
+        c.http.must(Method::POST, &format!("{url}/admin/tokens"), Some(body), &[("authorization", ADMIN)]).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let bearer = format!("Bearer {}", created.data()["token"].as_str().unwrap());
+    let id = created.data()["id"].as_str().unwrap().to_string();
+    let mut stream =
+        sse::open(&format!("{url}/elections/e/observe"), &[("authorization", &bearer)]).await.expect("opens");
+    let first = stream.next(deadline_in(5)).await.expect("the current state");
+    assert_eq!(first.event, "none", "{first:?}");
+
+    let revoked =
+        c.http.must(Method::DELETE, &format!("{url}/admin/tokens/{id}"), None, &[("authorization", ADMIN)]).await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let deadline = deadline_in(15);
+    let mut events = Vec::new();
+    while let Some(e) = stream.next(deadline).await {
+        events.push(e.event);
+    }
+    assert_eq!(events, vec!["revoked".to_string()], "the stream says why, then ends");
+    assert!(std::time::Instant::now() < deadline, "the stream ended rather than idling to the deadline");
+}

@@ -398,11 +398,15 @@ pub fn parse_waiter_key(k: &[u8]) -> Option<(u8, &str, &str, u64)> {
     Some((kind, ns, name, u64::from_be_bytes(seq[1..].try_into().ok()?)))
 }
 
-/// The upper bound of a prefix's range: every key that starts with `prefix` sorts below it.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    end.push(0xff);
-    end
+/// The range of one queue's waiter keys: its prefix ends in the 0x00 after the name, so the
+/// same prefix ending in 0x01 bounds every seq exactly.
+pub fn queue_range(kind: u8, ns: &str, name: &str) -> (Vec<u8>, Vec<u8>) {
+    let lo = queue_prefix(kind, ns, name);
+    let mut hi = lo.clone();
+    if let Some(last) = hi.last_mut() {
+        *last = 1;
+    }
+    (lo, hi)
 }
 
 #[cfg(test)]
@@ -414,9 +418,9 @@ mod tests {
         let a = waiter_key(b'l', "ns", "job", 9);
         let b = waiter_key(b'l', "ns", "job", 10);
         let other = waiter_key(b'l', "ns", "job2", 1);
-        let p = queue_prefix(b'l', "ns", "job");
+        let (p, end) = queue_range(b'l', "ns", "job");
         assert!(a < b && a.starts_with(&p) && b.starts_with(&p) && !other.starts_with(&p));
-        assert!(b < prefix_end(&p));
+        assert!(p < a && waiter_key(b'l', "ns", "job", u64::MAX) < end && other > end);
         assert_eq!(parse_waiter_key(&b), Some((b'l', "ns", "job", 10)));
         assert_eq!(parse_waiter_key(&data_key("ns", "job")), None);
     }

@@ -13,8 +13,8 @@ use crate::model::command::{CmdResult, Queue, Refusal};
 impl Applier<'_> {
     /// The queue's first waiter, with its token, if its lease is live at the entry's clock.
     pub(super) fn holder(&self, ns: &str, queue: Queue, name: &str) -> Result<Option<(u64, Waiter)>, ApplyError> {
-        let prefix = keys::queue_prefix(queue.tag(), ns, name);
-        let Some(first) = self.ov.keys_in(&prefix, &keys::prefix_end(&prefix))?.into_iter().next() else {
+        let (lo, hi) = keys::queue_range(queue.tag(), ns, name);
+        let Some(first) = self.ov.keys_in(&lo, &hi)?.into_iter().next() else {
             return Ok(None);
         };
         let Some((_, _, _, token)) = keys::parse_waiter_key(&first) else { return Ok(None) };
@@ -41,8 +41,8 @@ impl Applier<'_> {
         if self.live_lease(ns, lease)?.is_none() {
             return Ok(CmdResult::Refused(Refusal::LeaseNotFound));
         }
-        let prefix = keys::queue_prefix(queue.tag(), ns, name);
-        for k in self.ov.keys_in(&prefix, &keys::prefix_end(&prefix))? {
+        let (lo, hi) = keys::queue_range(queue.tag(), ns, name);
+        for k in self.ov.keys_in(&lo, &hi)? {
             let Some(raw) = self.ov.get(&k)? else { continue };
             let w: Waiter = codec::decode(&raw)?;
             if w.lease == lease {

@@ -169,8 +169,13 @@ class Lease:
     def __enter__(self) -> "Lease":
         return self.start_keep_alive()
 
-    def __exit__(self, *exc: Any) -> None:
-        self.revoke()
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        try:
+            self.revoke()
+        except CairnError:
+            # Leaving on an error of the block's own: that error is the one to see.
+            if exc_type is None:
+                raise
 
     def __repr__(self) -> str:
         return f"Lease(id={self.id!r}, ttl={self.ttl!r}, lost={self.lost.is_set()!r})"
@@ -247,8 +252,13 @@ class Lock:
     def __enter__(self) -> "Lock":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        try:
+            self.release()
+        except CairnError:
+            # Leaving on an error of the block's own: that error is the one to see.
+            if exc_type is None:
+                raise
 
     def __repr__(self) -> str:
         return f"Lock(name={self.name!r}, token={self.token!r}, lease={self.lease.id!r})"
@@ -321,8 +331,13 @@ class Election:
     def __enter__(self) -> "Election":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.resign()
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        try:
+            self.resign()
+        except CairnError:
+            # Leaving on an error of the block's own: that error is the one to see.
+            if exc_type is None:
+                raise
 
     def __repr__(self) -> str:
         return f"Election(name={self.name!r}, token={self.token!r}, value={self.value!r})"

@@ -22,6 +22,19 @@ import type {
   WatchOptions,
 } from "./types.js";
 import { watch } from "./watch.js";
+import {
+  Election,
+  Lease,
+  Lock,
+  acquireLock,
+  campaign,
+  electionLeader,
+  grantLease,
+  observe,
+  type ElectOptions,
+  type LockOptions,
+} from "./coordination.js";
+import type { ElectionLeader, LeaseOptions, ObserveOptions } from "./types.js";
 
 export class Client {
   private readonly transport: Transport;
@@ -71,6 +84,11 @@ export class Client {
     if (options.ifAbsent) body["ifNotExists"] = true;
     if (options.ifVersion !== undefined) body["ifVersion"] = options.ifVersion;
     if (options.ifValue !== undefined) body["ifValue"] = options.ifValue;
+    if (options.lease !== undefined) body["lease"] = typeof options.lease === "string" ? options.lease : options.lease.id;
+    if (options.ifFence !== undefined) {
+      const fence = options.ifFence;
+      body["ifFence"] = { lock: "lock" in fence ? fence.lock : fence.name, token: fence.token };
+    }
     // A put, conditional or not, leaves the same state when applied twice, so it may fail over.
     const answer = await this.send({ method: "PUT", path: itemPath(key), body: JSON.stringify(body), safety: "idempotent" });
     return data<Item<T>>(answer);
@@ -135,6 +153,48 @@ export class Client {
    */
   watch<T = unknown>(prefix: string, options: WatchOptions = {}): AsyncGenerator<WatchEvent<T>, void, undefined> {
     return watch<T>(this.transport, prefix, options);
+  }
+
+  /**
+   * Grants a lease of `ttl` seconds. Keys put with `{lease}` are deleted with it. Keep it alive
+   * with `keepAlive()` or `keepAliveEvery(ms)` (or `{autoKeepAlive: true}`), end it with `revoke()`.
+   */
+  async lease(ttl: number, options: LeaseOptions = {}): Promise<Lease> {
+    const lease = await grantLease(this.coordination, ttl);
+    if (options.autoKeepAlive) lease.keepAliveEvery();
+    return lease;
+  }
+
+  /**
+   * Takes the fair lock `name`, waiting up to `wait` seconds in its queue (default: not at all);
+   * `Conflict` `lock_held` when the wait runs out. Without `lease`, it grants its own of `ttl`
+   * seconds (default 10), kept alive until `release()`.
+   */
+  lock(name: string, options: LockOptions = {}): Promise<Lock> {
+    return acquireLock(this.coordination, name, options);
+  }
+
+  /**
+   * Campaigns in election `name` with `value`, waiting up to `wait` seconds (default 60) to lead;
+   * `Conflict` `not_elected` when the wait runs out. Without `lease`, it grants its own of `ttl`
+   * seconds (default 10), kept alive until `resign()`.
+   */
+  elect<T = unknown>(name: string, value: T, options: ElectOptions = {}): Promise<Election<T>> {
+    return campaign<T>(this.coordination, name, value, options);
+  }
+
+  /** The election's leader, or null when nobody leads. */
+  leader<T = unknown>(name: string): Promise<ElectionLeader<T> | null> {
+    return electionLeader<T>(this.coordination, name);
+  }
+
+  /** The election's leader now and at every change (null while nobody leads). End it with `signal` or by leaving the loop. */
+  observe<T = unknown>(name: string, options: ObserveOptions = {}): AsyncGenerator<ElectionLeader<T> | null, void, undefined> {
+    return observe<T>(this.transport, name, options);
+  }
+
+  private get coordination() {
+    return { send: (call: Call) => this.send(call), transport: this.transport };
   }
 
   /**

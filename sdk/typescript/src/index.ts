@@ -1,6 +1,8 @@
 // The package's public surface: the client, its typed errors and the shapes it takes and gives.
 
 export { Client } from "./client.js";
+export { Election, Lease, Lock } from "./coordination.js";
+export type { ElectOptions, LockOptions } from "./coordination.js";
 export {
   BadRequest,
   CairnError,
@@ -21,8 +23,13 @@ export type {
   Change,
   ClientOptions,
   DeleteOptions,
+  ElectionLeader,
   Entry,
   Item,
+  LeaseInfo,
+  LeaseOptions,
+  LeaseStatus,
+  ObserveOptions,
   PutOptions,
   QueryValue,
   RawResponse,

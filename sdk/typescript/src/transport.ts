@@ -29,6 +29,8 @@ export interface Call {
   body?: string | undefined;
   safety: Safety;
   signal?: AbortSignal | undefined;
+  /** This call's per-try timeout in ms, when it must outlast the client's (a lock's wait). */
+  timeout?: number | undefined;
 }
 
 export interface Answer {
@@ -174,7 +176,7 @@ export class Transport {
 
   /** One try on one endpoint; the timeout covers the answer's body too. */
   private async try(endpoint: string, call: Call): Promise<Answer | { failure: FailureKind; cause: unknown }> {
-    const deadline = new Deadline(this.timeout, call.signal);
+    const deadline = new Deadline(call.timeout ?? this.timeout, call.signal);
     try {
       const init: RequestInit = {
         method: call.method,

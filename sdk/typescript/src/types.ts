@@ -30,6 +30,10 @@ export interface PutOptions {
   ifAbsent?: boolean | undefined;
   /** Write only if the stored value equals this JSON; else `Conflict` `value_mismatch`. */
   ifValue?: unknown;
+  /** Attach the key to this lease (a `Lease` or its id): it is deleted with the lease. */
+  lease?: string | { id: string } | undefined;
+  /** Write only if `token` holds the lock `lock` when the write applies (a `Lock` or its `fence`); else `Conflict` `fenced`. */
+  ifFence?: { lock: string; token: string } | { name: string; token: string } | undefined;
 }
 
 export interface DeleteOptions {
@@ -134,4 +138,36 @@ export interface RawResponse<T = unknown> {
   headers: Headers;
   /** Parsed JSON, or the text when it is not JSON, or null when empty. */
   body: T;
+}
+
+/** A lease as grant and keepalive return it. */
+export interface LeaseInfo {
+  id: string;
+  ttlSeconds: number;
+  expiresAt: string;
+}
+
+/** A lease as `GET /leases/{id}` shows it. */
+export interface LeaseStatus extends LeaseInfo {
+  /** By the answering node's clock. */
+  remainingMs: number;
+  keys: string[];
+}
+
+/** An election's leader, as campaign, proclaim, leader and observe return it. */
+export interface ElectionLeader<T = unknown> {
+  name: string;
+  token: string;
+  lease: string;
+  value: T;
+}
+
+export interface LeaseOptions {
+  /** Renew in the background at a third of the TTL from the start (default false; see `keepAliveEvery`). */
+  autoKeepAlive?: boolean | undefined;
+}
+
+export interface ObserveOptions {
+  /** Stops the observation: the iteration ends. */
+  signal?: AbortSignal | undefined;
 }

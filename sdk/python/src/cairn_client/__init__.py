@@ -7,6 +7,7 @@
 """
 
 from .client import UNSET, Client
+from .coordination import Election, Leader, Lease, Lock, Observe
 from .errors import (
     BadRequest,
     CairnError,
@@ -35,6 +36,11 @@ __all__ = [
     "Change",
     "WatchEvent",
     "Watch",
+    "Lease",
+    "Lock",
+    "Election",
+    "Leader",
+    "Observe",
     "Response",
     "Retry",
     "Timeouts",

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from .errors import BadRequest, CairnError
 from .transport import Kind, Reply, Transport, error_from_reply
 from .types import BatchResult, Item, Response, Retry, Timeouts, batch_result_from_json
+from .coordination import DEFAULT_OBSERVE_IDLE_TIMEOUT, Election, Leader, Lease, Lock, Observe, acquire_lock, campaign
 from .watch import DEFAULT_IDLE_TIMEOUT, Watch
 
 __all__ = ["Client"]
@@ -159,11 +160,18 @@ class Client:
         if_version: Optional[str] = None,
         if_absent: bool = False,
         if_value: Any = UNSET,
+        *,
+        lease: Union[None, str, Lease] = None,
+        if_fence: Union[None, Lock, Mapping[str, Any], Tuple[str, str]] = None,
     ) -> Item:
         """Creates or replaces the item; returns it with its new version. Give at most one
         condition: `if_version` (compare-and-swap), `if_absent` (create only), `if_value` (the
         stored value equals this JSON value; None compares with a stored null). A failed
-        condition raises Conflict. `ttl` is in seconds (1 to 31536000)."""
+        condition raises Conflict. `ttl` is in seconds (1 to 31536000).
+
+        `lease` (a `Lease` or its id) attaches the key to the lease: it is deleted with it.
+        `if_fence` (a `Lock`, `{"lock": name, "token": t}` or `(name, token)`) writes only if
+        that token holds the lock when the write applies; else Conflict `fenced`."""
         body: Dict[str, Any] = {"value": value}
         if ttl is not None:
             body["ttlSeconds"] = ttl
@@ -173,6 +181,10 @@ class Client:
             body["ifVersion"] = str(if_version)
         if if_value is not UNSET:
             body["ifValue"] = if_value
+        if lease is not None:
+            body["lease"] = lease.id if isinstance(lease, Lease) else str(lease)
+        if if_fence is not None:
+            body["ifFence"] = _fence(if_fence)
         reply = self._transport.call("PUT", _item_path(key), kind=Kind.IDEMPOTENT, body=_encode(body))
         self._observe_reply(reply, write=True)
         item = Item.from_json(_data(reply))
@@ -288,6 +300,66 @@ class Client:
             idle_timeout=idle_timeout,
         )
 
+    # -- coordination ------------------------------------------------------------------------
+
+    def grant_lease(self, ttl: int) -> Lease:
+        """Grants a lease of `ttl` seconds (1 to 31536000). Keys put with `lease=` are deleted
+        with it. Renew it with `keep_alive()` or `start_keep_alive()`; end it with `revoke()`."""
+        # Not idempotent: a second attempt could grant a second lease.
+        reply = self._transport.call("POST", "/leases", kind=Kind.WRITE, body=_encode({"ttlSeconds": ttl}))
+        self._observe_reply(reply, write=True)
+        return Lease(self, _data(reply))
+
+    def lease(self, ttl: int) -> Lease:
+        """Grants a lease of `ttl` seconds. As a context manager (`with kv.lease(10) as lease:`)
+        it is kept alive from a daemon thread at a third of its TTL and revoked on leaving the
+        block; `lease.lost` is set if a keepalive finds it gone."""
+        return self.grant_lease(ttl)
+
+    def lock(
+        self,
+        name: str,
+        ttl: Optional[int] = None,
+        wait: Optional[float] = None,
+        *,
+        lease: Union[None, str, Lease] = None,
+    ) -> Lock:
+        """Takes the fair lock `name`, waiting up to `wait` seconds (0 to 60; default: not at
+        all) in its queue; Conflict `lock_held` when the wait runs out. Without `lease`, it
+        grants its own of `ttl` seconds (default 10), kept alive in the background and revoked
+        on `release()`. A context manager: `with kv.lock("job", ttl=10, wait=30) as lock:`."""
+        return acquire_lock(self, name, lease, ttl, wait)
+
+    def elect(
+        self,
+        name: str,
+        value: Any,
+        ttl: Optional[int] = None,
+        wait: Optional[float] = 60.0,
+        *,
+        lease: Union[None, str, Lease] = None,
+    ) -> Election:
+        """Campaigns in election `name` with `value`, waiting up to `wait` seconds (0 to 60,
+        default 60) to lead; Conflict `not_elected` when the wait runs out. Without `lease`, it
+        grants its own of `ttl` seconds (default 10), kept alive in the background and revoked
+        on `resign()`. A context manager: it resigns on leaving the block."""
+        return campaign(self, name, value, lease, ttl, wait)
+
+    def leader(self, name: str) -> Optional[Leader]:
+        """The election's leader, or None when nobody leads."""
+        reply = self._transport.call("GET", "/elections/" + quote(name, safe="") + "/leader", kind=Kind.READ, ok_statuses=(404,))
+        self._observe_reply(reply, write=False)
+        if reply.status == 404:
+            if _error_code(reply) == "not_found":
+                return None
+            raise _unexpected(reply)
+        return Leader.from_json(_data(reply))
+
+    def observe(self, name: str, *, idle_timeout: float = DEFAULT_OBSERVE_IDLE_TIMEOUT) -> Observe:
+        """An iterator of the election's leader now and at every change (`Leader`, or None
+        while nobody leads), from its Server-Sent Events. Close it to stop."""
+        return Observe(self._transport, name, idle_timeout=idle_timeout)
+
     # -- low level ---------------------------------------------------------------------------
 
     def request(
@@ -361,6 +433,16 @@ def _encode(value: Any) -> bytes:
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"the value is not JSON: {exc}", code="invalid_json") from None
     return text.encode("utf-8")
+
+
+def _fence(fence: Any) -> Dict[str, str]:
+    if isinstance(fence, Lock):
+        return fence.fence
+    if isinstance(fence, Mapping):
+        return {"lock": str(fence["lock"]), "token": str(fence["token"])}
+    if isinstance(fence, tuple) and len(fence) == 2:
+        return {"lock": str(fence[0]), "token": str(fence[1])}
+    raise TypeError("if_fence is a Lock, {'lock': name, 'token': t} or (name, token)")
 
 
 def _wire_op(op: Mapping[str, Any]) -> Dict[str, Any]:

@@ -377,6 +377,7 @@ class Transport:
         body: Optional[bytes],
         kind: Kind,
         request_id: str,
+        read_timeout: Optional[float] = None,
     ) -> Tuple[Reply, bool]:
         """One attempt at one endpoint. Returns the reply and whether the request may have been
         applied by an earlier, broken exchange inside this attempt."""
@@ -384,9 +385,14 @@ class Transport:
         # failure could be the server having closed it while idle (harmless) or having read the
         # request and died (maybe applied), and nothing tells the two apart; on a new one, a
         # failure to connect proves the request never left.
+        if read_timeout is None:
+            read_timeout = self.timeouts.request
         if kind is not Kind.WRITE:
             idle = self._pool.take(endpoint)
             if idle is not None:
+                if idle.sock is not None:
+                    # A pooled connection keeps the timeout of the call that opened it.
+                    idle.sock.settimeout(read_timeout)
                 try:
                     return self._exchange(idle, endpoint, method, target, headers, body, request_id), False
                 except _Broken as exc:
@@ -395,14 +401,14 @@ class Transport:
                     # Most likely the server closed the idle connection; this kind of request
                     # may be sent again, so try once more on a new connection to the same node.
                     try:
-                        conn = self.connect(endpoint, self.timeouts.request)
+                        conn = self.connect(endpoint, read_timeout)
                     except _NotSent:
                         # The first exchange may still have been read: report it as broken,
                         # not as never sent.
                         raise exc from None
                     reply = self._exchange(conn, endpoint, method, target, headers, body, request_id)
                     return reply, kind is Kind.IDEMPOTENT
-        conn = self.connect(endpoint, self.timeouts.request)
+        conn = self.connect(endpoint, read_timeout)
         return self._exchange(conn, endpoint, method, target, headers, body, request_id), False
 
     # -- the call ----------------------------------------------------------------------------
@@ -417,9 +423,11 @@ class Transport:
         headers: Optional[Mapping[str, str]] = None,
         body: Optional[bytes] = None,
         ok_statuses: Tuple[int, ...] = (),
+        timeout: Optional[float] = None,
     ) -> Reply:
         """Sends the request under the retry rule. Returns a 2xx reply (or one whose status is in
-        `ok_statuses`); raises the typed error otherwise."""
+        `ok_statuses`); raises the typed error otherwise. `timeout` replaces the client's request
+        timeout for this call (a lock's wait must fit in it)."""
         hdrs = self.headers(os.urandom(8).hex(), headers, has_body=body is not None)
         # The caller's own X-Request-Id, if it gave one, else ours.
         request_id = next(v for k, v in hdrs.items() if k.lower() == "x-request-id")
@@ -440,7 +448,7 @@ class Transport:
             endpoint = self.endpoints[idx]
             target = self.target(endpoint, path, query)
             try:
-                reply, broke_before = self._attempt(endpoint, method, target, hdrs, body, kind, request_id)
+                reply, broke_before = self._attempt(endpoint, method, target, hdrs, body, kind, request_id, timeout)
                 maybe_applied = maybe_applied or broke_before
             except _NotSent as exc:
                 failures.append(f"{endpoint.url}: connection failed: {exc}")

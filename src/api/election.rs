@@ -93,10 +93,11 @@ pub async fn campaign(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let token = match queue::take_turn(&st, replay, &ns, Queue::Election, &name, lease, value, wait).await {
-        Ok(t) => t,
-        Err(b) => return b.into_response(),
-    };
+    let token =
+        match queue::take_turn(&st, replay, &ns, Queue::Election, &name, lease, value, wait, Duration::ZERO).await {
+            Ok(t) => t,
+            Err(b) => return b.into_response(),
+        };
     // The value as the election holds it: a retried campaign keeps its first place and value.
     leader_response(&st, &ns, &name, Some(token))
 }

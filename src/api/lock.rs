@@ -67,15 +67,18 @@ pub async fn acquire(
         let ns = caller.namespace(perm::WRITE)?;
         let name = key_of(path)?;
         let body = json_object(&replay.body, false)?;
-        known_fields(&body, &["lease", "wait"], "a lock request")?;
+        known_fields(&body, &["lease", "wait", "lockDelay"], "a lock request")?;
         let lease = lease_id(body.get("lease").unwrap_or(&serde_json::Value::Null))?;
-        Ok((ns, name, lease, queue::parse_wait(body.get("wait"))?))
+        let delay = queue::parse_wait(body.get("lockDelay")).map_err(|_| {
+            ApiError::new(Code::InvalidTtl, "lockDelay: a duration such as \"5s\" or \"500ms\", at most 60 s")
+        })?;
+        Ok((ns, name, lease, queue::parse_wait(body.get("wait"))?, delay))
     })();
-    let (ns, name, lease, wait) = match parsed {
+    let (ns, name, lease, wait, delay) = match parsed {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    match queue::take_turn(&st, replay, &ns, Queue::Lock, &name, lease, "null".into(), wait).await {
+    match queue::take_turn(&st, replay, &ns, Queue::Lock, &name, lease, "null".into(), wait, delay).await {
         Ok(token) => {
             Json(Data { data: Held { name, token: token.to_string(), lease: lease.to_string() } }).into_response()
         }

@@ -51,6 +51,7 @@ pub async fn take_turn(
     lease: u64,
     value: String,
     wait: Duration,
+    lock_delay: Duration,
 ) -> Result<u64, Blocked> {
     let deadline = Instant::now() + wait;
     if !st.node.is_leader() {
@@ -58,7 +59,8 @@ pub async fn take_turn(
     }
     // Subscribed before the first look, so no apply between the two is missed.
     let mut feed = st.node.reader.subscribe();
-    let cmd = Command::Enqueue { ns: ns.to_string(), queue, name: name.to_string(), lease, value };
+    let lock_delay_ms = u64::try_from(lock_delay.as_millis()).unwrap_or(u64::MAX);
+    let cmd = Command::Enqueue { ns: ns.to_string(), queue, name: name.to_string(), lease, value, lock_delay_ms };
     let token = match st.node.write(vec![cmd]).await {
         Ok((_, mut r)) => match r.pop() {
             Some(CmdResult::Queued { token, holder }) if holder == Some(token) => return Ok(token),
@@ -80,7 +82,8 @@ pub async fn take_turn(
         if Instant::now() >= deadline {
             return Err(give_up(st, ns, queue, name, token, q.holder().map(|(t, _)| *t)).await);
         }
-        // Lagging behind the feed only means a look at the queue is due.
+        // Lagging behind the feed only means a look at the queue is due. A lock delay ends
+        // with an apply too (the ticker's `Expire`), so every change of holder wakes this.
         let _ = tokio::time::timeout_at(deadline, feed.recv()).await;
     }
 }

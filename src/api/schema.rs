@@ -427,12 +427,16 @@ pub struct Wait(String);
 
 /// `POST /locks/{name}`.
 #[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LockBody {
     /// The lease that holds the place: when it ends, so does the place.
     pub lease: LeaseId,
     #[schema(required = false)]
     pub wait: Option<Wait>,
+    /// If this waiter's lease ends while it holds the lock, nobody holds it for this long
+    /// after (Consul's lock delay); at most 60 s, default none.
+    #[schema(required = false)]
+    pub lock_delay: Option<Wait>,
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -132,6 +132,9 @@ pub enum Command {
         lease: u64,
         /// JSON text: a candidate's value; `null` for a lock.
         value: String,
+        /// Locks only: when this waiter's lease ends while it holds the lock, nobody holds it for
+        /// this long after (Consul's lock delay). 0: no delay.
+        lock_delay_ms: u64,
     },
     /// Leaves a queue: releases a held lock or resigns, or stops waiting.
     Dequeue {

@@ -393,12 +393,15 @@ impl<'a> Applier<'a> {
             Command::Expire => {
                 let count = self.expire_keys(index)? + self.expire_leases(index)?;
                 self.expire_tokens()?;
+                self.expire_lock_delays()?;
                 Ok(CmdResult::Expired { count })
             }
             Command::LeaseGrant { ns, ttl_ms } => self.grant_lease(ns, *ttl_ms),
             Command::LeaseKeepAlive { ns, id } => self.keep_lease_alive(ns, *id),
             Command::LeaseRevoke { ns, id } => self.revoke_lease(index, ns, *id),
-            Command::Enqueue { ns, queue, name, lease, value } => self.enqueue(index, ns, *queue, name, *lease, value),
+            Command::Enqueue { ns, queue, name, lease, value, lock_delay_ms } => {
+                self.enqueue(index, ns, *queue, name, *lease, value, *lock_delay_ms)
+            }
             Command::Dequeue { ns, queue, name, token } => self.dequeue(ns, *queue, name, *token),
             Command::Proclaim { ns, name, token, value } => self.proclaim(ns, name, *token, value),
             Command::Batch(ops) => self.apply_batch(index, ops),

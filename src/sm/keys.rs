@@ -18,6 +18,8 @@
 //! | `k`    | namespace ++ 0x00 ++ user key              | u64 BE: the lease the key is attached to |
 //! | `n`    | namespace                                  | u64 BE: leases held in it  |
 //! | `o`    | queue kind ++ namespace ++ 0x00 ++ name ++ 0x00 ++ seq (u64 BE) | bincode [`Waiter`]: a lock's waiter or an election's candidate |
+//! | `p`    | namespace ++ 0x00 ++ lock name             | u64 BE: nobody holds the lock before this logical-clock ms (a lock delay) |
+//! | `v`    | until (u64 BE) ++ namespace ++ 0x00 ++ lock name | empty (lock delay index, for the ticker and the sweep) |
 //! | `m`    | meta name                                  | bincode of the meta value  |
 //!
 //! Namespaces never contain 0x00 and user keys never contain control characters (both are
@@ -63,6 +65,8 @@ pub const LEASE_ATTACHED: u8 = b'a';
 pub const KEY_LEASE: u8 = b'k';
 pub const LEASE_COUNT: u8 = b'n';
 pub const QUEUE: u8 = b'o';
+pub const LOCK_DELAY: u8 = b'p';
+pub const LOCK_DELAY_INDEX: u8 = b'v';
 pub const META_NEXT_LEASE: &[u8] = b"mnext_lease";
 pub const META_LEASE_TERM: &[u8] = b"mlease_term";
 // b'm' prefixes the meta keys below.
@@ -145,6 +149,8 @@ pub struct Waiter {
     pub lease: u64,
     /// JSON text: an election candidate's value (`null` for a lock's waiter).
     pub value: String,
+    /// A lock's delay after this waiter's lease ends while it holds (0: none).
+    pub lock_delay_ms: u64,
 }
 
 /// An access token as stored: only a hash of its secret is kept.
@@ -396,6 +402,25 @@ pub fn parse_waiter_key(k: &[u8]) -> Option<(u8, &str, &str, u64)> {
     }
     let (ns, name) = split_ns(head)?;
     Some((kind, ns, name, u64::from_be_bytes(seq[1..].try_into().ok()?)))
+}
+
+pub fn lock_delay_key(ns: &str, name: &str) -> Vec<u8> {
+    with_ns(&[LOCK_DELAY], ns, name)
+}
+
+pub fn lock_delay_index_key(until: u64, ns: &str, name: &str) -> Vec<u8> {
+    let mut p = vec![LOCK_DELAY_INDEX];
+    p.extend_from_slice(&until.to_be_bytes());
+    with_ns(&p, ns, name)
+}
+
+/// Splits a lock-delay index key into (until, namespace, lock name).
+pub fn parse_lock_delay_index_key(k: &[u8]) -> Option<(u64, &str, &str)> {
+    if k.first() != Some(&LOCK_DELAY_INDEX) {
+        return None;
+    }
+    let (ns, name) = split_ns(k.get(9..)?)?;
+    Some((index_time(k)?, ns, name))
 }
 
 /// The range of one queue's waiter keys: its prefix ends in the 0x00 after the name, so the

@@ -94,6 +94,10 @@ impl Applier<'_> {
             if let Some((_, ns, _, _)) = keys::parse_waiter_key(target) {
                 // A lock's waiter or an election's candidate: its place goes with its lease.
                 let ns = ns.to_string();
+                if let Some(raw) = self.ov.get(target)? {
+                    let w: keys::Waiter = codec::decode(&raw)?;
+                    self.lease_ended_for(target, &w)?;
+                }
                 self.remove_waiter(&ns, target.to_vec())?;
                 continue;
             }

@@ -352,19 +352,25 @@ impl SmReader {
         self.clock.applied.load(Ordering::Acquire)
     }
 
-    /// The earliest expiry of a key or a token, for the leader's expiry ticker. Tokens count
-    /// because the replicated clock moves only with entries: on an idle cluster, the `Expire`
-    /// the ticker proposes is what carries the clock past a token's expiry on every node.
+    /// The earliest expiry of a key, a token, a lease or a lock delay, for the leader's expiry
+    /// ticker. All count because the replicated clock moves only with entries: on an idle
+    /// cluster, the `Expire` the ticker proposes is what carries the clock past them on every
+    /// node.
     pub fn next_expiry(&self) -> Option<u64> {
         let tree = self.live.read();
         let first = |prefix: u8| {
             let (k, _) = tree.scan_prefix([prefix]).next()?.ok()?;
             keys::index_time(&k)
         };
-        [first(keys::EXPIRY), first(keys::TOKEN_EXPIRY_INDEX), first(keys::LEASE_EXPIRY_INDEX)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            first(keys::EXPIRY),
+            first(keys::TOKEN_EXPIRY_INDEX),
+            first(keys::LEASE_EXPIRY_INDEX),
+            first(keys::LOCK_DELAY_INDEX),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Lease `id` when it is live and belongs to `ns`, with the keys attached to it in order.
@@ -398,13 +404,19 @@ impl SmReader {
             let Some((_, _, _, token)) = keys::parse_waiter_key(&k) else { continue };
             waiters.push((token, codec::decode::<Waiter>(&v)?));
         }
-        let held = match waiters.first() {
-            Some((_, w)) => match tree.get(keys::lease_key(w.lease))? {
-                Some(raw) => codec::decode::<LeaseRecord>(&raw)?.is_live(clock),
+        let delayed = queue == Queue::Lock
+            && tree
+                .get(keys::lock_delay_key(ns, name))?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .is_some_and(|until| u64::from_be_bytes(until) > clock);
+        let held = !delayed
+            && match waiters.first() {
+                Some((_, w)) => match tree.get(keys::lease_key(w.lease))? {
+                    Some(raw) => codec::decode::<LeaseRecord>(&raw)?.is_live(clock),
+                    None => false,
+                },
                 None => false,
-            },
-            None => false,
-        };
+            };
         Ok(QueueView { waiters, held })
     }
 

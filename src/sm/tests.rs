@@ -71,8 +71,8 @@ fn arb_queue_cmd() -> impl Strategy<Value = Command> {
     let name = proptest::sample::select(QUEUE_NAMES).prop_map(str::to_string);
     let queue = prop_oneof![Just(Queue::Lock), Just(Queue::Election)];
     prop_oneof![
-        3 => (ns.clone(), queue.clone(), name.clone(), LEASE_IDS, arb_value())
-            .prop_map(|(ns, queue, name, lease, value)| Command::Enqueue { ns, queue, name, lease, value }),
+        3 => (ns.clone(), queue.clone(), name.clone(), LEASE_IDS, arb_value(), prop_oneof![Just(0u64), Just(30u64)])
+            .prop_map(|(ns, queue, name, lease, value, lock_delay_ms)| Command::Enqueue { ns, queue, name, lease, value, lock_delay_ms }),
         2 => (ns.clone(), queue, name.clone(), 1u64..40).prop_map(|(ns, queue, name, token)| Command::Dequeue { ns, queue, name, token }),
         1 => (ns, name, 1u64..40, arb_value()).prop_map(|(ns, name, token, value)| Command::Proclaim { ns, name, token, value }),
     ]
@@ -206,10 +206,12 @@ struct Model {
     lease_term: u64,
     /// (namespace, queue, name) → its waiters in order: (token, lease, value).
     queues: BTreeMap<(String, Queue, String), Vec<Queued>>,
+    /// (namespace, lock) → nobody holds it before this clock (a lock delay).
+    lock_delays: BTreeMap<(String, String), u64>,
 }
 
-/// A queued waiter in the model: (token, lease, value).
-type Queued = (u64, u64, String);
+/// A queued waiter in the model: (token, lease, value, lock delay).
+type Queued = (u64, u64, String, u64);
 
 type Slot = (String, u64, Option<u64>);
 
@@ -248,6 +250,11 @@ impl Model {
 
     /// The first waiter, if its lease is live.
     fn holder(&self, ns: &str, queue: Queue, name: &str) -> Option<Queued> {
+        if queue == Queue::Lock
+            && self.lock_delays.get(&(ns.to_string(), name.to_string())).is_some_and(|u| *u > self.clock)
+        {
+            return None;
+        }
         let first = self.queues.get(&(ns.to_string(), queue, name.to_string()))?.first()?;
         self.live_lease(ns, first.1).map(|_| first.clone())
     }
@@ -293,8 +300,16 @@ impl Model {
     /// Ends lease `id` with every key still attached to it; how many keys went.
     fn end_lease(&mut self, id: u64) -> u64 {
         self.leases.remove(&id);
-        for waiters in self.queues.values_mut() {
-            waiters.retain(|(_, lease, _)| *lease != id);
+        let clock = self.clock;
+        for ((ns, queue, name), waiters) in self.queues.iter_mut() {
+            // A lock's holder that leaves with its lease starts its lock delay.
+            if let Some((_, lease, _, delay)) = waiters.first() {
+                if *lease == id && *queue == Queue::Lock && *delay > 0 {
+                    let until = self.lock_delays.entry((ns.clone(), name.clone())).or_insert(0);
+                    *until = (*until).max(clock + delay);
+                }
+            }
+            waiters.retain(|w| w.1 != id);
         }
         self.queues.retain(|_, w| !w.is_empty());
         let keys: Vec<_> = self.attached.iter().filter(|(_, l)| **l == id).map(|(k, _)| k.clone()).collect();
@@ -361,19 +376,19 @@ impl Model {
                 }
                 None => CmdResult::Refused(Refusal::LeaseNotFound),
             },
-            Command::Enqueue { ns, queue, name, lease, value } => {
+            Command::Enqueue { ns, queue, name, lease, value, lock_delay_ms } => {
                 if self.live_lease(ns, *lease).is_none() {
                     return CmdResult::Refused(Refusal::LeaseNotFound);
                 }
                 let k = (ns.clone(), *queue, name.clone());
-                if let Some((token, _, _)) = self.queues.get(&k).and_then(|w| w.iter().find(|w| w.1 == *lease)) {
+                if let Some((token, ..)) = self.queues.get(&k).and_then(|w| w.iter().find(|w| w.1 == *lease)) {
                     let token = *token;
                     return CmdResult::Queued { token, holder: self.holder(ns, *queue, name).map(|h| h.0) };
                 }
                 if self.full(ns) {
                     return CmdResult::Refused(Refusal::QuotaExceeded);
                 }
-                self.queues.entry(k).or_default().push((index, *lease, value.clone()));
+                self.queues.entry(k).or_default().push((index, *lease, value.clone(), *lock_delay_ms));
                 CmdResult::Queued { token: index, holder: self.holder(ns, *queue, name).map(|h| h.0) }
             }
             Command::Dequeue { ns, queue, name, token } => {
@@ -392,7 +407,7 @@ impl Model {
                 }
             }
             Command::Proclaim { ns, name, token, value } => match self.holder(ns, Queue::Election, name) {
-                Some((t, _, _)) if t == *token => {
+                Some((t, ..)) if t == *token => {
                     let k = (ns.clone(), Queue::Election, name.clone());
                     self.queues.get_mut(&k).unwrap()[0].2 = value.clone();
                     CmdResult::Proclaimed { token: *token }
@@ -444,6 +459,7 @@ impl Model {
                 for id in due {
                     count += self.end_lease(id);
                 }
+                self.lock_delays.retain(|_, until| *until > clock);
                 CmdResult::Expired { count }
             }
             Command::CreateToken { id, .. } => self.create_token(id, None),
@@ -1172,8 +1188,14 @@ async fn a_holder_whose_lease_ran_out_is_fenced_before_the_sweep_and_its_success
     let ns = || "ns".to_string();
     let grant = |ttl_ms| Command::LeaseGrant { ns: ns(), ttl_ms };
     sm.apply(vec![stamped(1, 1_000, vec![grant(100), grant(10_000)])]).await.unwrap();
-    let enqueue =
-        |lease| Command::Enqueue { ns: ns(), queue: Queue::Lock, name: "job".into(), lease, value: "null".into() };
+    let enqueue = |lease| Command::Enqueue {
+        ns: ns(),
+        queue: Queue::Lock,
+        name: "job".into(),
+        lease,
+        value: "null".into(),
+        lock_delay_ms: 0,
+    };
     let queued =
         sm.apply(vec![stamped(2, 1_010, vec![enqueue(1)]), stamped(3, 1_020, vec![enqueue(2)])]).await.unwrap();
     assert_eq!(queued[0].results, vec![CmdResult::Queued { token: 2, holder: Some(2) }]);
@@ -1203,4 +1225,53 @@ async fn a_holder_whose_lease_ran_out_is_fenced_before_the_sweep_and_its_success
     assert_eq!(after[0].results[0], CmdResult::Refused(Refusal::Fenced), "the old holder stays fenced");
     assert!(matches!(after[0].results[1], CmdResult::Item(_)), "the next waiter holds: {after:?}");
     assert_eq!(holder(), Some(3));
+}
+
+/// A lock taken with a lock delay stays unheld for that long after its holder's lease ends,
+/// whether it is revoked or expires; the ticker's next expiry names the delay's end, and the
+/// `Expire` at that time hands the lock on. A waiter that never held it starts no delay.
+#[tokio::test]
+async fn a_lock_delay_keeps_the_lock_unheld_after_its_holders_lease_ends() {
+    use openraft::storage::RaftStateMachine;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut sm = super::StateMachine::open(dir.path(), &super::SmOptions::default()).unwrap();
+    let ns = || "ns".to_string();
+    let grant = Command::LeaseGrant { ns: ns(), ttl_ms: 60_000 };
+    sm.apply(vec![stamped(1, 1_000, vec![grant.clone(), grant.clone(), grant])]).await.unwrap();
+    let enqueue = |lease, lock_delay_ms| Command::Enqueue {
+        ns: ns(),
+        queue: Queue::Lock,
+        name: "job".into(),
+        lease,
+        value: "null".into(),
+        lock_delay_ms,
+    };
+    // Lease 3 waits last, with a delay it never gets to start.
+    sm.apply(vec![stamped(2, 1_000, vec![enqueue(1, 500)]), stamped(3, 1_000, vec![enqueue(2, 0)])]).await.unwrap();
+    sm.apply(vec![stamped(4, 1_000, vec![enqueue(3, 9_000)])]).await.unwrap();
+    let reader = sm.reader();
+    let holder = || reader.queue("ns", Queue::Lock, "job").unwrap().holder().map(|(t, _)| *t);
+    assert_eq!(holder(), Some(2));
+
+    sm.apply(vec![stamped(5, 2_000, vec![Command::LeaseRevoke { ns: ns(), id: 1 }])]).await.unwrap();
+    assert_eq!(holder(), None, "the delay after the holder's lease ended");
+    assert_eq!(reader.next_expiry(), Some(2_500), "the ticker must end the delay");
+    let fenced = |index| Command::Set {
+        ns: ns(),
+        key: format!("w{index}"),
+        value: "1".into(),
+        ttl_ms: None,
+        cond: Condition::IfFence { lock: "job".into(), token: 3 },
+    };
+    let during = sm.apply(vec![stamped(6, 2_499, vec![fenced(6)])]).await.unwrap();
+    assert_eq!(during[0].results, vec![CmdResult::Refused(Refusal::Fenced)], "nobody holds during the delay");
+
+    sm.apply(vec![stamped(7, 2_500, vec![Command::Expire])]).await.unwrap();
+    assert_eq!(holder(), Some(3), "the next waiter holds once the delay is over");
+    assert_eq!(reader.next_expiry(), Some(61_000), "the delay is gone; the leases remain");
+    // The new holder revokes its own lease: it asked for no delay, so the lock passes at once
+    // to lease 3, whose own delay was never started.
+    sm.apply(vec![stamped(8, 2_600, vec![Command::LeaseRevoke { ns: ns(), id: 2 }])]).await.unwrap();
+    assert_eq!(holder(), Some(4));
 }

@@ -9,9 +9,9 @@
 //! - release the lock and revoke the lease (6 cycles in 10);
 //! - abandon it (1 in 10): stop the keepalives and walk away, so the lease expires and the next waiter
 //!   holds only after the expiry sweep;
-//! - a stale holder (3 in 10): stop the keepalives, sleep 1–3 s past the TTL (a holder paused
+//! - a stale holder (3 in 10): stop the keepalives, sleep 1.5–3.5 s past the TTL (a holder paused
 //!   by SIGSTOP or a GC, client side), then make one more fenced write, marked `stale_holder`
-//!   (retried while it meets a 503 or a dead node), which must be refused once a higher token
+//!   (retried, up to 12 times 0.4–0.6 s apart, while it meets a 503 or a dead node), which must be refused once a higher token
 //!   holds the lock; then release.
 //!
 //! A fenced write that is refused (409 `fenced`) ends the holding at once: the client lost
@@ -37,8 +37,9 @@ pub const LOCK_CLIENTS: u64 = 3;
 pub const LOCK_CLIENT_BASE: u64 = 700;
 /// How long one lock request may wait in the queue.
 const WAIT_MS: u64 = 3_000;
-/// Attempts of a stale holder's write that found no leader or no node.
-const STALE_TRIES: u32 = 4;
+/// Attempts of a stale holder's write that found no leader or no node, 400–600 ms apart, so
+/// they outlast a kill or a partition of its node (holds of up to 6 s).
+const STALE_TRIES: u32 = 12;
 
 /// The `wait`-long lock requests need a longer client timeout than the plan's.
 fn wait_api(ctx: &Ctx, node: usize) -> Api {
@@ -165,7 +166,7 @@ pub async fn client(ctx: Arc<Ctx>, client: u64, node: usize) -> Vec<Op> {
         } else {
             if how <= 3 && !lost {
                 // Paused past the lease (cut short when the run stops, without the write).
-                let pause = Duration::from_millis(ttl_s * 1_000 + 1_000 + rng.below(2_000));
+                let pause = Duration::from_millis(ttl_s * 1_000 + 1_500 + rng.below(2_000));
                 let until = tokio::time::Instant::now() + pause;
                 while !ctx.stopped() && tokio::time::Instant::now() < until {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -181,7 +182,7 @@ pub async fn client(ctx: Arc<Ctx>, client: u64, node: usize) -> Vec<Op> {
                     if matches!(reply.http, Some(200 | 409)) {
                         break;
                     }
-                    think(&mut rng, 200, false).await;
+                    tokio::time::sleep(Duration::from_millis(400 + rng.below(200))).await;
                 }
             }
             follow(&mut api, &ctx, node);

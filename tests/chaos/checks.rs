@@ -46,7 +46,7 @@ impl CheckResult {
     }
 }
 
-fn line(op: &Op) -> String {
+pub(super) fn line(op: &Op) -> String {
     serde_json::to_string(&op.rec).unwrap_or_default()
 }
 
@@ -338,15 +338,34 @@ pub fn membership(faults: &[FaultEvent]) -> CheckResult {
     CheckResult::new("membership changes complete", problems, summary)
 }
 
+/// The refusals the lock workload runs into by design: a fenced write refused, a wait that ran
+/// out, a lease that expired before its keepalive (or lock request, or revoke), a release of a
+/// token no longer queued.
+fn expected_lock_refusal(op: OpKind, err: &str) -> bool {
+    match op {
+        OpKind::Write => err == "HTTP 409 fenced",
+        OpKind::Acquire => err == "HTTP 409 lock_held" || err == "HTTP 404 lease_not_found",
+        OpKind::Keepalive | OpKind::Revoke => err == "HTTP 404 lease_not_found",
+        OpKind::Release => err == "HTTP 404 not_found",
+        _ => false,
+    }
+}
+
 /// Responses the API contract does not allow for these requests: a write refused as
-/// malformed, a 500 storage error, or a value of the wrong type.
+/// malformed, a 500 storage error, or a value of the wrong type (the lock workload's expected
+/// refusals aside).
 pub fn unexpected_responses(ops: &[Op]) -> CheckResult {
     let mut problems = Vec::new();
     for op in ops {
         let err = op.extra.error.as_deref().unwrap_or("");
+        if op.workload == Workload::Lock && expected_lock_refusal(op.rec.op, err) {
+            continue;
+        }
         let bad_status = err.starts_with("HTTP 4") && !err.starts_with("HTTP 404") && !err.contains("value_mismatch");
         let storage = err.starts_with("HTTP 500");
+        // The lock workload writes objects.
         let wrong_type = op.is_ok()
+            && op.workload != Workload::Lock
             && matches!(op.rec.op, OpKind::Read | OpKind::Incr)
             && !(op.rec.res.is_null() || op.rec.res.is_i64() || op.rec.res.is_boolean());
         let write_404 = err.starts_with("HTTP 404") && op.rec.op != OpKind::Read;

@@ -3,7 +3,7 @@
 //!
 //! | reply | write / cas / incr | read |
 //! |---|---|---|
-//! | 200 | ok | ok (value) |
+//! | 200 (201 for a lease grant) | ok | ok (value) |
 //! | 404 | fail (unexpected) | ok (`null`) |
 //! | 409 `value_mismatch` on a cas | ok, `res: false` | — |
 //! | other 4xx | fail | fail |
@@ -97,6 +97,18 @@ impl Api {
         self.send(req, Kind::Write).await
     }
 
+    /// `POST {path}` with a JSON body (leases, locks), classified like a write.
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        let req = self.http.post(format!("{}{path}", self.base)).json(body);
+        self.send(req, Kind::Write).await
+    }
+
+    /// `DELETE {path}` (a lease revoke, a lock release), classified like a write.
+    pub async fn delete(&self, path: &str) -> Reply {
+        let req = self.http.delete(format!("{}{path}", self.base));
+        self.send(req, Kind::Write).await
+    }
+
     async fn send(&self, req: reqwest::RequestBuilder, kind: Kind) -> Reply {
         let resp = match req.send().await {
             Ok(resp) => resp,
@@ -132,7 +144,7 @@ impl Api {
         };
         let err_code = body["error"]["code"].as_str().unwrap_or("").to_string();
         let status = match (code, kind) {
-            (200, _) => Status::Ok,
+            (200 | 201, _) => Status::Ok,
             (404, Kind::Read) => Status::Ok,
             (409, Kind::Cas) if err_code == "value_mismatch" => Status::Ok,
             (400..=499, _) | (503, _) => Status::Fail,
@@ -144,7 +156,7 @@ impl Api {
             data: body.get("data").cloned().unwrap_or(Value::Null),
             consistency,
             served_by,
-            error: (code != 200).then(|| format!("HTTP {code} {err_code}")),
+            error: (!matches!(code, 200 | 201)).then(|| format!("HTTP {code} {err_code}")),
         }
     }
 }

@@ -13,13 +13,17 @@ use super::workload::{Recorder, FINAL_READER};
 pub const FINAL_READ_DEADLINE: Duration = Duration::from_secs(30);
 pub const CONVERGE_DEADLINE: Duration = Duration::from_secs(30);
 
-/// After healing: a strong read of every register, counter and stale key through the
+/// After healing: a strong read of every register, counter and stale key (and the lock
+/// workload's fenced key) through the
 /// leader, retried until it succeeds or the deadline passes. These reads join the history;
 /// the check fails if some key could not be read (its acknowledged writes would go unchecked).
 pub async fn final_reads(cluster: &Cluster, leader: u64, ops: &[Op], clock: Clock) -> (Vec<Op>, CheckResult) {
     let mut keys: Vec<(Workload, String)> = ops
         .iter()
-        .filter(|o| matches!(o.workload, Workload::Register | Workload::Counter | Workload::Stale))
+        .filter(|o| {
+            matches!(o.workload, Workload::Register | Workload::Counter | Workload::Stale)
+                || (o.workload == Workload::Lock && o.rec.op == OpKind::Write)
+        })
         .map(|o| (o.workload, o.rec.key.clone()))
         .collect();
     keys.sort();

@@ -2,7 +2,8 @@
 //! (`{"client","node","op","key","arg","status","res","call","ret"}`), the run's clock, and the
 //! files a run writes (`history.jsonl` for register and counter operations, which any outside
 //! linearizability checker can read as is; `history-ttl.jsonl` and `history-stale.jsonl` add
-//! workload-specific fields after the standard ones, as does `history-watch.jsonl`; `history-annotated.jsonl` is
+//! workload-specific fields after the standard ones, as do `history-watch.jsonl` and
+//! `history-lock.jsonl`; `history-annotated.jsonl` is
 //! `history.jsonl` with those fields, for debugging).
 
 use std::io::{BufRead, Write};
@@ -21,11 +22,13 @@ pub enum Workload {
     Stale,
     /// Batch writers and watchers that resume on random nodes (`watch.rs`).
     Watch,
+    /// Clients contending for one lock, each holder making fenced writes (`lock.rs`).
+    Lock,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] =
-        [Workload::Register, Workload::Counter, Workload::Ttl, Workload::Stale, Workload::Watch];
+    pub const ALL: [Workload; 6] =
+        [Workload::Register, Workload::Counter, Workload::Ttl, Workload::Stale, Workload::Watch, Workload::Lock];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -34,6 +37,7 @@ impl Workload {
             Workload::Ttl => "ttl",
             Workload::Stale => "stale",
             Workload::Watch => "watch",
+            Workload::Lock => "lock",
         }
     }
 
@@ -49,6 +53,16 @@ pub enum OpKind {
     Write,
     Cas,
     Incr,
+    /// Lock workload: `POST /leases` (`res`: the lease id).
+    Grant,
+    /// Lock workload: `POST /leases/{id}/keepalive`.
+    Keepalive,
+    /// Lock workload: `DELETE /leases/{id}`.
+    Revoke,
+    /// Lock workload: `POST /locks/{name}` (`res`: the fencing token once held).
+    Acquire,
+    /// Lock workload: `DELETE /locks/{name}/{token}`.
+    Release,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -99,6 +113,13 @@ pub struct Extra {
     /// Why the operation failed or is unknown (HTTP status and code, or transport error).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// Lock workload: the fencing token a fenced write carried, or an acquisition returned.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub token: Option<u64>,
+    /// Lock workload: a fenced write made by a holder that stopped renewing its lease and slept
+    /// past its TTL before writing (a paused holder waking up).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub stale_holder: bool,
 }
 
 /// A recorded operation with the workload that issued it.
@@ -118,7 +139,12 @@ impl Op {
     pub fn is_successful_write(&self) -> bool {
         self.is_ok()
             && match self.rec.op {
-                OpKind::Read => false,
+                OpKind::Read
+                | OpKind::Grant
+                | OpKind::Keepalive
+                | OpKind::Revoke
+                | OpKind::Acquire
+                | OpKind::Release => false,
                 OpKind::Write | OpKind::Incr => true,
                 OpKind::Cas => self.rec.res == Value::Bool(true),
             }
@@ -185,8 +211,9 @@ struct ExtendedLine<'a> {
 }
 
 /// Writes `history.jsonl` (register and counter), `history-annotated.jsonl` (the same with
-/// extras), `history-ttl.jsonl`, `history-stale.jsonl` and `history-watch.jsonl` (the watch
-/// workload's batch writes) into `dir`, sorted by call time.
+/// extras), `history-ttl.jsonl`, `history-stale.jsonl`, `history-watch.jsonl` (the watch
+/// workload's batch writes) and `history-lock.jsonl` (leases, locks and fenced writes) into
+/// `dir`, sorted by call time.
 pub fn write_files(dir: &Path, ops: &[Op]) -> std::io::Result<()> {
     let mut sorted: Vec<&Op> = ops.iter().collect();
     sorted.sort_by_key(|o| (o.rec.call, o.rec.client));
@@ -195,7 +222,7 @@ pub fn write_files(dir: &Path, ops: &[Op]) -> std::io::Result<()> {
     };
     let (mut main, mut annotated) = (open("history.jsonl")?, open("history-annotated.jsonl")?);
     let (mut ttl, mut stale) = (open("history-ttl.jsonl")?, open("history-stale.jsonl")?);
-    let mut watch = open("history-watch.jsonl")?;
+    let (mut watch, mut lock) = (open("history-watch.jsonl")?, open("history-lock.jsonl")?);
     for op in sorted {
         let line = ExtendedLine { rec: &op.rec, workload: op.workload, extra: &op.extra };
         let out = match op.workload {
@@ -207,11 +234,12 @@ pub fn write_files(dir: &Path, ops: &[Op]) -> std::io::Result<()> {
             Workload::Ttl => &mut ttl,
             Workload::Stale => &mut stale,
             Workload::Watch => &mut watch,
+            Workload::Lock => &mut lock,
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
     }
-    for mut f in [main, annotated, ttl, stale, watch] {
+    for mut f in [main, annotated, ttl, stale, watch, lock] {
         f.flush()?;
     }
     Ok(())

@@ -129,6 +129,7 @@ fn register_events(recs: &[&Record]) -> Result<(Vec<Event<RegisterOp>>, Vec<usiz
                 RegisterOp::Cas { old: int(&pair[0], "cas old", r)?, new: int(&pair[1], "cas new", r)?, outcome }
             }
             OpKind::Incr => return Err(format!("incr on register key {}", r.key)),
+            _ => return Err(format!("{:?} on register key {}", r.op, r.key)),
         };
         events.push(Event { op, call: r.call, ret: ret_of(r) });
         used.push(i);

@@ -18,6 +18,8 @@
 //!   `lin`: per-key linearizability of a history; `checks`: the other invariants.
 //! - `watch`: the watch workload's batch writers, watchers that resume on random nodes, and
 //!   the reference history; `watchcheck`: the watch guarantees (ordered, unique, atomic, …).
+//! - `lock`: the lock workload's contending clients (leases, the lock, fenced writes, holders
+//!   paused past their lease); `lockcheck`: its checks (token order, fencing, final read).
 //! - `report`: counts, availability figures, summary tables.
 
 pub mod checker;
@@ -28,6 +30,8 @@ pub mod entry;
 pub mod finale;
 pub mod history;
 pub mod lin;
+pub mod lock;
+pub mod lockcheck;
 pub mod nemesis;
 pub mod netns;
 pub mod plan;
@@ -45,5 +49,7 @@ pub mod workload;
 mod checker_tests;
 #[cfg(test)]
 mod history_tests;
+#[cfg(test)]
+mod lock_tests;
 #[cfg(test)]
 mod watch_tests;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checks::CheckResult;
 use super::history::{Op, Status, Workload};
+use super::lock::LockStats;
 use super::nemesis::FaultEvent;
 use super::plan::{FaultKind, Plan};
 use super::watchcheck::WatchStats;
@@ -46,6 +47,9 @@ pub struct RunResult {
     /// The watchers' figures, when the run had the watch workload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch: Option<WatchStats>,
+    /// The lock workload's figures, when the run had it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockStats>,
     pub duration_s: f64,
 }
 
@@ -164,6 +168,7 @@ pub fn print_summary(r: &RunResult) {
                 Workload::Ttl => c.name.starts_with("ttl"),
                 Workload::Stale => c.name.starts_with("stale") || c.name.starts_with("no lost"),
                 Workload::Watch => c.name.starts_with("watch"),
+                Workload::Lock => c.name.starts_with("lock"),
             })
             .collect();
         if relevant.iter().all(|c| c.passed) {
@@ -231,6 +236,22 @@ pub fn print_summary(r: &RunResult) {
             list(&w.ends),
             w.reference_entries,
             w.reference_node
+        );
+    }
+    if let Some(l) = &r.lock {
+        println!(
+            "lock: {} leases, {} acquisitions by {} holders; fenced writes {} ok, {} refused (fenced), {} unknown, {} failed; stale-holder writes {} ({} refused, {} begun after a higher token held); keepalives that found the lease gone {}",
+            l.leases,
+            l.acquisitions,
+            l.holders,
+            l.writes_ok,
+            l.writes_fenced,
+            l.writes_unknown,
+            l.writes_failed,
+            l.stale_attempts,
+            l.stale_refused,
+            l.stale_judged,
+            l.keepalives_lost
         );
     }
     for c in &r.checks {

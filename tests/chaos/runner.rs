@@ -19,6 +19,8 @@ use super::checks::{self, CheckResult};
 use super::cluster::Cluster;
 use super::finale;
 use super::history::{self, Clock, Op, Workload};
+use super::lock;
+use super::lockcheck;
 use super::nemesis::Nemesis;
 use super::netns::{self, Firewall, NetNs};
 use super::plan::{FaultKind, FaultStep, Plan};
@@ -369,6 +371,9 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
         if workloads.contains(&Workload::Stale) || workloads.contains(&Workload::Ttl) {
             out.push(checks::stale_reads(&ops, &faults, &urls));
         }
+        if workloads.contains(&Workload::Lock) {
+            out.extend(lockcheck::all(&ops));
+        }
         match &reference {
             Some(Ok(r)) => out.extend(watchcheck::all(&logs, r, &ops)),
             Some(Err(e)) => {
@@ -390,6 +395,7 @@ async fn run_here(spec: &ChildSpec, dir: &Path) -> Result<RunResult, String> {
         faults,
         checks: checks_out,
         watch: watch_stats,
+        lock: plan.workloads.contains(&Workload::Lock).then(|| lock::stats(&ops)),
         duration_s: began.elapsed().as_secs_f64(),
     })
 }

@@ -9,6 +9,7 @@
 //!   key sometimes expires; a strong reader per node watches every key.
 //! - stale: one writer per key writes increasing unique values; a reader per node reads every
 //!   key with the node's default consistency (stale on followers).
+//! - lock: clients contending for one lock and making fenced writes (`lock.rs`).
 //! - watch: batch writers (`watch.rs`) set 1–3 keys under `watch-` with unique values in one
 //!   entry; the watchers beside them are in `watch.rs`.
 
@@ -111,6 +112,8 @@ impl Recorder {
                 OpKind::Read | OpKind::Incr => reply.value(),
                 OpKind::Write => Value::Null,
                 OpKind::Cas => Value::Bool(reply.http == Some(200)),
+                // The lock workload's lease and lock calls set `res` themselves (`lock.rs`).
+                _ => Value::Null,
             }
         };
         let extra = Extra {
@@ -121,6 +124,8 @@ impl Recorder {
             call_wall_ms: started.wall,
             ret_wall_ms: wall_ms(),
             error: reply.error.clone(),
+            token: None,
+            stale_holder: false,
         };
         self.ops.push(Op {
             workload: self.workload,
@@ -317,6 +322,7 @@ pub fn spawn_all(ctx: &Arc<Ctx>, set: &mut tokio::task::JoinSet<Vec<Op>>) {
                 }
                 set.spawn(super::watch::quiet_writer(ctx.clone(), 610));
             }
+            Workload::Lock => super::lock::spawn(ctx, set),
         }
     }
 }

@@ -19,7 +19,7 @@ usage: scripts/chaos.sh [--quick] [--seed N] [--soak DURATION] [--plan FILE] [--
   --soak DURATION    keep running fresh seeds (soak profile) for e.g. 30m, 2h
   --plan FILE        replay a saved plan exactly (plan.json or smallest-plan.json)
   --scenario NAME    run a named regression scenario (tests/chaos/scenarios.rs)
-  --workload LIST    all (default) or a comma list of: register,counter,ttl,stale,watch
+  --workload LIST    all (default) or a comma list of: register,counter,ttl,stale,watch,lock
                      (watch: batch writers, and watchers resuming on random nodes with
                      Last-Event-ID, checked against a reference history)
   --faults LIST      all (default), none, or a comma list of: kill-random,kill-leader,

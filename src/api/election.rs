@@ -176,9 +176,7 @@ pub async fn leader(
     let parsed = (|| -> Result<_, ApiError> {
         let ns = caller.namespace(perm::READ)?;
         let name = key_of(path)?;
-        let q = query_of(query)?;
-        known_params(&q, &["consistency"])?;
-        Ok((ns, name, exec::is_strong(&st, q.get("consistency").map(String::as_str))?))
+        Ok((ns, name, exec::consistency_only(&st, query)?))
     })();
     let (ns, name, strong) = match parsed {
         Ok(p) => p,

@@ -82,6 +82,20 @@ pub fn is_strong(st: &AppState, consistency: Option<&str>) -> Result<bool, ApiEr
     }
 }
 
+/// A read whose only query parameter is `consistency`: whether it is strong (see
+/// [`is_strong`]).
+pub fn consistency_only(
+    st: &AppState,
+    query: Result<
+        axum::extract::Query<std::collections::HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<bool, ApiError> {
+    let q = super::parse::query_of(query)?;
+    super::parse::known_params(&q, &["consistency"])?;
+    is_strong(st, q.get("consistency").map(String::as_str))
+}
+
 /// Makes a following local read linearizable when `strong`, and waits for `min_version`.
 /// Returns whether the read is linearizable: a *default* read (no `consistency` parameter) on a
 /// node that turns out not to lead any more is served locally as stale, like on any follower,

@@ -16,7 +16,7 @@ use super::code::Code;
 use super::error::ApiError;
 use super::exec;
 use super::forward::Replay;
-use super::parse::{self, json_object, known_fields, known_params, query_of};
+use super::parse::{self, json_object, known_fields};
 use super::render::{consistency_header, rfc3339, Data};
 use super::schema;
 use super::state::AppState;
@@ -176,9 +176,7 @@ pub async fn show(
     let parsed = (|| -> Result<_, ApiError> {
         let ns = caller.namespace(perm::READ)?;
         let id = path_id(path)?;
-        let q = query_of(query)?;
-        known_params(&q, &["consistency"])?;
-        Ok((ns, id, exec::is_strong(&st, q.get("consistency").map(String::as_str))?))
+        Ok((ns, id, exec::consistency_only(&st, query)?))
     })();
     let (ns, id, strong) = match parsed {
         Ok(p) => p,

@@ -16,7 +16,7 @@ use super::code::Code;
 use super::error::ApiError;
 use super::exec;
 use super::forward::Replay;
-use super::parse::{json_object, key_of, known_fields, known_params, lease_id, query_of, validate_key};
+use super::parse::{json_object, key_of, known_fields, lease_id, validate_key};
 use super::queue;
 use super::render::{consistency_header, Data};
 use super::schema;
@@ -128,9 +128,7 @@ pub async fn show(
     let parsed = (|| -> Result<_, ApiError> {
         let ns = caller.namespace(perm::READ)?;
         let name = key_of(path)?;
-        let q = query_of(query)?;
-        known_params(&q, &["consistency"])?;
-        Ok((ns, name, exec::is_strong(&st, q.get("consistency").map(String::as_str))?))
+        Ok((ns, name, exec::consistency_only(&st, query)?))
     })();
     let (ns, name, strong) = match parsed {
         Ok(p) => p,

@@ -422,7 +422,7 @@ pub struct TokenPath {
 /// How long to wait for the turn: `"10s"`, `"500ms"` or a number of seconds, at most 60 s;
 /// absent: answer at once.
 #[derive(Deserialize, ToSchema)]
-#[schema(value_type = String, pattern = "^[0-9]{1,5}(ms|s)?$", example = "10s")]
+#[schema(value_type = String, pattern = "^([0-9]{1,4}ms|[1-5]?[0-9]s?|60s?)$", example = "10s")]
 pub struct Wait(String);
 
 /// `POST /locks/{name}`.

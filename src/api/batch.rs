@@ -27,7 +27,7 @@ fn op_fields(kind: &str) -> &'static [&'static str] {
         "get" => &["op", "key"],
         "set" => &["op", "key", "value", "ttlSeconds", "ifNotExists", "ifVersion", "ifValue", "ifFence"],
         "delete" => &["op", "key", "ifVersion", "ifValue", "ifFence"],
-        "increment" => &["op", "key", "delta", "ttlSeconds"],
+        "increment" => &["op", "key", "delta", "ttlSeconds", "ifFence"],
         _ => &["op", "key"],
     }
 }
@@ -62,7 +62,10 @@ fn parse_op(st: &AppState, ns: &str, op: &Map<String, Value>) -> ApiResult<Comma
         Some("increment") => {
             let delta = parse::delta_of(op.get("delta"))?;
             let ttl_ms = parse::ttl_ms(st, op.get("ttlSeconds"))?;
-            Ok(Command::Increment { ns, key, delta, ttl_ms })
+            Ok(match parse::fence_only(op)? {
+                None => Command::Increment { ns, key, delta, ttl_ms },
+                Some(cond) => Command::IncrementFenced { ns, key, delta, ttl_ms, cond },
+            })
         }
         _ => Err(ApiError::new(Code::InvalidOp, "op must be get, set, delete or increment")),
     }

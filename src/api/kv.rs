@@ -16,9 +16,9 @@ use super::error::ApiError;
 use super::exec;
 use super::forward::Replay;
 use super::parse::{
-    condition, decode_cursor, delta_of, encode_cursor, header_condition, json_object, key_of, known_fields,
-    known_params, lease_id, no_precondition_headers, parse_version, query_of, scan_limit, single_condition, ttl_ms,
-    value_text, PAGE_BYTES,
+    condition, decode_cursor, delta_of, encode_cursor, fence_only, fence_param, header_condition, json_object, key_of,
+    known_fields, known_params, lease_id, no_precondition_headers, parse_version, query_of, scan_limit,
+    single_condition, ttl_ms, value_text, PAGE_BYTES,
 };
 use super::render::{consistency_header, Data, ItemView};
 use super::schema;
@@ -128,7 +128,7 @@ pub async fn delete_item(
         caller.namespace(perm::WRITE)?;
         let key = key_of(path)?;
         let q = query_of(query)?;
-        known_params(&q, &["ifVersion"])?;
+        known_params(&q, &["ifVersion", "ifFence"])?;
         if !replay.body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::new(
                 Code::UnknownField,
@@ -138,6 +138,9 @@ pub async fn delete_item(
         let mut found = Vec::new();
         if let Some(v) = q.get("ifVersion") {
             found.push((Condition::IfVersion(parse_version(v)?), false));
+        }
+        if let Some(v) = q.get("ifFence") {
+            found.push((fence_param(v)?, false));
         }
         found.extend(header_condition(&replay.headers)?);
         let (cond, pre) = single_condition(found)?;
@@ -164,13 +167,21 @@ pub async fn increment_item(
         let ns = caller.namespace_for_write(true)?;
         let key = key_of(path)?;
         let obj = json_object(&replay.body, true)?;
-        // An increment is unconditional: a condition sent with it is refused, never dropped.
-        known_fields(&obj, &["delta", "ttlSeconds"], "an increment body (increments take no condition)")?;
+        // An increment takes no condition but a fence: any other is refused, never dropped.
+        known_fields(
+            &obj,
+            &["delta", "ttlSeconds", "ifFence"],
+            "an increment body (increments take no condition but ifFence)",
+        )?;
         known_params(&query_of(query)?, &[])?;
         no_precondition_headers(&replay.headers, "an increment")?;
         let delta = delta_of(obj.get("delta"))?;
         let ttl_ms = ttl_ms(&st, obj.get("ttlSeconds"))?;
-        Ok((Command::Increment { ns, key, delta, ttl_ms }, false))
+        let cmd = match fence_only(&obj)? {
+            None => Command::Increment { ns, key, delta, ttl_ms },
+            Some(cond) => Command::IncrementFenced { ns, key, delta, ttl_ms, cond },
+        };
+        Ok((cmd, false))
     })();
     run_write(&st, parsed, replay).await
 }

@@ -171,6 +171,21 @@ pub fn condition(body: &serde_json::Map<String, Value>, headers: &HeaderMap) -> 
     single_condition(found)
 }
 
+/// The `ifFence` of a body that takes no other condition (an increment), if it has one.
+pub fn fence_only(body: &serde_json::Map<String, Value>) -> ApiResult<Option<Condition>> {
+    body.get("ifFence").filter(|v| !v.is_null()).map(fence).transpose()
+}
+
+/// `ifFence=<lock>:<token>` in a query (a DELETE has no body): the token is the digits after
+/// the last `:`, so a lock name may hold colons.
+pub fn fence_param(v: &str) -> ApiResult<Condition> {
+    let bad = || ApiError::new(Code::InvalidPrecondition, "ifFence: <lock>:<token>, e.g. ifFence=job:42");
+    let (lock, token) = v.rsplit_once(':').ok_or_else(bad)?;
+    validate_key(lock)?;
+    let token = parse_version(token).map_err(|_| bad())?;
+    Ok(Condition::IfFence { lock: lock.to_string(), token })
+}
+
 /// `"ifFence": {"lock": "<name>", "token": "<token>"}`: write only while that token holds the
 /// lock.
 fn fence(v: &Value) -> ApiResult<Condition> {

@@ -123,6 +123,9 @@ pub struct IncrementBody {
     /// Applies only if this increment creates the key.
     #[schema(minimum = 1, maximum = 31536000)]
     pub ttl_seconds: Option<u32>,
+    /// Add only while this token holds this lock (409 `fenced` otherwise).
+    #[schema(required = false)]
+    pub if_fence: Option<Fence>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -194,6 +197,8 @@ pub enum BatchOp {
         delta: Option<f64>,
         #[schema(minimum = 1, maximum = 31536000)]
         ttl_seconds: Option<u32>,
+        #[schema(required = false)]
+        if_fence: Option<Fence>,
     },
 }
 
@@ -770,6 +775,10 @@ pub struct DeleteQuery {
     /// Delete only if the key is at this version (409 `version_mismatch` otherwise).
     #[param(value_type = Option<String>, pattern = "^[0-9]{1,19}$")]
     pub if_version: Option<String>,
+    /// `<lock>:<token>`: delete only while this token holds this lock (409 `fenced`
+    /// otherwise). Not with `ifVersion`.
+    #[param(value_type = Option<String>, pattern = "^[^\\x00-\\x1f\\x7f]{1,512}:[0-9]{1,19}$")]
+    pub if_fence: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -143,6 +143,15 @@ pub enum Command {
         name: String,
         token: u64,
     },
+    /// `Increment` guarded by a fence (`Condition::IfFence`), the only condition an increment
+    /// takes. A variant of its own (see the enum's comment).
+    IncrementFenced {
+        ns: String,
+        key: String,
+        delta: Number,
+        ttl_ms: Option<u64>,
+        cond: Condition,
+    },
     /// Sets the value of election `name`'s leader, if `token` still leads it.
     Proclaim {
         ns: String,

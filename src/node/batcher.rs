@@ -46,7 +46,8 @@ fn keys_of(cmd: &Command, h: &RandomState, out: &mut Vec<u64>) -> bool {
         | Command::Set { ns, key, .. }
         | Command::SetLeased { ns, key, .. }
         | Command::Delete { ns, key, .. }
-        | Command::Increment { ns, key, .. } => {
+        | Command::Increment { ns, key, .. }
+        | Command::IncrementFenced { ns, key, .. } => {
             out.push(h.hash_one((ns, key)));
             true
         }
@@ -75,7 +76,10 @@ fn keys_of(cmd: &Command, h: &RandomState, out: &mut Vec<u64>) -> bool {
 fn size_of(cmd: &Command) -> usize {
     match cmd {
         Command::Set { key, value, .. } | Command::SetLeased { key, value, .. } => key.len() + value.len(),
-        Command::Get { key, .. } | Command::Delete { key, .. } | Command::Increment { key, .. } => key.len(),
+        Command::Get { key, .. }
+        | Command::Delete { key, .. }
+        | Command::Increment { key, .. }
+        | Command::IncrementFenced { key, .. } => key.len(),
         Command::Batch(ops) => ops.iter().map(size_of).sum(),
         Command::Enqueue { name, value, .. } | Command::Proclaim { name, value, .. } => name.len() + value.len(),
         Command::Dequeue { name, .. } => name.len(),

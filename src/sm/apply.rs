@@ -370,25 +370,9 @@ impl<'a> Applier<'a> {
                 self.remove(index, ns, key, &live)?;
                 Ok(CmdResult::Deleted { key: key.clone() })
             }
-            Command::Increment { ns, key, delta, ttl_ms } => {
-                let old = self.stored(ns, key)?;
-                let live = old.as_ref().filter(|o| o.is_live(self.clock));
-                let (current, expires_at) = match live {
-                    Some(o) => match parse_number(&o.value) {
-                        Ok(n) => (n, o.expires_at),
-                        Err(refusal) => return Ok(CmdResult::Refused(refusal)),
-                    },
-                    None => (Number::Int(0), ttl_ms.map(|t| self.clock.saturating_add(t))),
-                };
-                let Some(value) = add(current, *delta) else {
-                    return Ok(CmdResult::Refused(Refusal::Overflow));
-                };
-                if old.is_none() && self.over_quota(ns)? {
-                    return Ok(CmdResult::Refused(Refusal::QuotaExceeded));
-                }
-                let new = StoredItem { value, version: index, expires_at };
-                self.write(Op::Increment, ns, key, old.as_ref(), &new)?;
-                Ok(CmdResult::Item(item(key, new)))
+            Command::Increment { ns, key, delta, ttl_ms } => self.increment(index, ns, key, *delta, *ttl_ms, None),
+            Command::IncrementFenced { ns, key, delta, ttl_ms, cond } => {
+                self.increment(index, ns, key, *delta, *ttl_ms, Some(cond))
             }
             Command::Expire => {
                 let count = self.expire_keys(index)? + self.expire_leases(index)?;
@@ -455,6 +439,41 @@ impl<'a> Applier<'a> {
             Some(id) => self.attach(ns, key, id)?,
             None => self.detach(ns, key)?,
         }
+        Ok(CmdResult::Item(item(key, new)))
+    }
+
+    /// An increment; with `cond` (a fence), only while it holds.
+    fn increment(
+        &mut self,
+        index: u64,
+        ns: &str,
+        key: &str,
+        delta: Number,
+        ttl_ms: Option<u64>,
+        cond: Option<&Condition>,
+    ) -> Result<CmdResult, ApplyError> {
+        let old = self.stored(ns, key)?;
+        let live = old.as_ref().filter(|o| o.is_live(self.clock));
+        if let Some(cond) = cond {
+            if let Some(refusal) = self.refusal(ns, cond, live)? {
+                return Ok(CmdResult::Refused(refusal));
+            }
+        }
+        let (current, expires_at) = match live {
+            Some(o) => match parse_number(&o.value) {
+                Ok(n) => (n, o.expires_at),
+                Err(refusal) => return Ok(CmdResult::Refused(refusal)),
+            },
+            None => (Number::Int(0), ttl_ms.map(|t| self.clock.saturating_add(t))),
+        };
+        let Some(value) = add(current, delta) else {
+            return Ok(CmdResult::Refused(Refusal::Overflow));
+        };
+        if old.is_none() && self.over_quota(ns)? {
+            return Ok(CmdResult::Refused(Refusal::QuotaExceeded));
+        }
+        let new = StoredItem { value, version: index, expires_at };
+        self.write(Op::Increment, ns, key, old.as_ref(), &new)?;
         Ok(CmdResult::Item(item(key, new)))
     }
 
@@ -561,6 +580,7 @@ impl<'a> Applier<'a> {
                     | Command::SetLeased { .. }
                     | Command::Delete { .. }
                     | Command::Increment { .. }
+                    | Command::IncrementFenced { .. }
             );
             let r = if nested { self.apply_cmd(index, op) } else { Ok(CmdResult::Refused(Refusal::NotFound)) };
             let r = match r {

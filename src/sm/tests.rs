@@ -57,8 +57,17 @@ fn arb_key_cmd() -> impl Strategy<Value = Command> {
         4 => (ns.clone(), key.clone(), arb_value(), ttl.clone(), arb_cond())
             .prop_map(|(ns, key, value, ttl_ms, cond)| Command::Set { ns, key, value, ttl_ms, cond }),
         2 => (ns.clone(), key.clone(), arb_cond()).prop_map(|(ns, key, cond)| Command::Delete { ns, key, cond }),
-        3 => (ns.clone(), key.clone(), delta, ttl)
+        3 => (ns.clone(), key.clone(), delta.clone(), ttl.clone())
             .prop_map(|(ns, key, delta, ttl_ms)| Command::Increment { ns, key, delta, ttl_ms }),
+        1 => (ns.clone(), key.clone(), delta, ttl, proptest::sample::select(QUEUE_NAMES), 1u64..40).prop_map(
+            |(ns, key, delta, ttl_ms, lock, token)| Command::IncrementFenced {
+                ns,
+                key,
+                delta,
+                ttl_ms,
+                cond: Condition::IfFence { lock: lock.into(), token },
+            }
+        ),
         1 => (ns.clone(), key.clone()).prop_map(|(ns, key)| Command::Get { ns, key }),
         2 => (ns, key, arb_value(), proptest::option::of(1u64..40), arb_cond(), LEASE_IDS)
             .prop_map(|(ns, key, value, ttl_ms, cond, lease)| Command::SetLeased { ns, key, value, ttl_ms, cond, lease }),
@@ -428,6 +437,15 @@ impl Model {
                 self.items.remove(&(ns.clone(), key.clone()));
                 self.attached.remove(&(ns.clone(), key.clone()));
                 CmdResult::Deleted { key: key.clone() }
+            }
+            Command::IncrementFenced { ns, key, delta, ttl_ms, cond } => {
+                if let Some(r) = self.holds(cond, ns, key) {
+                    return CmdResult::Refused(r);
+                }
+                self.apply_at(
+                    index,
+                    &Command::Increment { ns: ns.clone(), key: key.clone(), delta: *delta, ttl_ms: *ttl_ms },
+                )
             }
             Command::Increment { ns, key, delta, ttl_ms } => {
                 let (cur, exp) = match self.live(ns, key) {

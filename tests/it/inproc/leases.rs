@@ -122,3 +122,38 @@ async fn bad_lease_requests_get_clear_codes() {
     let r = http.put(&url, "k", &json!({"value": 1, "lease": "999"})).await;
     assert_eq!((r.status, r.error_code()), (404, Some("lease_not_found")), "{r:?}");
 }
+
+/// Watchers see a revoked lease's keys go, all at one index: the one entry that revoked it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_sees_a_leases_keys_deleted_in_one_entry() {
+    let mut c = Cluster::in_process(1, &[]);
+    c.wait_for_leader(deadline_in(20)).await;
+    let (http, url) = (&c.http, c.leader_url());
+    let id = grant(http, &url, 60).await;
+    let mut after = 0;
+    for key in ["reg/a", "reg/b", "reg/c"] {
+        after = http.put(&url, key, &json!({"value": 1, "lease": id})).await.ok().version();
+    }
+    let revoked = call(http, Method::DELETE, format!("{url}/leases/{id}"), None).await;
+    assert_eq!(revoked.data()["keys"], 3, "{revoked:?}");
+    let poll = http
+        .must(
+            Method::GET,
+            &format!("{url}/kv/watch?prefix=reg/&after={after}&wait=5s"),
+            None,
+            &[("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(poll.status, 200, "{poll:?}");
+    let events = poll.body["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(events.len(), 1, "one entry: {poll:?}");
+    let changes: Vec<(String, String)> = events[0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ch| (ch["op"].as_str().unwrap().to_string(), ch["key"].as_str().unwrap().to_string()))
+        .collect();
+    let want: Vec<(String, String)> =
+        ["reg/a", "reg/b", "reg/c"].iter().map(|k| ("delete".into(), k.to_string())).collect();
+    assert_eq!(changes, want, "{poll:?}");
+}

@@ -216,3 +216,46 @@ async fn a_revoked_token_ends_its_observe_stream() {
     assert_eq!(events, vec!["revoked".to_string()], "the stream says why, then ends");
     assert!(std::time::Instant::now() < deadline, "the stream ended rather than idling to the deadline");
 }
+
+/// Every kind of write takes a fence: an increment (its body, or a batch op) and a single-key
+/// DELETE (`?ifFence=<lock>:<token>`) land while the token holds the lock and are refused with
+/// 409 `fenced` once it has passed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn increments_and_deletes_are_fenced_too() {
+    let mut c = Cluster::in_process(1, &[]);
+    c.wait_for_leader(deadline_in(20)).await;
+    let url = c.leader_url();
+    let http = c.http.clone();
+    let (a, b) = (lease(&http, &url).await, lease(&http, &url).await);
+    let ta = token(&call(&http, Method::POST, format!("{url}/locks/ctr"), Some(json!({"lease": a}))).await);
+    let fence = |t: u64| json!({"lock": "ctr", "token": t.to_string()});
+    let incr = |t: u64| Some(json!({"delta": 2, "ifFence": fence(t)}));
+
+    let r = call(&http, Method::POST, format!("{url}/kv/items/n/increment"), incr(ta)).await;
+    assert_eq!((r.status, &r.data()["value"]), (200, &json!(2)), "{r:?}");
+    http.put(&url, "gone", &json!({"value": 1})).await.ok();
+    let r = call(&http, Method::DELETE, format!("{url}/kv/items/gone?ifFence=ctr:{ta}"), None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+
+    call(&http, Method::DELETE, format!("{url}/locks/ctr/{ta}"), None).await.ok();
+    let tb = token(&call(&http, Method::POST, format!("{url}/locks/ctr"), Some(json!({"lease": b}))).await);
+    let r = call(&http, Method::POST, format!("{url}/kv/items/n/increment"), incr(ta)).await;
+    assert_eq!((r.status, r.error_code()), (409, Some("fenced")), "{r:?}");
+    let ops = json!({"ops": [{"op": "increment", "key": "n", "ifFence": fence(ta)}]});
+    let r = call(&http, Method::POST, format!("{url}/kv/batch"), Some(ops)).await;
+    assert_eq!(r.status, 409, "a batch with a stale fence applies nothing: {r:?}");
+    http.put(&url, "kept", &json!({"value": 1})).await.ok();
+    let r = call(&http, Method::DELETE, format!("{url}/kv/items/kept?ifFence=ctr:{ta}"), None).await;
+    assert_eq!((r.status, r.error_code()), (409, Some("fenced")), "{r:?}");
+    assert_eq!(http.get(&url, "kept").await.status, 200);
+    assert_eq!(http.get(&url, "n").await.data()["value"], 2, "no stale increment landed");
+
+    let r = call(&http, Method::POST, format!("{url}/kv/items/n/increment"), incr(tb)).await;
+    assert_eq!((r.status, &r.data()["value"]), (200, &json!(4)), "{r:?}");
+    for bad in ["ctr", "ctr:", ":1", "ctr:x"] {
+        let r = call(&http, Method::DELETE, format!("{url}/kv/items/kept?ifFence={bad}"), None).await;
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+    }
+    let r = call(&http, Method::DELETE, format!("{url}/kv/items/kept?ifFence=ctr:{tb}&ifVersion=1"), None).await;
+    assert_eq!((r.status, r.error_code()), (400, Some("conflicting_conditions")), "{r:?}");
+}

@@ -122,16 +122,7 @@ pub async fn keepalive(
     path: Result<Path<String>, PathRejection>,
     replay: Replay,
 ) -> Response {
-    let parsed = (|| -> Result<_, ApiError> {
-        let ns = caller.namespace(perm::WRITE)?;
-        let id = path_id(path)?;
-        no_body(&replay)?;
-        Ok(Command::LeaseKeepAlive { ns, id })
-    })();
-    match parsed {
-        Ok(cmd) => rendered(StatusCode::OK, exec::write_one(&st, cmd, replay).await),
-        Err(e) => e.into_response(),
-    }
+    on_lease(&st, &caller, path, replay, |ns, id| Command::LeaseKeepAlive { ns, id }).await
 }
 
 #[utoipa::path(delete, path = "/leases/{id}", tag = "leases", operation_id = "revokeLease",
@@ -144,22 +135,28 @@ pub async fn revoke(
     path: Result<Path<String>, PathRejection>,
     replay: Replay,
 ) -> Response {
+    on_lease(&st, &caller, path, replay, |ns, id| Command::LeaseRevoke { ns, id }).await
+}
+
+/// A write to one lease named by the path (keepalive, revoke): these take no body (an empty
+/// JSON object is tolerated).
+async fn on_lease(
+    st: &AppState,
+    caller: &Caller,
+    path: Result<Path<String>, PathRejection>,
+    replay: Replay,
+    command: impl FnOnce(String, u64) -> Command,
+) -> Response {
     let parsed = (|| -> Result<_, ApiError> {
         let ns = caller.namespace(perm::WRITE)?;
         let id = path_id(path)?;
-        no_body(&replay)?;
-        Ok(Command::LeaseRevoke { ns, id })
+        known_fields(&json_object(&replay.body, true)?, &[], "this request")?;
+        Ok(command(ns, id))
     })();
     match parsed {
-        Ok(cmd) => rendered(StatusCode::OK, exec::write_one(&st, cmd, replay).await),
+        Ok(cmd) => rendered(StatusCode::OK, exec::write_one(st, cmd, replay).await),
         Err(e) => e.into_response(),
     }
-}
-
-/// Keepalive and revoke take no body (an empty JSON object is tolerated).
-fn no_body(replay: &Replay) -> Result<(), ApiError> {
-    let body = json_object(&replay.body, true)?;
-    known_fields(&body, &[], "this request")
 }
 
 #[utoipa::path(get, path = "/leases/{id}", tag = "leases", operation_id = "getLease",

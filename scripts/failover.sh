@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # failover.sh: how long a 3-node cluster takes to accept writes again after its leader dies.
 #
-#   scripts/failover.sh [--kills N] [--load CLIENTS] [--quiet-s S] [-- extra cairn serve flags]
+#   scripts/failover.sh [--kills N] [--load CLIENTS] [--quiet-s S] [--trace-ms T] [-- extra cairn serve flags]
 #
 # Starts a fresh 3-node cluster of target/release/cairn (CAIRN_BIN to override) on free
 # loopback ports under a temp dir, then N times (default 10): finds the leader, SIGKILLs it,
 # and times from the kill to the first write acknowledged through a surviving node (a PUT
 # every 10 ms, alternating survivors, each with a 500 ms timeout); then restarts the killed
 # node and waits for it to catch up. Prints each figure, the median and the maximum.
+#
+# --trace-ms T prints, for every kill that took T ms or more, each probe's answer and the
+# survivors' election log lines (run with RUST_LOG=info,openraft=info for openraft's), and
+# keeps the logs.
 #
 # --load C runs `cairn bench --workload mixed:1/1 --clients C` against the cluster meanwhile
 # (after a --quiet-s S stretch, default 30 s, with the same load and no kills, whose leader
@@ -21,14 +25,16 @@ BIN=${CAIRN_BIN:-target/release/cairn}
 KILLS=10
 LOAD=0
 QUIET_S=30
+TRACE_MS=
 EXTRA=()
 while (($# > 0)); do
     case "$1" in
     --kills) KILLS=${2:?}; shift ;;
     --load) LOAD=${2:?}; shift ;;
     --quiet-s) QUIET_S=${2:?}; shift ;;
+    --trace-ms) TRACE_MS=${2:?}; shift ;;
     --) shift; EXTRA=("$@"); break ;;
-    *) echo "usage: scripts/failover.sh [--kills N] [--load CLIENTS] [--quiet-s S] [-- serve flags]" >&2; exit 2 ;;
+    *) echo "usage: scripts/failover.sh [--kills N] [--load CLIENTS] [--quiet-s S] [--trace-ms T] [-- serve flags]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -41,7 +47,7 @@ cleanup() {
     [[ -n $BENCH_PID ]] && kill "$BENCH_PID" 2>/dev/null || true
     for id in 1 2 3; do [[ -n ${PID[$id]:-} ]] && kill -9 "${PID[$id]}" 2>/dev/null || true; done
     sleep 0.2
-    rm -rf "$DIR"
+    if [[ -n $TRACE_MS ]]; then echo "logs kept in $DIR"; else rm -rf "$DIR"; fi
 }
 trap cleanup EXIT
 
@@ -101,10 +107,13 @@ for k in $(seq 1 "$KILLS"); do
     kill -9 "${PID[$l]}"
     t0=$(now_ms)
     i=0
+    probes=()
     while :; do
         s=${survivors[$((i % 2))]}
+        p0=$(now_ms)
         code=$(curl -s -o /dev/null -w '%{http_code}' -m 0.5 -X PUT -H 'content-type: application/json' \
             -d '{"value":1}' "127.0.0.1:${PORT[$s]}/kv/items/failover-probe" 2>/dev/null || true)
+        probes+=("+$((p0 - t0)) ms: node $s answered ${code:-nothing} in $(($(now_ms) - p0)) ms")
         [[ $code == 200 ]] && break
         (($(now_ms) - t0 > 30000)) && { echo "failover.sh: no write within 30 s of kill $k" >&2; exit 1; }
         i=$((i + 1))
@@ -114,6 +123,26 @@ for k in $(seq 1 "$KILLS"); do
     figures+=("$ms")
     after=$(term "$(wait_leader)")
     echo "kill $k: leader $l, first write after ${ms} ms (term $before -> $after)"
+    if [[ -n $TRACE_MS ]] && ((ms >= TRACE_MS)); then
+        # Where a slow kill's time went: every probe, and what the survivors logged about it.
+        printf '    probe %s\n' "${probes[@]}"
+        for id in "${survivors[@]}"; do
+            python3 - "$DIR/n$id.log" "$id" "$t0" "$ms" <<'PY'
+import re, sys, datetime
+path, node, t0, ms = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+marks = ("do trigger election", "a quorum granted", "become leader", "reject vote-request",
+         "standing now", "vote is changing")
+for line in open(path, errors="replace"):
+    m = re.match(r"(\d{4}-\d\d-\d\dT[\d:.]+)Z", line)
+    if not m or not any(k in line for k in marks):
+        continue
+    t = datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc)
+    off = int(t.timestamp() * 1000) - t0
+    if -100 <= off <= ms + 100:
+        print(f"    node {node} +{off} ms: {line[m.end():].strip()[:160]}")
+PY
+        done
+    fi
     while kill -0 "${PID[$l]}" 2>/dev/null; do sleep 0.05; done
     start "$l"
     # Let the restarted node catch up before the next kill, so every kill finds three nodes.

@@ -7,6 +7,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use openraft::raft::{AppendEntriesResponse, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -15,6 +16,7 @@ use super::code::Code;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::listener::Conn;
+use crate::model::types::NodeId;
 use crate::net::wire;
 use crate::protocol::H_CLUSTER_SECRET;
 
@@ -39,11 +41,26 @@ fn reply(out: impl Serialize) -> Response {
 }
 
 pub async fn append(State(st): State<AppState>, body: Bytes) -> Response {
-    handle(body, |req| async move { st.node.raft.append_entries(req).await }).await
+    handle(body, |req| async move {
+        let out = st.node.raft.append_entries(req).await;
+        // Any answer but "your vote is stale" means the sender is this node's leader.
+        if matches!(out, Ok(ref r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            st.node.campaign.heard_from_leader();
+        }
+        out
+    })
+    .await
 }
 
 pub async fn vote(State(st): State<AppState>, body: Bytes) -> Response {
-    handle(body, |req| async move { st.node.raft.vote(req).await }).await
+    handle(body, |req: VoteRequest<NodeId>| async move {
+        let out = st.node.raft.vote(req.clone()).await;
+        if let Ok(resp) = &out {
+            st.node.campaign.answered(&req, resp);
+        }
+        out
+    })
+    .await
 }
 
 pub async fn snapshot(State(st): State<AppState>, body: Bytes) -> Response {
@@ -51,7 +68,13 @@ pub async fn snapshot(State(st): State<AppState>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("bad snapshot chunk: {e}")).into_response(),
     };
-    reply(st.node.raft.install_snapshot(req).await)
+    let vote = req.vote;
+    let out = st.node.raft.install_snapshot(req).await;
+    // The answer carries this node's vote: the sender's own means it is this node's leader.
+    if matches!(out, Ok(ref r) if r.vote == vote) {
+        st.node.campaign.heard_from_leader();
+    }
+    reply(out)
 }
 
 /// Peer RPCs carry the cluster secret when one is configured; anything else gets 401, so a

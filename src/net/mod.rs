@@ -5,6 +5,7 @@
 //!
 //! With TLS the peer client dials `https://` with the node's rustls client configuration.
 
+pub mod campaign;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use serde::Serialize;
 use crate::http1;
 use crate::model::types::{NodeId, TypeConfig};
 use crate::wal::DurableWatch;
+use campaign::Campaign;
 
 /// Builds an HTTP client for node-to-node traffic. Binding `local_ip` makes connections leave
 /// from this node's own address, so packet-level partitions between loopback addresses cut
@@ -85,57 +87,15 @@ pub struct Network {
     scheme: &'static str,
     idle: Idle,
     durable: DurableWatch,
-    split: Arc<SplitVote>,
+    campaign: Arc<Campaign>,
 }
 
 impl Network {
     /// `scheme` is `http` or `https`, as the whole cluster uses (`NodeConfig::peer_scheme`).
     /// `durable` is this node's WAL: the commit index sent to followers never passes it.
-    pub fn new(opts: http1::Options, scheme: &'static str, durable: DurableWatch) -> Self {
-        Network { opts, scheme, idle: Idle::default(), durable, split: Arc::default() }
-    }
-
-    /// Where the node hands over its Raft once it exists (see [`SplitVote`]).
-    pub fn split_vote(&self) -> Arc<SplitVote> {
-        self.split.clone()
-    }
-}
-
-/// Ends a split vote at once when this node's log is the one that can win it.
-///
-/// When a leader dies, both survivors of a 3-node cluster may stand in the same term. Each
-/// votes for itself and refuses the other; and in openraft's vote order the higher node id
-/// outranks the lower within a term, so when the higher id holds the shorter log, neither can
-/// win that term, and both wait out another election timeout, often to collide again (failover
-/// under load took up to 2.1 s, in terms +3). A candidate refused by a candidate of its own term
-/// whose log is behind its own is the one that can win: it stands again in the next term at
-/// once, where the other, whose log is behind, grants it. Only liveness is at stake: an election
-/// is always safe to start, and this starts at most one per term.
-#[derive(Default)]
-pub struct SplitVote {
-    raft: std::sync::OnceLock<openraft::Raft<TypeConfig>>,
-    last_term: std::sync::atomic::AtomicU64,
-}
-
-impl SplitVote {
-    pub fn set_raft(&self, raft: openraft::Raft<TypeConfig>) {
-        let _ = self.raft.set(raft);
-    }
-
-    /// Called with every vote this node asked for and the answer it got.
-    fn saw(&self, req: &VoteRequest<NodeId>, resp: &VoteResponse<NodeId>, target: NodeId) {
-        let term = req.vote.leader_id.term;
-        if !winnable_split(req, resp, target)
-            || self.last_term.fetch_max(term, std::sync::atomic::Ordering::AcqRel) >= term
-        {
-            return;
-        }
-        if let Some(raft) = self.raft.get().cloned() {
-            tracing::info!(term, peer = target, "split vote with a candidate whose log is behind; standing again now");
-            tokio::spawn(async move {
-                let _ = raft.trigger().elect().await;
-            });
-        }
+    /// `campaign` hears every vote this node asks for.
+    pub fn new(opts: http1::Options, scheme: &'static str, durable: DurableWatch, campaign: Arc<Campaign>) -> Self {
+        Network { opts, scheme, idle: Idle::default(), durable, campaign }
     }
 }
 
@@ -150,7 +110,7 @@ pub struct Conn {
     base: String,
     idle: Idle,
     durable: DurableWatch,
-    split: Arc<SplitVote>,
+    campaign: Arc<Campaign>,
 }
 
 impl Drop for Conn {
@@ -166,15 +126,6 @@ impl Drop for Conn {
     }
 }
 
-/// Whether `target` refused this node's vote because it stands for itself in the same term
-/// while holding a shorter log: a split that this node, not `target`, can win.
-fn winnable_split(req: &VoteRequest<NodeId>, resp: &VoteResponse<NodeId>, target: NodeId) -> bool {
-    !resp.vote_granted
-        && resp.vote.leader_id.term == req.vote.leader_id.term
-        && resp.vote.leader_id.node_id == target
-        && resp.last_log_id < req.last_log_id
-}
-
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Conn;
 
@@ -187,7 +138,14 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                 .map_err(|e| format!("{base}: {e}"))
                 .and_then(|u| http1::Conn::new(&u, &self.opts)),
         };
-        Conn { http, target, base, idle: self.idle.clone(), durable: self.durable.clone(), split: self.split.clone() }
+        Conn {
+            http,
+            target,
+            base,
+            idle: self.idle.clone(),
+            durable: self.durable.clone(),
+            campaign: self.campaign.clone(),
+        }
     }
 }
 
@@ -265,38 +223,7 @@ impl RaftNetwork<TypeConfig> for Conn {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let resp: VoteResponse<NodeId> = self.call("/raft/vote", &req, option.hard_ttl()).await?;
-        self.split.saw(&req, &resp, self.target);
+        self.campaign.asked(&req, &resp, self.target);
         Ok(resp)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use openraft::{CommittedLeaderId, LogId, Vote};
-
-    fn log(term: u64, index: u64) -> Option<LogId<NodeId>> {
-        Some(LogId::new(CommittedLeaderId::new(term, 1), index))
-    }
-
-    #[test]
-    fn only_a_refusal_by_a_same_term_candidate_with_a_shorter_log_is_a_split_to_win() {
-        let req = VoteRequest { vote: Vote::new(5, 2), last_log_id: log(4, 100) };
-        let refused = |vote: Vote<NodeId>, last: Option<LogId<NodeId>>| VoteResponse {
-            vote,
-            vote_granted: false,
-            last_log_id: last,
-        };
-        assert!(winnable_split(&req, &refused(Vote::new(5, 3), log(4, 99)), 3));
-        assert!(winnable_split(&req, &refused(Vote::new(5, 3), None), 3));
-        // Its log is as long or longer: it may win; leave the timers to it.
-        assert!(!winnable_split(&req, &refused(Vote::new(5, 3), log(4, 100)), 3));
-        assert!(!winnable_split(&req, &refused(Vote::new(5, 3), log(4, 101)), 3));
-        // It voted for another node, or is in a later term: not a two-candidate split.
-        assert!(!winnable_split(&req, &refused(Vote::new(5, 1), log(4, 99)), 3));
-        assert!(!winnable_split(&req, &refused(Vote::new(6, 3), log(4, 99)), 3));
-        // Granted.
-        let granted = VoteResponse { vote: Vote::new(5, 2), vote_granted: true, last_log_id: log(4, 99) };
-        assert!(!winnable_split(&req, &granted, 3));
     }
 }

@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::NodeConfig;
 use crate::model::command::{Command, Item, Limits, Proposal};
 use crate::model::types::{NodeId, Raft};
+use crate::net::campaign::Campaign;
 use crate::net::{self, Network};
 use crate::protocol::now_ms;
 use crate::sm::{SmReader, StateMachine, TokenRecord};
@@ -68,6 +69,8 @@ pub struct Node {
     pub(crate) started_empty: bool,
     /// The free-space reserve for client writes, and the WAL's health (see `disk`).
     pub(crate) disk: disk::Disk,
+    /// Starts elections this node's timer would start too late (see `net::campaign`).
+    pub(crate) campaign: Arc<Campaign>,
 }
 
 /// Raft figures for `/metrics`.
@@ -276,12 +279,18 @@ impl Node {
                 .await
                 .map_err(StartError::Config)?;
         }
-        let network = Network::new(net::peer_options(local_ip, secret, peer_tls), config.peer_scheme(), durable);
-        let split_vote = network.split_vote();
+        // openraft's leader lease is `election_timeout_max`.
+        let campaign = Arc::new(Campaign::new(config.election_max));
+        let network = Network::new(
+            net::peer_options(local_ip, secret, peer_tls),
+            config.peer_scheme(),
+            durable,
+            campaign.clone(),
+        );
         let raft = Raft::new(id, Arc::new(raft_config), network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        split_vote.set_raft(raft.clone());
+        campaign.set_raft(raft.clone());
 
         if !config.peers.is_empty() && config.join.is_some() {
             return Err(StartError::Config("give either --peers (a new cluster) or --join (an existing one)".into()));
@@ -323,6 +332,7 @@ impl Node {
             confirmed_term: AtomicU64::new(0),
             started_empty: pristine,
             disk,
+            campaign,
         });
         Ok(node)
     }

@@ -19,8 +19,9 @@
 //! - `raft_rpc.rs`: `/raft/*` peer RPCs
 //! - the surfaces, peers of each other: `kv.rs` (`/kv/items`: keys, increments, scans),
 //!   `batch.rs` (`/kv/batch`), `admin.rs` (`/admin/tokens`, `/admin/backup`), `cluster.rs`
-//!   (`/cluster/*`, `/health`), `watch/` (`/kv/watch`), `dialects/` (the hosted services' API
-//!   shapes, and their own descriptions at `/openapi/{dialect}.json`)
+//!   (`/cluster/*`, `/health`), `overview.rs` (`/cluster/nodes`: every member's own view),
+//!   `watch/` (`/kv/watch`), `dialects/` (the hosted services' API shapes, and their own
+//!   descriptions at `/openapi/{dialect}.json`), `console.rs` (`/ui/`: the web console's files)
 //! - `openapi.rs`: `/openapi.json`, generated from the surfaces' annotations
 //! - `mod.rs`: the router, which mounts them all
 
@@ -29,6 +30,7 @@ mod auth;
 mod batch;
 mod cluster;
 mod code;
+mod console;
 mod describe;
 mod dialects;
 mod election;
@@ -40,6 +42,7 @@ mod lease;
 mod lock;
 mod observe;
 mod openapi;
+mod overview;
 mod parse;
 mod queue;
 mod raft_rpc;
@@ -105,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/tokens/{id}", delete(admin::revoke))
         .route("/admin/snapshot", get(admin::snapshot))
         .route("/cluster/status", get(cluster::status))
+        .route("/cluster/nodes", get(overview::nodes))
         .route("/cluster/members", post(cluster::add_member))
         .route("/cluster/members/{id}", delete(cluster::remove_member))
         .layer(axum::middleware::from_fn_with_state(
@@ -122,6 +126,9 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi/saasignal.json", get(dialects::saasignal_json))
         .route("/openapi/echovalue.json", get(dialects::echovalue_json))
         .route("/openapi/kvdb.json", get(dialects::kvdb_json))
+        .route("/ui", get(console::root))
+        .route("/ui/", get(console::index))
+        .route("/ui/{file}", get(console::file))
         .merge(data)
         .merge(raft)
         .fallback(|| async { ApiError::new(Code::NoRoute, "no such route").into_response() })

@@ -15,7 +15,7 @@ use axum::response::Response;
 use utoipa::{Modify, OpenApi};
 
 use super::describe::{add_token_schemes, for_each_operation, namespace_header, render, serve};
-use super::{admin, batch, cluster, election, kv, lease, lock, observe, schema, watch};
+use super::{admin, batch, cluster, election, kv, lease, lock, observe, overview, schema, watch};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,7 +34,7 @@ use super::{admin, batch, cluster, election, kv, lease, lock, observe, schema, w
         lock::acquire, lock::release, lock::show,
         election::campaign, election::proclaim, election::leader, election::observe, election::resign,
         admin::create, admin::list, admin::revoke, admin::snapshot,
-        cluster::status, cluster::add_member, cluster::remove_member, cluster::health,
+        cluster::status, overview::nodes, cluster::add_member, cluster::remove_member, cluster::health,
         observe::ready, observe::metrics, openapi_json,
     ),
     // Schemas that parameters name but utoipa does not collect by itself.

@@ -586,6 +586,48 @@ pub struct StatusData {
     pub data: Status,
 }
 
+/// One member in `GET /cluster/nodes`, as it answered the node that asked it.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeView {
+    pub id: u64,
+    pub addr: String,
+    pub voter: bool,
+    /// It answered `/health` with 200.
+    pub up: bool,
+    /// `ok`, or the error code `/health` answered with.
+    #[schema(required = false)]
+    pub health: String,
+    #[schema(required = false)]
+    pub ready: bool,
+    /// Why `/ready` said no.
+    #[schema(required = false)]
+    pub not_ready: String,
+    /// Its own `/cluster/status`.
+    #[schema(required = false)]
+    pub status: Status,
+    /// The sum of its `cairn_http_requests_total`.
+    #[schema(required = false)]
+    pub requests: u64,
+    /// Why it could not be asked.
+    #[schema(required = false)]
+    pub error: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Nodes {
+    /// The node that asked the others.
+    pub answered_by: u64,
+    pub nodes: Vec<NodeView>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodesData {
+    pub data: Nodes,
+}
+
 /// `POST /cluster/members`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::support::{deadline_in, Cluster};
 
-/// Routes that are no client API: the peer RPCs.
-const NOT_DESCRIBED: &[&str] = &["/raft/"];
+/// Peer RPCs, and the web console's files (pages for a browser, not API operations).
+const NOT_DESCRIBED: &[&str] = &["/raft/", "/ui"];
 
 /// The documents: where each is served, its checked-in copy, the path prefixes of the routes
 /// it describes (every other route is the native document's), and a floor on how many

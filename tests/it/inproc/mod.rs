@@ -3,6 +3,7 @@
 //! nothing asserts on `/metrics` counters, which every in-process node shares.
 
 mod bad_input;
+mod console;
 mod data_api;
 mod dialects_auth;
 mod dialects_bad_input;

@@ -8,6 +8,7 @@
 mod backup_restore;
 mod bench_cli;
 mod cluster_formation;
+mod cluster_nodes;
 mod compaction;
 mod config_file;
 mod coord_cli;

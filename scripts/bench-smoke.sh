@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench-smoke.sh: CI smoke test of `cairn bench`. Starts one single-node Cairn on a free loopback
 # port with a temporary data dir, runs a short put and a short get benchmark against it, and a put
-# run with watch streams open, and fails if any run saw an error (or the watchers no events). Stops only the node it started and removes its data dir.
+# run with watch streams open, then a put and a get against `cairn ceiling`, and fails if any run
+# saw an error (or the watchers no events). Stops only the node it started and removes its data dir.
 #
 # Environment: CAIRN_BIN (default: target/debug/cairn, built with `cargo build` so it is never
 # stale), SMOKE_DURATION (3s), SMOKE_CLIENTS (8), SMOKE_KEYS (1000), SMOKE_UP_TIMEOUT (30 s).
@@ -106,6 +107,31 @@ else
     echo "bench-smoke: the put run with watchers reported errors" >&2
     status=1
 fi
+
+# The ceiling (`cairn ceiling`, what scripts/bench-vs-etcd.sh measures beside Cairn) answers the
+# same put and get as a node: bench drives it with zero errors. Its --data-dir is unused; it puts
+# $WORK in the command line, which stop_node checks before signalling.
+stop_node
+port=$(free_port)
+"$BIN" ceiling --listen "127.0.0.1:$port" --data-dir "$WORK/ceiling" >"$WORK/ceiling.log" 2>&1 </dev/null &
+NODE_PID=$!
+deadline=$((SECONDS + UP_TIMEOUT))
+until curl -fsS --max-time 1 "127.0.0.1:$port/cluster/status" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)) || ! kill -0 "$NODE_PID" 2>/dev/null; then
+        echo "bench-smoke: the ceiling did not come up; log:" >&2
+        tail -n 20 "$WORK/ceiling.log" >&2 || true
+        exit 1
+    fi
+    sleep 0.2
+done
+for workload in put get-stale; do
+    echo "bench-smoke: the ceiling, $workload, $CLIENTS clients, $DURATION"
+    if ! "$BIN" bench --endpoints "127.0.0.1:$port" --workload "$workload" --no-preload --clients "$CLIENTS" \
+        --duration "$DURATION" --warmup 1s --keys "$KEYS" --value-size 100; then
+        echo "bench-smoke: the ceiling's $workload run reported errors" >&2
+        status=1
+    fi
+done
 
 if ((status == 0)); then echo "bench-smoke: ok"; else echo "bench-smoke: FAILED" >&2; fi
 exit "$status"

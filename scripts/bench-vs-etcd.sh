@@ -3,7 +3,9 @@
 # (`cairn bench`). Installs Debian's etcd if missing, measures fsync latency, starts a 3-node etcd
 # and a 3-node Cairn on loopback (both with their default durability: fsync on commit), runs the
 # same workloads against each, alternating, and prints one Markdown table with the Cairn/etcd
-# ratios. Stops only the processes it started and removes its temporary data.
+# ratios. Beside them it measures this machine's ceiling: `cairn ceiling`, the node's own HTTP
+# path with no storage or replication, answering put and get at 64 clients; each Cairn figure
+# is then also a fraction of that. Stops only the processes it started and removes its temporary data.
 #
 # Environment:
 #   DURATION (10s)  measured time per run     WARMUP (2s)    unmeasured load before it
@@ -13,7 +15,8 @@
 #   KEEP=1          keep the temp dir (data dirs and logs) for inspection
 #   MAX_LOAD (1.5), LOAD_WAIT (300): before starting, wait up to LOAD_WAIT seconds for the
 #                   1-minute load average to drop below MAX_LOAD (then go on, with a warning)
-# Ports: etcd clients 12379/22379/32379, peers 12380/22380/32380; Cairn 17001-17003.
+# Ports: etcd clients 12379/22379/32379, peers 12380/22380/32380; Cairn 17001-17003; the
+# ceiling 17004.
 # Traffic goes to 127.0.0.1 only. Exit status: 0 if every run completed with zero errors.
 set -euo pipefail
 
@@ -32,6 +35,7 @@ UP_TIMEOUT=${UP_TIMEOUT:-60}
 ETCD_CLIENT=(12379 22379 32379)
 ETCD_PEER=(12380 22380 32380)
 CAIRN_PORT=(17001 17002 17003)
+CEILING_PORT=17004
 
 log() { echo "[bench-vs-etcd] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -162,7 +166,7 @@ wait_for_quiet() {
 # result (and the stop step) about the wrong processes.
 check_ports_free() {
     local port
-    for port in "${ETCD_CLIENT[@]}" "${ETCD_PEER[@]}" "${CAIRN_PORT[@]}"; do
+    for port in "${ETCD_CLIENT[@]}" "${ETCD_PEER[@]}" "${CAIRN_PORT[@]}" "$CEILING_PORT"; do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             die "127.0.0.1:$port is already in use; stop whatever listens there first"
         fi
@@ -209,6 +213,19 @@ start_cairn() {
     done
 }
 
+# The ceiling: one process, the same HTTP stack as a node, no storage (src/bench/ceiling.rs).
+start_ceiling() {
+    # --data-dir is not used by the ceiling: it puts $WORK in the command line, which is how
+    # stop_all recognises the processes of this run.
+    "$BIN" ceiling --listen "127.0.0.1:$CEILING_PORT" --value-size "$VALUE_SIZE" --data-dir "$WORK/ceiling" \
+        >"$WORK/ceiling.log" 2>&1 </dev/null &
+    PIDS+=("$!")
+}
+
+ceiling_ready() {
+    curl -fsS --max-time 1 "http://127.0.0.1:$CEILING_PORT/cluster/status" >/dev/null 2>&1
+}
+
 cairn_ready() {
     local i out leaders=()
     for i in 0 1 2; do
@@ -234,6 +251,10 @@ run_one() {
     shift 2
     if [[ $target == cairn ]]; then
         endpoints="127.0.0.1:${CAIRN_PORT[0]},127.0.0.1:${CAIRN_PORT[1]},127.0.0.1:${CAIRN_PORT[2]}"
+    elif [[ $target == ceiling ]]; then
+        # Driven as Cairn; it stores nothing, so there is nothing to preload (every get answers).
+        endpoints="127.0.0.1:$CEILING_PORT"
+        set -- "$@" --no-preload
     else
         endpoints="127.0.0.1:${ETCD_CLIENT[0]},127.0.0.1:${ETCD_CLIENT[1]},127.0.0.1:${ETCD_CLIENT[2]}"
     fi
@@ -243,7 +264,7 @@ run_one() {
     local rc=0 before after t0 t1
     before=$(cpu_snapshot)
     t0=$(date +%s.%N)
-    "$BIN" bench --target "$target" --endpoints "$endpoints" --duration "$DURATION" --warmup "$WARMUP" \
+    "$BIN" bench --target "${target/ceiling/cairn}" --endpoints "$endpoints" --duration "$DURATION" --warmup "$WARMUP" \
         --keys "$KEYS" --value-size "$VALUE_SIZE" --json "$@" \
         >"$RESULTS/$name.$target.json" 2>"$RESULTS/$name.$target.log" || rc=$?
     t1=$(date +%s.%N)
@@ -269,7 +290,7 @@ main() {
     install_etcd
     ensure_cairn
     local etcd_version
-    etcd_version=$(etcd --version | head -n 1)
+    etcd_version=$(etcd --version | sed -n 1p) # sed reads to the end: head could SIGPIPE etcd (exit 141)
     log "$etcd_version; cairn: $BIN"
 
     check_ports_free
@@ -279,8 +300,10 @@ main() {
 
     start_etcd
     start_cairn
+    start_ceiling
     wait_until "etcd (3 members)" etcd_ready
     wait_until "cairn (3 nodes)" cairn_ready
+    wait_until "the ceiling" ceiling_ready
 
     # name | bench args. The order of the two systems alternates from one workload to the next,
     # so a slow drift in machine load does not always hit the same one.
@@ -302,6 +325,10 @@ main() {
         run_one "$name" "$first" $args
         # shellcheck disable=SC2086
         run_one "$name" "$second" $args
+        if [[ $name == put-c64 || $name == stale-c64 ]]; then
+            # shellcheck disable=SC2086
+            run_one "$name" ceiling $args
+        fi
         n=$((n + 1))
     done
     stop_all
@@ -311,6 +338,7 @@ main() {
         echo "fdatasync (4 KiB append, this filesystem): p50 ${FSYNC_P50} ms, p99 ${FSYNC_P99} ms, mean ${FSYNC_MEAN} ms"
         echo "$etcd_version (Debian); $("$BIN" --version)$(git rev-parse --short HEAD 2>/dev/null | sed 's/^/ at /')"
         echo "Each run: ${DURATION} measured after ${WARMUP} warm-up, ${KEYS} keys, ${VALUE_SIZE}-byte values, closed loop"
+        echo "ceiling = \`cairn ceiling\`: the node's HTTP path answering the same put and get with no storage or replication"
         echo "load = 1-minute load average before the run (our own servers included); other CPU = cores"
         echo "used by processes that are not part of the benchmark, during the run"
         echo
@@ -358,6 +386,18 @@ for name, label, clients in rows:
           f"{(c or {}).get('load','–')}/{(e or {}).get('load','–')} | "
           f"{(c or {}).get('other','–')}/{(e or {}).get('other','–')} |")
 print()
+cp, cs = load("put-c64", "ceiling"), load("stale-c64", "ceiling")
+pct = lambda a, b: f"{100 * a / b:.0f} %" if a is not None and b else "–"
+if cp or cs:
+    print("| the ceiling, 64 clients | ops/s | p50 ms | p99 ms | Cairn put / strong get / stale get as a share of it |")
+    print("|---|---:|---:|---:|---|")
+    c64, g, s = res["put-c64"][0], res["get-c64"][0], res["stale-c64"][0]
+    if cp:
+        print(f"| put | {cp['throughput']:,.0f} | {cp['latencyMs']['p50']:.2f} | {cp['latencyMs']['p99']:.2f} | put {pct(num(c64,'throughput'), cp['throughput'])} |")
+    if cs:
+        print(f"| get | {cs['throughput']:,.0f} | {cs['latencyMs']['p50']:.2f} | {cs['latencyMs']['p99']:.2f} | "
+              f"strong get {pct(num(g,'throughput'), cs['throughput'])}, stale get {pct(num(s,'throughput'), cs['throughput'])} |")
+    print()
 print("Targets (issue 6):")
 def t(r, *p): return num(r, *p)
 checks = []
@@ -373,6 +413,24 @@ try:
     check(f"linearizable get 64 clients ≥ 2× etcd: {ratio(t(g,'throughput'), t(ge,'throughput'))}", t(g,'throughput') >= 2 * t(ge,'throughput'))
     check(f"stale follower get ≥ 5× etcd serializable range: {ratio(t(s,'throughput'), t(se,'throughput'))}", t(s,'throughput') >= 5 * t(se,'throughput'))
     check(f"group commit: put 64 clients ≥ 10× 1 client: {ratio(t(c64,'throughput'), t(c1,'throughput'))}", t(c64,'throughput') >= 10 * t(c1,'throughput'))
+except (TypeError, KeyError):
+    checks.append("- (some runs produced no result; see the logs)")
+print("\n".join(checks))
+print()
+print("Targets (issue 19):")
+checks = []
+try:
+    c1, e1 = res["put-c1"]; c64, e64 = res["put-c64"]; c256, e256 = res["put-c256"]
+    g, ge = res["get-c64"]; s, se = res["stale-c64"]
+    check(f"put 64 clients ≥ 3× etcd: {ratio(t(c64,'throughput'), t(e64,'throughput'))}", t(c64,'throughput') >= 3 * t(e64,'throughput'))
+    check(f"put 256 clients ≥ 3× etcd: {ratio(t(c256,'throughput'), t(e256,'throughput'))}", t(c256,'throughput') >= 3 * t(e256,'throughput'))
+    check(f"put 1 client p99 ≤ etcd: {t(c1,'latencyMs','p99')} vs {t(e1,'latencyMs','p99')} ms", t(c1,'latencyMs','p99') <= t(e1,'latencyMs','p99'))
+    check(f"put 64 clients p99 ≤ etcd: {t(c64,'latencyMs','p99')} vs {t(e64,'latencyMs','p99')} ms", t(c64,'latencyMs','p99') <= t(e64,'latencyMs','p99'))
+    check(f"put 64 clients p99.9 < 50 ms: {t(c64,'latencyMs','p999')} ms", t(c64,'latencyMs','p999') < 50)
+    check(f"linearizable get 64 clients ≥ 5× etcd: {ratio(t(g,'throughput'), t(ge,'throughput'))}", t(g,'throughput') >= 5 * t(ge,'throughput'))
+    check(f"stale follower get ≥ 8× etcd serializable range: {ratio(t(s,'throughput'), t(se,'throughput'))}", t(s,'throughput') >= 8 * t(se,'throughput'))
+    if cs:
+        check(f"stale get ≥ 70 % of the ceiling's get: {pct(t(s,'throughput'), cs['throughput'])}", t(s,'throughput') >= 0.7 * cs['throughput'])
 except (TypeError, KeyError):
     checks.append("- (some runs produced no result; see the logs)")
 print("\n".join(checks))

@@ -87,6 +87,20 @@ enum Cmd {
     },
     /// Load-test a cluster (or etcd, with --target etcd).
     Bench(BenchOpts),
+    /// Serve `cairn bench`'s routes over a node's HTTP path with no storage or replication:
+    /// this machine's ceiling, measured beside Cairn by scripts/bench-vs-etcd.sh.
+    #[command(hide = true)]
+    Ceiling(Box<CeilingArgs>),
+}
+
+#[derive(clap::Args)]
+struct CeilingArgs {
+    /// `cairn serve`'s flags; only --listen and the connection limits are used.
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Bytes of value in every GET answer.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
 }
 
 fn init_tracing(format: LogFormat) {
@@ -157,6 +171,28 @@ fn client_main<Fut: std::future::Future<Output = i32>>(threads: Option<usize>, f
     }
 }
 
+fn ceiling(args: &CeilingArgs) -> ExitCode {
+    init_tracing(args.serve.log_format);
+    let run = args.serve.node_config().map(|config| async move {
+        cairn::bench::ceiling::run(config, args.value_size, cairn::server::shutdown_signal()).await
+    });
+    let result = match (run, runtime(args.serve.worker_threads)) {
+        (Err(e), _) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+        (_, Err(e)) => Err(e.to_string()),
+        (Ok(run), Ok(rt)) => rt.block_on(run).map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // `serve --config FILE` supplies the flags the command line and environment left unset.
     let argv = match cairn::config::file::argv_with_config_file(Cli::command(), std::env::args().collect()) {
@@ -179,6 +215,7 @@ fn main() -> ExitCode {
         Cmd::Restore(args) => ExitCode::from(u8::try_from(cairn::backup::run_restore(&args)).unwrap_or(1)),
         // Every bench client is a task on `--threads` runtime threads.
         Cmd::Bench(opts) => client_main(Some(opts.threads), cairn::bench::run(opts)),
+        Cmd::Ceiling(args) => ceiling(&args),
     }
 }
 

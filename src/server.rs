@@ -126,6 +126,18 @@ pub async fn serve(
 /// are closed unanswered, so a flood cannot turn refusals into a cost of their own.
 const MAX_REFUSING: usize = 256;
 
+/// Serves `router` on `listener` (plain HTTP) with the node's connection handling and
+/// `limits`, until `shutdown`: the same HTTP path as a node, for `cairn ceiling`.
+pub async fn serve_plain(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: &ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    serve_connections(Listener::plain(listener, permits), router, 1, limits, shutdown).await;
+}
+
 /// Accepts and serves connections until `shutdown`, then drains: the port closes, every
 /// connection finishes its requests in flight (idle ones close at once), and whatever is still
 /// open after `--drain-timeout-ms` is closed.

@@ -8,7 +8,9 @@
 //! - `driver`: preload, the client tasks (closed or open loop) and the progress line
 //! - `report`: HDR histograms, error counts, and the text and JSON reports
 //! - `watchers`: `--watchers`: watch streams held open through the run, and what they received
+//! - `ceiling`: `cairn ceiling`, the same HTTP path with no storage, to measure the machine's ceiling
 
+pub mod ceiling;
 mod discovery;
 mod driver;
 mod report;

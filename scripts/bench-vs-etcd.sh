@@ -398,42 +398,44 @@ if cp or cs:
         print(f"| get | {cs['throughput']:,.0f} | {cs['latencyMs']['p50']:.2f} | {cs['latencyMs']['p99']:.2f} | "
               f"strong get {pct(num(g,'throughput'), cs['throughput'])}, stale get {pct(num(s,'throughput'), cs['throughput'])} |")
     print()
-print("Targets (issue 6):")
 def t(r, *p): return num(r, *p)
-checks = []
-def check(label, ok):
-    checks.append(f"- [{'x' if ok else ' '}] {label}")
-try:
-    c1, e1 = res["put-c1"]; c64, e64 = res["put-c64"]; c256, e256 = res["put-c256"]
-    g, ge = res["get-c64"]; s, se = res["stale-c64"]
-    check(f"put 64 clients ≥ 2× etcd: {ratio(t(c64,'throughput'), t(e64,'throughput'))}", t(c64,'throughput') >= 2 * t(e64,'throughput'))
-    check(f"put 256 clients ≥ 2× etcd: {ratio(t(c256,'throughput'), t(e256,'throughput'))}", t(c256,'throughput') >= 2 * t(e256,'throughput'))
-    check(f"put 1 client p50 ≤ etcd: {t(c1,'latencyMs','p50')} vs {t(e1,'latencyMs','p50')} ms", t(c1,'latencyMs','p50') <= t(e1,'latencyMs','p50'))
-    check(f"put 64 clients p99 < etcd: {t(c64,'latencyMs','p99')} vs {t(e64,'latencyMs','p99')} ms", t(c64,'latencyMs','p99') < t(e64,'latencyMs','p99'))
-    check(f"linearizable get 64 clients ≥ 2× etcd: {ratio(t(g,'throughput'), t(ge,'throughput'))}", t(g,'throughput') >= 2 * t(ge,'throughput'))
-    check(f"stale follower get ≥ 5× etcd serializable range: {ratio(t(s,'throughput'), t(se,'throughput'))}", t(s,'throughput') >= 5 * t(se,'throughput'))
-    check(f"group commit: put 64 clients ≥ 10× 1 client: {ratio(t(c64,'throughput'), t(c1,'throughput'))}", t(c64,'throughput') >= 10 * t(c1,'throughput'))
-except (TypeError, KeyError):
-    checks.append("- (some runs produced no result; see the logs)")
-print("\n".join(checks))
-print()
-print("Targets (issue 19):")
-checks = []
-try:
-    c1, e1 = res["put-c1"]; c64, e64 = res["put-c64"]; c256, e256 = res["put-c256"]
-    g, ge = res["get-c64"]; s, se = res["stale-c64"]
-    check(f"put 64 clients ≥ 3× etcd: {ratio(t(c64,'throughput'), t(e64,'throughput'))}", t(c64,'throughput') >= 3 * t(e64,'throughput'))
-    check(f"put 256 clients ≥ 3× etcd: {ratio(t(c256,'throughput'), t(e256,'throughput'))}", t(c256,'throughput') >= 3 * t(e256,'throughput'))
-    check(f"put 1 client p99 ≤ etcd: {t(c1,'latencyMs','p99')} vs {t(e1,'latencyMs','p99')} ms", t(c1,'latencyMs','p99') <= t(e1,'latencyMs','p99'))
-    check(f"put 64 clients p99 ≤ etcd: {t(c64,'latencyMs','p99')} vs {t(e64,'latencyMs','p99')} ms", t(c64,'latencyMs','p99') <= t(e64,'latencyMs','p99'))
-    check(f"put 64 clients p99.9 < 50 ms: {t(c64,'latencyMs','p999')} ms", t(c64,'latencyMs','p999') < 50)
-    check(f"linearizable get 64 clients ≥ 5× etcd: {ratio(t(g,'throughput'), t(ge,'throughput'))}", t(g,'throughput') >= 5 * t(ge,'throughput'))
-    check(f"stale follower get ≥ 8× etcd serializable range: {ratio(t(s,'throughput'), t(se,'throughput'))}", t(s,'throughput') >= 8 * t(se,'throughput'))
+def targets(title, make):
+    """Prints one target list; `make` gets the runs and returns (label, met) pairs."""
+    print(title)
+    try:
+        runs = {k: res[k] for k in ("put-c1", "put-c64", "put-c256", "get-c64", "stale-c64")}
+        lines = [f"- [{'x' if ok else ' '}] {label}" for label, ok in make(**{k.replace("-", "_"): v for k, v in runs.items()})]
+    except (TypeError, KeyError):
+        lines = ["- (some runs produced no result; see the logs)"]
+    print("\n".join(lines))
+def issue6(put_c1, put_c64, put_c256, get_c64, stale_c64):
+    (c1, e1), (c64, e64), (c256, e256), (g, ge), (s, se) = put_c1, put_c64, put_c256, get_c64, stale_c64
+    return [
+        (f"put 64 clients ≥ 2× etcd: {ratio(t(c64,'throughput'), t(e64,'throughput'))}", t(c64,'throughput') >= 2 * t(e64,'throughput')),
+        (f"put 256 clients ≥ 2× etcd: {ratio(t(c256,'throughput'), t(e256,'throughput'))}", t(c256,'throughput') >= 2 * t(e256,'throughput')),
+        (f"put 1 client p50 ≤ etcd: {t(c1,'latencyMs','p50')} vs {t(e1,'latencyMs','p50')} ms", t(c1,'latencyMs','p50') <= t(e1,'latencyMs','p50')),
+        (f"put 64 clients p99 < etcd: {t(c64,'latencyMs','p99')} vs {t(e64,'latencyMs','p99')} ms", t(c64,'latencyMs','p99') < t(e64,'latencyMs','p99')),
+        (f"linearizable get 64 clients ≥ 2× etcd: {ratio(t(g,'throughput'), t(ge,'throughput'))}", t(g,'throughput') >= 2 * t(ge,'throughput')),
+        (f"stale follower get ≥ 5× etcd serializable range: {ratio(t(s,'throughput'), t(se,'throughput'))}", t(s,'throughput') >= 5 * t(se,'throughput')),
+        (f"group commit: put 64 clients ≥ 10× 1 client: {ratio(t(c64,'throughput'), t(c1,'throughput'))}", t(c64,'throughput') >= 10 * t(c1,'throughput')),
+    ]
+def issue19(put_c1, put_c64, put_c256, get_c64, stale_c64):
+    (c1, e1), (c64, e64), (c256, e256), (g, ge), (s, se) = put_c1, put_c64, put_c256, get_c64, stale_c64
+    out = [
+        (f"put 64 clients ≥ 3× etcd: {ratio(t(c64,'throughput'), t(e64,'throughput'))}", t(c64,'throughput') >= 3 * t(e64,'throughput')),
+        (f"put 256 clients ≥ 3× etcd: {ratio(t(c256,'throughput'), t(e256,'throughput'))}", t(c256,'throughput') >= 3 * t(e256,'throughput')),
+        (f"put 1 client p99 ≤ etcd: {t(c1,'latencyMs','p99')} vs {t(e1,'latencyMs','p99')} ms", t(c1,'latencyMs','p99') <= t(e1,'latencyMs','p99')),
+        (f"put 64 clients p99 ≤ etcd: {t(c64,'latencyMs','p99')} vs {t(e64,'latencyMs','p99')} ms", t(c64,'latencyMs','p99') <= t(e64,'latencyMs','p99')),
+        (f"put 64 clients p99.9 < 50 ms: {t(c64,'latencyMs','p999')} ms", t(c64,'latencyMs','p999') < 50),
+        (f"linearizable get 64 clients ≥ 5× etcd: {ratio(t(g,'throughput'), t(ge,'throughput'))}", t(g,'throughput') >= 5 * t(ge,'throughput')),
+        (f"stale follower get ≥ 8× etcd serializable range: {ratio(t(s,'throughput'), t(se,'throughput'))}", t(s,'throughput') >= 8 * t(se,'throughput')),
+    ]
     if cs:
-        check(f"stale get ≥ 70 % of the ceiling's get: {pct(t(s,'throughput'), cs['throughput'])}", t(s,'throughput') >= 0.7 * cs['throughput'])
-except (TypeError, KeyError):
-    checks.append("- (some runs produced no result; see the logs)")
-print("\n".join(checks))
+        out.append((f"stale get ≥ 70 % of the ceiling's get: {pct(t(s,'throughput'), cs['throughput'])}", t(s,'throughput') >= 0.7 * cs['throughput']))
+    return out
+targets("Targets (issue 6):", issue6)
+print()
+targets("Targets (issue 19):", issue19)
 PY
     } | tee "$RESULTS/table.md"
 

@@ -1,0 +1,283 @@
+// Browser tests of the web console (/ui/) against a live 3-node cluster of the real binary.
+// The tests share one cluster and run in order; the last one kills a follower.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { ADMIN, api, launchBrowser, login, openPage, startCluster, until } from "./harness.mjs";
+
+let cluster;
+let browser;
+let ui; // the node whose console the tests use
+const enc = encodeURIComponent;
+
+before(async () => {
+  cluster = await startCluster();
+  ui = cluster.nodes[0];
+  browser = await launchBrowser();
+});
+
+after(async (t) => {
+  if (browser) await browser.close();
+  if (cluster) {
+    cluster.stop();
+    // Node logs help only when something failed; the temp dir goes either way.
+    if (process.exitCode) console.error(cluster.logs());
+    cluster.cleanup();
+  }
+});
+
+/** Runs `body(p)` with a fresh page; on failure prints the node logs before rethrowing. */
+async function withPage(name, opts, body) {
+  const p = await openPage(browser, name, opts);
+  try {
+    await body(p);
+    p.assertClean();
+  } catch (e) {
+    await p.shot("failure").catch(() => {});
+    console.error(cluster.logs());
+    throw e;
+  } finally {
+    await p.close();
+  }
+}
+
+// The anonymous probe the console makes before login: this node wants a token, so it is 401.
+const PROBE = [401, "/cluster/status"];
+
+test("login: a wrong token shows the API's error; the admin token gets in", () =>
+  withPage("login", { allow: [PROBE] }, async ({ page, shot }) => {
+    await page.goto(`${ui.url}/ui/`);
+    await page.locator("#token").waitFor();
+    await shot("form");
+    await page.locator("#token").fill("not-the-token");
+    await page.getByRole("button", { name: "Log in" }).click();
+    const err = page.getByRole("alert");
+    await err.waitFor();
+    assert.match(await err.textContent(), /Login failed: unauthorized \(HTTP 401\)/);
+    await shot("wrong-token");
+
+    await page.locator("#token").fill(ADMIN);
+    await page.getByRole("button", { name: "Log in" }).click();
+    await page.locator("section.browse").waitFor();
+    // The bootstrap admin gets the namespace picker; the token stays in sessionStorage only.
+    assert.equal(await page.locator("#namespace").inputValue(), "default");
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("cairn.token")), ADMIN);
+    assert.equal(await page.evaluate(() => Object.keys(localStorage).filter((k) => k !== "cairn.theme").length), 0);
+    assert.ok(!page.url().includes(ADMIN));
+    await shot("logged-in");
+
+    // A reload keeps the session (same tab) and the place.
+    await page.goto(`${ui.url}/ui/#/cluster`);
+    await page.reload();
+    await page.locator("section.cluster").waitFor();
+
+    await page.locator("#logout").click();
+    await page.locator("#token").waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("cairn.token")), null);
+    await shot("logged-out");
+  }));
+
+test("keys: create, reject invalid JSON, edit, increment, delete with confirmation", () =>
+  withPage("crud", { allow: [PROBE] }, async ({ page, shot }) => {
+    await login(page, ui);
+    await page.getByRole("button", { name: "New key" }).click();
+    const dlg = page.locator("dialog");
+    await dlg.getByRole("textbox", { name: "Key", exact: true }).fill("app:config");
+    await dlg.getByLabel("Value (JSON)").fill('{"name": "Ada", "n": 1');
+    await dlg.getByRole("button", { name: "Create" }).click();
+    await dlg.getByRole("alert").filter({ hasText: "Invalid JSON, nothing sent" }).waitFor();
+    await shot("create-invalid");
+    assert.equal((await api(ui.url, "GET", "/kv/items/app%3Aconfig")).status, 404, "invalid JSON was sent");
+    await dlg.getByLabel("Value (JSON)").fill('{"name": "Ada", "n": 1}');
+    await dlg.getByRole("button", { name: "Create" }).click();
+    await page.waitForURL(/#\/key\/app%3Aconfig$/);
+    const value = page.locator("pre.value");
+    await until("the created value", async () => JSON.parse(await value.textContent()).name === "Ada");
+    const v1 = await page.locator(".key-version").textContent();
+    // The list (folder app: → key config) shows it too.
+    await page.locator('.keylist a[data-key="app:config"]').waitFor();
+    await shot("created");
+
+    await page.getByRole("button", { name: "Edit" }).click();
+    const editor = page.getByLabel("Value (JSON)");
+    await editor.fill("{oops");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByRole("alert").filter({ hasText: "Invalid JSON, nothing sent" }).waitFor();
+    assert.equal((await api(ui.url, "GET", "/kv/items/app%3Aconfig")).json.data.version, v1);
+    await shot("edit-invalid");
+    await editor.fill('{"name": "Ada Lovelace", "n": 2}');
+    await page.getByRole("button", { name: "Save" }).click();
+    await until("the saved value", async () => (await value.textContent()).includes("Ada Lovelace"));
+    const stored = (await api(ui.url, "GET", "/kv/items/app%3Aconfig")).json.data;
+    assert.deepEqual(stored.value, { name: "Ada Lovelace", n: 2 });
+    assert.equal(await page.locator(".key-version").textContent(), stored.version);
+    assert.notEqual(stored.version, v1);
+    await shot("edited");
+
+    // Increment appears for integer values only.
+    await api(ui.url, "PUT", "/kv/items/app%3Ahits", { body: { value: 41 } });
+    await page.goto(`${ui.url}/ui/#/key/${enc("app:hits")}`);
+    await page.getByRole("button", { name: "Increment" }).click();
+    await until("the incremented value", async () => (await value.textContent()) === "42");
+    assert.equal((await api(ui.url, "GET", "/kv/items/app%3Ahits")).json.data.value, 42);
+    await page.goto(`${ui.url}/ui/#/key/${enc("app:config")}`);
+    await value.waitFor();
+    assert.equal(await page.getByRole("button", { name: "Increment" }).count(), 0);
+
+    // Delete: Escape closes the dialog and deletes nothing; confirming deletes.
+    await page.getByRole("button", { name: "Delete" }).click();
+    await page.locator("dialog").waitFor();
+    await shot("delete-confirm");
+    await page.keyboard.press("Escape");
+    await page.locator("dialog").waitFor({ state: "detached" });
+    assert.equal((await api(ui.url, "GET", "/kv/items/app%3Aconfig")).status, 200);
+    await page.getByRole("button", { name: "Delete" }).click();
+    await page.locator("dialog").getByRole("button", { name: "Delete" }).click();
+    await page.waitForURL(/#\/browse\/app%3A$/);
+    await page.locator('.keylist a[data-key="app:config"]').waitFor({ state: "detached" });
+    assert.equal((await api(ui.url, "GET", "/kv/items/app%3Aconfig")).status, 404);
+    await shot("deleted");
+  }));
+
+test("conflict: a save on a stale version shows the stored value; overwrite on purpose works", () =>
+  // The 409 is the refusal under test: the console must get it and show it.
+  withPage("conflict", { allow: [PROBE, [409, "/kv/items/"]] }, async ({ page, shot }) => {
+    await api(ui.url, "PUT", "/kv/items/cas%3Adoc", { body: { value: { owner: "console" } } });
+    await login(page, ui);
+    await page.goto(`${ui.url}/ui/#/key/${enc("cas:doc")}`);
+    await page.getByRole("button", { name: "Edit" }).click();
+    await page.getByLabel("Value (JSON)").fill('{"owner": "me"}');
+    const other = await api(ui.url, "PUT", "/kv/items/cas%3Adoc", { body: { value: { owner: "someone else" } } });
+    assert.equal(other.status, 200);
+    // The watch tells the editor the key moved on before the save is even tried.
+    await page.getByText(`now version ${other.json.data.version}`).waitFor();
+    await page.getByRole("button", { name: "Save" }).click();
+    const conflict = page.locator(".conflict");
+    await conflict.waitFor();
+    assert.match(await conflict.textContent(), new RegExp(`version_mismatch.*now at version ${other.json.data.version}`));
+    assert.match(await conflict.locator("pre").textContent(), /someone else/);
+    assert.deepEqual((await api(ui.url, "GET", "/kv/items/cas%3Adoc")).json.data.value, { owner: "someone else" });
+    await shot("conflict");
+
+    await conflict.getByRole("button", { name: "Overwrite anyway" }).click();
+    await until("the overwrite", async () => (await page.locator("pre.value").textContent()).includes('"me"'));
+    const now = (await api(ui.url, "GET", "/kv/items/cas%3Adoc")).json.data;
+    assert.deepEqual(now.value, { owner: "me" });
+    assert.equal(await page.locator(".key-version").textContent(), now.version);
+    await shot("overwritten");
+  }));
+
+test("live: writes made through the API appear in the list and the open key without reload", () =>
+  withPage("live", { allow: [PROBE] }, async ({ page, shot }) => {
+    await api(ui.url, "PUT", "/kv/items/live%3Aa", { body: { value: 1 } });
+    await login(page, ui);
+    await page.goto(`${ui.url}/ui/#/browse/${enc("live:")}`);
+    await page.locator('.keylist a[data-key="live:a"]').waitFor();
+    await page.locator(".browse .badge-ok").waitFor();
+    // Written on another node than the one serving the console.
+    await api(cluster.nodes[1].url, "PUT", "/kv/items/live%3Ab", { body: { value: "from elsewhere" } });
+    await page.locator('.keylist a[data-key="live:b"]').waitFor({ timeout: 10000 });
+    await shot("list-updated");
+
+    await page.locator('.keylist a[data-key="live:b"]').click();
+    const value = page.locator("pre.value");
+    await until("the opened key", async () => (await value.textContent()) === '"from elsewhere"');
+    const w = await api(cluster.nodes[2].url, "PUT", "/kv/items/live%3Ab", { body: { value: { changed: true } } });
+    await until("the live value", async () => (await value.textContent()).includes('"changed": true'), { timeoutMs: 10000 });
+    assert.equal(await page.locator(".key-version").textContent(), w.json.data.version);
+    await shot("key-updated");
+
+    await api(ui.url, "DELETE", "/kv/items/live%3Aa");
+    await page.locator('.keylist a[data-key="live:a"]').waitFor({ state: "detached", timeout: 10000 });
+    await shot("list-deleted");
+  }));
+
+test("values are shown as text, never as HTML", () =>
+  withPage("xss", { allow: [PROBE] }, async ({ page, shot }) => {
+    const evil = '<script>alert(1)</script><img src=x onerror="alert(2)">';
+    await api(ui.url, "PUT", `/kv/items/${enc("xss:<img src=x onerror=alert(3)>")}`, { body: { value: evil } });
+    await login(page, ui);
+    await page.goto(`${ui.url}/ui/#/browse/${enc("xss:")}`);
+    const row = page.locator(".keylist a.row-key");
+    await row.waitFor();
+    assert.equal(await row.locator(".row-name").textContent(), "<img src=x onerror=alert(3)>");
+    await row.click();
+    const value = page.locator("pre.value");
+    await value.waitFor();
+    assert.equal(await value.textContent(), JSON.stringify(evil));
+    assert.equal(await page.locator("main script, main img, header img").count(), 0);
+    assert.equal(await page.evaluate(() => document.querySelectorAll("script").length), 1, "only the console's own module");
+    await shot("as-text");
+  }));
+
+test("tokens: create (secret shown once), listed, revoke with confirmation", () =>
+  withPage("tokens", { allow: [PROBE] }, async ({ page, shot }) => {
+    await login(page, ui);
+    await page.getByRole("link", { name: "Tokens" }).click();
+    await page.locator("section.tokens").waitFor();
+    await page.locator("#token-ns").fill("team-a");
+    await page.getByLabel("write").check();
+    await page.getByLabel("TTL in seconds (optional)").fill("3600");
+    await page.getByRole("button", { name: "Create token" }).click();
+    const secret = page.locator(".secret");
+    await secret.waitFor();
+    const token = await secret.textContent();
+    assert.match(token, /^cairn_[0-9a-f]+_[0-9a-f]+$/);
+    const id = token.split("_")[1];
+    await page.locator(`tr[data-token="${id}"]`).waitFor();
+    assert.match(await page.locator(`tr[data-token="${id}"]`).textContent(), /team-a.*read, write/);
+    await shot("created");
+    // The token works, in its namespace.
+    assert.equal((await api(ui.url, "GET", "/kv/items?limit=1", { token })).status, 200);
+    // Shown once: after Done it is gone from the page, and the list never carries it.
+    await page.getByRole("button", { name: "Done, hide it" }).click();
+    assert.equal(await page.getByText(token).count(), 0);
+
+    await page.locator(`tr[data-token="${id}"]`).getByRole("button", { name: "Revoke" }).click();
+    await page.locator("dialog").getByRole("button", { name: "Revoke" }).click();
+    await page.locator(`tr[data-token="${id}"]`).waitFor({ state: "detached" });
+    await until("the revoked token to be refused", async () => (await api(ui.url, "GET", "/kv/items?limit=1", { token })).status === 401);
+    await shot("revoked");
+  }));
+
+test("phone width: panels stack", () =>
+  withPage("phone", { allow: [PROBE], viewport: { width: 390, height: 844 } }, async ({ page, shot }) => {
+    await api(ui.url, "PUT", "/kv/items/phone%3Aone", { body: { value: { fits: "on a phone" } } });
+    await login(page, ui);
+    await page.goto(`${ui.url}/ui/#/key/${enc("phone:one")}`);
+    await page.locator("pre.value").waitFor();
+    const list = await page.locator("section.browse").boundingBox();
+    const key = await page.locator("section.keyview").boundingBox();
+    assert.ok(key.y >= list.y + list.height, "the key panel is below the list");
+    assert.ok(list.width <= 390 && key.width <= 390);
+    // Nothing wider than the screen: no sideways scrolling of the page.
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390));
+    await shot("key");
+    await page.getByRole("link", { name: "Cluster" }).click();
+    await page.locator("table.nodes tbody tr").first().waitFor();
+    await shot("cluster");
+  }));
+
+test("cluster: every node is listed, and a SIGKILLed follower shows as down", () =>
+  withPage("cluster", { allow: [PROBE] }, async ({ page, shot }) => {
+    await login(page, ui);
+    await page.getByRole("link", { name: "Cluster" }).click();
+    const rows = page.locator("table.nodes tbody tr");
+    await until("three nodes with a leader", async () =>
+      (await rows.count()) === 3 && (await page.locator(".role-leader").count()) === 1);
+    for (const n of cluster.nodes) {
+      assert.match(await page.locator(`tr[data-node="${n.id}"]`).textContent(), new RegExp(`127\\.0\\.0\\.1:${n.port}.*up`));
+    }
+    // Rates need two polls.
+    await until("a request rate", async () => /\d+\.\d/.test(await page.locator('tr[data-node="1"] td').nth(10).textContent()));
+    await shot("healthy");
+
+    const leader = await cluster.leader();
+    const victim = cluster.nodes.find((n) => n !== leader && n !== ui);
+    await cluster.kill(victim);
+    const row = page.locator(`tr[data-node="${victim.id}"]`);
+    await until("the killed node to show as down", async () => (await row.getAttribute("class")) === "node-down", { timeoutMs: 15000 });
+    assert.match(await row.textContent(), /down/);
+    await page.getByRole("alert").filter({ hasText: `Node ${victim.id}` }).waitFor();
+    await shot("node-down");
+  }));

@@ -44,7 +44,7 @@ async function withPage(name, opts, body) {
 // The anonymous probe the console makes before login: this node wants a token, so it is 401.
 const PROBE = [401, "/cluster/status"];
 
-test("login: a wrong token shows the API's error; the admin token gets in", () =>
+test("login: a wrong token shows the API's error; the admin token gets in", { timeout: 60000 }, () =>
   withPage("login", { allow: [PROBE] }, async ({ page, shot }) => {
     await page.goto(`${ui.url}/ui/`);
     await page.locator("#token").waitFor();
@@ -77,7 +77,7 @@ test("login: a wrong token shows the API's error; the admin token gets in", () =
     await shot("logged-out");
   }));
 
-test("keys: create, reject invalid JSON, edit, increment, delete with confirmation", () =>
+test("keys: create, reject invalid JSON, edit, increment, delete with confirmation", { timeout: 60000 }, () =>
   withPage("crud", { allow: [PROBE] }, async ({ page, shot }) => {
     await login(page, ui);
     await page.getByRole("button", { name: "New key" }).click();
@@ -139,7 +139,7 @@ test("keys: create, reject invalid JSON, edit, increment, delete with confirmati
     await shot("deleted");
   }));
 
-test("conflict: a save on a stale version shows the stored value; overwrite on purpose works", () =>
+test("conflict: a save on a stale version shows the stored value; overwrite on purpose works", { timeout: 60000 }, () =>
   // The 409 is the refusal under test: the console must get it and show it.
   withPage("conflict", { allow: [PROBE, [409, "/kv/items/"]] }, async ({ page, shot }) => {
     await api(ui.url, "PUT", "/kv/items/cas%3Adoc", { body: { value: { owner: "console" } } });
@@ -167,7 +167,7 @@ test("conflict: a save on a stale version shows the stored value; overwrite on p
     await shot("overwritten");
   }));
 
-test("live: writes made through the API appear in the list and the open key without reload", () =>
+test("live: writes made through the API appear in the list and the open key without reload", { timeout: 60000 }, () =>
   withPage("live", { allow: [PROBE] }, async ({ page, shot }) => {
     await api(ui.url, "PUT", "/kv/items/live%3Aa", { body: { value: 1 } });
     await login(page, ui);
@@ -192,7 +192,7 @@ test("live: writes made through the API appear in the list and the open key with
     await shot("list-deleted");
   }));
 
-test("values are shown as text, never as HTML", () =>
+test("values are shown as text, never as HTML", { timeout: 60000 }, () =>
   withPage("xss", { allow: [PROBE] }, async ({ page, shot }) => {
     const evil = '<script>alert(1)</script><img src=x onerror="alert(2)">';
     await api(ui.url, "PUT", `/kv/items/${enc("xss:<img src=x onerror=alert(3)>")}`, { body: { value: evil } });
@@ -210,7 +210,7 @@ test("values are shown as text, never as HTML", () =>
     await shot("as-text");
   }));
 
-test("tokens: create (secret shown once), listed, revoke with confirmation", () =>
+test("tokens: create (secret shown once), listed, revoke with confirmation", { timeout: 60000 }, () =>
   withPage("tokens", { allow: [PROBE] }, async ({ page, shot }) => {
     await login(page, ui);
     await page.getByRole("link", { name: "Tokens" }).click();
@@ -240,7 +240,7 @@ test("tokens: create (secret shown once), listed, revoke with confirmation", () 
     await shot("revoked");
   }));
 
-test("phone width: panels stack", () =>
+test("phone width: panels stack", { timeout: 60000 }, () =>
   withPage("phone", { allow: [PROBE], viewport: { width: 390, height: 844 } }, async ({ page, shot }) => {
     await api(ui.url, "PUT", "/kv/items/phone%3Aone", { body: { value: { fits: "on a phone" } } });
     await login(page, ui);
@@ -248,17 +248,18 @@ test("phone width: panels stack", () =>
     await page.locator("pre.value").waitFor();
     const list = await page.locator("section.browse").boundingBox();
     const key = await page.locator("section.keyview").boundingBox();
-    assert.ok(key.y >= list.y + list.height, "the key panel is below the list");
+    assert.ok(key.y + key.height <= list.y, "the open key comes first, the list below it");
     assert.ok(list.width <= 390 && key.width <= 390);
     // Nothing wider than the screen: no sideways scrolling of the page.
-    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390));
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390, `the page is ${width} px wide`);
     await shot("key");
     await page.getByRole("link", { name: "Cluster" }).click();
     await page.locator("table.nodes tbody tr").first().waitFor();
     await shot("cluster");
   }));
 
-test("cluster: every node is listed, and a SIGKILLed follower shows as down", () =>
+test("cluster: every node is listed, and a SIGKILLed follower shows as down", { timeout: 60000 }, () =>
   withPage("cluster", { allow: [PROBE] }, async ({ page, shot }) => {
     await login(page, ui);
     await page.getByRole("link", { name: "Cluster" }).click();

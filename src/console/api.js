@@ -117,7 +117,8 @@ export function logout() {
 // Two side-effect-free reads tell the caller's powers: only the bootstrap admin may scan a
 // namespace other than its own, and only an `admin` caller may list tokens.
 async function learnPowers() {
-  session.bootstrap = await answers("GET", "/kv/items?limit=1", "cairn-console-probe");
+  // An anonymous caller is never the bootstrap admin: no need to ask (and be refused).
+  session.bootstrap = Boolean(session.token) && await answers("GET", "/kv/items?limit=1", "cairn-console-probe");
   session.canManageTokens = await answers("GET", "/admin/tokens", null);
   if (session.bootstrap) {
     setNamespace(sessionStorage.getItem(NS_KEY) || "default");

@@ -74,7 +74,10 @@ export function createCluster() {
           : null));
     });
     prev = next;
+    // The rows are rebuilt every poll: put the focus back on the same row's button.
+    const focused = document.activeElement?.closest?.("tr[data-node]")?.dataset.node;
     fill(body, rows);
+    if (focused) body.querySelector(`tr[data-node="${focused}"] button`)?.focus();
     const down = data.nodes.filter((n) => !n.up);
     if (down.length) {
       status.append(message("error", down.map((n) => `Node ${n.id} (${n.addr}) is down: ${n.error || n.health || "no answer"}.`).join(" ")));

@@ -184,7 +184,7 @@ export function createKeyView({ onDeleted, onMissingCreate }) {
 
     // Edit and conflict share the editor, so the operator's text survives a conflict.
     const editor = h("textarea", {
-      class: "editor", rows: "14", spellcheck: "false", "aria-label": "Value (JSON)",
+      class: "editor", rows: "14", spellcheck: "false",
       oninput: (ev) => { state.draft = ev.target.value; },
     });
     editor.value = state.draft;
@@ -224,7 +224,7 @@ export function createKeyView({ onDeleted, onMissingCreate }) {
     }
     fill(root, title, meta, notice, conflict,
       h("form", { class: "edit", onsubmit: (ev) => { ev.preventDefault(); submit(item.version); } },
-        field("Value (JSON)", editor),
+        field(state.mode === "conflict" ? "Your edit (not saved)" : "Value (JSON)", editor),
         field("TTL in seconds (optional)", ttl, item.expiresAt
           ? "Prefilled with the time left. Blank: the key never expires."
           : "Blank: the key never expires."),

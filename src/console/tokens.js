@@ -12,10 +12,11 @@ export function createTokens({ onNamespaces }) {
   const body = h("tbody");
   const ns = h("input", { type: "text", id: "token-ns", required: true, spellcheck: "false", autocomplete: "off", pattern: "[A-Za-z0-9._\\-]{1,64}" });
   const perms = PERMS.map((p) => h("input", { type: "checkbox", value: p, checked: p === "read" }));
+  const nsHint = h("span", { class: "field-hint" });
   const ttl = h("input", { type: "text", inputmode: "numeric", placeholder: "never expires" });
   const form = h("form", { class: "token-form", onsubmit: (ev) => { ev.preventDefault(); create(); } },
     h("h3", { text: "Create a token" }),
-    field("Namespace", ns, session.bootstrap ? "Any namespace." : "Your token's namespace."),
+    h("label", { class: "field" }, h("span", { class: "field-label", text: "Namespace" }), ns, nsHint),
     h("fieldset", { class: "perms" }, h("legend", { text: "Permissions" }),
       perms.map((cb) => h("label", { class: "check" }, cb, ` ${cb.value}`))),
     field("TTL in seconds (optional)", ttl, "1 to 31536000. Blank: never expires."),
@@ -105,6 +106,7 @@ export function createTokens({ onNamespaces }) {
     show() {
       ns.value = session.namespaceLabel;
       ns.readOnly = !session.bootstrap;
+      nsHint.textContent = session.bootstrap ? "Any namespace (the admin token may create tokens anywhere)." : "Your token's own namespace.";
       fill(created);
       fill(status);
       load();

@@ -78,7 +78,7 @@ test("login: a wrong token shows the API's error; the admin token gets in", { ti
   }));
 
 test("keys: create, reject invalid JSON, edit, increment, delete with confirmation", { timeout: 60000 }, () =>
-  withPage("crud", { allow: [PROBE] }, async ({ page, shot }) => {
+  withPage("crud", { allow: [PROBE] }, async ({ page, context, shot }) => {
     await login(page, ui);
     await page.getByRole("button", { name: "New key" }).click();
     const dlg = page.locator("dialog");
@@ -96,6 +96,10 @@ test("keys: create, reject invalid JSON, edit, increment, delete with confirmati
     const v1 = await page.locator(".key-version").textContent();
     // The list (folder app: → key config) shows it too.
     await page.locator('.keylist a[data-key="app:config"]').waitFor();
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: ui.url });
+    await page.getByRole("button", { name: "Copy value" }).click();
+    await page.getByText("Copied.").waitFor();
+    assert.deepEqual(JSON.parse(await page.evaluate(() => navigator.clipboard.readText())), { name: "Ada", n: 1 });
     await shot("created");
 
     await page.getByRole("button", { name: "Edit" }).click();
@@ -258,6 +262,93 @@ test("phone width: panels stack", { timeout: 60000 }, () =>
     await page.locator("table.nodes tbody tr").first().waitFor();
     await shot("cluster");
   }));
+
+test("keyboard, filter, paging, TTL countdown, themes", { timeout: 60000 }, () =>
+  withPage("keyboard", { allow: [PROBE] }, async ({ page, shot }) => {
+    // 120 keys: more than one page of 100.
+    const ops = [];
+    for (let i = 0; i < 120; i++) ops.push({ op: "set", key: `page:${String(i).padStart(3, "0")}`, value: i });
+    assert.equal((await api(ui.url, "POST", "/kv/batch", { body: { ops: ops.slice(0, 100) } })).status, 200);
+    assert.equal((await api(ui.url, "POST", "/kv/batch", { body: { ops: ops.slice(100) } })).status, 200);
+    await api(ui.url, "PUT", "/kv/items/page%3Attl", { body: { value: "soon gone", ttlSeconds: 300 } });
+    await login(page, ui);
+    await page.goto(`${ui.url}/ui/#/browse/${enc("page:")}`);
+    const counts = page.locator(".counts");
+    await until("the first page", async () => /100 keys shown, 100 keys loaded\. More keys on the server/.test(await counts.textContent()));
+    await page.getByRole("button", { name: "Load more" }).click();
+    await until("the second page", async () => /121 keys shown, 121 keys loaded\.$/.test(await counts.textContent()));
+    assert.equal(await page.getByRole("button", { name: "Load more" }).isVisible(), false);
+    await shot("paged");
+
+    // "/" jumps to the filter; the filter narrows the scan by key prefix.
+    await page.locator("body").click({ position: { x: 5, y: 400 } });
+    await page.keyboard.press("/");
+    assert.equal(await page.evaluate(() => document.activeElement.id), "filter");
+    await page.keyboard.type("11");
+    await until("the filtered list", async () => /0 folders and 10 keys shown, 10 keys loaded\.$/.test(await counts.textContent()));
+    // Arrow keys move between rows; Enter opens the focused key.
+    await page.locator(".keylist a").first().focus();
+    await page.keyboard.press("ArrowDown");
+    assert.equal(await page.evaluate(() => document.activeElement.dataset.key), "page:111");
+    // The focus ring is visible on the focused row.
+    assert.notEqual(await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle), "none");
+    await shot("focus");
+    await page.keyboard.press("Enter");
+    await page.waitForURL(/#\/key\/page%3A111$/);
+    await until("the opened key", async () => (await page.locator("pre.value").textContent()) === "111");
+
+    await page.goto(`${ui.url}/ui/#/key/${enc("page:ttl")}`);
+    const cd = page.locator(".countdown");
+    await until("a live countdown", async () => /^in 4 m [0-5]\d s$/.test(await cd.textContent()));
+    const first = await cd.textContent();
+    await until("the countdown to move", async () => (await cd.textContent()) !== first, { timeoutMs: 3000 });
+
+    // Themes: the toggle flips the palette and is remembered (the theme only) across reloads.
+    const before = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    await page.locator("#theme-toggle").click();
+    const afterToggle = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.notEqual(afterToggle, before);
+    const theme = await page.evaluate(() => localStorage.getItem("cairn.theme"));
+    assert.match(theme, /^(dark|light)$/);
+    await page.reload();
+    await page.locator("pre.value").waitFor();
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), theme);
+    await shot(`theme-${theme}`);
+  }));
+
+test("namespaces: the admin's picker switches namespaces", { timeout: 60000 }, () =>
+  withPage("namespace", { allow: [PROBE] }, async ({ page, shot }) => {
+    await api(ui.url, "PUT", "/kv/items/only-in-b", { body: { value: "b" }, namespace: "team-b" });
+    await login(page, ui);
+    await page.locator("#namespace").fill("team-b");
+    await page.locator("#namespace").press("Enter");
+    await page.locator('.keylist a[data-key="only-in-b"]').waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("cairn.namespace")), "team-b");
+    // A key written in default does not show here, and one written in team-b shows live.
+    await api(ui.url, "PUT", "/kv/items/only-in-default", { body: { value: 1 } });
+    await api(ui.url, "PUT", "/kv/items/live-in-b", { body: { value: 2 }, namespace: "team-b" });
+    await page.locator('.keylist a[data-key="live-in-b"]').waitFor();
+    assert.equal(await page.locator('.keylist a[data-key="only-in-default"]').count(), 0);
+    await shot("team-b");
+  }));
+
+test("open node: no login needed; anonymous works in default", { timeout: 60000 }, async () => {
+  const open = await startCluster({ size: 1, open: true });
+  try {
+    await withPage("open-node", {}, async ({ page, shot }) => {
+      await api(open.nodes[0].url, "PUT", "/kv/items/hello", { body: { value: "world" }, token: null });
+      await page.goto(`${open.nodes[0].url}/ui/`);
+      await page.locator('.keylist a[data-key="hello"]').waitFor();
+      assert.match(await page.locator(".topbar").textContent(), /anonymous/);
+      assert.equal(await page.locator("#namespace").count(), 0, "no namespace picker for anonymous");
+      await page.getByRole("link", { name: "Log in" }).waitFor();
+      await shot("anonymous");
+    });
+  } finally {
+    open.stop();
+    open.cleanup();
+  }
+});
 
 test("cluster: every node is listed, and a SIGKILLed follower shows as down", { timeout: 60000 }, () =>
   withPage("cluster", { allow: [PROBE] }, async ({ page, shot }) => {

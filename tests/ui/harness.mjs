@@ -56,21 +56,25 @@ export async function api(base, method, p, { body, token = ADMIN, namespace } = 
   return { status: resp.status, json: text ? JSON.parse(text) : null };
 }
 
-/** Starts three nodes with an admin token and waits (at most 20 s) until they agree on a leader. */
-export async function startCluster() {
+/**
+ * Starts `size` nodes (with `--admin-token` unless `open`) and waits (at most 20 s) until
+ * they agree on a leader. An open node on loopback serves anonymous callers.
+ */
+export async function startCluster({ size = 3, open = false } = {}) {
   const bin = path.resolve(repoRoot, process.env.CAIRN_BIN || "target/debug/cairn");
   assert.ok(existsSync(bin), `no cairn binary at ${bin}: run cargo build or set CAIRN_BIN`);
   const dir = mkdtempSync(path.join(tmpdir(), "cairn-console-test-"));
-  const ports = [await freePort(), await freePort(), await freePort()];
+  const ports = [];
+  for (let i = 0; i < size; i++) ports.push(await freePort());
   const peers = ports.map((p, i) => `${i + 1}=127.0.0.1:${p}`).join(",");
   const nodes = ports.map((port, i) => {
     const id = i + 1;
     const log = path.join(dir, `node${id}.log`);
     const fd = openSync(log, "w");
-    const proc = spawn(bin, [
-      "serve", "--id", String(id), "--listen", `127.0.0.1:${port}`, "--peers", peers,
-      "--data-dir", path.join(dir, `data${id}`), "--admin-token", ADMIN,
-    ], { stdio: ["ignore", fd, fd] });
+    const args = ["serve", "--id", String(id), "--listen", `127.0.0.1:${port}`, "--data-dir", path.join(dir, `data${id}`)];
+    if (size > 1) args.push("--peers", peers);
+    if (!open) args.push("--admin-token", ADMIN);
+    const proc = spawn(bin, args, { stdio: ["ignore", fd, fd] });
     return { id, port, url: `http://127.0.0.1:${port}`, proc, log, exited: false };
   });
   for (const n of nodes) n.proc.on("exit", () => { n.exited = true; });
@@ -78,7 +82,7 @@ export async function startCluster() {
   const cluster = {
     dir, nodes,
     async status(n) {
-      return (await api(n.url, "GET", "/cluster/status")).json.data;
+      return (await api(n.url, "GET", "/cluster/status", { token: open ? null : ADMIN })).json.data;
     },
     /** The node every node names as leader, once they agree. */
     async leader(timeoutMs = 20000) {

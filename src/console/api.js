@@ -76,6 +76,10 @@ export async function call(method, path, { body, signal, token = session.token, 
   }
   if (!resp.ok) {
     const err = parsed && parsed.error;
+    // The session's own token refused: revoked or expired. The app sends the user to login.
+    if (resp.status === 401 && token && token === session.token) {
+      window.dispatchEvent(new CustomEvent("cairn:unauthorized", { detail: err ? err.message : "" }));
+    }
     throw new ApiError(resp.status, err ? err.code : `http_${resp.status}`, err ? err.message : text.slice(0, 200), err);
   }
   return { status: resp.status, data: parsed ? parsed.data ?? parsed : null, headers: resp.headers };

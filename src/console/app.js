@@ -206,12 +206,25 @@ document.addEventListener("keydown", (ev) => {
   browser.focusFilter();
 });
 
+// A call refused with 401 mid-session (the token was revoked or expired): log out, and say why.
+window.addEventListener("cairn:unauthorized", (ev) => {
+  if (!booted || !session.token) return;
+  stopAll();
+  logout();
+  history.replaceState(null, "", "#/login");
+  renderShell("login");
+  loginView(`This session's token is no longer accepted (unauthorized: ${ev.detail}). Log in again.`);
+});
+
 window.addEventListener("hashchange", () => {
   fill(flash);
   if (signedIn()) route();
 });
 
+let booted = false; // until boot has checked the saved token, its 401 is boot's to handle
+
 async function boot() {
+  booted = false;
   applyTheme();
   let note = null;
   try {
@@ -226,10 +239,12 @@ async function boot() {
     }
     if (!session.token && (await probeAnonymous())) await useAnonymous();
   } catch (e) {
+    booted = true;
     renderShell("login");
     fill(main, message("error", `Could not reach this node: ${describe(e)}`));
     return;
   }
+  booted = true;
   if (signedIn()) return afterLogin();
   renderShell("login");
   loginView(note);

@@ -332,6 +332,34 @@ test("namespaces: the admin's picker switches namespaces", { timeout: 60000 }, (
     await shot("team-b");
   }));
 
+test("a read-only namespace token: no picker, no Tokens page, read-only cluster; revoked, it is sent to login", { timeout: 60000 }, () =>
+  // This token may not name another namespace (403 on the console's bootstrap-admin probe)
+  // nor list tokens (403): both are how the console learns what to offer, and the last 401
+  // is the revoked token being refused, which the test provokes on purpose.
+  withPage("reader", { allow: [PROBE, [403, "/kv/items"], [403, "/admin/tokens"], [401, "/kv/"]] }, async ({ page, shot }) => {
+    await api(ui.url, "PUT", "/kv/items/shared", { body: { value: "for readers" }, namespace: "team-r" });
+    const made = await api(ui.url, "POST", "/admin/tokens", { body: { namespace: "team-r", permissions: ["read"] } });
+    assert.equal(made.status, 201);
+    const { token, id } = made.json.data;
+    await login(page, ui, token);
+    await page.locator('.keylist a[data-key="shared"]').waitFor();
+    assert.equal(await page.locator("#namespace").count(), 0);
+    assert.equal(await page.getByRole("link", { name: "Tokens" }).count(), 0);
+    assert.match(await page.locator(".topbar").textContent(), /token/);
+    await page.getByRole("link", { name: "Cluster" }).click();
+    await page.getByText("Read-only: membership changes need the bootstrap admin token.").waitFor();
+    await page.locator("table.nodes tbody tr").first().waitFor();
+    assert.equal(await page.getByRole("button", { name: "Remove" }).count(), 0);
+    await shot("cluster-read-only");
+
+    assert.equal((await api(ui.url, "DELETE", `/admin/tokens/${id}`)).status, 200);
+    await page.goto(`${ui.url}/ui/#/key/shared`);
+    await page.getByText("This session's token is no longer accepted").waitFor();
+    await page.locator("#token").waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("cairn.token")), null);
+    await shot("revoked");
+  }));
+
 test("open node: no login needed; anonymous works in default", { timeout: 60000 }, async () => {
   const open = await startCluster({ size: 1, open: true });
   try {

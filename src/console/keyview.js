@@ -30,7 +30,7 @@ export function createKeyView({ onDeleted, onMissingCreate }) {
   const root = h("section", { class: "panel keyview", "aria-label": "Key" });
   const state = {
     key: null, item: null, mode: "view", latest: null, stopWatch: null, timer: null,
-    generation: 0, draft: "", draftTtl: "", flash: false,
+    generation: 0, draft: "", draftTtl: "", flash: false, saving: false,
   };
 
   function stop() {
@@ -87,7 +87,11 @@ export function createKeyView({ onDeleted, onMissingCreate }) {
         const next = c.op === "delete" || c.op === "expire"
           ? { deleted: true, version: c.version }
           : { key: c.key, value: c.value, version: c.version, expiresAt: c.expiresAt };
-        if (state.mode === "edit" || state.mode === "conflict") {
+        if (state.saving) {
+          // Most likely our own write, seen by the watch before the PUT's answer: the answer
+          // settles the view; anything newer is compared against it then.
+          state.latest = next;
+        } else if (state.mode === "edit" || state.mode === "conflict") {
           // Never replace what the operator is typing; say what changed, and let the save
           // turn into a conflict that shows it.
           state.latest = next;
@@ -98,7 +102,7 @@ export function createKeyView({ onDeleted, onMissingCreate }) {
         }
       }
     }
-    render();
+    if (!state.saving) render();
   }
 
   function tick() {
@@ -112,10 +116,14 @@ export function createKeyView({ onDeleted, onMissingCreate }) {
     if (ifVersion) body.ifVersion = ifVersion;
     else body.ifNotExists = true;
     const gen = state.generation;
+    state.saving = true;
     try {
       const { data } = await call("PUT", keyPath(state.key), { body });
       if (gen !== state.generation) return;
-      Object.assign(state, { item: data, mode: "view", latest: null, flash: true });
+      // A change the watch saw that is newer than our write wins.
+      const newer = state.latest && BigInt(state.latest.version) > BigInt(data.version) ? state.latest : null;
+      const item = newer ? (newer.deleted ? null : newer) : data;
+      Object.assign(state, { item, mode: item ? "view" : "missing", latest: null, flash: true });
       render();
       root.querySelector(".key-actions button")?.focus();
     } catch (e) {
@@ -125,6 +133,8 @@ export function createKeyView({ onDeleted, onMissingCreate }) {
       } else {
         fill(root.querySelector(".edit-status"), message("error", `Not saved: ${describe(e)}`));
       }
+    } finally {
+      state.saving = false;
     }
   }
 

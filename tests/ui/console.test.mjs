@@ -16,12 +16,12 @@ before(async () => {
   browser = await launchBrowser();
 });
 
-after(async (t) => {
+// Runs even when a test failed: kill our own children, remove their temp dir. (A failing
+// test has already printed the node logs, in withPage.)
+after(async () => {
   if (browser) await browser.close();
   if (cluster) {
     cluster.stop();
-    // Node logs help only when something failed; the temp dir goes either way.
-    if (process.exitCode) console.error(cluster.logs());
     cluster.cleanup();
   }
 });
@@ -164,6 +164,7 @@ test("conflict: a save on a stale version shows the stored value; overwrite on p
     await shot("conflict");
 
     await conflict.getByRole("button", { name: "Overwrite anyway" }).click();
+    await page.locator(".conflict").waitFor({ state: "detached" });
     await until("the overwrite", async () => (await page.locator("pre.value").textContent()).includes('"me"'));
     const now = (await api(ui.url, "GET", "/kv/items/cas%3Adoc")).json.data;
     assert.deepEqual(now.value, { owner: "me" });
@@ -248,6 +249,7 @@ test("phone width: panels stack", { timeout: 60000 }, () =>
   withPage("phone", { allow: [PROBE], viewport: { width: 390, height: 844 } }, async ({ page, shot }) => {
     await api(ui.url, "PUT", "/kv/items/phone%3Aone", { body: { value: { fits: "on a phone" } } });
     await login(page, ui);
+    await shot("list");
     await page.goto(`${ui.url}/ui/#/key/${enc("phone:one")}`);
     await page.locator("pre.value").waitFor();
     const list = await page.locator("section.browse").boundingBox();
@@ -385,8 +387,17 @@ test("cluster: every node is listed, and a SIGKILLed follower shows as down", { 
     const rows = page.locator("table.nodes tbody tr");
     await until("three nodes with a leader", async () =>
       (await rows.count()) === 3 && (await page.locator(".role-leader").count()) === 1);
+    const leaderId = (await cluster.leader()).id;
     for (const n of cluster.nodes) {
-      assert.match(await page.locator(`tr[data-node="${n.id}"]`).textContent(), new RegExp(`127\\.0\\.0\\.1:${n.port}.*up`));
+      const cells = await page.locator(`tr[data-node="${n.id}"] > *`).allTextContents();
+      // Node, Address, State, Role, Term, Leader, Last log, Applied, Lag, Health, Ready, Req/s
+      assert.equal(cells[1], `127.0.0.1:${n.port}`);
+      assert.equal(cells[2], "up");
+      assert.equal(cells[3], n.id === leaderId ? "leader" : "follower");
+      assert.equal(cells[5], String(leaderId));
+      assert.match(cells[8], /^\d+$/, "lag");
+      assert.equal(cells[9], "ok");
+      assert.equal(cells[10], "ready");
     }
     // Rates need two polls.
     await until("a request rate", async () => /\d+\.\d/.test(await page.locator('tr[data-node="1"] td').nth(10).textContent()));

@@ -138,7 +138,7 @@ function loginView(note) {
       }
     },
   },
-  h("h1", { text: "Sign in to Cairn" }),
+  h("h1", { text: "Log in to Cairn" }),
   h("p", { class: "muted", text: "Paste an access token or the bootstrap admin token. It is kept for this browser tab only." }),
   h("label", { for: "token", text: "Token" }), input, status,
   h("div", { class: "actions" }, h("button", { type: "submit", class: "btn btn-primary", text: "Log in" })));

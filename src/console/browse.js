@@ -20,7 +20,8 @@ function crumbs(prefix) {
   const re = /[:/]/g;
   let m;
   while ((m = re.exec(prefix))) out.push(prefix.slice(0, m.index + 1));
-  if (!out.length || out[out.length - 1] !== prefix) if (prefix) out.push(prefix);
+  // A prefix may end inside a segment (`user:12`): that tail is the last crumb.
+  if (prefix && out[out.length - 1] !== prefix) out.push(prefix);
   return out;
 }
 

@@ -15,6 +15,13 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 export const shotDir = path.join(repoRoot, "target", "console-screenshots");
 export const ADMIN = "console-test-admin-secret";
 
+// Every node this process started, so that even a run cut short (a test timeout, an uncaught
+// error) kills its own children, and only those, on the way out.
+const children = new Set();
+process.on("exit", () => {
+  for (const proc of children) proc.kill("SIGKILL");
+});
+
 /** Polls `fn` until it answers a truthy value, or fails with `what` after `timeoutMs`. */
 export async function until(what, fn, { timeoutMs = 10000, everyMs = 100 } = {}) {
   const deadline = Date.now() + timeoutMs;
@@ -77,7 +84,13 @@ export async function startCluster({ size = 3, open = false } = {}) {
     const proc = spawn(bin, args, { stdio: ["ignore", fd, fd] });
     return { id, port, url: `http://127.0.0.1:${port}`, proc, log, exited: false };
   });
-  for (const n of nodes) n.proc.on("exit", () => { n.exited = true; });
+  for (const n of nodes) {
+    children.add(n.proc);
+    n.proc.on("exit", () => {
+      n.exited = true;
+      children.delete(n.proc);
+    });
+  }
 
   const cluster = {
     dir, nodes,

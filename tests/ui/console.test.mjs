@@ -411,4 +411,16 @@ test("cluster: every node is listed, and a SIGKILLed follower shows as down", { 
     assert.match(await row.textContent(), /down/);
     await page.getByRole("alert").filter({ hasText: `Node ${victim.id}` }).waitFor();
     await shot("node-down");
+
+    // The bootstrap admin may remove the dead member (after confirming); two voters remain.
+    await row.getByRole("button", { name: "Remove" }).click();
+    const dlg = page.locator("dialog");
+    await dlg.getByText(`Remove node ${victim.id}`).waitFor();
+    await shot("remove-confirm");
+    await dlg.getByRole("button", { name: "Remove" }).click();
+    await row.waitFor({ state: "detached", timeout: 15000 });
+    assert.equal(await rows.count(), 2);
+    const members = (await cluster.status(ui)).members.map((m) => m.id);
+    assert.ok(!members.includes(victim.id), `members after removal: ${members}`);
+    await shot("removed");
   }));

@@ -22,6 +22,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("style.css", "text/css; charset=utf-8", include_str!("../console/style.css")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("../console/app.js")),
     ("api.js", "text/javascript; charset=utf-8", include_str!("../console/api.js")),
+    ("json.js", "text/javascript; charset=utf-8", include_str!("../console/json.js")),
     ("dom.js", "text/javascript; charset=utf-8", include_str!("../console/dom.js")),
     ("browse.js", "text/javascript; charset=utf-8", include_str!("../console/browse.js")),
     ("keyview.js", "text/javascript; charset=utf-8", include_str!("../console/keyview.js")),

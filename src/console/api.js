@@ -2,6 +2,8 @@
 // session's credential and namespace as headers. The token lives in sessionStorage only, so
 // it dies with the tab and never lands in a URL, a log line or localStorage.
 
+import { parse, stringify } from "./json.js";
+
 const TOKEN_KEY = "cairn.token";
 const NS_KEY = "cairn.namespace";
 
@@ -58,7 +60,7 @@ export async function call(method, path, { body, signal, token = session.token, 
     resp = await fetch(path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : stringify(body),
       signal,
       cache: "no-store",
       credentials: "omit",
@@ -70,7 +72,8 @@ export async function call(method, path, { body, signal, token = session.token, 
   const text = await resp.text();
   let parsed = null;
   try {
-    parsed = text ? JSON.parse(text) : null;
+    // Lossless: a value's numbers keep every digit the node sent.
+    parsed = text ? parse(text) : null;
   } catch {
     // Not JSON: a proxy's error page, say. Report the status with the first bytes.
   }

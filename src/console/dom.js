@@ -1,6 +1,8 @@
 // DOM helpers. Every node is built with createElement and every text set with textContent:
 // stored values are shown as text, never parsed as HTML.
 
+import { stringify } from "./json.js";
+
 /**
  * Builds an element. `attrs` keys: `class`, `text`, `on<event>` (listeners), `dataset`,
  * boolean DOM properties given as booleans (`disabled: true`) and plain attributes (strings).
@@ -115,9 +117,9 @@ export function countdown(expiresAt, now = Date.now()) {
   return `in ${s} s`;
 }
 
-/** Pretty JSON for display and editing. */
+/** Pretty JSON for display and editing, numbers exactly as stored. */
 export function pretty(value) {
-  return JSON.stringify(value, null, 2);
+  return stringify(value, 2);
 }
 
 /** A labelled form field. */

@@ -4,12 +4,13 @@
 
 import { ApiError, call, describe, keyPath } from "./api.js";
 import { confirmDialog, copyText, countdown, field, fill, formDialog, h, message, pretty } from "./dom.js";
+import { parse } from "./json.js";
 import { watch } from "./live.js";
 
 /** Parses the editor's text; answers {value} or {error} with the parser's message. */
 function parseJson(text) {
   try {
-    return { value: JSON.parse(text) };
+    return { value: parse(text) };
   } catch (e) {
     return { error: e.message };
   }

@@ -215,6 +215,24 @@ test("values are shown as text, never as HTML", { timeout: 60000 }, () =>
     await shot("as-text");
   }));
 
+test("numbers keep every digit, shown and saved back", { timeout: 60000 }, () =>
+  withPage("numbers", { allow: [PROBE] }, async ({ page, shot }) => {
+    const put = await api(ui.url, "PUT", "/kv/items/num%3Abig", { raw: '{"value": {"big": 12345678901234567890123, "price": 2.50, "n": 7}}' });
+    assert.equal(put.status, 200);
+    await login(page, ui);
+    await page.goto(`${ui.url}/ui/#/key/${enc("num:big")}`);
+    const value = page.locator("pre.value");
+    await until("the exact digits", async () => /"big": 12345678901234567890123,\s+"price": 2\.50,/.test(await value.textContent()));
+    await page.getByRole("button", { name: "Edit" }).click();
+    const editor = page.getByLabel("Value (JSON)");
+    await editor.fill((await editor.inputValue()).replace('"n": 7', '"n": 8'));
+    await page.getByRole("button", { name: "Save" }).click();
+    await until("the saved value", async () => (await value.textContent()).includes('"n": 8'));
+    const stored = (await api(ui.url, "GET", "/kv/items/num%3Abig")).text;
+    assert.match(stored, /"value":\{"big":12345678901234567890123,"price":2\.50,"n":8\}/);
+    await shot("exact");
+  }));
+
 test("tokens: create (secret shown once), listed, revoke with confirmation", { timeout: 60000 }, () =>
   withPage("tokens", { allow: [PROBE] }, async ({ page, shot }) => {
     await login(page, ui);

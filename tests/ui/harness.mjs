@@ -53,14 +53,15 @@ function freePort() {
 }
 
 /** Calls a node's API from Node (the "someone else" writing beside the console). */
-export async function api(base, method, p, { body, token = ADMIN, namespace } = {}) {
+export async function api(base, method, p, { body, raw, token = ADMIN, namespace } = {}) {
   const headers = { Accept: "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
   if (namespace) headers["X-Cairn-Namespace"] = namespace;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const resp = await fetch(base + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (body !== undefined || raw !== undefined) headers["Content-Type"] = "application/json";
+  // `raw` sends body text as written (numbers JSON.stringify could not spell).
+  const resp = await fetch(base + p, { method, headers, body: raw ?? (body === undefined ? undefined : JSON.stringify(body)) });
   const text = await resp.text();
-  return { status: resp.status, json: text ? JSON.parse(text) : null };
+  return { status: resp.status, text, json: text ? JSON.parse(text) : null };
 }
 
 /**

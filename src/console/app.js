@@ -39,7 +39,7 @@ const nav = h("nav", { class: "mainnav", "aria-label": "Sections" });
 const sessionBox = h("div", { class: "session" });
 const flash = h("div", { class: "flash-area" });
 document.body.prepend(h("header", { class: "topbar" },
-  h("a", { class: "brand", href: "#/browse/", text: "Cairn" }), nav, sessionBox));
+  h("a", { class: "brand", href: "#/browse/", text: "Cairn", "aria-label": "Cairn console: browse all keys" }), nav, sessionBox));
 main.before(flash);
 
 const namespaces = new Set(["default"]);

@@ -39,7 +39,7 @@ const newer = (a, b) => !b || BigInt(a) > BigInt(b);
 export function createBrowser({ onCreate }) {
   const state = {
     prefix: null, filter: "", selected: null,
-    items: new Map(), nextCursor: null, stopWatch: null, generation: 0,
+    items: new Map(), nextCursor: null, stopWatch: null, generation: 0, loading: false,
   };
   const crumbNav = h("nav", { class: "crumbs", "aria-label": "Prefix" });
   const filterInput = h("input", {
@@ -84,6 +84,7 @@ export function createBrowser({ onCreate }) {
     state.generation += 1;
     state.items.clear();
     state.nextCursor = null;
+    state.loading = true;
     if (state.stopWatch) state.stopWatch();
     state.stopWatch = null;
     fill(status);
@@ -95,6 +96,7 @@ export function createBrowser({ onCreate }) {
     const q = new URLSearchParams({ prefix: scanPrefix(), limit: PAGE });
     if (state.nextCursor) q.set("cursor", state.nextCursor);
     moreBtn.disabled = true;
+    state.loading = true;
     try {
       const { data, headers } = await call("GET", `/kv/items?${q}`);
       if (gen !== state.generation) return;
@@ -107,6 +109,7 @@ export function createBrowser({ onCreate }) {
       if (gen !== state.generation) return;
       fill(status, message("error", `Could not list keys: ${describe(e)}`));
     } finally {
+      if (gen === state.generation) state.loading = false;
       moreBtn.disabled = false;
     }
     render();
@@ -184,7 +187,10 @@ export function createBrowser({ onCreate }) {
       h("span", { class: "row-name", text: k.slice(state.prefix.length) || k }),
       h("span", { class: "row-meta", text: `v${it.version}${it.expiresAt ? " · TTL" : ""}` }))));
     }
-    if (!rows.length) rows.push(h("li", { class: "empty", text: state.filter ? "No key starts with this filter." : "No keys here." }));
+    if (!rows.length) {
+      const empty = state.loading ? "Loading…" : state.filter ? "No key starts with this filter." : "No keys here.";
+      rows.push(h("li", { class: "empty", text: empty }));
+    }
     fill(list, rows);
     if (focusedKey) list.querySelector(`[data-row="${CSS.escape(focusedKey)}"]`)?.focus();
 

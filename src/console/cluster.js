@@ -128,6 +128,7 @@ export function createCluster() {
       generation += 1;
       prev = new Map();
       renderAdmin();
+      updated.textContent = "Asking every node…";
       poll(generation);
     },
     stop() {

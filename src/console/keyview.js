@@ -4,7 +4,7 @@
 
 import { ApiError, call, describe, keyPath } from "./api.js";
 import { confirmDialog, copyText, countdown, field, fill, formDialog, h, message, pretty } from "./dom.js";
-import { parse } from "./json.js";
+import { parse, RawNumber } from "./json.js";
 import { watch } from "./live.js";
 
 /** Parses the editor's text; answers {value} or {error} with the parser's message. */
@@ -179,7 +179,9 @@ export function createKeyView({ onDeleted, onMissingCreate }) {
 
     if (state.mode === "view") {
       const copyStatus = h("span", { class: "muted", "aria-live": "polite" });
-      const isInt = typeof item.value === "number" && Number.isSafeInteger(item.value);
+      // Integers only: the node adds exactly in 64 bits (a RawNumber may be one past 2^53).
+      const isInt = (typeof item.value === "number" && Number.isSafeInteger(item.value))
+        || (item.value instanceof RawNumber && /^-?\d+$/.test(item.value.text));
       fill(root, title, meta, live,
         h("div", { class: "actions key-actions" },
           h("button", { type: "button", class: "btn btn-primary", text: "Edit", onclick: startEdit }),

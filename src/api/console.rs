@@ -19,8 +19,16 @@ use super::error::ApiError;
 /// Every file of the console: its name under `/ui/`, its media type and its bytes.
 const FILES: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("../console/index.html")),
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../console/app.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../console/style.css")),
+    ("app.js", "text/javascript; charset=utf-8", include_str!("../console/app.js")),
+    ("api.js", "text/javascript; charset=utf-8", include_str!("../console/api.js")),
+    ("json.js", "text/javascript; charset=utf-8", include_str!("../console/json.js")),
+    ("dom.js", "text/javascript; charset=utf-8", include_str!("../console/dom.js")),
+    ("browse.js", "text/javascript; charset=utf-8", include_str!("../console/browse.js")),
+    ("keyview.js", "text/javascript; charset=utf-8", include_str!("../console/keyview.js")),
+    ("live.js", "text/javascript; charset=utf-8", include_str!("../console/live.js")),
+    ("cluster.js", "text/javascript; charset=utf-8", include_str!("../console/cluster.js")),
+    ("tokens.js", "text/javascript; charset=utf-8", include_str!("../console/tokens.js")),
 ];
 
 /// Sent with every console file. `connect-src 'self'` keeps the page's calls on the node that

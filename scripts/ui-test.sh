@@ -3,7 +3,7 @@
 # through Debian's Chromium by playwright-core (tests/ui/). Screenshots of every screen the
 # tests visit land in target/console-screenshots/.
 #
-#   bash scripts/ui-test.sh              # builds target/debug/cairn if it is missing
+#   bash scripts/ui-test.sh              # builds target/debug/cairn first (a no-op when fresh)
 #   CAIRN_BIN=/path/to/cairn bash scripts/ui-test.sh
 #   CHROMIUM=/path/to/chromium bash scripts/ui-test.sh
 set -euo pipefail
@@ -19,8 +19,10 @@ export CHROMIUM="$chromium"
 # playwright-core only: never let anything download a browser.
 (cd tests/ui && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 
-if [ -z "${CAIRN_BIN:-}" ] && [ ! -x target/debug/cairn ]; then
-  cargo build
+# The console is compiled into the binary: build it (a no-op when up to date), so the tests
+# never run an older console than the source.
+if [ -z "${CAIRN_BIN:-}" ]; then
+  cargo build --quiet --bin cairn
 fi
 
 # The tests must see the console embedded in the binary, not files from disk.

@@ -8,7 +8,8 @@ use reqwest::Method;
 use crate::support::raw::Raw;
 use crate::support::{deadline_in, Cluster};
 
-/// The files `index.html` loads (`src="…"` and `href="…"`), relative to `/ui/`.
+/// The files `index.html` loads (`src="…"` and `href="…"`), relative to `/ui/`. A `data:` URL
+/// (the empty favicon, which spares the browser a request for `/favicon.ico`) is not a file.
 fn linked_files(page: &str) -> Vec<String> {
     let mut out = Vec::new();
     for attr in ["src=\"", "href=\""] {
@@ -16,7 +17,9 @@ fn linked_files(page: &str) -> Vec<String> {
         while let Some(at) = rest.find(attr) {
             rest = &rest[at + attr.len()..];
             let end = rest.find('"').expect("a closing quote");
-            out.push(rest[..end].to_string());
+            if !rest[..end].starts_with("data:") {
+                out.push(rest[..end].to_string());
+            }
         }
     }
     out

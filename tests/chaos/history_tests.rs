@@ -15,7 +15,16 @@ use super::skew::ClockTrace;
 use super::workload::FINAL_READER;
 
 #[allow(clippy::too_many_arguments)]
-fn op(w: Workload, client: u64, kind: OpKind, key: &str, arg: Value, status: Status, res: Value, t: (u64, u64)) -> Op {
+pub(super) fn op(
+    w: Workload,
+    client: u64,
+    kind: OpKind,
+    key: &str,
+    arg: Value,
+    status: Status,
+    res: Value,
+    t: (u64, u64),
+) -> Op {
     Op {
         workload: w,
         rec: Record {

@@ -7,27 +7,13 @@
 use serde_json::{json, Value};
 
 use super::checks;
-use super::history::{write_files, Extra, Op, OpKind, Record, Status, Workload};
+use super::history::{write_files, Op, OpKind, Status, Workload};
 use super::lock::{self, LOCK_KEY, LOCK_NAME};
 use super::lockcheck;
 use super::workload::FINAL_READER;
 
 fn op(client: u64, kind: OpKind, key: &str, arg: Value, status: Status, t: (u64, u64)) -> Op {
-    Op {
-        workload: Workload::Lock,
-        rec: Record {
-            client,
-            node: "http://127.0.0.11:7000".into(),
-            op: kind,
-            key: key.into(),
-            arg,
-            status,
-            res: Value::Null,
-            call: t.0,
-            ret: t.1,
-        },
-        extra: Extra { call_wall_ms: t.0, ret_wall_ms: t.1, ..Extra::default() },
-    }
+    super::history_tests::op(Workload::Lock, client, kind, key, arg, status, Value::Null, t)
 }
 
 fn value(client: u64, token: u64, seq: u64) -> Value {

@@ -143,8 +143,12 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let result = rt.block_on(cairn::server::run(config, cairn::server::shutdown_signal()));
     // Dropping the runtime would wait for every blocking task; one wedged on a failed disk
     // (sled's flush, a storage call Raft never finished) would keep the process alive for
-    // ever after `run` gave up on it. The node has stopped serving by now: bounded exit.
-    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    // ever after `run` gave up on it. The node has stopped serving by now: bounded exit, and
+    // after a failure no wait at all, since the tasks left hold nothing a restart needs.
+    match result {
+        Ok(()) => rt.shutdown_timeout(std::time::Duration::from_secs(5)),
+        Err(_) => rt.shutdown_background(),
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

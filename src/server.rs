@@ -1,6 +1,13 @@
 //! Runs a node until a shutdown signal: start storage and Raft, serve HTTP (or HTTPS), then
 //! drain in-flight requests, stop Raft and flush.
 //!
+//! A storage failure stops the node the short way: requests in flight get [`FAILED_DRAIN`] to
+//! finish, and neither Raft's orderly stop nor the flush is attempted. Both would touch the
+//! storage that just failed, and Raft may be waiting on a state machine worker that has quit,
+//! so each would only run out its bound (15 s and more in all, where a supervisor and the
+//! operator want the exit at once). Nothing in memory is worth saving then: a restart
+//! recovers from what is on disk.
+//!
 //! [`run`] binds `--listen` itself; [`serve`] takes a listener the caller bound (port 0 in the
 //! in-process tests, which read the address before they start the node).
 
@@ -72,19 +79,20 @@ pub async fn serve(
     }
     // So does a storage failure: Raft stopped on a storage error, or a WAL fdatasync failed.
     let storage_failure = disk::failure(node.raft.clone(), node.disk.wal(), node.disk.sm_failed());
-    let fatal = Arc::new(std::sync::Mutex::new(None::<String>));
+    let fatal = Arc::new(std::sync::Mutex::new(None::<Fatal>));
     let shutdown = {
         let fatal = fatal.clone();
         async move {
-            let why = tokio::select! {
-                () = shutdown => return,
-                Ok(why) = fatal_rx => why,
+            let (why, drain) = tokio::select! {
+                () = shutdown => return None,
+                Ok(why) = fatal_rx => (Fatal::Join(why), None),
                 Some(why) = storage_failure => {
                     tracing::error!(%why, "stopping: storage failed; restart the node to recover from what is on disk");
-                    why
+                    (Fatal::Storage(why), Some(FAILED_DRAIN))
                 }
             };
             *fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+            drain
         }
     };
 
@@ -98,8 +106,9 @@ pub async fn serve(
     let state = AppState::new(node.clone(), forward_http);
     let stopping = state.stopping.clone();
     let shutdown = async move {
-        shutdown.await;
+        let drain = shutdown.await;
         stopping.send_replace(true);
+        drain
     };
     let background = tokio::spawn(api::background(state.clone()));
     let router = api::router(state);
@@ -113,14 +122,34 @@ pub async fn serve(
     ticker.abort();
     marking.abort();
     background.abort();
-    tracing::info!("HTTP drained; stopping raft");
-    // Bound the stop so a wedged peer connection cannot hold the process forever.
-    if tokio::time::timeout(Duration::from_secs(10), node.shutdown()).await.is_err() {
-        tracing::warn!("raft did not stop within 10s");
-    }
     let why = fatal.lock().unwrap_or_else(|e| e.into_inner()).take();
-    why.map_or(Ok(()), |why| Err(StartError::Fatal(why)))
+    match why {
+        Some(Fatal::Storage(why)) => {
+            tracing::info!("HTTP drained; not stopping raft in order after a storage failure");
+            Err(StartError::Fatal(why))
+        }
+        why => {
+            tracing::info!("HTTP drained; stopping raft");
+            // Bound the stop so a wedged peer connection cannot hold the process forever.
+            if tokio::time::timeout(Duration::from_secs(10), node.shutdown()).await.is_err() {
+                tracing::warn!("raft did not stop within 10s");
+            }
+            why.map_or(Ok(()), |(Fatal::Join(why) | Fatal::Storage(why))| Err(StartError::Fatal(why)))
+        }
+    }
 }
+
+/// Why a node stopped on its own.
+enum Fatal {
+    /// A join refused for good: the storage is sound, so the stop is the orderly one.
+    Join(String),
+    Storage(String),
+}
+
+/// How long requests in flight get to finish after a storage failure. Reads can still be
+/// answered; a write waiting on a stopped Raft cannot, and its connection is closed, which its
+/// client must take as an unknown outcome (it is one).
+pub const FAILED_DRAIN: Duration = Duration::from_secs(1);
 
 /// Connections over `--max-connections` being answered 503 at once, at most; past that they
 /// are closed unanswered, so a flood cannot turn refusals into a cost of their own.
@@ -135,18 +164,22 @@ pub async fn serve_plain(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let shutdown = async move {
+        shutdown.await;
+        None
+    };
     serve_connections(Listener::plain(listener, permits), router, 1, limits, shutdown).await;
 }
 
 /// Accepts and serves connections until `shutdown`, then drains: the port closes, every
 /// connection finishes its requests in flight (idle ones close at once), and whatever is still
-/// open after `--drain-timeout-ms` is closed.
+/// open after `--drain-timeout-ms`, or the shorter bound `shutdown` gave, is closed.
 async fn serve_connections(
     mut incoming: Listener,
     router: axum::Router,
     node_id: u64,
     limits: &ConnectionLimits,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = Option<Duration>>,
 ) {
     let timeouts = Timeouts {
         header: limits.header_timeout,
@@ -159,9 +192,9 @@ async fn serve_connections(
     let over_capacity = api::over_capacity(node_id);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
-    loop {
+    let drain_timeout = loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            drain = &mut shutdown => break drain.map_or(limits.drain_timeout, |d| d.min(limits.drain_timeout)),
             accepted = incoming.accept() => {
                 let (io, conn, permit): (Box<dyn Io>, Conn, OwnedSemaphorePermit) = match accepted {
                     Accepted::Plain(stream, conn, permit) => (Box::new(stream), conn, permit),
@@ -194,12 +227,11 @@ async fn serve_connections(
             // Reaps finished connections so the set holds only open ones.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
-    }
+    };
     // Closes the port (and, with TLS, stops the handshakes) before the drain.
     drop(incoming);
     let _ = drain_tx.send(true);
-    let drained =
-        tokio::time::timeout(limits.drain_timeout, async { while connections.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(drain_timeout, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(open = connections.len(), "drain timeout passed; closing the connections still open");
         connections.shutdown().await;

@@ -55,6 +55,10 @@ async fn assert_stopped_on_storage_failure(c: &mut Cluster, id: u64) {
     assert_eq!(status.code(), Some(1), "node {id} must exit non-zero after a storage failure, got {status}");
     let log = read_log(&c.log_path(id));
     assert!(log.contains("stopping: storage failed"), "node {id}'s log must say why it stopped");
+    // The short way (`server.rs`): no orderly Raft stop, which could only wait out its bound
+    // on a state machine worker that had quit (15 s and more; CI saw it pass 30 s).
+    assert!(log.contains("not stopping raft in order"), "node {id} must skip the orderly stop: {log}");
+    assert!(!log.contains("raft did not stop"), "node {id} waited on a Raft that could not stop: {log}");
 }
 
 /// The node's only data dir is a `mib` MiB tmpfs; `None` (test skipped) where none can be mounted.

@@ -89,6 +89,8 @@ pub enum Code {
     Busy,
     /// The node holds `--max-connections` open connections.
     TooManyConnections,
+    /// The node is starting: recovering its data, not yet serving (`server.rs`).
+    Starting,
     /// The node serves `--max-watchers` open watches.
     WatchersFull,
     /// 507: the leader's disk is short of its free-space reserve; nothing was written.
@@ -164,6 +166,7 @@ impl Code {
             SnapshotTimeout => ("snapshot_timeout", StatusCode::SERVICE_UNAVAILABLE),
             Busy => ("busy", StatusCode::SERVICE_UNAVAILABLE),
             TooManyConnections => ("too_many_connections", StatusCode::SERVICE_UNAVAILABLE),
+            Starting => ("starting", StatusCode::SERVICE_UNAVAILABLE),
             InsufficientStorage => ("insufficient_storage", StatusCode::INSUFFICIENT_STORAGE),
             LeaderUnreachable => ("leader_unreachable", StatusCode::BAD_GATEWAY),
             UnknownOutcome => ("unknown_outcome", StatusCode::GATEWAY_TIMEOUT),
@@ -245,6 +248,7 @@ mod tests {
         (SnapshotTimeout, "snapshot_timeout", 503),
         (Busy, "busy", 503),
         (TooManyConnections, "too_many_connections", 503),
+        (Starting, "starting", 503),
         (InsufficientStorage, "insufficient_storage", 507),
         (LeaderUnreachable, "leader_unreachable", 502),
         (UnknownOutcome, "unknown_outcome", 504),

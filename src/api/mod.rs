@@ -162,10 +162,30 @@ async fn node_headers(State(st): State<AppState>, mut resp: Response) -> Respons
 /// The router a connection over `--max-connections` is served with: every request gets 503
 /// `too_many_connections` with `Retry-After`, and the connection closes after the answer.
 pub fn over_capacity(node: u64) -> Router {
+    closing_refusal(node, || {
+        ApiError::new(Code::TooManyConnections, "this node holds --max-connections connections; retry").retry_after(1)
+    })
+}
+
+/// What the port answers while the node starts (`server.rs`): 503 `starting` to every request,
+/// with `Retry-After`, and the connection closes after the answer, so the client's next
+/// attempt reaches the node once it serves. A peer starting at the same time (asking whether
+/// this node's id held data, `node/holders.rs`) and a probe get an answer at once, where a
+/// port that accepts and never answers would hold them until their timeouts.
+pub fn starting(node: u64) -> Router {
+    closing_refusal(node, || {
+        ApiError::new(
+            Code::Starting,
+            "this node is starting: it is opening its data and has not joined Raft yet; retry",
+        )
+        .retry_after(1)
+    })
+}
+
+/// A router answering every request with `error()` and `Connection: close`.
+fn closing_refusal(node: u64, error: fn() -> ApiError) -> Router {
     Router::new().fallback(move || async move {
-        let e = ApiError::new(Code::TooManyConnections, "this node holds --max-connections connections; retry")
-            .retry_after(1);
-        let mut resp = e.into_response();
+        let mut resp = error().into_response();
         resp.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
         // Marks a Cairn answer, so a forwarding follower passes it on (`forward.rs`).
         resp.headers_mut().insert(H_NODE, HeaderValue::from(node));

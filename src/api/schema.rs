@@ -886,7 +886,7 @@ pub enum Errors {
     BadGateway(#[to_schema] ErrorEnvelope),
     #[response(
         status = 503,
-        description = "`no_leader`, `not_caught_up`, `too_many_connections`, `watchers_full`: nothing was applied; retry after `Retry-After` or at another node"
+        description = "`no_leader`, `not_caught_up`, `too_many_connections`, `starting`, `watchers_full`: nothing was applied; retry after `Retry-After` or at another node"
     )]
     Unavailable(#[to_schema] ErrorEnvelope),
     #[response(status = 504, description = "`unknown_outcome`: the write may or may not have been applied")]

@@ -125,6 +125,7 @@ const SS_CODES: &[(&str, &[&str])] = &[
             "snapshot_timeout",
             "busy",
             "too_many_connections",
+            "starting",
         ],
     ),
     ("504", &["unknown_outcome"]),

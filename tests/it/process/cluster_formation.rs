@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::support::{deadline_in, Cluster};
+use crate::support::{deadline_in, until, Cluster};
 use serde_json::json;
 
 /// Gap between starting consecutive nodes, so later nodes join an already-running peer set.
@@ -140,4 +140,36 @@ async fn a_member_that_lost_its_data_refuses_to_rejoin_under_its_old_id() {
         let log = crate::support::read_log(&cluster.log_path(id));
         assert!(log.contains("must not rejoin under its old id"), "node {id} says why: {log}");
     }
+}
+
+/// While a node starts, its port answers at once: 503 `starting`, with `Retry-After`, and the
+/// connection closes. Held in its start here by its two peers' ports, which accept connections
+/// and never answer (like peers that are themselves starting, before this was fixed): the
+/// node asks each whether its id held data (`node/holders.rs`) and waits 2 s for each. Before,
+/// its own port accepted and never answered in that time, so three peers started together
+/// each waited 4 s, and a fresh cluster took 4.1 s to elect instead of 0.1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starting_node_answers_503_starting_at_once_instead_of_holding_the_connection() {
+    let mut c = Cluster::prepare(3);
+    // Bound and never accepted: connections complete in the kernel and get no answer.
+    let silent: Vec<std::net::TcpListener> =
+        [2, 3].iter().map(|&id| std::net::TcpListener::bind(c.addr(id)).expect("bind a peer's port")).collect();
+    c.start_node(1);
+    let health = format!("{}/health", c.url(1));
+    // A connection error means the port is not bound yet; any answer ends the wait.
+    let starting = until(deadline_in(20), "node 1's first answer", async || {
+        c.http.send(reqwest::Method::GET, &health, None, &[]).await
+    })
+    .await;
+    starting.assert_error(503, "starting");
+    assert_eq!(starting.header("retry-after"), Some("1"), "{starting:?}");
+    assert_eq!(starting.header("connection"), Some("close"), "{starting:?}");
+    assert_eq!(starting.header("x-cairn-node"), Some("1"), "{starting:?}");
+    // Then it serves, and with its peers up the cluster forms.
+    drop(silent);
+    c.start_node(2);
+    c.start_node(3);
+    c.wait_for_leader(deadline_in(20)).await;
+    let r = c.http.must(reqwest::Method::GET, &health, None, &[]).await;
+    assert_eq!(r.status, 200, "{r:?}");
 }

@@ -86,7 +86,7 @@ fn code_of(code: Code) -> &'static str {
         RateLimited => "rate_limited",
         Internal | StorageError | NoEntropy => "internal_error",
         NotAcceptable | NoLeader | NotCaughtUp | NotReady | RaftStopped | SnapshotTimeout | Busy | UnknownOutcome
-        | RequestTimeout | TooManyConnections | LeaderUnreachable | InsufficientStorage | Compacted
+        | RequestTimeout | TooManyConnections | Starting | LeaderUnreachable | InsufficientStorage | Compacted
         | TooManyWatchers | WatchersFull => code.as_str(),
     }
 }

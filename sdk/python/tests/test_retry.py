@@ -94,6 +94,14 @@ def test_503_no_leader_moves_to_the_next_endpoint(serve, call):
     assert a.count == 2
 
 
+def test_503_starting_moves_an_increment_on(serve):
+    # A node still opening its data answers everything 503 `starting`: nothing was applied.
+    a = serve(error(503, "starting", "opening its data", headers={"Retry-After": "1"}))
+    b = serve(item("k", 1, "3"))
+    assert client(a.url, b.url).increment("k").value == 1
+    assert (a.count, b.count) == (1, 1)
+
+
 def test_502_leader_unreachable_moves_an_increment_on(serve):
     a = serve(error(502, "leader_unreachable", "tls refused"))
     b = serve(item("k", 1, "3"))

@@ -4,7 +4,7 @@
 // - A read, or an idempotent write, moves on after a connection error, a timeout, 502 or 503.
 // - A write that is not idempotent moves on only when it provably never reached a server that
 //   could apply it: the connection was refused, or the answer was 503 `no_leader`,
-//   `too_many_connections`, `not_caught_up` or 502 `leader_unreachable`, which Cairn sends only
+//   `too_many_connections`, `starting`, `not_caught_up` or 502 `leader_unreachable`, which Cairn sends only
 //   when nothing was applied. Anything after the request left is `UnknownOutcome`.
 // - 504 is never tried again; 4xx neither (the same request fails the same way).
 
@@ -54,7 +54,7 @@ export const DEFAULT_TIMEOUT_MS = 15_000;
 
 // Codes a 503 or 502 carries only when the node applied nothing: it had no leader to propose
 // to, refused the connection's request outright, or could not reach the leader before any HTTP.
-const NOTHING_APPLIED = new Set(["no_leader", "too_many_connections", "not_caught_up", "leader_unreachable"]);
+const NOTHING_APPLIED = new Set(["no_leader", "too_many_connections", "starting", "not_caught_up", "leader_unreachable"]);
 
 // Errors raised while connecting: the request's bytes never left this process. A refused
 // connection is the common one (a stopped node); the others are a name that does not resolve

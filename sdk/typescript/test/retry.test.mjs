@@ -84,6 +84,13 @@ test("503 no_leader moves a conditional put and an increment to the next endpoin
   assert.deepEqual(JSON.parse(b.requests[2].body), { delta: 1, ttlSeconds: 60 });
 });
 
+test("503 starting (a node still opening its data) moves an increment to the next endpoint", async (t) => {
+  const [a, b] = await nodes(t, () => fail(503, "starting", {}, { "retry-after": "1" }), () => ok(item("n", 1, "3")));
+  assert.equal((await client([a.url, b.url]).increment("n")).value, 1);
+  assert.equal(a.count(), 1);
+  assert.equal(b.count(), 1);
+});
+
 test("502 leader_unreachable moves an increment on; 507 stops every call", async (t) => {
   const [a, b] = await nodes(t, () => fail(502, "leader_unreachable"), () => ok(item("n", 1, "3")));
   assert.equal((await client([a.url, b.url]).increment("n")).value, 1);

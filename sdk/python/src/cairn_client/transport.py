@@ -9,8 +9,8 @@ The retry rule is etcd's: a request is retried only when retrying cannot apply i
   not idempotent (an increment, a batch holding one) stops with UnknownOutcome.
 - 503 and 502 are "not served here": reads and idempotent writes go on. A write that is not
   idempotent goes on only for the codes the server sends when nothing was applied (503
-  `no_leader`, `too_many_connections`, `not_caught_up`; 502 `leader_unreachable`); any other
-  502/503 (a proxy's, say) proves nothing, so it is UnknownOutcome.
+  `no_leader`, `too_many_connections`, `starting`, `not_caught_up`; 502 `leader_unreachable`);
+  any other 502/503 (a proxy's, say) proves nothing, so it is UnknownOutcome.
 - 504 is never retried (UnknownOutcome), and neither is any 4xx: the same request would fail
   the same way.
 """
@@ -39,7 +39,7 @@ __all__ = ["Kind", "Endpoint", "Reply", "Transport", "parse_endpoint"]
 USER_AGENT = "cairn-client-python/0.1.0"
 
 # Codes with which a 503 / 502 proves the request was not applied (docs/api.md, Errors).
-NEVER_APPLIED_503 = frozenset({"no_leader", "too_many_connections", "not_caught_up"})
+NEVER_APPLIED_503 = frozenset({"no_leader", "too_many_connections", "starting", "not_caught_up"})
 NEVER_APPLIED_502 = frozenset({"leader_unreachable"})
 
 

@@ -9,12 +9,15 @@
 # the same for the other two nodes together.
 #
 #   scripts/ab.sh A_BIN B_BIN
+#   A_ARGS='--sled-flush-ms 0' scripts/ab.sh target/release/cairn target/release/cairn
 #
 # Environment:
 #   WORKLOAD (put)  any `cairn bench --workload`   CLIENTS (64)   ROUNDS (3)
 #   DURATION (10)   measured seconds per row        WARMUP (2)     seconds before it
 #   KEYS (10000)    VALUE_SIZE (100)               BENCH_BIN (target/release/cairn)
 #   PORT_BASE (17100): nodes listen on PORT_BASE+1..+3
+#   A_ARGS, B_ARGS: extra `cairn serve` arguments for A's or B's nodes (split on spaces), to
+#                   compare settings of one binary
 # Stops only the processes it started, and removes its temporary data. Traffic stays on 127.0.0.1.
 set -euo pipefail
 
@@ -50,14 +53,17 @@ stop_cluster() {
 }
 trap 'stop_cluster; rm -rf -- "$WORK"' EXIT
 
-# Starts a fresh cluster of binary $1 in $WORK/$2 and waits until a node names a leader.
+# Starts a fresh cluster of binary $1 in $WORK/$2, with the extra serve arguments $3, and
+# waits until a node names a leader.
 start_cluster() {
     local bin=$1 dir=$WORK/$2 peers="" i
+    local -a extra
+    read -r -a extra <<<"$3"
     mkdir -p "$dir"
     for i in 1 2 3; do peers+="${peers:+,}$i=127.0.0.1:$((PORT_BASE + i))"; done
     for i in 1 2 3; do
         "$bin" serve --id "$i" --listen "127.0.0.1:$((PORT_BASE + i))" --data-dir "$dir/node$i" --peers "$peers" \
-            >>"$dir/node$i.log" 2>&1 &
+            "${extra[@]}" >>"$dir/node$i.log" 2>&1 &
         PIDS[i - 1]=$!
     done
     local deadline=$((SECONDS + 30))
@@ -80,10 +86,10 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # utime+stime of every node, in clock ticks.
 all_ticks() { local p t=0; for p in "${PIDS[@]}"; do t=$((t + $(cpu_ticks "$p"))); done; echo "$t"; }
 
-# One row: binary $1 (label $2) in round $3. Prints "label ops/s µs-per-op µs-per-op p99-ms errors".
+# One row: binary $1 (label $2) in round $3, serve arguments $4. Prints "label ops/s µs-per-op µs-per-op p99-ms errors".
 row() {
     local bin=$1 label=$2 round=$3 endpoints="" i serving pid c0 c1 a0 a1 out log
-    start_cluster "$bin" "$label-$round"
+    start_cluster "$bin" "$label-$round" "$4"
     for i in 1 2 3; do endpoints+="${endpoints:+,}127.0.0.1:$((PORT_BASE + i))"; done
     out=$WORK/$label-$round.json
     log=$WORK/$label-$round.log
@@ -124,10 +130,10 @@ EOF
 }
 
 echo "# ab.sh: $WORKLOAD at $CLIENTS clients, ${DURATION}s (+${WARMUP}s warm-up), $ROUNDS rounds"
-echo "# A=$A_BIN"
-echo "# B=$B_BIN"
+echo "# A=$A_BIN ${A_ARGS:-}"
+echo "# B=$B_BIN ${B_ARGS:-}"
 echo "# label ops/s cpu-us/op(serving node) cpu-us/op(other two nodes) p99-ms errors"
 for r in $(seq 1 "$ROUNDS"); do
-    row "$A_BIN" A "$r"
-    row "$B_BIN" B "$r"
+    row "$A_BIN" A "$r" "${A_ARGS:-}"
+    row "$B_BIN" B "$r" "${B_ARGS:-}"
 done

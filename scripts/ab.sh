@@ -38,20 +38,9 @@ PORT_BASE=${PORT_BASE:-17100}
 for b in "$A_BIN" "$B_BIN" "$BENCH_BIN"; do [[ -x $b ]] || { echo "not executable: $b" >&2; exit 2; }; done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-ab.XXXXXX")
-PIDS=()
-
-stop_cluster() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        # Only a process started here, whose command line still names this run's dir.
-        if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$WORK"; then
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-    done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    PIDS=()
-}
-trap 'stop_cluster; rm -rf -- "$WORK"' EXIT
+# shellcheck source=scripts/lib/tmp-cluster.sh
+source scripts/lib/tmp-cluster.sh
+trap tmp_cluster_cleanup EXIT
 
 # Starts a fresh cluster of binary $1 in $WORK/$2, with the extra serve arguments $3, and
 # waits until a node names a leader.
@@ -113,7 +102,7 @@ row() {
     c1=$(cpu_ticks "$pid")
     a1=$(all_ticks)
     wait "$bench" || { echo "bench failed for $label:" >&2; tail -5 "$log" >&2; exit 1; }
-    stop_cluster
+    tmp_cluster_stop
     python3 - "$out" "$c0" "$c1" "$(getconf CLK_TCK)" "$DURATION" "$label" "$a0" "$a1" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -1,10 +1,11 @@
 # shellcheck shell=bash
-# tmp-cluster.sh: sourced by the measurement scripts (disk-bound.sh, mem-1m.sh). Starts a 3-node
-# Cairn cluster on loopback in a fresh temp dir and tears it down on exit, signalling only the
-# PIDs it started, and only while their command line still names that dir.
+# tmp-cluster.sh: sourced by the measurement scripts (disk-bound.sh, mem-1m.sh, ab.sh). Starts a
+# 3-node Cairn cluster on loopback in a fresh temp dir and tears it down on exit, signalling only
+# the PIDs it started, and only while their command line still names that dir.
 #
 #   tmp_cluster_up NAME BASE_PORT [serve args...]   # nodes listen on BASE_PORT+1..+3
 #   tmp_cluster_start N [env assignments...]        # (re)starts node N as tmp_cluster_up did
+#   tmp_cluster_stop                                # stops every node in PIDS (ab.sh starts its own)
 #   tmp_cluster_load KEYS VALUE_SIZE                # writes every key once (cairn bench --preload)
 #   tmp_cluster_fresh_snapshots VALUE_SIZE          # writes until every node built one more snapshot
 #
@@ -15,7 +16,8 @@ BIN=${CAIRN_BIN:-target/release/cairn}
 [[ -x $BIN ]] || cargo build --release --quiet --bin cairn
 PIDS=()
 
-tmp_cluster_cleanup() {
+# SIGTERMs the nodes in PIDS (only while their command line still names $WORK) and reaps them.
+tmp_cluster_stop() {
     local pid
     for pid in "${PIDS[@]}"; do
         if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$WORK"; then
@@ -23,6 +25,11 @@ tmp_cluster_cleanup() {
         fi
     done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    PIDS=()
+}
+
+tmp_cluster_cleanup() {
+    tmp_cluster_stop
     rm -rf -- "$WORK"
 }
 

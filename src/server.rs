@@ -185,17 +185,21 @@ async fn answer_while_starting<T>(
     start: impl Future<Output = T>,
 ) -> T {
     let (router, timeouts) = (api::starting(node_id), timeouts(limits));
+    // Connections over `--max-connections` are answered too, as many as the serving loop
+    // answers at once (`MAX_REFUSING`); past that they are closed unanswered.
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     tokio::pin!(start);
     loop {
         tokio::select! {
             out = &mut start => return out,
             accepted = incoming.accept() => {
-                let (io, conn, permit): (Box<dyn Io>, Conn, Option<OwnedSemaphorePermit>) = match accepted {
-                    Accepted::Plain(stream, conn, permit) => (Box::new(stream), conn, Some(permit)),
-                    Accepted::Tls(stream, conn, permit) => (stream, conn, Some(permit)),
+                let (io, conn, permit): (Box<dyn Io>, Conn, OwnedSemaphorePermit) = match accepted {
+                    Accepted::Plain(stream, conn, permit) => (Box::new(stream), conn, permit),
+                    Accepted::Tls(stream, conn, permit) => (stream, conn, permit),
                     Accepted::Refused(stream) => {
+                        let Ok(permit) = refusing.clone().try_acquire_owned() else { continue };
                         let Ok(remote) = stream.peer_addr() else { continue };
-                        (Box::new(stream), Conn { remote, peer_cert: false }, None)
+                        (Box::new(stream), Conn { remote, peer_cert: false }, permit)
                     }
                 };
                 let router = router.clone();

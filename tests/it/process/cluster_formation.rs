@@ -158,7 +158,7 @@ async fn a_starting_node_answers_503_starting_at_once_instead_of_holding_the_con
     let health = format!("{}/health", c.url(1));
     // A connection error means the port is not bound yet; any answer ends the wait.
     let starting = until(deadline_in(20), "node 1's first answer", async || {
-        c.http.send(reqwest::Method::GET, &health, None, &[]).await
+        c.http.send_once(reqwest::Method::GET, &health, None, &[]).await
     })
     .await;
     starting.assert_error(503, "starting");

@@ -163,8 +163,29 @@ impl Http {
         Self { client: tune(builder).build().expect("build reqwest client") }
     }
 
-    /// Sends one request; transport errors (refused, reset, timeout) come back as `Err`.
+    /// Sends one request; transport errors (refused, reset, timeout) come back as `Err`. A node
+    /// that is still starting answers 503 `starting` (nothing done) and closes; that request is
+    /// sent again every 20 ms, for at most [`REQUEST_TIMEOUT`], as a request to a node still
+    /// opening its data would have waited for it before it answered `starting`.
     pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<Resp, String> {
+        let until = std::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let resp = self.send_once(method.clone(), url, body.clone(), headers).await?;
+            if resp.status != 503 || resp.body["error"]["code"] != "starting" || std::time::Instant::now() >= until {
+                return Ok(resp);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// [`Http::send`] without the retry of 503 `starting`.
+    pub async fn send_once(
         &self,
         method: Method,
         url: &str,

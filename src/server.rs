@@ -193,15 +193,8 @@ async fn answer_while_starting<T>(
         tokio::select! {
             out = &mut start => return out,
             accepted = incoming.accept() => {
-                let (io, conn, permit): (Box<dyn Io>, Conn, OwnedSemaphorePermit) = match accepted {
-                    Accepted::Plain(stream, conn, permit) => (Box::new(stream), conn, permit),
-                    Accepted::Tls(stream, conn, permit) => (stream, conn, permit),
-                    Accepted::Refused(stream) => {
-                        let Ok(permit) = refusing.clone().try_acquire_owned() else { continue };
-                        let Ok(remote) = stream.peer_addr() else { continue };
-                        (Box::new(stream), Conn { remote, peer_cert: false }, permit)
-                    }
-                };
+                // Over `--max-connections` or not, every request gets the same answer here.
+                let Some((io, conn, permit, _over)) = admit(accepted, &refusing) else { continue };
                 let router = router.clone();
                 // Detached: each connection ends after its one answer, or at its timeouts.
                 tokio::spawn(async move {
@@ -209,6 +202,21 @@ async fn answer_while_starting<T>(
                     let _ = connection::serve(io, conn, router, timeouts, std::future::pending()).await;
                 });
             }
+        }
+    }
+}
+
+/// An accepted connection, ready to serve: its stream, who it is, the permit it holds, and
+/// whether it is over `--max-connections` (then the permit is one of the `MAX_REFUSING`
+/// answering it). `None`: over both budgets, or its address is unreadable; it is dropped.
+fn admit(accepted: Accepted, refusing: &Arc<Semaphore>) -> Option<(Box<dyn Io>, Conn, OwnedSemaphorePermit, bool)> {
+    match accepted {
+        Accepted::Plain(stream, conn, permit) => Some((Box::new(stream), conn, permit, false)),
+        Accepted::Tls(stream, conn, permit) => Some((stream, conn, permit, false)),
+        Accepted::Refused(stream) => {
+            let permit = refusing.clone().try_acquire_owned().ok()?;
+            let remote = stream.peer_addr().ok()?;
+            Some((Box::new(stream), Conn { remote, peer_cert: false }, permit, true))
         }
     }
 }
@@ -242,21 +250,15 @@ async fn serve_connections(
         tokio::select! {
             drain = &mut shutdown => break drain.map_or(limits.drain_timeout, |d| d.min(limits.drain_timeout)),
             accepted = incoming.accept() => {
-                let (io, conn, permit): (Box<dyn Io>, Conn, OwnedSemaphorePermit) = match accepted {
-                    Accepted::Plain(stream, conn, permit) => (Box::new(stream), conn, permit),
-                    Accepted::Tls(stream, conn, permit) => (stream, conn, permit),
-                    Accepted::Refused(stream) => {
-                        let Ok(permit) = refusing.clone().try_acquire_owned() else { continue };
-                        let (router, remote) = (over_capacity.clone(), stream.peer_addr());
-                        let Ok(remote) = remote else { continue };
-                        let conn = Conn { remote, peer_cert: false };
-                        connections.spawn(async move {
-                            let _permit = permit;
-                            let _ = connection::serve(stream, conn, router, timeouts, std::future::pending()).await;
-                        });
-                        continue;
-                    }
-                };
+                let Some((io, conn, permit, over)) = admit(accepted, &refusing) else { continue };
+                if over {
+                    let router = over_capacity.clone();
+                    connections.spawn(async move {
+                        let _permit = permit;
+                        let _ = connection::serve(io, conn, router, timeouts, std::future::pending()).await;
+                    });
+                    continue;
+                }
                 let (router, mut drain) = (router.clone(), drain_rx.clone());
                 connections.spawn(async move {
                     let _permit = permit;

@@ -56,16 +56,16 @@ mod watchers;
 pub(crate) use dialects::background;
 pub(crate) use state::AppState;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderValue;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 
-use crate::protocol::{H_APPLIED, H_CONSISTENCY, H_LEADER, H_NODE};
+use crate::protocol::H_NODE;
 use code::Code;
 use error::ApiError;
-use ratelimit::{Limit, RateLimiter};
+use ratelimit::RateLimiter;
 
 /// Largest request body accepted: a 1 MiB value plus an equally large `ifValue` and slack.
 /// Larger bodies get 413 `value_too_large` (see `kv.rs`).
@@ -110,12 +110,8 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/status", get(cluster::status))
         .route("/cluster/nodes", get(overview::nodes))
         .route("/cluster/members", post(cluster::add_member))
-        .route("/cluster/members/{id}", delete(cluster::remove_member))
-        .layer(axum::middleware::from_fn_with_state(
-            Limit { limiter: limiter.clone(), render: ApiError::into_response },
-            ratelimit::limit,
-        ));
-    let native = ratelimit::counted_by_caller(native, &state, limiter.is_some());
+        .route("/cluster/members/{id}", delete(cluster::remove_member));
+    let native = ratelimit::limited(native, &state, limiter.as_ref(), ApiError::into_response);
     // Each dialect mounts the limiter itself, with its own renderer for the 429.
     let data = native.merge(dialects::routes(&state, limiter));
     Router::new()
@@ -136,27 +132,8 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(Code::MethodNotAllowed, "method not allowed on this route").into_response()
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::map_response_with_state(state.clone(), node_headers))
-        .route_layer(axum::middleware::from_fn(observe::observe))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
         .with_state(state)
-}
-
-/// Stamps every response with who answered and what it knew. A proxied response already
-/// carries the leader's stamp, which is the truthful one, so existing headers are kept.
-async fn node_headers(State(st): State<AppState>, mut resp: Response) -> Response {
-    let h = resp.headers_mut();
-    if h.contains_key(H_NODE) {
-        return resp;
-    }
-    let (leader, applied) = st.node.leader_and_applied();
-    h.insert(H_NODE, HeaderValue::from(st.node.id));
-    h.insert(H_LEADER, leader.map(HeaderValue::from).unwrap_or(HeaderValue::from_static("none")));
-    h.insert(H_APPLIED, HeaderValue::from(applied));
-    if !h.contains_key(H_CONSISTENCY) {
-        // Writes and strong reads are linearizable; stale reads set the header themselves.
-        h.insert(H_CONSISTENCY, HeaderValue::from_static("linearizable"));
-    }
-    resp
 }
 
 /// The router a connection over `--max-connections` is served with: every request gets 503

@@ -22,6 +22,7 @@ use super::schema;
 use super::state::AppState;
 use crate::metrics::METRICS;
 use crate::model::private;
+use crate::protocol::{H_APPLIED, H_CONSISTENCY, H_LEADER, H_NODE};
 
 pub const H_REQUEST_ID: &str = "x-request-id";
 
@@ -41,8 +42,11 @@ fn new_request_id() -> String {
     format!("{:016x}", START.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
 }
 
-/// Wraps every request in a span with its id, records its route, status and latency.
-pub async fn observe(req: Request, next: Next) -> Response {
+/// Wraps every request, routed or not: a span with its id, the request id and who answered
+/// ([`stamp_node`]) on the response, and for a matched route its request metrics. One
+/// middleware for all of it, because every axum middleware layer costs each request a boxed
+/// clone of the service behind it (docs/performance.md).
+pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(H_REQUEST_ID)
@@ -55,11 +59,31 @@ pub async fn observe(req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", id = %id, method = %req.method(), route = %route);
     let started = Instant::now();
     let mut resp = next.run(req).instrument(span).await;
-    METRICS.record_request(route, resp.status().as_u16(), started.elapsed());
+    if let Some(m) = &matched {
+        METRICS.record_request(m.as_str(), resp.status().as_u16(), started.elapsed());
+    }
+    stamp_node(&st, &mut resp);
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(H_REQUEST_ID, v);
     }
     resp
+}
+
+/// Stamps a response with who answered and what it knew. A proxied response already carries
+/// the leader's stamp, which is the truthful one, so existing headers are kept.
+fn stamp_node(st: &AppState, resp: &mut Response) {
+    let h = resp.headers_mut();
+    if h.contains_key(H_NODE) {
+        return;
+    }
+    let (leader, applied) = st.node.leader_and_applied();
+    h.insert(H_NODE, HeaderValue::from(st.node.id));
+    h.insert(H_LEADER, leader.map(HeaderValue::from).unwrap_or(HeaderValue::from_static("none")));
+    h.insert(H_APPLIED, HeaderValue::from(applied));
+    if !h.contains_key(H_CONSISTENCY) {
+        // Writes and strong reads are linearizable; stale reads set the header themselves.
+        h.insert(H_CONSISTENCY, HeaderValue::from_static("linearizable"));
+    }
 }
 
 fn dir_bytes(p: &Path) -> u64 {

@@ -145,28 +145,35 @@ fn who(req: &Request) -> Who {
     }
 }
 
-/// With the limiter on, authenticates each request before it (outermost), so buckets are
-/// keyed by who the credential proves; with it off, adds nothing.
-pub fn counted_by_caller(routes: axum::Router<AppState>, state: &AppState, on: bool) -> axum::Router<AppState> {
-    if !on {
+/// Puts `routes` behind the node's limiter, its 429 rendered by `render`: each request is
+/// authenticated first (outermost), so buckets are keyed by who the credential proves, then
+/// counted. With the limiter off (`--rate-limit 0`) the routes are returned as they are: an
+/// idle middleware still cost every request a boxed clone of the routes behind it, about 3 % of
+/// a leader's CPU under puts (docs/performance.md).
+pub fn limited(
+    routes: axum::Router<AppState>,
+    state: &AppState,
+    limiter: Option<&Arc<RateLimiter>>,
+    render: Render,
+) -> axum::Router<AppState> {
+    let Some(limiter) = limiter else {
         return routes;
-    }
-    routes.layer(axum::middleware::from_fn_with_state(state.clone(), super::auth::authenticate))
+    };
+    routes
+        .layer(axum::middleware::from_fn_with_state(Limit { limiter: limiter.clone(), render }, limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), super::auth::authenticate))
 }
 
-/// The middleware's state: the node's limiter (`None` when `--rate-limit` is 0) and how the
-/// surface it guards renders the 429.
+/// The middleware's state: the node's limiter and how the surface it guards renders the 429.
 #[derive(Clone)]
 pub struct Limit {
-    pub limiter: Option<Arc<RateLimiter>>,
+    pub limiter: Arc<RateLimiter>,
     pub render: Render,
 }
 
 /// The middleware: a refused request is answered by the surface's renderer and never runs.
 pub async fn limit(State(l): State<Limit>, req: Request, next: Next) -> Response {
-    let Some(limiter) = l.limiter.as_ref() else {
-        return next.run(req).await;
-    };
+    let limiter = &l.limiter;
     let v = limiter.check(&who(&req), Instant::now());
     let mut resp = if v.allowed {
         next.run(req).await
@@ -196,7 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refusal_is_rendered_by_the_surfaces_renderer_with_the_limit_headers() {
-        let state = Limit { limiter: Some(Arc::new(RateLimiter::new(1))), render: plain };
+        let state = Limit { limiter: Arc::new(RateLimiter::new(1)), render: plain };
         let app =
             Router::new().route("/x", get(|| async { "ok" })).layer(axum::middleware::from_fn_with_state(state, limit));
         let call = || Request::builder().uri("/x").body(axum::body::Body::empty()).unwrap();

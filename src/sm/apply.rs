@@ -12,6 +12,7 @@ use openraft::{EntryPayload, StoredMembership};
 
 use super::history::{self, Change, Op, Retention};
 use super::keys::{self, StoredItem, TokenRecord};
+use super::redo::Writes;
 use crate::codec;
 use crate::model::command::{
     CmdResult, Command, Condition, Item, Limits, Number, Proposal, ProposalResult, Refusal, TokenExpiry,
@@ -101,43 +102,7 @@ impl<'a> Overlay<'a> {
     }
 
     fn into_writes(self) -> Writes {
-        Writes(self.writes)
-    }
-}
-
-/// The tree changes of one apply run.
-pub struct Writes(BTreeMap<Vec<u8>, Option<Vec<u8>>>);
-
-impl Writes {
-    /// Every key the batch sets or removes.
-    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        self.0.keys().map(Vec::as_slice)
-    }
-
-    /// The redo record of this write set (the byte format is owned here): every key with its
-    /// final value or removal. Rewriting it is idempotent, which is what lets an open finish an
-    /// apply of which sled kept only a prefix.
-    pub fn redo_record(&self) -> Result<Vec<u8>, codec::CodecError> {
-        codec::encode(&self.0)
-    }
-
-    pub fn from_redo_record(bytes: &[u8]) -> Result<Writes, codec::CodecError> {
-        codec::decode(bytes).map(Writes)
-    }
-
-    /// Writes every change with single-key operations. Deliberately not a sled `Batch`: every
-    /// batch makes sled write out its IO buffer twice, through its thread pool (`pin_log`), which
-    /// cost a node about 30% of its CPU under load. Readers are kept from seeing part of an
-    /// apply by the caller's lock, and crashes by the redo record written first (see
-    /// `sm/mod.rs`), not by sled.
-    pub fn write_to(self, tree: &sled::Tree) -> sled::Result<()> {
-        for (k, v) in self.0 {
-            match v {
-                Some(v) => tree.insert(k, v).map(drop)?,
-                None => tree.remove(k).map(drop)?,
-            }
-        }
-        Ok(())
+        Writes::new(self.writes)
     }
 }
 

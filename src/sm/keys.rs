@@ -77,7 +77,8 @@ pub const META_INSTALLING: &[u8] = b"minstalling";
 pub const META_FORMAT: &[u8] = b"mformat";
 /// Present only while the state machine is closed after a clean close; see `sm/mod.rs`.
 pub const META_CLEAN: &[u8] = b"mclean";
-/// The last apply's whole write set, written before its keys (`Writes::redo_record`), so an
+/// The last apply's write set but its new history records, written before its keys
+/// (`redo.rs`), so an
 /// apply that a crash cut short can be finished on open. Local to this replica: never in a
 /// snapshot.
 pub const META_REDO: &[u8] = b"mredo";

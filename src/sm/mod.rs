@@ -14,6 +14,7 @@
 //! - `cut.rs`: the consistent cut that lets a snapshot build run beside applies
 //! - `snapshot.rs`: snapshot file layout
 //! - `history.rs`: the watch history written with each apply
+//! - `redo.rs`: the order an apply's writes reach sled in, and the redo record
 //! - `close.rs`: how sled was last closed, and so how far the next open trusts it
 
 pub mod apply;
@@ -23,6 +24,7 @@ pub mod history;
 pub mod keys;
 mod lease;
 mod queue;
+pub mod redo;
 pub mod snapshot;
 
 use std::fs;
@@ -606,7 +608,7 @@ impl StateMachine {
 /// after it: everything before that record is whole.
 fn finish_redo(tree: &sled::Tree) -> io::Result<usize> {
     let Some(raw) = tree.get(keys::META_REDO).map_err(io::Error::other)? else { return Ok(0) };
-    let writes = apply::Writes::from_redo_record(&raw).map_err(io::Error::other)?;
+    let writes = redo::Writes::from_redo_record(&raw).map_err(io::Error::other)?;
     let n = writes.keys().count();
     writes.write_to(tree).map_err(io::Error::other)?;
     tree.flush().map_err(io::Error::other)?;
@@ -756,10 +758,8 @@ impl StateMachine {
             // A test failpoint: as if sled failed part-way through the writes.
             crate::failpoint::hit(crate::failpoint::Point::SmWrite)
                 .map_err(|e| StorageIOError::write_state_machine(&e))?;
-            // The redo record first: sled recovers a prefix of these writes after a crash, and
-            // the record lets the next open finish them (`finish_redo`).
-            let redo = writes.redo_record().map_err(|e| StorageIOError::write_state_machine(&e))?;
-            live.insert(keys::META_REDO, redo).map_err(|e| StorageIOError::write_state_machine(&e))?;
+            // With its redo record: sled recovers a prefix of these writes after a crash, and
+            // the record lets the next open finish them (`redo.rs`, `finish_redo`).
             writes.write_to(&live).map_err(|e| StorageIOError::write_state_machine(&e))?;
             self.torn = false;
             self.clock.ms.store(clock, Ordering::Release);

@@ -31,7 +31,7 @@ use axum::Router;
 
 use crate::api::auth::{credentials_first, CredentialsFirst};
 use crate::api::error::Render;
-use crate::api::ratelimit::{self, Limit, RateLimiter};
+use crate::api::ratelimit::{self, RateLimiter};
 use crate::api::state::AppState;
 pub use openapi::{echovalue_json, kvdb_json, saasignal_json};
 
@@ -45,11 +45,8 @@ pub async fn background(st: AppState) {
 /// checked from the headers before any body is read (`auth::credentials_first`,
 /// `kvdb::keys_first`).
 pub fn routes(state: &AppState, limiter: Option<Arc<RateLimiter>>) -> Router<AppState> {
-    let limited = |routes: Router<AppState>, render: Render| {
-        let routes = routes
-            .layer(axum::middleware::from_fn_with_state(Limit { limiter: limiter.clone(), render }, ratelimit::limit));
-        ratelimit::counted_by_caller(routes, state, limiter.is_some())
-    };
+    let limited =
+        |routes: Router<AppState>, render: Render| ratelimit::limited(routes, state, limiter.as_ref(), render);
     let token_first = |routes: Router<AppState>, render: Render| {
         let checked = CredentialsFirst { state: state.clone(), render };
         limited(routes.layer(axum::middleware::from_fn_with_state(checked, credentials_first)), render)

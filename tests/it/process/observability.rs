@@ -81,6 +81,17 @@ async fn request_ids_are_echoed_or_generated() {
     assert_eq!(given.header("x-request-id"), Some("trace-me-42"));
     let made = c.http.must(Method::GET, &url, None, &[]).await;
     assert!(made.header("x-request-id").is_some_and(|v| v.len() >= 8), "{made:?}");
+
+    // An unrouted request too carries its id and says who answered, and it adds no route to
+    // the metrics (their route label is the matched route, so a client cannot grow it).
+    let nowhere = format!("{}/no/such/route", c.url(1));
+    let lost = c.http.send(Method::GET, &nowhere, None, &[("x-request-id", "lost-7")]).await.expect("an answer");
+    lost.assert_error(404, "no_route");
+    assert_eq!(lost.header("x-request-id"), Some("lost-7"));
+    assert_eq!(lost.header("x-cairn-node"), Some("1"), "{lost:?}");
+    let m = c.http.must(Method::GET, &format!("{}/metrics", c.url(1)), None, &[]).await;
+    assert!(m.text.contains("route=\"/kv/items/{key}\""), "{}", m.text);
+    assert!(!m.text.contains("unmatched") && !m.text.contains("/no/such"), "{}", m.text);
 }
 
 /// A leader cut off from its quorum keeps Raft's `role: leader` (it cannot step down without a

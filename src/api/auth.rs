@@ -138,8 +138,14 @@ fn credential_any(headers: &HeaderMap, uri: &Uri) -> Option<String> {
     query_param(uri, "key")
 }
 
-/// One query parameter, percent-decoded.
+/// One query parameter, percent-decoded. A query that holds neither the name as it is nor any
+/// escape cannot name it, and is not decoded: every request asks for `key` (a credential), and
+/// decoding a stale read's `?consistency=stale` into owned pairs showed in read profiles.
 pub fn query_param(uri: &axum::http::Uri, name: &str) -> Option<String> {
+    let q = uri.query()?;
+    if !q.contains(name) && !q.contains('%') {
+        return None;
+    }
     let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?.0;
     pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
@@ -271,6 +277,19 @@ mod tests {
         // Another scheme is not Cairn's: the other styles still apply.
         h.insert(header::AUTHORIZATION, "Digest x".parse().unwrap());
         assert_eq!(credential_from(&h, &uri).as_deref(), Some("t2"));
+    }
+
+    /// The shortcut for queries that cannot hold the name must not miss an escaped one.
+    #[test]
+    fn query_params_are_found_however_they_are_written() {
+        let q = |s: &str| query_param(&s.parse::<Uri>().unwrap(), "key");
+        assert_eq!(q("/kv/items/a?key=k1").as_deref(), Some("k1"));
+        assert_eq!(q("/kv/items/a?consistency=stale&key=k%201").as_deref(), Some("k 1"));
+        assert_eq!(q("/kv/items/a?%6Bey=k2").as_deref(), Some("k2"));
+        assert_eq!(q("/kv/items/a?k%65y=k3&x=1").as_deref(), Some("k3"));
+        assert_eq!(q("/kv/items/a?consistency=stale"), None);
+        assert_eq!(q("/kv/items/a?monkey=1"), None);
+        assert_eq!(q("/kv/items/a"), None);
     }
 
     #[test]

@@ -78,9 +78,8 @@ pub const META_FORMAT: &[u8] = b"mformat";
 /// Present only while the state machine is closed after a clean close; see `sm/mod.rs`.
 pub const META_CLEAN: &[u8] = b"mclean";
 /// The last apply's write set but its new history records, written before its keys
-/// (`redo.rs`), so an
-/// apply that a crash cut short can be finished on open. Local to this replica: never in a
-/// snapshot.
+/// (`redo.rs`), so an apply that a crash cut short can be finished on open. Local to this
+/// replica: never in a snapshot.
 pub const META_REDO: &[u8] = b"mredo";
 /// The watch history's floor and size (`history::Meta`). Local to this replica.
 pub const META_HISTORY: &[u8] = b"mhistory";

@@ -111,13 +111,14 @@ impl Writes {
     /// Writes the first `n` single-key operations of [`Writes::write_to`]: what a crash after
     /// them leaves (tests), or all of them.
     pub(super) fn write_first(&self, tree: &sled::Tree, n: usize) -> sled::Result<()> {
-        let record = std::iter::once((keys::META_REDO, Some(self.redo_record())));
+        // Slices, not owned values: sled copies each value into its own buffer either way.
+        let record = self.redo_record();
         let steps = self
             .records
             .iter()
-            .map(|(k, v)| (k.as_slice(), Some(v.clone())))
-            .chain(record)
-            .chain(self.rest.iter().map(|(k, v)| (k.as_slice(), v.clone())));
+            .map(|(k, v)| (k.as_slice(), Some(v.as_slice())))
+            .chain(std::iter::once((keys::META_REDO, Some(record.as_slice()))))
+            .chain(self.rest.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
         for (k, v) in steps.take(n) {
             match v {
                 Some(v) => tree.insert(k, v).map(drop)?,

@@ -175,25 +175,57 @@ impl Conn {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let target = self.target;
+        let (status, bytes) = self.exchange(path, body, ttl).await?;
+        answer(target, status, bytes)
+    }
+
+    /// One request and its response, whatever the status.
+    async fn exchange<E>(
+        &mut self,
+        path: &str,
+        body: &[u8],
+        ttl: Duration,
+    ) -> Result<(u16, &[u8]), RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        E: std::error::Error,
+    {
         let http = match &mut self.http {
             Ok(h) => h,
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.clone())))),
         };
-        let (status, bytes) = match http.send_within(ttl, "POST", path, Some(body)).await {
-            Ok(r) => r,
+        match http.send_within(ttl, "POST", path, Some(body)).await {
+            Ok(r) => Ok(r),
             // Unreachable makes openraft back off instead of retrying a dead peer in a loop.
-            Err(e @ http1::Failure::Connect) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
-            Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
-        };
-        if !(200..300).contains(&status) {
-            let msg = String::from_utf8_lossy(bytes).into_owned();
-            return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(format!("{status}: {msg}")))));
+            Err(e @ http1::Failure::Connect) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
         }
-        let reply: Result<Resp, RaftError<NodeId, E>> =
-            wire::decode(bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
+
+/// Turns a peer's response into the RPC's result.
+// The error is openraft's own RPC error, which `RaftNetwork` returns as it is.
+#[allow(clippy::result_large_err)]
+fn answer<Resp, E>(
+    target: NodeId,
+    status: u16,
+    bytes: &[u8],
+) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+where
+    Resp: DeserializeOwned,
+    E: std::error::Error + DeserializeOwned,
+{
+    if !(200..300).contains(&status) {
+        let msg = String::from_utf8_lossy(bytes).into_owned();
+        return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(format!("{status}: {msg}")))));
+    }
+    let reply: Result<Resp, RaftError<NodeId, E>> =
+        wire::decode(bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+    reply.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
+}
+
+/// How long a vote refused with 503 waits before it is sent again.
+const VOTE_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 impl RaftNetwork<TypeConfig> for Conn {
     async fn append_entries(
@@ -222,8 +254,26 @@ impl RaftNetwork<TypeConfig> for Conn {
         req: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let resp: VoteResponse<NodeId> = self.call("/raft/vote", &req, option.hard_ttl()).await?;
+        let body = wire::encode(&req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let (target, deadline) = (self.target, tokio::time::Instant::now() + option.hard_ttl());
+        // A 503 is a peer that did not hand the vote to Raft: it is still starting (answering
+        // `starting` until its data is open) or over `--max-connections`. In a cluster whose
+        // nodes start together the first vote often meets one, and failing it would cost the
+        // whole cluster an election timeout; asking again within the vote's deadline costs
+        // nothing, since a vote may be delivered any number of times.
+        let resp: VoteResponse<NodeId> = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let (status, bytes) = self.exchange("/raft/vote", &body, left).await?;
+            if status == 503 && left > VOTE_RETRY_PAUSE * 2 {
+                tokio::time::sleep(VOTE_RETRY_PAUSE).await;
+                continue;
+            }
+            break answer(target, status, bytes)?;
+        };
         self.campaign.asked(&req, &resp, self.target);
         Ok(resp)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -79,8 +79,9 @@ async fn single_node_without_peers_becomes_leader_and_serves_put_then_get() {
 /// leader in the term it was elected in, on every node. (Before: every peer initialized the
 /// cluster, and a late peer with a higher id stood for election in term 1, outranked the
 /// sitting leader and forced a second election, with writes in flight reported as unknown
-/// outcomes.) The elected term is read, not assumed to be 1: the founder's first vote can reach
-/// node 2 while it still answers `starting`, and the election that follows is in term 2.
+/// outcomes.) The elected term is read, not assumed to be 1: a vote answered `starting` is
+/// asked again within its deadline (`net::tests`), but a peer slower to start than that deadline
+/// still costs the founder its first term.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_started_late_never_deposes_the_elected_leader() {
     let mut cluster = Cluster::prepare(3);

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
@@ -25,6 +25,8 @@ use crate::model::private;
 use crate::protocol::{H_APPLIED, H_CONSISTENCY, H_LEADER, H_NODE};
 
 pub const H_REQUEST_ID: &str = "x-request-id";
+/// [`H_REQUEST_ID`] made once, for the per-request lookup and insert (see [`stamp_node`]).
+const REQUEST_ID: HeaderName = HeaderName::from_static(H_REQUEST_ID);
 
 /// 16 hex digits: a random start drawn once per process, then a counter stepped by an odd
 /// constant, so ids are unique per node (a bijection of the counter) and look unrelated. A
@@ -49,7 +51,7 @@ fn new_request_id() -> String {
 pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let id = req
         .headers()
-        .get(H_REQUEST_ID)
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_string)
@@ -68,7 +70,7 @@ pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Re
     }
     stamp_node(&st, &mut resp);
     if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(H_REQUEST_ID, v);
+        resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp
 }
@@ -76,17 +78,23 @@ pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Re
 /// Stamps a response with who answered and what it knew. A proxied response already carries
 /// the leader's stamp, which is the truthful one, so existing headers are kept.
 fn stamp_node(st: &AppState, resp: &mut Response) {
+    // Names made once: a `&str` name is parsed and checked against the standard names on
+    // every insert and lookup, on every response.
+    const NODE: HeaderName = HeaderName::from_static(H_NODE);
+    const LEADER: HeaderName = HeaderName::from_static(H_LEADER);
+    const APPLIED: HeaderName = HeaderName::from_static(H_APPLIED);
+    const CONSISTENCY: HeaderName = HeaderName::from_static(H_CONSISTENCY);
     let h = resp.headers_mut();
-    if h.contains_key(H_NODE) {
+    if h.contains_key(NODE) {
         return;
     }
     let (leader, applied) = st.node.leader_and_applied();
-    h.insert(H_NODE, HeaderValue::from(st.node.id));
-    h.insert(H_LEADER, leader.map(HeaderValue::from).unwrap_or(HeaderValue::from_static("none")));
-    h.insert(H_APPLIED, HeaderValue::from(applied));
-    if !h.contains_key(H_CONSISTENCY) {
+    h.insert(NODE, HeaderValue::from(st.node.id));
+    h.insert(LEADER, leader.map(HeaderValue::from).unwrap_or(HeaderValue::from_static("none")));
+    h.insert(APPLIED, HeaderValue::from(applied));
+    if !h.contains_key(CONSISTENCY) {
         // Writes and strong reads are linearizable; stale reads set the header themselves.
-        h.insert(H_CONSISTENCY, HeaderValue::from_static("linearizable"));
+        h.insert(CONSISTENCY, HeaderValue::from_static("linearizable"));
     }
 }
 

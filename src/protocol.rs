@@ -21,6 +21,19 @@ pub const H_FORWARDED_BY: &str = "x-cairn-forwarded-by";
 /// The shared secret peers send on `/raft/*` (`--cluster-secret`).
 pub const H_CLUSTER_SECRET: &str = "x-cairn-cluster-secret";
 
+/// The response headers above as `HeaderName`s, for the server's inserts on every response: a
+/// `&str` name is parsed and checked against the standard names on each insert and lookup
+/// (about 1 % of a node's CPU per read, docs/performance.md).
+pub mod names {
+    use axum::http::HeaderName;
+
+    pub const NODE: HeaderName = HeaderName::from_static(super::H_NODE);
+    pub const LEADER: HeaderName = HeaderName::from_static(super::H_LEADER);
+    pub const CONSISTENCY: HeaderName = HeaderName::from_static(super::H_CONSISTENCY);
+    pub const APPLIED: HeaderName = HeaderName::from_static(super::H_APPLIED);
+    pub const INDEX: HeaderName = HeaderName::from_static(super::H_INDEX);
+}
+
 /// Milliseconds added to this machine's clock by the test clock (`test_clock.rs`): always 0
 /// unless the process started with `CAIRN_TEST_CLOCK_FILE`. Kept here, in the leaf, so the
 /// clock stays one function; one relaxed load per call is all the hook costs when it is off.

@@ -24,7 +24,7 @@ use super::render::{consistency_header, Data, ItemView};
 use super::schema;
 use super::state::AppState;
 use crate::model::command::{perm, CmdResult, Command, Condition, Item};
-use crate::protocol::{H_CONSISTENCY, H_INDEX};
+use crate::protocol::names::{CONSISTENCY, INDEX};
 
 #[derive(Serialize)]
 struct Deleted {
@@ -49,7 +49,7 @@ fn item_response(item: &Item, strong: bool) -> Response {
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", item.version)) {
         h.insert(header::ETAG, etag);
     }
-    h.insert(H_CONSISTENCY, consistency_header(strong));
+    h.insert(CONSISTENCY, consistency_header(strong));
     resp
 }
 
@@ -223,11 +223,11 @@ pub async fn get_item(
         Some(item) => item_response(&item, strong),
         None => {
             let mut r = ApiError::new(Code::NotFound, "key not found").into_response();
-            r.headers_mut().insert(H_CONSISTENCY, consistency_header(strong));
+            r.headers_mut().insert(CONSISTENCY, consistency_header(strong));
             r
         }
     };
-    r.headers_mut().insert(H_INDEX, HeaderValue::from(index));
+    r.headers_mut().insert(INDEX, HeaderValue::from(index));
     r
 }
 
@@ -279,7 +279,7 @@ pub async fn scan_items(
         Err(e) => return e.into_response(),
     };
     let mut resp = Json(Data { data: Page { items: list, next_cursor } }).into_response();
-    resp.headers_mut().insert(H_CONSISTENCY, consistency_header(strong));
-    resp.headers_mut().insert(H_INDEX, HeaderValue::from(index));
+    resp.headers_mut().insert(CONSISTENCY, consistency_header(strong));
+    resp.headers_mut().insert(INDEX, HeaderValue::from(index));
     resp
 }

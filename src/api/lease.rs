@@ -21,7 +21,8 @@ use super::render::{consistency_header, rfc3339, Data};
 use super::schema;
 use super::state::AppState;
 use crate::model::command::{perm, CmdResult, Command, Lease};
-use crate::protocol::{now_ms, H_CONSISTENCY};
+use crate::protocol::names::CONSISTENCY;
+use crate::protocol::now_ms;
 use crate::sm::LeaseRecord;
 
 /// The longest lease: the longest key TTL.
@@ -193,7 +194,7 @@ pub async fn show(
             .into_response(),
         Err(e) => ApiError::internal(e.to_string()).into_response(),
     };
-    resp.headers_mut().insert(H_CONSISTENCY, consistency_header(strong));
+    resp.headers_mut().insert(CONSISTENCY, consistency_header(strong));
     resp
 }
 

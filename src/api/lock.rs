@@ -22,7 +22,7 @@ use super::render::{consistency_header, Data};
 use super::schema;
 use super::state::AppState;
 use crate::model::command::{perm, Queue};
-use crate::protocol::H_CONSISTENCY;
+use crate::protocol::names::CONSISTENCY;
 
 #[derive(Serialize)]
 struct Held {
@@ -146,6 +146,6 @@ pub async fn show(
         }
         Err(e) => ApiError::internal(e.to_string()).into_response(),
     };
-    resp.headers_mut().insert(H_CONSISTENCY, consistency_header(strong));
+    resp.headers_mut().insert(CONSISTENCY, consistency_header(strong));
     resp
 }

@@ -22,7 +22,7 @@ use super::schema;
 use super::state::AppState;
 use crate::metrics::METRICS;
 use crate::model::private;
-use crate::protocol::{H_APPLIED, H_CONSISTENCY, H_LEADER, H_NODE};
+use crate::protocol::names::{APPLIED, CONSISTENCY, LEADER, NODE};
 
 pub const H_REQUEST_ID: &str = "x-request-id";
 /// [`H_REQUEST_ID`] made once, for the per-request lookup and insert (see [`stamp_node`]).
@@ -78,12 +78,6 @@ pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Re
 /// Stamps a response with who answered and what it knew. A proxied response already carries
 /// the leader's stamp, which is the truthful one, so existing headers are kept.
 fn stamp_node(st: &AppState, resp: &mut Response) {
-    // Names made once: a `&str` name is parsed and checked against the standard names on
-    // every insert and lookup, on every response.
-    const NODE: HeaderName = HeaderName::from_static(H_NODE);
-    const LEADER: HeaderName = HeaderName::from_static(H_LEADER);
-    const APPLIED: HeaderName = HeaderName::from_static(H_APPLIED);
-    const CONSISTENCY: HeaderName = HeaderName::from_static(H_CONSISTENCY);
     let h = resp.headers_mut();
     if h.contains_key(NODE) {
         return;

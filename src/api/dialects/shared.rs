@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::error::ApiError;
 use crate::api::parse;
-use crate::protocol::H_CONSISTENCY;
+use crate::protocol::names::CONSISTENCY;
 
 /// Longest TTL a dialect stores, about 1000 years. Seed 003 allows TTLs up to 2^53-1 seconds,
 /// but an expiry past the year 9999 cannot be written as RFC 3339 (the native API renders
@@ -46,7 +46,7 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
 /// Marks a read answered from this node's applied state without a leader round trip.
 pub fn mark_consistency(mut resp: Response, strong: bool) -> Response {
     let v = if strong { "linearizable" } else { "stale" };
-    resp.headers_mut().insert(H_CONSISTENCY, HeaderValue::from_static(v));
+    resp.headers_mut().insert(CONSISTENCY, HeaderValue::from_static(v));
     resp
 }
 

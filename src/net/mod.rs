@@ -257,10 +257,11 @@ impl RaftNetwork<TypeConfig> for Conn {
         let body = wire::encode(&req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let (target, deadline) = (self.target, tokio::time::Instant::now() + option.hard_ttl());
         // A 503 is a peer that did not hand the vote to Raft: it is still starting (answering
-        // `starting` until its data is open) or over `--max-connections`. In a cluster whose
-        // nodes start together the first vote often meets one, and failing it would cost the
-        // whole cluster an election timeout; asking again within the vote's deadline costs
-        // nothing, since a vote may be delivered any number of times.
+        // `starting` until its data is open) or over `--max-connections` (no `/raft/*` handler
+        // answers 503). In a cluster whose nodes start together the first vote can meet one,
+        // and failing it costs the cluster an election timeout when no other peer grants the
+        // vote (BUG-14); asking again within the vote's deadline is safe, since a vote may be
+        // delivered any number of times.
         let resp: VoteResponse<NodeId> = loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let (status, bytes) = self.exchange("/raft/vote", &body, left).await?;

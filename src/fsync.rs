@@ -12,7 +12,8 @@
 //! - `{"process": <pid>}`: a process armed the ledger; its records are newer than every earlier one;
 //! - `{"seq": n, "file": "<id>", "len": l, "path": "…"}`: a file was synced, and every byte below
 //!   `l` is durable. `l` is the length *before* the sync began, so bytes written while it ran
-//!   are never credited to it (the kernel may or may not have covered them);
+//!   are never credited to it (the kernel may or may not have covered them). For a WAL segment,
+//!   whose file is zeroed ahead of its records, `l` is where its records ended ([`data_upto`]);
 //! - `{"seq": n, "dir": "<id>", "path": "…", "entries": {"<name>": "<id>", …}}`: a directory was
 //!   synced, and the entries it held before the sync began are durable.
 //!
@@ -62,14 +63,18 @@ pub fn arm_ledger_from_env() -> Result<(), String> {
 }
 
 /// fdatasync: the file's bytes and its length (what reading it back needs), not its other
-/// metadata (times), which the WAL's appends have no use for.
-pub fn data(file: &File, path: &Path) -> io::Result<()> {
-    sync_file(file, path, File::sync_data)
+/// metadata (times), which the WAL's appends have no use for. Only WAL segments are synced this
+/// way, and their meaningful bytes end at `len`, before the space zeroed ahead of their
+/// records (`wal/segment.rs`): the ledger credits the sync with `len` at most, so the power cut
+/// removes what was written past it (unsynced appends into the zeroed space), as a real power
+/// cut may.
+pub fn data_upto(file: &File, path: &Path, len: u64) -> io::Result<()> {
+    sync_file(file, path, File::sync_data, len)
 }
 
 /// fsync: the file's bytes and all of its metadata.
 pub fn file(file: &File, path: &Path) -> io::Result<()> {
-    sync_file(file, path, File::sync_all)
+    sync_file(file, path, File::sync_all, u64::MAX)
 }
 
 /// fsync of a directory: makes the entries created, renamed or removed in it durable. A new
@@ -95,12 +100,15 @@ pub fn dir(path: &Path) -> io::Result<()> {
     ledger.append(json!({ "seq": seq, "dir": id, "path": path.to_string_lossy(), "entries": entries }))
 }
 
-fn sync_file(file: &File, path: &Path, how: fn(&File) -> io::Result<()>) -> io::Result<()> {
+/// Syncs `file` with `how`; the ledger credits it with its length before the sync, or `upto`
+/// if less.
+fn sync_file(file: &File, path: &Path, how: fn(&File) -> io::Result<()>, upto: u64) -> io::Result<()> {
     let Some(ledger) = LEDGER.get() else { return how(file) };
     let seq = ledger.seq.fetch_add(1, Ordering::Relaxed);
     let meta = file.metadata()?;
     how(file)?;
-    ledger.append(json!({ "seq": seq, "file": identity(&meta), "len": meta.len(), "path": path.to_string_lossy() }))
+    let len = meta.len().min(upto);
+    ledger.append(json!({ "seq": seq, "file": identity(&meta), "len": len, "path": path.to_string_lossy() }))
 }
 
 /// `<dev>:<ino>:<birth ns>`; the birth time tells a reused inode number from the file that had

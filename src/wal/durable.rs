@@ -56,6 +56,8 @@ impl Durable {
 pub struct SyncRequest {
     pub file: File,
     pub path: Arc<Path>,
+    /// Where the file's records end once these entries are written.
+    pub len: u64,
     pub upto: u64,
     pub epoch: u64,
 }
@@ -65,7 +67,7 @@ pub struct SyncRequest {
 pub fn run_syncer(rx: mpsc::Receiver<SyncRequest>, state: Arc<watch::Sender<Durable>>) {
     while let Ok(first) = rx.recv() {
         let last = rx.try_iter().last().unwrap_or(first);
-        match super::segment::sync(&last.file, &last.path) {
+        match super::segment::sync(&last.file, &last.path, last.len) {
             Ok(()) => state.send_modify(|s| s.advance(last.upto, last.epoch)),
             Err(e) => {
                 // Never retried: after a failed fdatasync the kernel may have dropped the pages

@@ -106,7 +106,7 @@ impl LogStore {
         // What recovery read back may still be only in the page cache (a process crash
         // keeps it, a power cut does not): make it durable before vouching for it.
         if let Some(seg) = writer.segments.values().next_back() {
-            crate::fsync::data(&std::fs::File::open(&seg.path)?, &seg.path)?;
+            crate::fsync::data_upto(&std::fs::File::open(&seg.path)?, &seg.path, seg.len)?;
         }
         let last = shared.log.read().expect("wal lock").keys().next_back().copied();
         let upto = last.or(writer.meta.last_purged.map(|p| p.index));
@@ -160,9 +160,9 @@ impl LogStore {
     /// syncer is gone, so the caller must sync them itself.
     fn append_pipelined(&mut self, tx: &mpsc::Sender<SyncRequest>, entries: &[Entry], last: u64) -> io::Result<bool> {
         self.writer.append(entries)?;
-        let (file, path) = self.writer.active_handle()?;
+        let (file, path, len) = self.writer.active_handle()?;
         let epoch = self.durable.borrow().epoch;
-        Ok(tx.send(SyncRequest { file, path, upto: last, epoch }).is_ok())
+        Ok(tx.send(SyncRequest { file, path, len, upto: last, epoch }).is_ok())
     }
 
     /// Prepares an empty WAL whose log starts after `upto`, as if everything through it had

@@ -1,9 +1,11 @@
-//! WAL tests: reopen recovers exactly what was made durable, a torn tail is cut, a failed write
+//! WAL tests: reopen recovers exactly what was made durable, a torn tail is cut (the space a
+//! segment is zeroed ahead by is not), a failed write
 //! stops the writer, truncate and purge survive a reopen, and the whole store passes openraft's
 //! storage suite.
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
@@ -11,7 +13,7 @@ use openraft::testing::{StoreBuilder, Suite};
 use openraft::{CommittedLeaderId, EntryPayload, RaftLogReader};
 use tempfile::TempDir;
 
-use super::LogStore;
+use super::{segment, LogStore};
 use crate::model::command::{Command, Condition, Proposal};
 use crate::model::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::sm::{SmOptions, StateMachine};
@@ -65,15 +67,20 @@ async fn reopen_recovers_entries_and_vote() {
     assert_eq!(got, vec![entry(4)]);
 }
 
+/// Where the records of the last segment end (the file goes on with zeros).
+fn records_end(s: &LogStore) -> u64 {
+    s.writer.segments.values().next_back().expect("a segment").len
+}
+
 #[tokio::test]
 async fn torn_tail_is_truncated_and_appends_continue() {
     let dir = TempDir::new().unwrap();
-    {
+    let len = {
         let mut s = LogStore::open(dir.path()).unwrap();
         append_durable(&mut s, (1..=4).map(entry).collect()).await;
-    }
+        records_end(&s)
+    };
     let seg = last_segment(dir.path());
-    let len = std::fs::metadata(&seg).unwrap().len();
     // A crash mid-write: the last record loses its final bytes, and garbage follows.
     let f = OpenOptions::new().write(true).open(&seg).unwrap();
     f.set_len(len - 3).unwrap();
@@ -88,6 +95,81 @@ async fn torn_tail_is_truncated_and_appends_continue() {
     drop(f);
     let mut s = LogStore::open(dir.path()).unwrap();
     assert_eq!(indexes(&mut s).await, vec![1, 2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn segments_are_zeroed_ahead_and_read_back_whole_without_a_cut() {
+    let dir = TempDir::new().unwrap();
+    let len = {
+        let mut s = LogStore::open(dir.path()).unwrap();
+        append_durable(&mut s, (1..=3).map(entry).collect()).await;
+        append_durable(&mut s, (4..=5).map(entry).collect()).await;
+        records_end(&s)
+    };
+    let seg = last_segment(dir.path());
+    let bytes = std::fs::read(&seg).unwrap();
+    assert_eq!(bytes.len() as u64, segment::ZERO_AHEAD, "the segment is zeroed ahead of its records");
+    assert!(bytes[len as usize..].iter().all(|&b| b == 0));
+    let mut s = LogStore::open(dir.path()).unwrap();
+    assert_eq!(indexes(&mut s).await, (1..=5).collect::<Vec<_>>());
+    // The zeros were taken for space, not for a torn tail: nothing was cut, and the next
+    // append goes right after the records.
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), segment::ZERO_AHEAD);
+    assert_eq!(records_end(&s), len);
+    append_durable(&mut s, vec![entry(6)]).await;
+    drop(s);
+    let mut s = LogStore::open(dir.path()).unwrap();
+    assert_eq!(indexes(&mut s).await, (1..=6).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_record_torn_inside_the_zeroed_space_is_cut() {
+    let dir = TempDir::new().unwrap();
+    let len = {
+        let mut s = LogStore::open(dir.path()).unwrap();
+        append_durable(&mut s, (1..=4).map(entry).collect()).await;
+        records_end(&s)
+    };
+    // The last record's second half never reached the disk: zeros, as the file held before.
+    let seg = last_segment(dir.path());
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.write_all_at(&[0; 6], len - 6).unwrap();
+    drop(f);
+    let mut s = LogStore::open(dir.path()).unwrap();
+    assert_eq!(indexes(&mut s).await, vec![1, 2, 3]);
+    append_durable(&mut s, vec![entry(4), entry(5)]).await;
+    drop(s);
+    let mut s = LogStore::open(dir.path()).unwrap();
+    assert_eq!(indexes(&mut s).await, vec![1, 2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn a_sealed_segment_keeps_no_zeros_and_a_zeroed_one_is_still_read() {
+    let dir = TempDir::new().unwrap();
+    {
+        let mut s = LogStore::open(dir.path()).unwrap();
+        append_durable(&mut s, (1..=5).map(entry).collect()).await;
+    }
+    {
+        // Restarted with smaller segments: the first one, zeroed ahead for the larger size,
+        // is sealed at once, well before its zeros end.
+        let mut s = LogStore::open_with(dir.path(), 4096).unwrap();
+        for i in 6..=300 {
+            append_durable(&mut s, vec![entry(i)]).await;
+        }
+        assert!(s.writer.segments.len() > 2, "{} segments", s.writer.segments.len());
+        for seg in s.writer.segments.values().rev().skip(1) {
+            assert_eq!(std::fs::metadata(&seg.path).unwrap().len(), seg.len, "{}", seg.path.display());
+        }
+    }
+    // A sealed segment with zeros after its records (none is written so, but zeros are never
+    // damage) reads back whole.
+    let first = dir.path().join(format!("{:020}.seg", 1));
+    let mut f = OpenOptions::new().append(true).open(&first).unwrap();
+    f.write_all(&[0; 100]).unwrap();
+    drop(f);
+    let mut s = LogStore::open_with(dir.path(), 4096).unwrap();
+    assert_eq!(indexes(&mut s).await, (1..=300).collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -1,13 +1,15 @@
 //! The WAL writer: the single owner of segment files. All write IO (appends, vote saves,
 //! truncates, purges) goes through it, one call at a time, in the order openraft makes them
 //! (the log store owns it and openraft calls the store through `&mut self`). An append is one
-//! `write`, then one `fdatasync`, here for a follower or on the syncer thread for the leader's
-//! own entries (`durable.rs`); grouping happens before it, in the batcher and in openraft,
-//! which hands over every entry that is ready in one call.
+//! positioned `write` over the segment's zeroed space (`segment.rs`), then one `fdatasync`,
+//! here for a follower or on the syncer thread for the leader's own entries (`durable.rs`);
+//! grouping happens before it, in the batcher and in openraft, which hands over every entry
+//! that is ready in one call.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -35,14 +37,14 @@ pub struct Writer {
     pub broken: bool,
 }
 
-/// `file.write_all(buf)`, or, when the `wal-write` failpoint fires, what a full disk does: the
-/// first half reaches the file, then ENOSPC.
-fn write_all(file: &mut File, buf: &[u8]) -> io::Result<()> {
+/// `file.write_all_at(buf, at)`, or, when the `wal-write` failpoint fires, what a full disk
+/// does: the first half reaches the file, then ENOSPC.
+fn write_all(file: &File, buf: &[u8], at: u64) -> io::Result<()> {
     if let Err(e) = crate::failpoint::hit(crate::failpoint::Point::WalWrite) {
-        file.write_all(&buf[..buf.len() / 2])?;
+        file.write_all_at(&buf[..buf.len() / 2], at)?;
         return Err(e);
     }
-    file.write_all(buf)
+    file.write_all_at(buf, at)
 }
 
 impl Writer {
@@ -56,7 +58,7 @@ impl Writer {
     /// when the writer left them).
     pub fn sync(&mut self) -> io::Result<()> {
         self.unless_broken(|w| match (&w.active, w.segments.values().next_back()) {
-            (Some(file), Some(seg)) => segment::sync(file, &seg.path),
+            (Some(file), Some(seg)) => segment::sync(file, &seg.path, seg.len),
             _ => Ok(()),
         })
     }
@@ -79,12 +81,13 @@ impl Writer {
         Ok(())
     }
 
-    /// A second handle on the active segment, and its path, for syncing it from another thread.
-    pub fn active_handle(&self) -> io::Result<(File, Arc<Path>)> {
+    /// A second handle on the active segment, its path and where its records end, for syncing
+    /// it from another thread.
+    pub fn active_handle(&self) -> io::Result<(File, Arc<Path>, u64)> {
         let none = || io::Error::other("no active WAL segment");
         let file = self.active.as_ref().ok_or_else(none)?.try_clone()?;
         let seg = self.segments.values().next_back().ok_or_else(none)?;
-        Ok((file, seg.path.clone()))
+        Ok((file, seg.path.clone(), seg.len))
     }
 
     /// Writes `entries` with one `write`, without syncing them.
@@ -112,13 +115,24 @@ impl Writer {
             seg.offsets.push(seg.len + self.buf.len() as u64);
             frame::append_frame(&payload, &mut self.buf);
         }
-        let file = self.active.as_mut().expect("ensured");
-        if let Err(e) = write_all(file, &self.buf) {
+        let file = self.active.as_ref().expect("ensured");
+        let end = seg.len + self.buf.len() as u64;
+        // Past the zeroed space, zero the next stretch too, so the appends after this one
+        // write into space that is already there (`segment.rs`, on why); never past the size at
+        // which the segment rolls over.
+        let ahead = (end > seg.zeroed && end < self.segment_bytes)
+            .then(|| ((end / segment::ZERO_AHEAD + 1) * segment::ZERO_AHEAD).min(self.segment_bytes));
+        let written = write_all(file, &self.buf, seg.len).and_then(|()| match ahead {
+            Some(to) => segment::zero(file, end.max(seg.zeroed), to),
+            None => Ok(()),
+        });
+        if let Err(e) = written {
             // Leave the in-memory view matching what is certainly on disk.
             seg.offsets.truncate(seg.offsets.len() - entries.len());
             return Err(e);
         }
-        seg.len += self.buf.len() as u64;
+        seg.len = end;
+        seg.zeroed = seg.zeroed.max(ahead.unwrap_or(end));
         Ok(())
     }
 
@@ -136,12 +150,15 @@ impl Writer {
             };
             if reuse {
                 if self.active.is_none() {
-                    self.active = Some(seg.open_for_append()?);
+                    self.active = Some(seg.open_for_write()?);
                 }
                 return Ok(());
             }
             if let Some(f) = self.active.take() {
-                segment::sync(&f, &seg.path)?;
+                // A sealed segment keeps no zeros: it reads back as records only, as segments
+                // written before the zeroing did.
+                f.set_len(seg.len)?;
+                segment::sync(&f, &seg.path, seg.len)?;
             }
             let fully_purged = self.meta.last_purged.is_some_and(|p| seg.end() <= p.index + 1);
             if seg.offsets.is_empty() || fully_purged {
@@ -151,8 +168,8 @@ impl Writer {
             }
         }
         let path = segment::path_for(&self.dir, index).into();
-        let seg = Segment { path, first: index, len: 0, offsets: Vec::new() };
-        let file = seg.open_for_append()?;
+        let seg = Segment { path, first: index, len: 0, zeroed: 0, offsets: Vec::new() };
+        let file = seg.open_for_write()?;
         file.set_len(0)?;
         crate::fsync::dir(&self.dir)?;
         self.active = Some(file);
@@ -181,6 +198,7 @@ impl Writer {
                 crate::fsync::file(&f, &seg.path)?;
                 seg.offsets.truncate(keep);
                 seg.len = cut;
+                seg.zeroed = cut;
             }
         }
         crate::fsync::dir(&self.dir)

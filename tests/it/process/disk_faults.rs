@@ -240,20 +240,25 @@ async fn a_follower_whose_wal_fdatasync_fails_exits_while_the_cluster_keeps_taki
     }
 }
 
-/// The offset where the last whole record of a WAL segment starts. The frame layout is
-/// `src/frame.rs`'s: payload length (u32 LE), CRC (u32 LE), payload.
-fn last_record_start(segment: &[u8]) -> usize {
+/// Where the last whole record of a WAL segment starts, and where its records end. The frame
+/// layout is `src/frame.rs`'s: payload length (u32 LE), CRC (u32 LE), payload. The segment's
+/// file is zeroed ahead of its records (`src/wal/segment.rs`), and the zeros read as a record
+/// of length 0, which no entry has.
+fn last_record(segment: &[u8]) -> (usize, usize) {
     let (mut pos, mut last) = (0, None);
     while pos + 8 <= segment.len() {
         let len = u32::from_le_bytes(segment[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-        if pos + 8 + len > segment.len() {
+        if len == 0 || pos + 8 + len > segment.len() {
             break;
         }
         last = Some(pos);
         pos += 8 + len;
     }
-    assert_eq!(pos, segment.len(), "a segment written before a kill ends in a whole record");
-    last.expect("the segment holds a record")
+    assert!(
+        segment[pos..].iter().all(|&b| b == 0),
+        "a segment written before a kill ends in whole records, then zeros"
+    );
+    (last.expect("the segment holds a record"), pos)
 }
 
 fn last_segment(data_dir: &Path) -> PathBuf {
@@ -284,8 +289,8 @@ async fn a_torn_wal_tail_is_cut_back_to_the_last_whole_record_and_appends_carry_
     // before it are checked. What matters is where recovery cuts the log.
     let segment = last_segment(&c.data_dir(1));
     let bytes = std::fs::read(&segment).expect("read the segment");
-    let cut = last_record_start(&bytes);
-    let torn_len = cut + (bytes.len() - cut) / 2;
+    let (cut, end) = last_record(&bytes);
+    let torn_len = cut + (end - cut) / 2;
     std::fs::OpenOptions::new()
         .write(true)
         .open(&segment)

@@ -13,8 +13,8 @@
 #   KEYS (10000)    VALUE_SIZE (100)          CAIRN_BIN (target/release/cairn, built if needed)
 #   RESULTS=DIR     keep the per-run JSON, logs and table.md in DIR (default: a temp dir, removed)
 #   KEEP=1          keep the temp dir (data dirs and logs) for inspection
-#   MAX_LOAD (1.5), LOAD_WAIT (300): before starting, wait up to LOAD_WAIT seconds for the
-#                   1-minute load average to drop below MAX_LOAD (then go on, with a warning)
+#   MAX_BUSY (0.2), LOAD_WAIT (300): before starting, wait up to LOAD_WAIT seconds until the
+#                   machine's busy CPU over 5 s is below MAX_BUSY cores (then go on, with a warning)
 # Ports: etcd clients 12379/22379/32379, peers 12380/22380/32380; Cairn 17001-17003; the
 # ceiling 17004.
 # Traffic goes to 127.0.0.1 only. Exit status: 0 if every run completed with zero errors.
@@ -149,17 +149,33 @@ print(busy, ours)
 PY
 }
 
+# Busy cores over the next 5 s, from /proc/stat. Nothing of ours runs yet when it is called.
+# Not the load average: its 1-minute mean still counts a previous run's servers minutes after
+# they stopped, so waiting on it mostly waited for our own past.
+busy_cores() {
+    python3 - <<'PY'
+import os, time
+def busy():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:8]]
+    return v[0] + v[1] + v[2] + v[5] + v[6]  # user nice system irq softirq
+a = busy()
+time.sleep(5)
+print(f"{(busy() - a) / os.sysconf('SC_CLK_TCK') / 5:.2f}")
+PY
+}
+
 wait_for_quiet() {
-    local max=${MAX_LOAD:-1.5} deadline=$((SECONDS + ${LOAD_WAIT:-300}))
-    while python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) else 1)' "$(load1)" "$max"; do
+    local max=${MAX_BUSY:-0.2} deadline=$((SECONDS + ${LOAD_WAIT:-300})) busy
+    while busy=$(busy_cores) && python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) else 1)' "$busy" "$max"; do
         if ((SECONDS >= deadline)); then
-            log "warning: load average $(load1) is still above $max; measuring anyway"
+            log "warning: other work still keeps $busy cores busy (>= $max); measuring anyway"
             return 0
         fi
-        log "load average $(load1) >= $max; waiting for a quieter machine"
-        sleep 15
+        log "other work keeps $busy cores busy (>= $max); waiting for a quieter machine"
+        sleep 10
     done
-    log "load average $(load1)"
+    log "machine quiet: $busy cores busy over 5 s; load average $(load1)"
 }
 
 # Refuses to start over someone else's server: a second etcd on our ports would make every

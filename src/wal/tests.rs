@@ -72,14 +72,17 @@ fn records_end(s: &LogStore) -> u64 {
     s.writer.segments.values().next_back().expect("a segment").len
 }
 
+/// A WAL in `dir` holding entries 1 to 4, closed; returns where its records end.
+async fn four_entries_in(dir: &Path) -> u64 {
+    let mut s = LogStore::open(dir).unwrap();
+    append_durable(&mut s, (1..=4).map(entry).collect()).await;
+    records_end(&s)
+}
+
 #[tokio::test]
 async fn torn_tail_is_truncated_and_appends_continue() {
     let dir = TempDir::new().unwrap();
-    let len = {
-        let mut s = LogStore::open(dir.path()).unwrap();
-        append_durable(&mut s, (1..=4).map(entry).collect()).await;
-        records_end(&s)
-    };
+    let len = four_entries_in(dir.path()).await;
     let seg = last_segment(dir.path());
     // A crash mid-write: the last record loses its final bytes, and garbage follows.
     let f = OpenOptions::new().write(true).open(&seg).unwrap();
@@ -125,11 +128,7 @@ async fn segments_are_zeroed_ahead_and_read_back_whole_without_a_cut() {
 #[tokio::test]
 async fn a_record_torn_inside_the_zeroed_space_is_cut() {
     let dir = TempDir::new().unwrap();
-    let len = {
-        let mut s = LogStore::open(dir.path()).unwrap();
-        append_durable(&mut s, (1..=4).map(entry).collect()).await;
-        records_end(&s)
-    };
+    let len = four_entries_in(dir.path()).await;
     // The last record's second half never reached the disk: zeros, as the file held before.
     let seg = last_segment(dir.path());
     let f = OpenOptions::new().write(true).open(&seg).unwrap();

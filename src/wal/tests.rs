@@ -171,6 +171,42 @@ async fn a_sealed_segment_keeps_no_zeros_and_a_zeroed_one_is_still_read() {
     assert_eq!(indexes(&mut s).await, (1..=300).collect::<Vec<_>>());
 }
 
+/// Segments a purge covers are deleted off openraft's task, so not by the time `purge`
+/// returns, but soon; and if a crash comes first, the next open deletes them.
+#[tokio::test]
+async fn purged_segments_are_deleted_in_the_background_or_by_the_next_open() {
+    let segments = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+            .count()
+    };
+    let dir = TempDir::new().unwrap();
+    let mut s = LogStore::open_with(dir.path(), 4096).unwrap();
+    for i in 1..=300 {
+        append_durable(&mut s, vec![entry(i)]).await;
+    }
+    let before = segments(dir.path());
+    assert_eq!(before, s.writer.segments.len());
+    assert!(before >= 3, "{before} segments");
+    s.purge(entry(250).log_id).await.unwrap();
+    assert_eq!(indexes(&mut s).await, (251..=300).collect::<Vec<_>>());
+    let left = s.writer.segments.len();
+    assert!(left < before, "{left} of {before} segments left in the writer");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while segments(dir.path()) > left {
+        assert!(std::time::Instant::now() < deadline, "{} segment files still there", segments(dir.path()));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop(s);
+    // A purge whose deletions a crash cut short: a covered segment file is still there.
+    let stale = dir.path().join(format!("{:020}.seg", 1));
+    std::fs::write(&stale, b"").unwrap();
+    let mut s = LogStore::open_with(dir.path(), 4096).unwrap();
+    assert_eq!(indexes(&mut s).await, (251..=300).collect::<Vec<_>>());
+    assert!(!stale.exists(), "the open left a purged segment behind");
+}
+
 #[tokio::test]
 async fn a_failed_segment_write_breaks_the_writer_for_good() {
     let dir = TempDir::new().unwrap();

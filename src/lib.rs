@@ -39,6 +39,7 @@
 pub(crate) mod api;
 pub mod backup;
 pub mod bench;
+pub(crate) mod cleanup;
 pub mod client;
 pub(crate) mod codec;
 pub mod config;

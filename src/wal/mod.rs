@@ -307,26 +307,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Freed in the background: a purge after a snapshot drops thousands of entries and every
         // command in them, 0.2-0.3 s of work at 256 clients. On this task (openraft's RaftCore,
         // which every write waits on) it stalled every client at once (performance.md).
-        in_background("cairn-wal-free", move || drop(purged)).map_err(|e| StorageIOError::write_logs(&e))?;
+        crate::cleanup::in_background(move || drop(purged)).map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
-}
-
-/// Runs `work` on a thread of its own at the lowest CPU priority (nice 19), for cleanup that
-/// nothing waits on: on a busy node it then takes only CPU the requests leave.
-pub(crate) fn in_background(name: &str, work: impl FnOnce() + Send + 'static) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            // SAFETY: plain syscalls with no pointers; on Linux, PRIO_PROCESS with a thread id
-            // sets that thread's priority only. A failure leaves the default priority.
-            unsafe {
-                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                libc::setpriority(libc::PRIO_PROCESS, tid, 19);
-            }
-            work()
-        })
-        .map(drop)
 }
 
 #[cfg(test)]
